@@ -1,0 +1,412 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// Method is how capsrec hooks the kernel's capability checks.
+type Method string
+
+const (
+	MethodAuto       Method = "auto"
+	MethodTracepoint Method = "tracepoint"
+	MethodFexit      Method = "fexit"
+	MethodKprobe     Method = "kprobe"
+)
+
+// Methods lists the concrete methods in the order auto tries them.
+var Methods = []Method{MethodTracepoint, MethodFexit, MethodKprobe}
+
+// ParseMethod accepts auto, tracepoint, fexit or kprobe.
+func ParseMethod(s string) (Method, error) {
+	switch m := Method(strings.ToLower(s)); m {
+	case MethodAuto, MethodTracepoint, MethodFexit, MethodKprobe:
+		return m, nil
+	}
+	return "", fmt.Errorf("unknown attach method %q (want auto, tracepoint, fexit or kprobe)", s)
+}
+
+// Record and map layout constants shared with capsrec.h.
+const (
+	EventCap  = 1
+	EventExec = 2
+	EventFork = 3
+	EventExit = 4
+
+	NSCount = 10
+)
+
+// Go names for the records of capsrec.h.
+type (
+	CapEvent    = capsrecCapEvent
+	ExecEvent   = capsrecExecEvent
+	ForkEvent   = capsrecForkEvent
+	ExitEvent   = capsrecExitEvent
+	EventHeader = capsrecEventHeader
+)
+
+// Verdict filters applied in the kernel.
+const (
+	VerdictAll     = 0
+	VerdictGranted = 1
+	VerdictDenied  = 2
+)
+
+// Config is what the programs are specialised with before load.
+type Config struct {
+	SelfTgid uint32
+	// CapMask has bit n set to keep CAP n; zero means every capability.
+	CapMask uint64
+	Verdict uint8
+	Pids    []uint32
+	Comm    string
+	// WakeupBytes batches reader wake-ups: the kernel wakes the reader only once
+	// this much data waits, and the reader polls for the rest. 0 wakes per record.
+	WakeupBytes uint32
+	// RingBufferSize in bytes, a power of two multiple of the page size; 0 keeps 8 MiB.
+	RingBufferSize uint32
+	// TrackProcesses attaches the exec/fork/exit programs that feed the process cache.
+	TrackProcesses bool
+	// KernelBTF replaces /sys/kernel/btf/vmlinux (--btf) for CO-RE relocations.
+	KernelBTF *btf.Spec
+}
+
+// Stats are the kernel-side counters, summed over CPUs.
+type Stats struct {
+	Seen, Filtered, Lost, LostProcess, MissedReturns uint64
+}
+
+// Session is a loaded and attached set of programs. Close detaches and frees all of it.
+type Session struct {
+	Method Method
+	coll   *ebpf.Collection
+	links  []link.Link
+	// SyscallFromPtRegs tells whether bpf_task_pt_regs was used (5.15+) or the stack layout.
+	SyscallFromPtRegs bool
+}
+
+// ErrMethodUnavailable wraps every reason a method cannot be used on this kernel.
+var ErrMethodUnavailable = errors.New("attach method unavailable")
+
+var capProgram = map[Method][]string{
+	MethodTracepoint: {"tp_cap_capable"},
+	MethodFexit:      {"fexit_cap_capable"},
+	MethodKprobe:     {"kprobe_cap_capable", "kretprobe_cap_capable"},
+}
+
+var processPrograms = []string{"sched_process_exec", "sched_process_fork", "sched_process_exit"}
+
+// Open loads the programs for method and attaches them. With MethodAuto it
+// tries each method in order and keeps the first that loads and attaches; the
+// errors of those it passed over are joined into the error if none works.
+func Open(cfg Config, method Method) (*Session, error) {
+	kernel, err := kernelSpec(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if method != MethodAuto {
+		return open(cfg, kernel, method)
+	}
+	var errs []error
+	for _, m := range Methods {
+		s, err := open(cfg, kernel, m)
+		if err == nil {
+			return s, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, fmt.Errorf("no attach method works on this kernel: %w", errors.Join(errs...))
+}
+
+func kernelSpec(cfg Config) (*btf.Spec, error) {
+	if cfg.KernelBTF != nil {
+		return cfg.KernelBTF, nil
+	}
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("kernel BTF not found (%w): capsrec needs /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF) or a BTF file given with --btf", err)
+	}
+	return spec, nil
+}
+
+// Check tells whether method can be used here by loading and attaching it, then detaching.
+func Check(cfg Config, method Method) error {
+	s, err := Open(cfg, method)
+	if err != nil {
+		return err
+	}
+	return s.Close()
+}
+
+// UnavailableError says why a method cannot be used here.
+type UnavailableError struct {
+	Method Method
+	Reason string
+}
+
+func (e *UnavailableError) Error() string { return string(e.Method) + ": " + e.Reason }
+
+// Is makes every UnavailableError match ErrMethodUnavailable.
+func (e *UnavailableError) Is(target error) bool { return target == ErrMethodUnavailable }
+
+func unavailable(m Method, format string, args ...any) error {
+	return &UnavailableError{Method: m, Reason: fmt.Sprintf(format, args...)}
+}
+
+func open(cfg Config, kernel *btf.Spec, method Method) (_ *Session, err error) {
+	if err := precheck(kernel, method); err != nil {
+		return nil, err
+	}
+	spec, err := loadCapsrec()
+	if err != nil {
+		return nil, fmt.Errorf("reading the embedded BPF object: %w", err)
+	}
+	keep := map[string]bool{}
+	for _, p := range capProgram[method] {
+		keep[p] = true
+	}
+	if cfg.TrackProcesses {
+		for _, p := range processPrograms {
+			keep[p] = true
+		}
+	}
+	for name := range spec.Programs {
+		if !keep[name] {
+			delete(spec.Programs, name)
+		}
+	}
+	if method != MethodKprobe {
+		delete(spec.Maps, "kprobe_args")
+	}
+	ptRegs := hasHelper(kernel, "BPF_FUNC_task_pt_regs")
+	if err := configure(spec, cfg, ptRegs); err != nil {
+		return nil, err
+	}
+
+	opts := ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: cfg.KernelBTF}}
+	coll, err := ebpf.NewCollectionWithOptions(spec, opts)
+	if errors.Is(err, unix.EPERM) && method == MethodFexit {
+		return nil, unavailable(method, "the kernel refuses to load fexit programs (EPERM: BPF trampolines are disabled or locked down here)")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: loading BPF programs: %w", method, err)
+	}
+	s := &Session{Method: method, coll: coll, SyscallFromPtRegs: ptRegs}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if len(cfg.Pids) > 0 {
+		one := uint8(1)
+		for _, pid := range cfg.Pids {
+			if err := coll.Maps["pid_filter"].Put(pid, one); err != nil {
+				return nil, fmt.Errorf("filling the pid filter: %w", err)
+			}
+		}
+	}
+	if err := s.attach(method, cfg.TrackProcesses); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// precheck turns the common reasons a method cannot work into one clear line before
+// the verifier or the attach would give a murkier one.
+func precheck(kernel *btf.Spec, method Method) error {
+	switch method {
+	case MethodTracepoint:
+		var td *btf.Typedef
+		if err := kernel.TypeByName("btf_trace_cap_capable", &td); err != nil {
+			return unavailable(method, "this kernel has no tracepoint capability:cap_capable (it appeared in 6.13); use --attach fexit or kprobe")
+		}
+	case MethodFexit, MethodKprobe:
+		var fn *btf.Func
+		if err := kernel.TypeByName("cap_capable", &fn); err != nil {
+			return unavailable(method, "the kernel's BTF has no function cap_capable")
+		}
+	}
+	return nil
+}
+
+func hasHelper(kernel *btf.Spec, name string) bool {
+	var e *btf.Enum
+	if err := kernel.TypeByName("bpf_func_id", &e); err != nil {
+		return false
+	}
+	for _, v := range e.Values {
+		if v.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func configure(spec *ebpf.CollectionSpec, cfg Config, ptRegs bool) error {
+	capMask := cfg.CapMask
+	if capMask == 0 {
+		capMask = ^uint64(0)
+	}
+	var comm [16]byte
+	if len(cfg.Comm) > 15 {
+		return fmt.Errorf("--comm %q is longer than the kernel's 15-character comm", cfg.Comm)
+	}
+	copy(comm[:], cfg.Comm)
+	vars := map[string]any{
+		"self_tgid":        cfg.SelfTgid,
+		"cap_mask":         capMask,
+		"verdict_filter":   cfg.Verdict,
+		"filter_pids":      boolByte(len(cfg.Pids) > 0),
+		"filter_comm":      boolByte(cfg.Comm != ""),
+		"comm_filter":      comm,
+		"has_task_pt_regs": boolByte(ptRegs),
+		"track_processes":  boolByte(cfg.TrackProcesses),
+		"wakeup_bytes":     cfg.WakeupBytes,
+	}
+	for name, v := range vars {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("BPF object lacks variable %s", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
+	if cfg.RingBufferSize != 0 {
+		spec.Maps["events"].MaxEntries = cfg.RingBufferSize
+	}
+	return nil
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (s *Session) attach(method Method, trackProcesses bool) error {
+	add := func(l link.Link, err error, what string) error {
+		if method == MethodKprobe && errors.Is(err, os.ErrNotExist) {
+			return unavailable(method, "this kernel has no kprobes (CONFIG_KPROBES is off: no kprobe PMU, no tracefs kprobe_events)")
+		}
+		if err != nil {
+			return unavailable(method, "attaching %s: %v", what, err)
+		}
+		s.links = append(s.links, l)
+		return nil
+	}
+	tracing := func(name string) error {
+		l, err := link.AttachTracing(link.TracingOptions{Program: s.coll.Programs[name]})
+		return add(l, err, name)
+	}
+	// Process tracking first: a check must never arrive before the exec that explains it.
+	if trackProcesses {
+		for _, p := range processPrograms {
+			if err := tracing(p); err != nil {
+				return err
+			}
+		}
+	}
+	switch method {
+	case MethodTracepoint:
+		return tracing("tp_cap_capable")
+	case MethodFexit:
+		return tracing("fexit_cap_capable")
+	case MethodKprobe:
+		l, err := link.Kprobe("cap_capable", s.coll.Programs["kprobe_cap_capable"], nil)
+		if err := add(l, err, "kprobe cap_capable"); err != nil {
+			return err
+		}
+		l, err = link.Kretprobe("cap_capable", s.coll.Programs["kretprobe_cap_capable"], &link.KprobeOptions{RetprobeMaxActive: 4096})
+		if errors.Is(err, link.ErrNotSupported) || errors.Is(err, os.ErrNotExist) {
+			// maxactive needs the tracefs kprobe interface; the PMU one uses the kernel default.
+			l, err = link.Kretprobe("cap_capable", s.coll.Programs["kretprobe_cap_capable"], nil)
+		}
+		return add(l, err, "kretprobe cap_capable")
+	}
+	return fmt.Errorf("unknown attach method %q", method)
+}
+
+// Events is the ring buffer the programs write to.
+func (s *Session) Events() *ebpf.Map { return s.coll.Maps["events"] }
+
+// Stats sums the kernel's per-CPU counters.
+func (s *Session) Stats() (Stats, error) {
+	var st Stats
+	dst := []*uint64{&st.Seen, &st.Filtered, &st.Lost, &st.LostProcess, &st.MissedReturns}
+	for i, p := range dst {
+		var perCPU []uint64
+		if err := s.coll.Maps["stats"].Lookup(uint32(i), &perCPU); err != nil {
+			return st, fmt.Errorf("reading BPF stats: %w", err)
+		}
+		for _, v := range perCPU {
+			*p += v
+		}
+	}
+	return st, nil
+}
+
+// Detach removes every hook, so no new record arrives, and keeps the maps for a last drain.
+func (s *Session) Detach() error {
+	var errs []error
+	for _, l := range s.links {
+		if err := l.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.links = nil
+	return errors.Join(errs...)
+}
+
+// Close detaches every link and frees every program and map. Safe to call twice.
+func (s *Session) Close() error {
+	err := s.Detach()
+	if s.coll != nil {
+		s.coll.Close()
+		s.coll = nil
+	}
+	return err
+}
+
+// OptsKind tells how to read cap_capable's 4th argument on this kernel, from
+// its BTF rather than the version number, since distributions backport.
+type OptsKind int
+
+const (
+	OptsUnknown OptsKind = iota
+	// OptsBitmask: unsigned int opts with CAP_OPT_NOAUDIT and CAP_OPT_INSETID (5.1+).
+	OptsBitmask
+	// OptsAuditInt: int audit, SECURITY_CAP_AUDIT (1) or SECURITY_CAP_NOAUDIT (0).
+	OptsAuditInt
+)
+
+// CapCapableOpts reads the name of cap_capable's 4th parameter from the kernel's BTF.
+func CapCapableOpts(kernel *btf.Spec) OptsKind {
+	var fn *btf.Func
+	if kernel == nil || kernel.TypeByName("cap_capable", &fn) != nil {
+		return OptsUnknown
+	}
+	proto, ok := fn.Type.(*btf.FuncProto)
+	if !ok || len(proto.Params) < 4 {
+		return OptsUnknown
+	}
+	switch proto.Params[3].Name {
+	case "opts":
+		return OptsBitmask
+	case "audit":
+		return OptsAuditInt
+	}
+	return OptsUnknown
+}
+
+// KernelSpec is the BTF the programs are relocated against: the --btf file or the running kernel's.
+func KernelSpec(cfg Config) (*btf.Spec, error) { return kernelSpec(cfg) }

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/mattn/go-isatty"
+	"github.com/urfave/cli/v2"
+
+	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/filter"
+	"github.com/capsrec/capsrec/output"
+	"github.com/capsrec/capsrec/recorder"
+)
+
+var recordCommand = &cli.Command{
+	Name:  "record",
+	Usage: "print every capability check the kernel makes, as it happens",
+	UsageText: `capsrec record [flags]
+
+   sudo capsrec record --cap syslog --denied
+   sudo capsrec record -o json | jq 'select(.process_kprobe.return.int_arg < 0)'
+   sudo capsrec record --binary dmesg --unique --duration 30s`,
+	Flags: []cli.Flag{
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: output.FormatCompact, Usage: "compact (one colored line per check) or json (Tetragon's process_kprobe events, one per line)"},
+		&cli.StringFlag{Name: "color", Value: "auto", Usage: "auto, always or never; auto colors a terminal unless NO_COLOR is set"},
+		&cli.StringFlag{Name: "attach", Value: string(bpf.MethodAuto), Usage: "auto, tracepoint, fexit or kprobe; auto takes the first that works, in that order"},
+		&cli.IntSliceFlag{Name: "pid", Usage: "only checks of this process (thread group id); repeatable"},
+		&cli.StringFlag{Name: "comm", Usage: "only checks of tasks with this comm (the kernel's 15-character name)"},
+		&cli.StringSliceFlag{Name: "binary", Usage: "only checks of this binary: a base name or glob (dmesg, ip*), or a path or path glob (/usr/bin/*); repeatable"},
+		&cli.StringSliceFlag{Name: "cap", Usage: "only this capability: CAP_SYSLOG, SYSLOG, syslog or 34; repeatable or comma-separated"},
+		&cli.BoolFlag{Name: "denied", Usage: "only denied checks"},
+		&cli.BoolFlag{Name: "granted", Usage: "only granted checks"},
+		&cli.BoolFlag{Name: "unique", Usage: "print each binary + capability + verdict once"},
+		&cli.DurationFlag{Name: "duration", Usage: "stop after this long (e.g. 30s); 0 runs until Ctrl-C"},
+		&cli.IntFlag{Name: "count", Usage: "stop after printing this many checks; 0 means no limit"},
+		&cli.StringFlag{Name: "ready-file", Usage: "write this file once the hooks are attached (for scripts)"},
+		&cli.IntFlag{Name: "ring-buffer", Value: 8192, Usage: "ring buffer size in KiB, a power of two of at least 4"},
+	},
+	Action: runRecord,
+}
+
+// recordStats are the user-space counts the summary line adds to the kernel's.
+type recordStats struct {
+	printed, filtered uint64
+}
+
+func runRecord(c *cli.Context) error {
+	format := c.String("output")
+	if err := output.CheckFormat(format); err != nil {
+		return err
+	}
+	stdoutTTY := isatty.IsTerminal(os.Stdout.Fd())
+	colored, err := output.UseColor(c.String("color"), stdoutTTY, os.Getenv("NO_COLOR") != "")
+	if err != nil {
+		return err
+	}
+	method, err := bpf.ParseMethod(c.String("attach"))
+	if err != nil {
+		return fmt.Errorf("--attach: %w", err)
+	}
+	if c.NArg() > 0 {
+		return fmt.Errorf("record takes no arguments, got %q (filters are flags: --pid, --binary, ...)", c.Args().First())
+	}
+	count, duration := c.Int("count"), c.Duration("duration")
+	if count < 0 {
+		return fmt.Errorf("--count %d: want 0 or more", count)
+	}
+	if duration < 0 {
+		return fmt.Errorf("--duration %s: want 0 or more", duration)
+	}
+	ringKiB := c.Int("ring-buffer")
+	if ringKiB < 4 || ringKiB > 1<<20 || ringKiB&(ringKiB-1) != 0 {
+		return fmt.Errorf("--ring-buffer %d: want a power of two between 4 and 1048576 (KiB)", ringKiB)
+	}
+	cfg := bpf.Config{
+		SelfTgid:       uint32(os.Getpid()),
+		TrackProcesses: true,
+		RingBufferSize: uint32(ringKiB) << 10,
+		// Wake the reader at an eighth full; below that it polls every 25 ms.
+		WakeupBytes: uint32(ringKiB) << 10 / 8,
+	}
+	flt, err := filter.New(filter.Options{
+		Pids:     c.IntSlice("pid"),
+		Comm:     c.String("comm"),
+		Binaries: c.StringSlice("binary"),
+		Caps:     c.StringSlice("cap"),
+		Denied:   c.Bool("denied"),
+		Granted:  c.Bool("granted"),
+		Unique:   c.Bool("unique"),
+	}, &cfg)
+	if err != nil {
+		return err
+	}
+	if err := loadBTFFlag(c, &cfg); err != nil {
+		return err
+	}
+	if err := needRoot("record"); err != nil {
+		return err
+	}
+
+	// Signals first: a Ctrl-C during start-up still detaches cleanly.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// A closed stdout (| head) becomes EPIPE on write instead of killing us mid-attach.
+	signal.Ignore(syscall.SIGPIPE)
+	if duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, duration)
+		defer cancel()
+	}
+
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("lifting RLIMIT_MEMLOCK for BPF maps: %w", err)
+	}
+	sess, err := bpf.Open(cfg, method)
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	kernel, err := bpf.KernelSpec(cfg)
+	if err != nil {
+		return err
+	}
+	rec, err := recorder.New(sess, recorder.Options{Node: nodeName(c), OptsKind: bpf.CapCapableOpts(kernel)})
+	if err != nil {
+		return err
+	}
+	if method == bpf.MethodAuto {
+		fmt.Fprintf(c.App.ErrWriter, "capsrec: attached with %s\n", sess.Method)
+	}
+	if err := writeReadyFile(c.String("ready-file")); err != nil {
+		return err
+	}
+
+	var w output.Writer
+	if format == output.FormatJSON {
+		w = output.NewJSON(c.App.Writer, nodeName(c), recorder.HostNamespaces())
+	} else {
+		if stdoutTTY {
+			fmt.Fprintln(c.App.Writer, output.Header)
+		}
+		w = output.NewCompact(c.App.Writer, colored)
+	}
+
+	var st recordStats
+	handle := func(ch *recorder.Check) error {
+		if !flt.Keep(ch) {
+			st.filtered++
+			return nil
+		}
+		if err := w.Write(ch); err != nil {
+			return err
+		}
+		st.printed++
+		if count > 0 && st.printed >= uint64(count) {
+			return recorder.ErrStop
+		}
+		return nil
+	}
+	runErr := rec.Run(ctx, handle, w.Flush)
+	if runErr == nil {
+		runErr = w.Flush()
+	}
+	if errors.Is(runErr, syscall.EPIPE) {
+		runErr = nil // the reader went away (| head): a normal end
+	}
+	kstats, err := sess.Stats()
+	if err != nil {
+		return errors.Join(runErr, err)
+	}
+	fmt.Fprintln(c.App.ErrWriter, summaryLine(kstats, st))
+	return runErr
+}
+
+func summaryLine(k bpf.Stats, u recordStats) string {
+	filtered := k.Filtered + u.filtered
+	s := fmt.Sprintf("capsrec: %d checks seen, %d printed, %d filtered, %d lost", k.Seen, u.printed, filtered, k.Lost)
+	if unread := int64(k.Seen) - int64(u.printed+filtered+k.Lost); unread > 0 {
+		s += fmt.Sprintf(", %d not read (stopped early)", unread)
+	}
+	if k.LostProcess > 0 {
+		s += fmt.Sprintf("; %d exec/fork/exit records lost (those processes show less)", k.LostProcess)
+	}
+	if k.MissedReturns > 0 {
+		s += fmt.Sprintf("; %d kretprobe returns missed", k.MissedReturns)
+	}
+	return s
+}
+
+func loadBTFFlag(c *cli.Context, cfg *bpf.Config) error {
+	path := c.String("btf")
+	if path == "" {
+		return nil
+	}
+	spec, err := btf.LoadSpec(path)
+	if err != nil {
+		return fmt.Errorf("--btf %s: %w", path, err)
+	}
+	cfg.KernelBTF = spec
+	return nil
+}
+
+func needRoot(cmd string) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("%s needs root (to load BPF programs): run it with sudo", cmd)
+	}
+	return nil
+}
+
+// writeReadyFile writes atomically, so that a script polling for it never reads half of it.
+func writeReadyFile(path string) error {
+	if path == "" {
+		return nil
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".capsrec-ready-*")
+	if err != nil {
+		return fmt.Errorf("--ready-file: %w", err)
+	}
+	_, err = fmt.Fprintf(tmp, "%d\n", os.Getpid())
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("--ready-file: %w", err)
+	}
+	return nil
+}
+

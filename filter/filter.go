@@ -1,0 +1,116 @@
+// Package filter decides which checks are printed: the parts the kernel can
+// decide become BPF configuration, the rest run in user space.
+package filter
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/caps"
+	"github.com/capsrec/capsrec/recorder"
+)
+
+// Options are capsrec record's filter flags.
+type Options struct {
+	Pids     []int
+	Comm     string
+	Binaries []string // exact path or glob when it holds a '/', else the base name or a glob on it
+	Caps     []string // any spelling caps.Parse takes
+	Denied   bool
+	Granted  bool
+	Unique   bool // each binary + capability + verdict once (per container)
+}
+
+// Filter is the user-space half.
+type Filter struct {
+	binaries []string
+	unique   bool
+	seen     map[uniqueKey]struct{}
+}
+
+type uniqueKey struct {
+	binary, container string
+	cap               int32
+	granted           bool
+}
+
+// New validates opts and splits them into the kernel's half (written into cfg)
+// and the user-space Filter.
+func New(opts Options, cfg *bpf.Config) (*Filter, error) {
+	if opts.Denied && opts.Granted {
+		return nil, errors.New("--denied and --granted exclude each other: give at most one")
+	}
+	switch {
+	case opts.Denied:
+		cfg.Verdict = bpf.VerdictDenied
+	case opts.Granted:
+		cfg.Verdict = bpf.VerdictGranted
+	}
+	for _, p := range opts.Pids {
+		if p <= 0 || p > 1<<22 {
+			return nil, fmt.Errorf("--pid %d is not a process id", p)
+		}
+		cfg.Pids = append(cfg.Pids, uint32(p))
+	}
+	if len(opts.Comm) > 15 {
+		return nil, fmt.Errorf("--comm %q is longer than the 15 characters the kernel keeps", opts.Comm)
+	}
+	cfg.Comm = opts.Comm
+	for _, s := range opts.Caps {
+		for part := range strings.SplitSeq(s, ",") {
+			v, err := caps.Parse(part)
+			if err != nil {
+				return nil, fmt.Errorf("--cap: %w", err)
+			}
+			cfg.CapMask |= 1 << uint(v)
+		}
+	}
+	for _, b := range opts.Binaries {
+		if _, err := path.Match(b, ""); err != nil || b == "" {
+			return nil, fmt.Errorf("--binary %q is not a path or glob", b)
+		}
+	}
+	f := &Filter{binaries: opts.Binaries, unique: opts.Unique}
+	if opts.Unique {
+		f.seen = map[uniqueKey]struct{}{}
+	}
+	return f, nil
+}
+
+// Keep tells whether c passes the user-space filters; with --unique it also
+// remembers c, so that the next check of the same kind does not pass.
+func (f *Filter) Keep(c *recorder.Check) bool {
+	if len(f.binaries) > 0 && !f.binaryMatches(c.Process.Binary) {
+		return false
+	}
+	if f.unique {
+		k := uniqueKey{binary: c.Process.Binary, cap: c.Cap, granted: c.Granted()}
+		if k.binary == "" {
+			k.binary = c.Comm
+		}
+		if c.Container != nil {
+			k.container = c.Container.ID
+		}
+		if _, dup := f.seen[k]; dup {
+			return false
+		}
+		f.seen[k] = struct{}{}
+	}
+	return true
+}
+
+func (f *Filter) binaryMatches(binary string) bool {
+	for _, pat := range f.binaries {
+		subject := binary
+		if !strings.Contains(pat, "/") {
+			subject = path.Base(binary)
+		}
+		if ok, _ := path.Match(pat, subject); ok {
+			return true
+		}
+	}
+	return false
+}

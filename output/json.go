@@ -1,0 +1,231 @@
+package output
+
+import (
+	"bufio"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+
+	"github.com/capsrec/capsrec/caps"
+	"github.com/capsrec/capsrec/recorder"
+	"github.com/capsrec/capsrec/syscalls"
+)
+
+// PolicyName is what capsrec puts in Tetragon's policy_name.
+const PolicyName = "capsrec"
+
+// JSON writes one Tetragon process_kprobe event per line.
+type JSON struct {
+	w      *bufio.Writer
+	node   string
+	hostNS [len(recorder.NSNames)]uint32
+	buf    []byte
+	// The parts of a process object that never change, by Process (immutable).
+	frags map[*recorder.Process][]byte
+	sets  map[uint64][]byte
+}
+
+// maxCachedProcesses bounds the fragment cache; past it the cache starts over.
+const maxCachedProcesses = 8192
+
+// NewJSON writes to w; hostNS are the host's namespace inums, for is_host.
+func NewJSON(w io.Writer, node string, hostNS [len(recorder.NSNames)]uint32) *JSON {
+	return &JSON{w: bufio.NewWriterSize(w, 64<<10), node: node, hostNS: hostNS,
+		frags: map[*recorder.Process][]byte{}, sets: map[uint64][]byte{}}
+}
+
+// Write encodes one check.
+func (j *JSON) Write(c *recorder.Check) error {
+	j.buf = j.Append(j.buf[:0], c)
+	j.buf = append(j.buf, '\n')
+	_, err := j.w.Write(j.buf)
+	return err
+}
+
+// Flush writes out what is buffered.
+func (j *JSON) Flush() error { return j.w.Flush() }
+
+// Append encodes c without a newline.
+func (j *JSON) Append(b []byte, c *recorder.Check) []byte {
+	b = append(b, `{"process_kprobe":{"process":{`...)
+	b = append(b, j.fragment(c.Process)...)
+	b = appendUint(b, true, "uid", uint64(c.UID))
+	b = appendUint(b, true, "tid", uint64(c.Tid))
+	b = j.appendContainer(b, c.Container, c.NsPid)
+	b = j.appendNamespaces(b, &c.NS)
+	if c.CapPermitted|c.CapEffective|c.CapInheritable != 0 {
+		b = append(b, `,"cap":{`...)
+		b = j.appendSet(b, false, "permitted", c.CapPermitted)
+		b = j.appendSet(b, c.CapPermitted != 0, "effective", c.CapEffective)
+		b = j.appendSet(b, c.CapPermitted|c.CapEffective != 0, "inheritable", c.CapInheritable)
+		b = append(b, '}')
+	}
+	b = append(b, '}')
+	if p := c.Parent; p != nil {
+		b = append(b, `,"parent":{`...)
+		b = append(b, j.fragment(p)...)
+		b = appendUint(b, true, "uid", uint64(p.UID))
+		b = appendUint(b, true, "tid", uint64(p.Tgid))
+		b = j.appendContainer(b, c.Container, 0)
+		b = append(b, '}')
+	}
+	b = append(b, `,"function_name":"cap_capable","args":[{"user_ns_arg":{`...)
+	b = appendUint(b, false, "level", uint64(c.TargetNS.Level))
+	b = appendUint(b, true, "uid", uint64(c.TargetNS.UID))
+	b = appendUint(b, true, "gid", uint64(c.TargetNS.GID))
+	b = append(b, `,"ns":`...)
+	b = j.appendNS(b, c.TargetNS.Inum, recorder.NSUser)
+	b = append(b, `}},{"capability_arg":{`...)
+	b = appendInt(b, false, "value", int64(c.Cap))
+	b = appendStr(b, true, "name", caps.Name(int(c.Cap)))
+	b = append(b, `}}],"return":{`...)
+	b = appendInt(b, false, "int_arg", int64(c.Ret))
+	b = append(b, `},"action":"KPROBE_ACTION_POST","policy_name":"`+PolicyName+`","capsrec":{`...)
+	b = appendStr(b, false, "attach", string(c.Method))
+	b = appendInt(b, true, "syscall", int64(c.Syscall))
+	if name := syscalls.Name(c.Syscall); name != "" {
+		b = appendStr(b, true, "syscall_name", name)
+	}
+	b = appendBool(b, true, "override_creds", c.OverrideCreds)
+	if c.AuditKnown {
+		b = appendBool(b, true, "audit", c.Audit)
+		b = appendBool(b, true, "insetid", c.InSetID)
+	}
+	b = appendStr(b, true, "comm", c.Comm)
+	b = appendUint(b, true, "euid", uint64(c.EUID))
+	b = appendUint(b, true, "gid", uint64(c.GID))
+	b = appendUint(b, true, "cgroup_id", c.CgroupID)
+	b = appendStr(b, true, "cgroup_name", c.CgroupName)
+	b = append(b, `}},"node_name":`...)
+	b = appendString(b, j.node)
+	b = append(b, `,"time":`...)
+	b = appendTimestamp(b, c.Time)
+	return append(b, '}')
+}
+
+func (j *JSON) fragment(p *recorder.Process) []byte {
+	if f, ok := j.frags[p]; ok {
+		return f
+	}
+	if len(j.frags) >= maxCachedProcesses {
+		clear(j.frags)
+	}
+	var b []byte
+	b = appendStr(b, false, "exec_id", p.ExecID)
+	b = appendUint(b, true, "pid", uint64(p.Tgid))
+	if p.Cwd != "" {
+		b = appendStr(b, true, "cwd", p.Cwd)
+	}
+	if p.Binary != "" {
+		b = appendStr(b, true, "binary", p.Binary)
+	}
+	if p.Arguments != "" {
+		b = appendStr(b, true, "arguments", p.Arguments)
+	}
+	if p.Flags != "" {
+		b = appendStr(b, true, "flags", p.Flags)
+	}
+	b = appendKey(b, true, "start_time")
+	b = appendTimestamp(b, p.StartTime)
+	b = appendUint(b, true, "auid", uint64(p.AUID))
+	if p.ParentExecID != "" {
+		b = appendStr(b, true, "parent_exec_id", p.ParentExecID)
+	}
+	j.frags[p] = b
+	return b
+}
+
+func (j *JSON) appendNS(b []byte, inum uint32, idx int) []byte {
+	b = append(b, `{"inum":`...)
+	b = strconv.AppendUint(b, uint64(inum), 10)
+	if inum != 0 && inum == j.hostNS[idx] {
+		b = append(b, `,"is_host":true`...)
+	}
+	return append(b, '}')
+}
+
+func (j *JSON) appendNamespaces(b []byte, ns *[len(recorder.NSNames)]uint32) []byte {
+	b = append(b, `,"ns":{`...)
+	for i, name := range recorder.NSNames {
+		b = appendKey(b, i > 0, name)
+		b = j.appendNS(b, ns[i], i)
+	}
+	return append(b, '}')
+}
+
+// appendSet writes a capability set as Tetragon does: names, omitted when empty.
+func (j *JSON) appendSet(b []byte, comma bool, key string, set uint64) []byte {
+	if set == 0 {
+		return b
+	}
+	names, ok := j.sets[set]
+	if !ok {
+		names = append(names, '[')
+		for i, n := range caps.Set(set).Names() {
+			if i > 0 {
+				names = append(names, ',')
+			}
+			names = appendString(names, n)
+		}
+		names = append(names, ']')
+		if len(j.sets) < 1024 {
+			j.sets[set] = names
+		}
+	}
+	return append(appendKey(b, comma, key), names...)
+}
+
+// appendContainer writes Tetragon's pod and docker fields; nsPid 0 leaves out container.pid.
+func (j *JSON) appendContainer(b []byte, ctr *recorder.Container, nsPid uint32) []byte {
+	if ctr == nil {
+		return b
+	}
+	if pod := ctr.Pod; pod != nil {
+		b = append(b, `,"pod":{`...)
+		b = appendStr(b, false, "namespace", pod.Namespace)
+		b = appendStr(b, true, "name", pod.Name)
+		if pod.UID != "" {
+			b = appendStr(b, true, "uid", pod.UID)
+		}
+		b = append(b, `,"container":{`...)
+		b = appendStr(b, false, "id", ctr.Runtime+"://"+ctr.ID)
+		b = appendStr(b, true, "name", ctr.Name)
+		b = append(b, `,"image":{`...)
+		b = appendStr(b, false, "id", ctr.ImageID)
+		b = appendStr(b, true, "name", ctr.ImageName)
+		b = append(b, '}')
+		if !ctr.StartTime.IsZero() {
+			b = appendKey(b, true, "start_time")
+			b = appendTimestamp(b, ctr.StartTime)
+		}
+		if nsPid != 0 {
+			b = appendUint(b, true, "pid", uint64(nsPid))
+		}
+		b = append(b, '}')
+		if len(pod.Labels) > 0 {
+			b = append(b, `,"pod_labels":{`...)
+			for i, k := range sortedKeys(pod.Labels) {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = appendString(b, k)
+				b = append(b, ':')
+				b = appendString(b, pod.Labels[k])
+			}
+			b = append(b, '}')
+		}
+		if pod.Workload != "" {
+			b = appendStr(b, true, "workload", pod.Workload)
+			b = appendStr(b, true, "workload_kind", pod.WorkloadKind)
+		}
+		b = append(b, '}')
+	}
+	id := ctr.ID
+	if len(id) > 31 {
+		id = id[:31]
+	}
+	return appendStr(b, true, "docker", id)
+}
+
+func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }

@@ -1,0 +1,91 @@
+// Package recorder reads capability checks from the kernel, decodes them and
+// joins each to the process that made it through a process cache.
+package recorder
+
+import (
+	"time"
+
+	"github.com/capsrec/capsrec/bpf"
+)
+
+// Namespace indexes of Check.NS, in the order of capsrec.h's enum ns_index.
+const (
+	NSUts = iota
+	NSIpc
+	NSMnt
+	NSPid
+	NSPidForChildren
+	NSNet
+	NSTime
+	NSTimeForChildren
+	NSCgroup
+	NSUser
+)
+
+// NSNames are Tetragon's names for the namespaces, indexed like Check.NS.
+var NSNames = [bpf.NSCount]string{"uts", "ipc", "mnt", "pid", "pid_for_children", "net", "time", "time_for_children", "cgroup", "user"}
+
+// UserNS is the user namespace a capability was checked against.
+type UserNS struct {
+	Level, UID, GID, Inum uint32
+}
+
+// Check is one decoded cap_capable call.
+type Check struct {
+	Time  time.Time // wall clock, UTC
+	Ktime uint64    // CLOCK_BOOTTIME ns
+
+	Process *Process // never nil: a stand-in is made when nothing is known
+	Parent  *Process // nil when the parent is unknown
+
+	Tid   uint32
+	NsPid uint32 // the process's pid in its own pid namespace
+	UID   uint32
+	GID   uint32
+	EUID  uint32
+	AUID  uint32
+	Comm  string
+
+	Cap int32
+	Ret int32 // 0 granted, negative denied
+
+	// Audit is whether the kernel would audit the check (not CAP_OPT_NOAUDIT);
+	// AuditKnown is false on the tracepoint, which does not pass opts.
+	Audit, AuditKnown bool
+	InSetID           bool
+	Method            bpf.Method
+	OverrideCreds     bool
+	Syscall           int32 // -1 when unknown or not in a syscall
+
+	TargetNS UserNS
+	NS       [bpf.NSCount]uint32
+
+	CapEffective, CapPermitted, CapInheritable uint64
+
+	CgroupID   uint64
+	CgroupName string
+
+	// Container is set by enrichment for checks made inside a container.
+	Container *Container
+}
+
+// Granted reports the kernel's verdict.
+func (c *Check) Granted() bool { return c.Ret == 0 }
+
+// Container is what the container runtime says about a check's container.
+type Container struct {
+	ID        string // without the runtime prefix
+	Runtime   string // "containerd", "cri-o", "docker"
+	Name      string
+	ImageName string
+	ImageID   string
+	StartTime time.Time
+	Pod       *Pod // nil for containers outside Kubernetes
+}
+
+// Pod identifies a Kubernetes pod.
+type Pod struct {
+	Namespace, Name, UID string
+	Labels               map[string]string
+	Workload, WorkloadKind string
+}

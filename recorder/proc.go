@@ -1,0 +1,363 @@
+package recorder
+
+import (
+	"bytes"
+	"encoding/base64"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/capsrec/capsrec/bpf"
+)
+
+// Process is what capsrec knows of a process (a thread group), kept from its
+// exec, fork or a /proc read. A Process is never changed once made: an exec
+// makes a new one, so writers may cache what they derive from it by pointer.
+type Process struct {
+	Tgid, Ptgid  uint32
+	ExecID       string // base64 of "node:ktime:pid", as Tetragon makes it
+	ParentExecID string
+	Ktime        uint64 // boot-time ns of the exec (or fork, or start) ExecID is built from
+	StartBoot    uint64 // task start_boottime of the leader, to notice pid reuse
+	StartTime    time.Time
+	UID, AUID    uint32
+	Binary       string
+	Arguments    string
+	Cwd          string
+	Flags        string
+
+	exited   bool
+	exitedAt time.Time
+}
+
+// Clock turns kernel CLOCK_BOOTTIME nanoseconds into wall-clock time.
+type Clock struct{ bootEpoch int64 }
+
+// NewClock measures where boot time 0 falls on the wall clock.
+func NewClock() Clock {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
+	return Clock{bootEpoch: time.Now().UnixNano() - ts.Nano()}
+}
+
+// Wall converts boot-time ns to UTC wall time.
+func (c Clock) Wall(boot uint64) time.Time { return time.Unix(0, c.bootEpoch+int64(boot)).UTC() }
+
+// ProcCache maps tgids to Processes. Exited processes stay for a grace period,
+// so that checks and children that arrive late still find them; the map is
+// bounded, and when full the longest-exited and then arbitrary entries go.
+type ProcCache struct {
+	node    string
+	clock   Clock
+	grace   time.Duration
+	max     int
+	procs   map[uint32]*Process
+	exited  []*Process // in exit order
+	Evicted uint64     // live entries dropped because the cache was full
+	now     func() time.Time
+}
+
+// NewProcCache makes an empty cache; node names exec IDs as Tetragon's node_name does.
+func NewProcCache(node string, clock Clock, grace time.Duration, max int) *ProcCache {
+	return &ProcCache{node: node, clock: clock, grace: grace, max: max, procs: map[uint32]*Process{}, now: time.Now}
+}
+
+// Len is the number of processes held, exited ones in their grace period included.
+func (pc *ProcCache) Len() int { return len(pc.procs) }
+
+func (pc *ProcCache) execID(ktime uint64, tgid uint32) string {
+	return base64.StdEncoding.EncodeToString([]byte(pc.node + ":" + strconv.FormatUint(ktime, 10) + ":" + strconv.FormatUint(uint64(tgid), 10)))
+}
+
+func (pc *ProcCache) put(p *Process) {
+	if _, ok := pc.procs[p.Tgid]; !ok && len(pc.procs) >= pc.max {
+		pc.makeRoom()
+	}
+	pc.procs[p.Tgid] = p
+}
+
+func (pc *ProcCache) makeRoom() {
+	pc.sweep(time.Time{}, true)
+	for tgid := range pc.procs {
+		if len(pc.procs) < pc.max {
+			return
+		}
+		delete(pc.procs, tgid)
+		pc.Evicted++
+	}
+}
+
+// Sweep forgets processes whose grace period has passed.
+func (pc *ProcCache) Sweep() { pc.sweep(pc.now(), false) }
+
+func (pc *ProcCache) sweep(now time.Time, all bool) {
+	i := 0
+	for ; i < len(pc.exited); i++ {
+		p := pc.exited[i]
+		if !all && now.Sub(p.exitedAt) < pc.grace {
+			break
+		}
+		if pc.procs[p.Tgid] == p {
+			delete(pc.procs, p.Tgid)
+		}
+	}
+	pc.exited = append(pc.exited[:0], pc.exited[i:]...)
+}
+
+func flags(words ...string) string {
+	var b strings.Builder
+	for _, w := range words {
+		if w == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(w)
+	}
+	return b.String()
+}
+
+func when(cond bool, word string) string {
+	if cond {
+		return word
+	}
+	return ""
+}
+
+func cString(b []int8) string {
+	n := 0
+	for n < len(b) && b[n] != 0 {
+		n++
+	}
+	buf := make([]byte, n)
+	for i := range buf {
+		buf[i] = byte(b[i])
+	}
+	return string(buf)
+}
+
+// OnExec records a process's new program.
+func (pc *ProcCache) OnExec(ev *bpf.ExecEvent) *Process {
+	tgid := ev.Hdr.Tgid
+	prev := pc.procs[tgid]
+	n := int(ev.CwdOff)
+	cwd := ""
+	if n < len(ev.Cwd) {
+		cwd = cString(ev.Cwd[n:])
+	}
+	binary := cString(ev.Filename[:])
+	if binary != "" && !path.IsAbs(binary) && cwd != "" {
+		binary = path.Join(cwd, binary)
+	}
+	argLen := min(int(ev.ArgsLen), len(ev.Args))
+	raw := make([]byte, argLen)
+	for i := range raw {
+		raw[i] = byte(ev.Args[i])
+	}
+	p := &Process{
+		Tgid:      tgid,
+		Ptgid:     ev.Ptgid,
+		Ktime:     ev.Hdr.Ktime,
+		StartBoot: ev.StartBoottime,
+		StartTime: pc.clock.Wall(ev.Hdr.Ktime),
+		UID:       ev.Uid,
+		AUID:      ev.Auid,
+		Binary:    binary,
+		Arguments: argumentsFromArgv(raw),
+		Cwd:       cwd,
+		Flags: flags("execve", when(cwd == "/", "rootcwd"), when(prev != nil && strings.Contains(prev.Flags, "clone") && !strings.Contains(prev.Flags, "execve"), "clone"),
+			when(ev.ArgsTruncated != 0, "truncArgs"), when(ev.CwdTruncated != 0, "truncCwd")),
+	}
+	p.ExecID = pc.execID(p.Ktime, tgid)
+	if parent := pc.procs[ev.Ptgid]; parent != nil {
+		p.ParentExecID = parent.ExecID
+	}
+	pc.put(p)
+	return p
+}
+
+// argumentsFromArgv joins argv[1:] with spaces, as Tetragon's "arguments" does.
+func argumentsFromArgv(raw []byte) string {
+	raw = bytes.TrimRight(raw, "\x00")
+	parts := bytes.Split(raw, []byte{0})
+	if len(parts) <= 1 {
+		return ""
+	}
+	return string(bytes.Join(parts[1:], []byte{' '}))
+}
+
+// OnFork records a new process that runs its parent's program until it execs.
+func (pc *ProcCache) OnFork(ev *bpf.ForkEvent) *Process {
+	p := &Process{
+		Tgid:      ev.Hdr.Tgid,
+		Ptgid:     ev.Ptgid,
+		Ktime:     ev.Hdr.Ktime,
+		StartBoot: ev.StartBoottime,
+		StartTime: pc.clock.Wall(ev.Hdr.Ktime),
+		Flags:     "clone",
+	}
+	if parent := pc.procs[ev.Ptgid]; parent != nil {
+		p.ParentExecID = parent.ExecID
+		p.UID, p.AUID = parent.UID, parent.AUID
+		p.Binary, p.Arguments, p.Cwd = parent.Binary, parent.Arguments, parent.Cwd
+		p.Flags = flags("clone", when(p.Cwd == "/", "rootcwd"))
+	}
+	p.ExecID = pc.execID(p.Ktime, p.Tgid)
+	pc.put(p)
+	return p
+}
+
+// OnExit starts a process's grace period.
+func (pc *ProcCache) OnExit(tgid uint32) {
+	p := pc.procs[tgid]
+	if p == nil || p.exited {
+		return
+	}
+	p.exited = true
+	p.exitedAt = pc.now()
+	pc.exited = append(pc.exited, p)
+}
+
+// Lookup finds tgid's process; startBoot, when not 0, must match so that a
+// reused pid does not borrow a dead process's identity. On a miss it reads /proc.
+func (pc *ProcCache) Lookup(tgid uint32, startBoot uint64) *Process {
+	p := pc.procs[tgid]
+	if p != nil && sameStart(p.StartBoot, startBoot) {
+		return p
+	}
+	if p = pc.readProc(tgid); p != nil && sameStart(p.StartBoot, startBoot) {
+		pc.put(p)
+		return p
+	}
+	return nil
+}
+
+// sameStart compares start times at /proc's resolution (a tick); 0 is unknown and matches.
+func sameStart(a, b uint64) bool {
+	const tick = 1e9 / userHZ
+	return a == 0 || b == 0 || a/tick == b/tick
+}
+
+// Get returns the cached process without reading /proc.
+func (pc *ProcCache) Get(tgid uint32) *Process { return pc.procs[tgid] }
+
+// userHZ is the unit of /proc/PID/stat's starttime on Linux.
+const userHZ = 100
+
+// ScanProc fills the cache with every process that runs now, parents first
+// so that parent_exec_id resolves.
+func (pc *ProcCache) ScanProc() error {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return err
+	}
+	var found []*Process
+	for _, e := range entries {
+		pid, err := strconv.ParseUint(e.Name(), 10, 32)
+		if err != nil {
+			continue
+		}
+		if p := pc.readProc(uint32(pid)); p != nil {
+			pc.put(p)
+			found = append(found, p)
+		}
+	}
+	for _, p := range found {
+		if parent := pc.procs[p.Ptgid]; parent != nil {
+			p.ParentExecID = parent.ExecID
+		}
+	}
+	return nil
+}
+
+func (pc *ProcCache) readProc(pid uint32) *Process {
+	dir := "/proc/" + strconv.FormatUint(uint64(pid), 10)
+	stat, err := os.ReadFile(dir + "/stat")
+	if err != nil {
+		return nil
+	}
+	// comm may hold spaces and parentheses: the fields start after the last ')'.
+	end := bytes.LastIndexByte(stat, ')')
+	if end < 0 {
+		return nil
+	}
+	fields := strings.Fields(string(stat[end+1:]))
+	if len(fields) < 20 {
+		return nil
+	}
+	ppid, _ := strconv.ParseUint(fields[1], 10, 32)
+	ticks, _ := strconv.ParseUint(fields[19], 10, 64)
+	start := ticks * (1e9 / userHZ)
+	p := &Process{
+		Tgid:      pid,
+		Ptgid:     uint32(ppid),
+		Ktime:     start,
+		StartBoot: start,
+		StartTime: pc.clock.Wall(start),
+		UID:       procUID(dir),
+		AUID:      procLoginUID(dir),
+	}
+	p.Binary, _ = os.Readlink(dir + "/exe")
+	p.Binary = strings.TrimSuffix(p.Binary, " (deleted)")
+	p.Cwd, _ = os.Readlink(dir + "/cwd")
+	if cmdline, err := os.ReadFile(dir + "/cmdline"); err == nil {
+		p.Arguments = argumentsFromArgv(cmdline)
+	}
+	p.Flags = flags("procFS", when(p.Cwd == "/", "rootcwd"))
+	p.ExecID = pc.execID(p.Ktime, pid)
+	return p
+}
+
+func procUID(dir string) uint32 {
+	status, err := os.ReadFile(dir + "/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				v, _ := strconv.ParseUint(f[0], 10, 32)
+				return uint32(v)
+			}
+		}
+	}
+	return 0
+}
+
+func procLoginUID(dir string) uint32 {
+	b, err := os.ReadFile(dir + "/loginuid")
+	if err != nil {
+		return ^uint32(0)
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32)
+	if err != nil {
+		return ^uint32(0)
+	}
+	return uint32(v)
+}
+
+// HostNamespaces reads the namespace inums of PID 1, the host's, for is_host.
+// Where PID 1's are hidden (no CAP_SYS_PTRACE) capsrec's own stand in: it runs on the host.
+func HostNamespaces() [bpf.NSCount]uint32 {
+	var ns [bpf.NSCount]uint32
+	for i, name := range NSNames {
+		link, err := os.Readlink("/proc/1/ns/" + name)
+		if err != nil {
+			link, err = os.Readlink("/proc/self/ns/" + name)
+		}
+		if err != nil {
+			continue
+		}
+		// "uts:[4026531838]"
+		if open := strings.IndexByte(link, '['); open >= 0 {
+			v, _ := strconv.ParseUint(strings.TrimSuffix(link[open+1:], "]"), 10, 32)
+			ns[i] = uint32(v)
+		}
+	}
+	return ns
+}

@@ -1,0 +1,194 @@
+package recorder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/capsrec/capsrec/bpf"
+)
+
+// Options tune a Recorder.
+type Options struct {
+	Node string // names exec IDs, as Tetragon's node_name
+	// Poll is how long the reader sleeps between looks at a ring buffer that
+	// did not wake it: the kernel wakes it only past a fill threshold.
+	Poll      time.Duration
+	OptsKind  bpf.OptsKind
+	ProcGrace time.Duration
+	MaxProcs  int
+}
+
+// Recorder turns ring-buffer records into Checks.
+type Recorder struct {
+	sess  *bpf.Session
+	rd    *ringbuf.Reader
+	opts  Options
+	clock Clock
+	Procs *ProcCache
+}
+
+// New reads sess's ring buffer and fills a process cache from /proc.
+func New(sess *bpf.Session, opts Options) (*Recorder, error) {
+	if opts.Poll <= 0 {
+		opts.Poll = 25 * time.Millisecond
+	}
+	if opts.ProcGrace <= 0 {
+		opts.ProcGrace = 30 * time.Second
+	}
+	if opts.MaxProcs <= 0 {
+		opts.MaxProcs = 1 << 16
+	}
+	rd, err := ringbuf.NewReader(sess.Events())
+	if err != nil {
+		return nil, fmt.Errorf("opening the ring buffer: %w", err)
+	}
+	clock := NewClock()
+	r := &Recorder{sess: sess, rd: rd, opts: opts, clock: clock,
+		Procs: NewProcCache(opts.Node, clock, opts.ProcGrace, opts.MaxProcs)}
+	// After the exec hook is attached, so that no process falls between the two.
+	if err := r.Procs.ScanProc(); err != nil {
+		rd.Close()
+		return nil, fmt.Errorf("scanning /proc: %w", err)
+	}
+	return r, nil
+}
+
+// ErrStop, returned by a handler, ends Run without an error.
+var ErrStop = errors.New("stop recording")
+
+// Run delivers checks to handle until ctx ends or handle returns an error.
+// idle runs whenever the ring buffer has been drained (a good time to flush).
+// When ctx ends Run detaches the hooks and drains what the kernel already
+// recorded, so that no check made before the stop is left unread.
+func (r *Recorder) Run(ctx context.Context, handle func(*Check) error, idle func() error) error {
+	defer r.rd.Close()
+	var rec ringbuf.Record
+	draining := false
+	for {
+		if !draining && ctx.Err() != nil {
+			if err := r.sess.Detach(); err != nil {
+				return fmt.Errorf("detaching: %w", err)
+			}
+			draining = true
+		}
+		r.rd.SetDeadline(time.Now().Add(r.opts.Poll))
+		err := r.rd.ReadInto(&rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			r.Procs.Sweep()
+			if err := idle(); err != nil {
+				return stopOK(err)
+			}
+			if draining {
+				return nil
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reading the ring buffer: %w", err)
+		}
+		if c := r.decode(rec.RawSample); c != nil {
+			if err := handle(c); err != nil {
+				return stopOK(err)
+			}
+		}
+		if r.rd.AvailableBytes() == 0 {
+			if err := idle(); err != nil {
+				return stopOK(err)
+			}
+		}
+	}
+}
+
+func stopOK(err error) error {
+	if errors.Is(err, ErrStop) {
+		return nil
+	}
+	return err
+}
+
+// Stats are the kernel's counters.
+func (r *Recorder) Stats() (bpf.Stats, error) { return r.sess.Stats() }
+
+func (r *Recorder) decode(raw []byte) *Check {
+	if len(raw) < int(unsafe.Sizeof(bpf.EventHeader{})) {
+		return nil
+	}
+	switch raw[0] {
+	case bpf.EventCap:
+		if len(raw) >= int(unsafe.Sizeof(bpf.CapEvent{})) {
+			return r.check((*bpf.CapEvent)(unsafe.Pointer(&raw[0])))
+		}
+	case bpf.EventExec:
+		if len(raw) >= int(unsafe.Sizeof(bpf.ExecEvent{})) {
+			r.Procs.OnExec((*bpf.ExecEvent)(unsafe.Pointer(&raw[0])))
+		}
+	case bpf.EventFork:
+		if len(raw) >= int(unsafe.Sizeof(bpf.ForkEvent{})) {
+			r.Procs.OnFork((*bpf.ForkEvent)(unsafe.Pointer(&raw[0])))
+		}
+	case bpf.EventExit:
+		r.Procs.OnExit((*bpf.EventHeader)(unsafe.Pointer(&raw[0])).Tgid)
+	}
+	return nil
+}
+
+// cap_capable's opts bits (include/linux/security.h).
+const (
+	capOptNoAudit = 1 << 1
+	capOptInSetID = 1 << 2
+)
+
+var methodNames = map[uint8]bpf.Method{1: bpf.MethodTracepoint, 2: bpf.MethodFexit, 3: bpf.MethodKprobe}
+
+func (r *Recorder) check(ev *bpf.CapEvent) *Check {
+	c := &Check{
+		Time:           r.clock.Wall(ev.Hdr.Ktime),
+		Ktime:          ev.Hdr.Ktime,
+		Tid:            ev.Tid,
+		NsPid:          ev.NsPid,
+		UID:            ev.Uid,
+		GID:            ev.Gid,
+		EUID:           ev.Euid,
+		AUID:           ev.Auid,
+		Comm:           cString(ev.Comm[:]),
+		Cap:            ev.Cap,
+		Ret:            ev.Ret,
+		Method:         methodNames[ev.Method],
+		OverrideCreds:  ev.OverrideCreds != 0,
+		Syscall:        ev.SyscallNr,
+		TargetNS:       UserNS{Level: ev.TargetNsLevel, UID: ev.TargetNsUid, GID: ev.TargetNsGid, Inum: ev.TargetNsInum},
+		NS:             ev.Ns,
+		CapEffective:   ev.CapEffective,
+		CapPermitted:   ev.CapPermitted,
+		CapInheritable: ev.CapInheritable,
+		CgroupID:       ev.CgroupId,
+		CgroupName:     cString(ev.CgroupName[:]),
+	}
+	if ev.HasOpts != 0 {
+		switch r.opts.OptsKind {
+		case bpf.OptsBitmask:
+			c.AuditKnown = true
+			c.Audit = ev.Opts&capOptNoAudit == 0
+			c.InSetID = ev.Opts&capOptInSetID != 0
+		case bpf.OptsAuditInt:
+			c.AuditKnown = true
+			c.Audit = ev.Opts != 0
+		}
+	}
+	tgid := ev.Hdr.Tgid
+	c.Process = r.Procs.Lookup(tgid, ev.StartBoottime)
+	if c.Process == nil {
+		// Gone before capsrec could see it: say what the kernel said.
+		c.Process = &Process{Tgid: tgid, Ptgid: ev.Ptgid, Ktime: ev.StartBoottime, StartBoot: ev.StartBoottime,
+			StartTime: r.clock.Wall(ev.StartBoottime), UID: ev.Uid, AUID: ev.Auid}
+		c.Process.ExecID = r.Procs.execID(ev.StartBoottime, tgid)
+	}
+	c.Parent = r.Procs.Lookup(ev.Ptgid, 0)
+	return c
+}

@@ -1,0 +1,18 @@
+// Package syscalls names x86-64 system call numbers.
+package syscalls
+
+//go:generate sh gen.sh
+
+import "strconv"
+
+// Name gives the syscall's name, "" for -1 (no syscall in progress) and the
+// number itself for one the table lacks.
+func Name(nr int32) string {
+	if nr < 0 {
+		return ""
+	}
+	if n, ok := names[nr]; ok {
+		return n
+	}
+	return strconv.Itoa(int(nr))
+}
