@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/mattn/go-isatty"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/capsrec/capsrec/bpf"
 	"github.com/capsrec/capsrec/filter"
@@ -165,7 +166,18 @@ func runRecord(c *cli.Context) error {
 		}
 		return nil
 	}
-	runErr := rec.Run(ctx, handle, w.Flush)
+	stdoutPipe := isPipe(os.Stdout)
+	idle := func() error {
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		// A quiet session would notice a closed pipe only at its next check.
+		if stdoutPipe && readerGone(os.Stdout) {
+			return syscall.EPIPE
+		}
+		return nil
+	}
+	runErr := rec.Run(ctx, handle, idle)
 	if runErr == nil {
 		runErr = w.Flush()
 	}
@@ -238,3 +250,15 @@ func writeReadyFile(path string) error {
 	return nil
 }
 
+
+func isPipe(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeNamedPipe != 0
+}
+
+// readerGone tells whether the read end of the pipe f writes to has been closed.
+func readerGone(f *os.File) bool {
+	fds := []unix.PollFd{{Fd: int32(f.Fd()), Events: unix.POLLOUT}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0 && fds[0].Revents&unix.POLLERR != 0
+}

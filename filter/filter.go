@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"regexp"
 	"strings"
 
 	"github.com/capsrec/capsrec/bpf"
@@ -17,7 +18,7 @@ import (
 type Options struct {
 	Pids     []int
 	Comm     string
-	Binaries []string // exact path or glob when it holds a '/', else the base name or a glob on it
+	Binaries []string // a glob on the whole path when it holds a '/', else on the base name
 	Caps     []string // any spelling caps.Parse takes
 	Denied   bool
 	Granted  bool
@@ -26,7 +27,7 @@ type Options struct {
 
 // Filter is the user-space half.
 type Filter struct {
-	binaries []string
+	binaries []binaryPattern
 	unique   bool
 	seen     map[uniqueKey]struct{}
 }
@@ -68,12 +69,14 @@ func New(opts Options, cfg *bpf.Config) (*Filter, error) {
 			cfg.CapMask |= 1 << uint(v)
 		}
 	}
+	f := &Filter{unique: opts.Unique}
 	for _, b := range opts.Binaries {
-		if _, err := path.Match(b, ""); err != nil || b == "" {
+		re, err := globRegexp(b)
+		if err != nil || b == "" {
 			return nil, fmt.Errorf("--binary %q is not a path or glob", b)
 		}
+		f.binaries = append(f.binaries, binaryPattern{re: re, whole: strings.Contains(b, "/")})
 	}
-	f := &Filter{binaries: opts.Binaries, unique: opts.Unique}
 	if opts.Unique {
 		f.seen = map[uniqueKey]struct{}{}
 	}
@@ -102,15 +105,51 @@ func (f *Filter) Keep(c *recorder.Check) bool {
 	return true
 }
 
+// binaryPattern matches the whole path when the user wrote a '/', else the base name.
+type binaryPattern struct {
+	re    *regexp.Regexp
+	whole bool
+}
+
 func (f *Filter) binaryMatches(binary string) bool {
-	for _, pat := range f.binaries {
+	for _, p := range f.binaries {
 		subject := binary
-		if !strings.Contains(pat, "/") {
+		if !p.whole {
 			subject = path.Base(binary)
 		}
-		if ok, _ := path.Match(pat, subject); ok {
+		if p.re.MatchString(subject) {
 			return true
 		}
 	}
 	return false
+}
+
+// globRegexp compiles a shell glob in which, unlike path.Match, '*' also
+// crosses '/': "*/bin/ip" matches /usr/sbin/... as a user would expect.
+func globRegexp(glob string) (*regexp.Regexp, error) {
+	var b strings.Builder
+	b.WriteString("^")
+	for i := 0; i < len(glob); i++ {
+		switch c := glob[i]; c {
+		case '*':
+			b.WriteString(".*")
+		case '?':
+			b.WriteString(".")
+		case '[':
+			end := strings.IndexByte(glob[i+1:], ']')
+			if end < 0 {
+				return nil, errors.New("unclosed [")
+			}
+			class := glob[i+1 : i+1+end]
+			if strings.HasPrefix(class, "!") {
+				class = "^" + class[1:]
+			}
+			b.WriteString("[" + class + "]")
+			i += end + 1
+		default:
+			b.WriteString(regexp.QuoteMeta(string(c)))
+		}
+	}
+	b.WriteString("$")
+	return regexp.Compile(b.String())
 }

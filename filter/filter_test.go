@@ -1,0 +1,78 @@
+package filter
+
+import (
+	"testing"
+
+	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/recorder"
+)
+
+func check(binary string, capValue int32, ret int32) *recorder.Check {
+	return &recorder.Check{Process: &recorder.Process{Binary: binary}, Cap: capValue, Ret: ret}
+}
+
+func TestBinaryPatterns(t *testing.T) {
+	cases := []struct {
+		pattern, binary string
+		want            bool
+	}{
+		{"dmesg", "/usr/bin/dmesg", true},
+		{"dmesg", "/usr/bin/dmesgx", false},
+		{"ip*", "/usr/sbin/ip6tables", true},
+		{"/usr/bin/dmesg", "/usr/bin/dmesg", true},
+		{"/usr/bin/dmesg", "/bin/dmesg", false},
+		{"*/dmesg", "/usr/bin/dmesg", true},
+		{"/usr/*", "/usr/local/bin/x", true},
+		{"[cd]mesg", "/bin/dmesg", true},
+		{"[!d]mesg", "/bin/dmesg", false},
+		{"a.b", "/x/aXb", false},
+	}
+	for _, c := range cases {
+		var cfg bpf.Config
+		f, err := New(Options{Binaries: []string{c.pattern}}, &cfg)
+		if err != nil {
+			t.Fatalf("%q: %v", c.pattern, err)
+		}
+		if got := f.Keep(check(c.binary, 0, 0)); got != c.want {
+			t.Errorf("--binary %q on %s = %v, want %v", c.pattern, c.binary, got, c.want)
+		}
+	}
+}
+
+func TestKernelHalf(t *testing.T) {
+	var cfg bpf.Config
+	if _, err := New(Options{Caps: []string{"syslog,CAP_CHOWN", "1"}, Denied: true, Pids: []int{7}, Comm: "dmesg"}, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.CapMask != 1<<34|1<<0|1<<1 || cfg.Verdict != bpf.VerdictDenied || len(cfg.Pids) != 1 || cfg.Comm != "dmesg" {
+		t.Errorf("cfg = %+v", cfg)
+	}
+}
+
+func TestBadOptions(t *testing.T) {
+	for name, o := range map[string]Options{
+		"both verdicts": {Denied: true, Granted: true},
+		"unknown cap":   {Caps: []string{"CAP_NOPE"}},
+		"pid 0":         {Pids: []int{0}},
+		"long comm":     {Comm: "a-very-long-comm-name"},
+		"bad glob":      {Binaries: []string{"[abc"}},
+		"empty binary":  {Binaries: []string{""}},
+	} {
+		var cfg bpf.Config
+		if _, err := New(o, &cfg); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+func TestUnique(t *testing.T) {
+	var cfg bpf.Config
+	f, _ := New(Options{Unique: true}, &cfg)
+	keep := []bool{f.Keep(check("/bin/a", 34, -1)), f.Keep(check("/bin/a", 34, -1)), f.Keep(check("/bin/a", 34, 0)), f.Keep(check("/bin/b", 34, -1))}
+	want := []bool{true, false, true, true}
+	for i := range keep {
+		if keep[i] != want[i] {
+			t.Errorf("check %d kept = %v, want %v", i, keep[i], want[i])
+		}
+	}
+}

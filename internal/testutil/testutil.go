@@ -1,0 +1,269 @@
+// Package testutil runs the real capsrec binary for tests, and holds the
+// guard that turns a skipped privileged test into a failure where CI promised it runs.
+package testutil
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+)
+
+// RequireEnv makes skips of privileged tests fatal: .ci/run and the VM matrix set it.
+const RequireEnv = "CAPSREC_REQUIRE_PRIVILEGED"
+
+// Skip skips, or fails where RequireEnv is set: a test that CI promised must not skip.
+func Skip(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv(RequireEnv) != "" {
+		t.Fatalf("%s is set, but this test would skip: %s", RequireEnv, msg)
+	}
+	t.Skip(msg)
+}
+
+// RequireRoot skips (or fails, under RequireEnv) unless the test runs as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Skip(t, "needs root to load BPF programs")
+	}
+}
+
+// Slow is how much longer than usual things take: the VM matrix runs under
+// software emulation and sets CAPSREC_TEST_SLOW.
+func Slow() time.Duration {
+	if os.Getenv("CAPSREC_TEST_SLOW") != "" {
+		return 10
+	}
+	return 1
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary is the capsrec binary under test: $CAPSREC_BIN, or one built once from this module.
+func Binary(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("CAPSREC_BIN"); p != "" {
+		return p
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "capsrec-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "capsrec")
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..", "..")
+		cmd := exec.Command("go", "build", "-o", binPath, ".")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// Session is a running `capsrec record`.
+type Session struct {
+	t      testing.TB
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	lines  [][]byte
+	stderr bytes.Buffer
+	done   chan struct{}
+	// Exit is set once the process has ended.
+	Exit error
+}
+
+// Record starts `capsrec record ARGS --ready-file F` and returns once the hooks are attached.
+func Record(t testing.TB, args ...string) *Session {
+	t.Helper()
+	return RecordGated(t, nil, args...)
+}
+
+// RecordGated is Record whose stdout is not read until gate is closed (nil: at once),
+// so that a test can stall capsrec's writes and fill the ring buffer.
+func RecordGated(t testing.TB, gate <-chan struct{}, args ...string) *Session {
+	t.Helper()
+	ready := filepath.Join(t.TempDir(), "ready")
+	full := append([]string{"record", "--ready-file", ready}, args...)
+	s := &Session{t: t, cmd: exec.Command(Binary(t), full...), done: make(chan struct{})}
+	s.cmd.Stderr = &s.stderr
+	s.cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	out, err := s.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		if gate != nil {
+			<-gate
+		}
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			s.mu.Lock()
+			s.lines = append(s.lines, append([]byte(nil), sc.Bytes()...))
+			s.mu.Unlock()
+		}
+		s.Exit = s.cmd.Wait()
+		close(s.done)
+	}()
+	t.Cleanup(func() {
+		if s.cmd.ProcessState == nil {
+			_ = s.cmd.Process.Kill()
+			<-s.done
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second * Slow())
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			return s
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("capsrec %s exited before it was ready: %v\n%s", strings.Join(full, " "), s.Exit, s.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("capsrec not ready after %s\n%s", 30*time.Second*Slow(), s.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Lines returns the stdout lines so far.
+func (s *Session) Lines() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][]byte(nil), s.lines...)
+}
+
+// WaitFor polls until match accepts some line, and returns it.
+func (s *Session) WaitFor(what string, match func([]byte) bool) []byte {
+	s.t.Helper()
+	deadline := time.Now().Add(10 * time.Second * Slow())
+	for time.Now().Before(deadline) {
+		for _, l := range s.Lines() {
+			if match(l) {
+				return l
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.t.Fatalf("no line with %s after %s; got %d lines; stderr:\n%s", what, 10*time.Second*Slow(), len(s.Lines()), s.Stderr())
+	return nil
+}
+
+// Stop sends sig, waits for the exit and fails the test unless it was clean (exit 0).
+func (s *Session) Stop(sig syscall.Signal) {
+	s.t.Helper()
+	_ = s.cmd.Process.Signal(sig)
+	s.Wait()
+}
+
+// Wait waits for the exit and fails the test unless it was clean.
+func (s *Session) Wait() {
+	s.t.Helper()
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second * Slow()):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+		s.t.Fatalf("capsrec did not exit; stderr:\n%s", s.Stderr())
+	}
+	if s.Exit != nil {
+		s.t.Fatalf("capsrec exited with %v; stderr:\n%s", s.Exit, s.Stderr())
+	}
+}
+
+// Done is closed when the process has exited.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Stderr is what capsrec wrote to stderr.
+func (s *Session) Stderr() string {
+	select {
+	case <-s.done:
+		return s.stderr.String()
+	default:
+		return "(still running)"
+	}
+}
+
+// capsrecPrograms are the names (as the kernel truncates them) of capsrec's programs.
+var capsrecPrograms = []string{"tp_cap_capable", "fexit_cap_capab", "kprobe_cap_capa", "kretprobe_cap_c", "sched_process_e", "sched_process_f"}
+
+// LeftoverPrograms lists capsrec programs still loaded in the kernel. A
+// program lives as long as a link or fd holds it, so none may remain once
+// every capsrec has exited.
+func LeftoverPrograms() ([]string, error) {
+	var left []string
+	var id ebpf.ProgramID
+	for {
+		next, err := ebpf.ProgramGetNextID(id)
+		if errors.Is(err, os.ErrNotExist) {
+			return left, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		id = next
+		p, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		info, err := p.Info()
+		p.Close()
+		if err != nil {
+			continue
+		}
+		for _, name := range capsrecPrograms {
+			if info.Name == name {
+				left = append(left, fmt.Sprintf("%s (id %d)", info.Name, id))
+			}
+		}
+	}
+}
+
+// AssertNothingLeft fails if any capsrec program is still in the kernel.
+func AssertNothingLeft(t testing.TB) {
+	t.Helper()
+	// Links close as the process exits; the kernel frees programs right after.
+	deadline := time.Now().Add(5 * time.Second * Slow())
+	for {
+		left, err := LeftoverPrograms()
+		if err != nil {
+			t.Fatalf("listing BPF programs: %v", err)
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("BPF programs left after capsrec exited: %v", left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

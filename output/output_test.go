@@ -1,0 +1,148 @@
+package output
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/recorder"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./output -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs:\n got: %q\nwant: %q", name, got, want)
+	}
+}
+
+var hostNS = [bpf.NSCount]uint32{4026531838, 4026531839, 4026531832, 4026531836, 4026531836, 4026531833, 4026531834, 4026531834, 4026531835, 4026531837}
+
+// sampleChecks are the seed's dmesg denial on the host and in a pod, and a granted
+// noaudit check under override_creds.
+func sampleChecks() []*recorder.Check {
+	parent := &recorder.Process{Tgid: 73850, ExecID: "cGFyZW50", Binary: "/bin/bash", Cwd: "/", Flags: "execve rootcwd clone",
+		StartTime: time.Date(2023, 7, 6, 10, 13, 33, 178160018, time.UTC), AUID: 4294967295, UID: 0}
+	dmesg := &recorder.Process{Tgid: 73860, Ptgid: 73850, ExecID: "ZG1lc2c=", ParentExecID: "cGFyZW50", Binary: "/bin/dmesg", Arguments: `-r "quoted"`,
+		Cwd: "/", Flags: "execve rootcwd clone", StartTime: time.Date(2023, 7, 6, 10, 13, 33, 834390020, time.UTC), AUID: 4294967295}
+	denied := &recorder.Check{
+		Time: time.Date(2023, 7, 6, 10, 13, 33, 834882128, time.UTC), Process: dmesg, Parent: parent,
+		Tid: 73860, NsPid: 171, UID: 65534, GID: 65534, EUID: 65534, AUID: 4294967295, Comm: "dmesg",
+		Cap: 34, Ret: -1, Method: bpf.MethodTracepoint, Syscall: 103,
+		TargetNS: recorder.UserNS{Inum: 4026531837}, NS: hostNS, CgroupID: 1,
+	}
+	inPod := *denied
+	inPod.Container = &recorder.Container{ID: "cfb961400ff25811d22d139a10f6a62efef53c2ecc11af47bc911a7f9a2ac1f7", Runtime: "containerd",
+		Name: "spaceship", ImageName: "docker.io/tgraf/netperf:latest", ImageID: "docker.io/tgraf/netperf@sha256:8e86",
+		StartTime: time.Date(2023, 7, 6, 8, 7, 30, 0, time.UTC),
+		Pod: &recorder.Pod{Namespace: "default", Name: "xwing", Labels: map[string]string{"org": "alliance", "class": "xwing"}}}
+	inPod.NS[recorder.NSPid] = 4026534732
+	granted := *denied
+	granted.Ret, granted.Cap, granted.Syscall = 0, 0, 92
+	granted.Method, granted.AuditKnown, granted.Audit, granted.OverrideCreds = bpf.MethodFexit, true, false, true
+	granted.CapEffective, granted.CapPermitted = 1<<0|1<<21, 1<<0|1<<21
+	return []*recorder.Check{denied, &inPod, &granted}
+}
+
+func TestCompactGolden(t *testing.T) {
+	for _, colored := range []bool{false, true} {
+		var buf bytes.Buffer
+		w := NewCompact(&buf, colored)
+		w.timeLayout = "15:04:05.000000Z07:00" // the machine's zone must not matter
+		for _, c := range sampleChecks() {
+			c.Time = c.Time.In(time.UTC)
+			if err := w.Write(c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		name := "compact.golden"
+		if colored {
+			name = "compact-color.golden"
+		}
+		golden(t, name, buf.Bytes())
+	}
+}
+
+func TestJSONGolden(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewJSON(&buf, "kind-control-plane", hostNS)
+	for _, c := range sampleChecks() {
+		if err := w.Write(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+		if !json.Valid(line) {
+			t.Fatalf("invalid JSON: %s", line)
+		}
+	}
+	golden(t, "events.golden.json", buf.Bytes())
+}
+
+func TestAppendStringMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{"", "plain", `q"uo\te`, "tab\tnl\nctl\x01", "<&>", "é ü 日本", "bad\xffutf8", "\u2028"} {
+		got := appendString(nil, s)
+		var back string
+		if err := json.Unmarshal(got, &back); err != nil {
+			t.Fatalf("%q -> %s: %v", s, got, err)
+		}
+		want := s
+		if s == "bad\xffutf8" {
+			want = "bad\ufffdutf8"
+		}
+		if back != want {
+			t.Errorf("%q round-trips to %q", s, back)
+		}
+	}
+}
+
+func TestTimestampsLikeProtojson(t *testing.T) {
+	for ns, want := range map[int]string{0: `"2023-07-06T08:07:30Z"`, 5e8: `"2023-07-06T08:07:30.500Z"`, 123456000: `"2023-07-06T08:07:30.123456Z"`, 834882128: `"2023-07-06T08:07:30.834882128Z"`} {
+		if got := string(appendTimestamp(nil, time.Date(2023, 7, 6, 8, 7, 30, ns, time.UTC))); got != want {
+			t.Errorf("%d ns: %s, want %s", ns, got, want)
+		}
+	}
+}
+
+func TestUseColor(t *testing.T) {
+	cases := []struct {
+		mode          string
+		tty, noColor  bool
+		want, wantErr bool
+	}{
+		{"auto", true, false, true, false},
+		{"auto", true, true, false, false},
+		{"auto", false, false, false, false},
+		{"always", false, true, true, false},
+		{"never", true, false, false, false},
+		{"rainbow", true, false, false, true},
+	}
+	for _, c := range cases {
+		got, err := UseColor(c.mode, c.tty, c.noColor)
+		if got != c.want || (err != nil) != c.wantErr {
+			t.Errorf("UseColor(%q, tty=%v, NO_COLOR=%v) = %v, %v", c.mode, c.tty, c.noColor, got, err)
+		}
+	}
+}
