@@ -250,7 +250,6 @@ func writeReadyFile(path string) error {
 	return nil
 }
 
-
 func isPipe(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeNamedPipe != 0

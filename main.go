@@ -20,7 +20,9 @@ func main() {
 		if errors.As(err, &ve) {
 			fmt.Fprintf(os.Stderr, "%+v\n", ve)
 		}
-		fmt.Fprintln(os.Stderr, "capsrec: "+oneLine(err))
+		if msg := oneLine(err); msg != "" {
+			fmt.Fprintln(os.Stderr, "capsrec: "+msg)
+		}
 		code := 1
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) {

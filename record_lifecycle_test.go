@@ -77,7 +77,6 @@ func TestRecordEndsCleanly(t *testing.T) {
 	})
 }
 
-
 func TestRecordCountsLostEvents(t *testing.T) {
 	method := firstMethod(t)
 	dmesgRestrict(t)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -246,6 +247,7 @@ func TestRecordDmesgAsNobodyIsDenied(t *testing.T) {
 				t.Errorf("capsrec.audit present = %v on %s", hasAudit, method)
 			}
 			assertTetragonKeyPaths(t, line)
+			assertSameShapeAsHost(t, line)
 
 			// A granted check: root chowning a file to another uid.
 			file := filepath.Join(t.TempDir(), "f")
@@ -267,6 +269,62 @@ func TestRecordDmesgAsNobodyIsDenied(t *testing.T) {
 			testutil.AssertNothingLeft(t)
 		})
 	}
+}
+
+var updateShape = flag.Bool("update-shape", false, "rewrite testdata/dmesg-event.shape from this kernel's event")
+
+// methodSpecific are key paths that differ by attach method or by run, as the
+// README documents: opts reach fexit and kprobe only, arguments vary.
+var methodSpecific = regexp.MustCompile(`^process_kprobe\.capsrec\.(audit|insetid)$|\.arguments$`)
+
+// assertSameShapeAsHost compares the event's key paths and types with those the
+// host's tracepoint path produced (testdata/dmesg-event.shape), so that every
+// kernel and method gives the same JSON.
+func assertSameShapeAsHost(t *testing.T, line []byte) {
+	t.Helper()
+	var doc any
+	if err := json.Unmarshal(line, &doc); err != nil {
+		t.Fatal(err)
+	}
+	paths := map[string]string{}
+	keyPaths("", doc, paths)
+	var lines []string
+	for p, typ := range paths {
+		if !methodSpecific.MatchString(p) {
+			lines = append(lines, p+" "+typ)
+		}
+	}
+	slices.Sort(lines)
+	got := strings.Join(lines, "\n") + "\n"
+	const golden = "testdata/dmesg-event.shape"
+	if *updateShape {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("the event's shape differs from the host's (%s):\n%s", golden, lineDiff(string(want), got))
+	}
+}
+
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var d []string
+	for _, l := range w {
+		if !slices.Contains(g, l) {
+			d = append(d, "- "+l)
+		}
+	}
+	for _, l := range g {
+		if !slices.Contains(w, l) {
+			d = append(d, "+ "+l)
+		}
+	}
+	return strings.Join(d, "\n")
 }
 
 // keyPaths maps every key path of a JSON document ("process_kprobe.args[].capability_arg.name") to its JSON type.
@@ -333,4 +391,34 @@ func assertTetragonKeyPaths(t *testing.T, line []byte) {
 	if len(missing) > 0 {
 		t.Errorf("Tetragon key paths missing or of another type in capsrec's event:\n%s\nevent: %s", strings.Join(missing, "\n"), line)
 	}
+}
+
+// --btf: a kernel without /sys/kernel/btf/vmlinux gets its BTF from a file (BTFHub's);
+// then kprobe and raw tracepoints carry the session. A copy of the running kernel's
+// BTF stands in for BTFHub's here.
+func TestRecordWithExternalBTF(t *testing.T) {
+	if !slices.Contains(methodsUnderTest(t), "kprobe") {
+		t.Skip("kprobe is not among the methods under test on this kernel")
+	}
+	data, err := os.ReadFile("/sys/kernel/btf/vmlinux")
+	if err != nil {
+		testutil.Skip(t, "no kernel BTF to copy: %v", err)
+	}
+	file := filepath.Join(t.TempDir(), "vmlinux.btf")
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dmesgRestrict(t)
+	t.Setenv("CAPSREC_BTF", file) // --btf's environment variable
+	s := testutil.Record(t, "-o", "json", "--cap", "syslog")
+	dmesg := exec.Command("dmesg")
+	dmesg.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	_ = dmesg.Run()
+	ev := decode(t, s.WaitFor("dmesg's CAP_SYSLOG", eventOf(t, dmesg.Process.Pid, "CAP_SYSLOG")))
+	pk := ev.ProcessKprobe
+	if pk.Capsrec["attach"] != "kprobe" || !strings.HasSuffix(pk.Process.Binary, "dmesg") || pk.Parent.PID != os.Getpid() {
+		t.Errorf("with --btf: attach %v, binary %q, parent %d", pk.Capsrec["attach"], pk.Process.Binary, pk.Parent.PID)
+	}
+	s.Stop(syscall.SIGINT)
+	testutil.AssertNothingLeft(t)
 }

@@ -39,13 +39,12 @@ enum ns_index {
 	NS_COUNT,
 };
 
-enum stat_index {
-	STAT_SEEN,          /* checks that reached a program, capsrec's own excluded */
-	STAT_FILTERED,      /* checks dropped by an in-kernel filter */
-	STAT_LOST,          /* checks the ring buffer had no room for */
-	STAT_LOST_PROC,     /* exec/fork/exit records the ring buffer had no room for */
-	STAT_MISSED_RETURN, /* kprobe entries whose return never came (evicted) */
-	STAT_COUNT,
+struct check_stats {
+	__u64 seen;           /* checks that reached a program, capsrec's own excluded */
+	__u64 filtered;       /* checks dropped by an in-kernel filter */
+	__u64 lost;           /* checks the ring buffer had no room for */
+	__u64 lost_proc;      /* exec/fork/exit records the ring buffer had no room for */
+	__u64 missed_return;  /* kprobe entries whose return never came */
 };
 
 struct event_header {

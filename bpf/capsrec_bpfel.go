@@ -53,6 +53,15 @@ type capsrecCapEvent struct {
 	CgroupName     [128]int8
 }
 
+type capsrecCheckStats struct {
+	_            structs.HostLayout
+	Seen         uint64
+	Filtered     uint64
+	Lost         uint64
+	LostProc     uint64
+	MissedReturn uint64
+}
+
 type capsrecEventHeader struct {
 	_     structs.HostLayout
 	Type  uint8
@@ -98,30 +107,35 @@ type capsrecForkEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	capsrecMapEvents               = "events"
-	capsrecMapKprobeArgs           = "kprobe_args"
-	capsrecMapPidFilter            = "pid_filter"
-	capsrecMapStats                = "stats"
-	capsrecProgFexitCapCapable     = "fexit_cap_capable"
-	capsrecProgKprobeCapCapable    = "kprobe_cap_capable"
-	capsrecProgKretprobeCapCapable = "kretprobe_cap_capable"
-	capsrecProgSchedProcessExec    = "sched_process_exec"
-	capsrecProgSchedProcessExit    = "sched_process_exit"
-	capsrecProgSchedProcessFork    = "sched_process_fork"
-	capsrecProgTpCapCapable        = "tp_cap_capable"
-	capsrecVarCapMask              = "cap_mask"
-	capsrecVarCommFilter           = "comm_filter"
-	capsrecVarFilterComm           = "filter_comm"
-	capsrecVarFilterPids           = "filter_pids"
-	capsrecVarHasTaskPtRegs        = "has_task_pt_regs"
-	capsrecVarSelfTgid             = "self_tgid"
-	capsrecVarTrackProcesses       = "track_processes"
-	capsrecVarUnusedCapEvent       = "unused_cap_event"
-	capsrecVarUnusedExecEvent      = "unused_exec_event"
-	capsrecVarUnusedExitEvent      = "unused_exit_event"
-	capsrecVarUnusedForkEvent      = "unused_fork_event"
-	capsrecVarVerdictFilter        = "verdict_filter"
-	capsrecVarWakeupBytes          = "wakeup_bytes"
+	capsrecMapEvents                 = "events"
+	capsrecMapKprobeArgs             = "kprobe_args"
+	capsrecMapPidFilter              = "pid_filter"
+	capsrecMapStats                  = "stats"
+	capsrecProgFexitCapCapable       = "fexit_cap_capable"
+	capsrecProgFexitCapCapableLegacy = "fexit_cap_capable_legacy"
+	capsrecProgKprobeCapCapable      = "kprobe_cap_capable"
+	capsrecProgKretprobeCapCapable   = "kretprobe_cap_capable"
+	capsrecProgNoopCapCapable        = "noop_cap_capable"
+	capsrecProgRawSchedProcessExec   = "raw_sched_process_exec"
+	capsrecProgRawSchedProcessExit   = "raw_sched_process_exit"
+	capsrecProgRawSchedProcessFork   = "raw_sched_process_fork"
+	capsrecProgSchedProcessExec      = "sched_process_exec"
+	capsrecProgSchedProcessExit      = "sched_process_exit"
+	capsrecProgSchedProcessFork      = "sched_process_fork"
+	capsrecProgTpCapCapable          = "tp_cap_capable"
+	capsrecVarCapMask                = "cap_mask"
+	capsrecVarCommFilter             = "comm_filter"
+	capsrecVarFilterComm             = "filter_comm"
+	capsrecVarFilterPids             = "filter_pids"
+	capsrecVarHasTaskPtRegs          = "has_task_pt_regs"
+	capsrecVarSelfTgid               = "self_tgid"
+	capsrecVarTrackProcesses         = "track_processes"
+	capsrecVarUnusedCapEvent         = "unused_cap_event"
+	capsrecVarUnusedExecEvent        = "unused_exec_event"
+	capsrecVarUnusedExitEvent        = "unused_exit_event"
+	capsrecVarUnusedForkEvent        = "unused_fork_event"
+	capsrecVarVerdictFilter          = "verdict_filter"
+	capsrecVarWakeupBytes            = "wakeup_bytes"
 )
 
 // loadCapsrec returns the embedded CollectionSpec for capsrec.
@@ -166,13 +180,18 @@ type capsrecSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type capsrecProgramSpecs struct {
-	FexitCapCapable     *ebpf.ProgramSpec `ebpf:"fexit_cap_capable"`
-	KprobeCapCapable    *ebpf.ProgramSpec `ebpf:"kprobe_cap_capable"`
-	KretprobeCapCapable *ebpf.ProgramSpec `ebpf:"kretprobe_cap_capable"`
-	SchedProcessExec    *ebpf.ProgramSpec `ebpf:"sched_process_exec"`
-	SchedProcessExit    *ebpf.ProgramSpec `ebpf:"sched_process_exit"`
-	SchedProcessFork    *ebpf.ProgramSpec `ebpf:"sched_process_fork"`
-	TpCapCapable        *ebpf.ProgramSpec `ebpf:"tp_cap_capable"`
+	FexitCapCapable       *ebpf.ProgramSpec `ebpf:"fexit_cap_capable"`
+	FexitCapCapableLegacy *ebpf.ProgramSpec `ebpf:"fexit_cap_capable_legacy"`
+	KprobeCapCapable      *ebpf.ProgramSpec `ebpf:"kprobe_cap_capable"`
+	KretprobeCapCapable   *ebpf.ProgramSpec `ebpf:"kretprobe_cap_capable"`
+	NoopCapCapable        *ebpf.ProgramSpec `ebpf:"noop_cap_capable"`
+	RawSchedProcessExec   *ebpf.ProgramSpec `ebpf:"raw_sched_process_exec"`
+	RawSchedProcessExit   *ebpf.ProgramSpec `ebpf:"raw_sched_process_exit"`
+	RawSchedProcessFork   *ebpf.ProgramSpec `ebpf:"raw_sched_process_fork"`
+	SchedProcessExec      *ebpf.ProgramSpec `ebpf:"sched_process_exec"`
+	SchedProcessExit      *ebpf.ProgramSpec `ebpf:"sched_process_exit"`
+	SchedProcessFork      *ebpf.ProgramSpec `ebpf:"sched_process_fork"`
+	TpCapCapable          *ebpf.ProgramSpec `ebpf:"tp_cap_capable"`
 }
 
 // capsrecMapSpecs contains maps before they are loaded into the kernel.
@@ -262,20 +281,30 @@ type capsrecVariables struct {
 //
 // It can be passed to loadCapsrecObjects or ebpf.CollectionSpec.LoadAndAssign.
 type capsrecPrograms struct {
-	FexitCapCapable     *ebpf.Program `ebpf:"fexit_cap_capable"`
-	KprobeCapCapable    *ebpf.Program `ebpf:"kprobe_cap_capable"`
-	KretprobeCapCapable *ebpf.Program `ebpf:"kretprobe_cap_capable"`
-	SchedProcessExec    *ebpf.Program `ebpf:"sched_process_exec"`
-	SchedProcessExit    *ebpf.Program `ebpf:"sched_process_exit"`
-	SchedProcessFork    *ebpf.Program `ebpf:"sched_process_fork"`
-	TpCapCapable        *ebpf.Program `ebpf:"tp_cap_capable"`
+	FexitCapCapable       *ebpf.Program `ebpf:"fexit_cap_capable"`
+	FexitCapCapableLegacy *ebpf.Program `ebpf:"fexit_cap_capable_legacy"`
+	KprobeCapCapable      *ebpf.Program `ebpf:"kprobe_cap_capable"`
+	KretprobeCapCapable   *ebpf.Program `ebpf:"kretprobe_cap_capable"`
+	NoopCapCapable        *ebpf.Program `ebpf:"noop_cap_capable"`
+	RawSchedProcessExec   *ebpf.Program `ebpf:"raw_sched_process_exec"`
+	RawSchedProcessExit   *ebpf.Program `ebpf:"raw_sched_process_exit"`
+	RawSchedProcessFork   *ebpf.Program `ebpf:"raw_sched_process_fork"`
+	SchedProcessExec      *ebpf.Program `ebpf:"sched_process_exec"`
+	SchedProcessExit      *ebpf.Program `ebpf:"sched_process_exit"`
+	SchedProcessFork      *ebpf.Program `ebpf:"sched_process_fork"`
+	TpCapCapable          *ebpf.Program `ebpf:"tp_cap_capable"`
 }
 
 func (p *capsrecPrograms) Close() error {
 	return _CapsrecClose(
 		p.FexitCapCapable,
+		p.FexitCapCapableLegacy,
 		p.KprobeCapCapable,
 		p.KretprobeCapCapable,
+		p.NoopCapCapable,
+		p.RawSchedProcessExec,
+		p.RawSchedProcessExit,
+		p.RawSchedProcessFork,
 		p.SchedProcessExec,
 		p.SchedProcessExit,
 		p.SchedProcessFork,

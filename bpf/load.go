@@ -98,11 +98,24 @@ var ErrMethodUnavailable = errors.New("attach method unavailable")
 
 var capProgram = map[Method][]string{
 	MethodTracepoint: {"tp_cap_capable"},
-	MethodFexit:      {"fexit_cap_capable"},
+	MethodFexit:      {"fexit_cap_capable", "fexit_cap_capable_legacy"},
 	MethodKprobe:     {"kprobe_cap_capable", "kretprobe_cap_capable"},
 }
 
-var processPrograms = []string{"sched_process_exec", "sched_process_fork", "sched_process_exit"}
+var processTracepoints = []string{"sched_process_exec", "sched_process_fork", "sched_process_exit"}
+
+// processPrograms are the exec/fork/exit programs: tp_btf ones need the
+// kernel's own BTF to attach, raw tracepoints do not (--btf).
+func processPrograms(externalBTF bool) []string {
+	if !externalBTF {
+		return processTracepoints
+	}
+	raw := make([]string, len(processTracepoints))
+	for i, tp := range processTracepoints {
+		raw[i] = "raw_" + tp
+	}
+	return raw
+}
 
 // Open loads the programs for method and attaches them. With MethodAuto it
 // tries each method in order and keeps the first that loads and attaches; the
@@ -162,7 +175,7 @@ func unavailable(m Method, format string, args ...any) error {
 }
 
 func open(cfg Config, kernel *btf.Spec, method Method) (_ *Session, err error) {
-	if err := precheck(kernel, method); err != nil {
+	if err := precheck(kernel, method, cfg.KernelBTF != nil); err != nil {
 		return nil, err
 	}
 	spec, err := loadCapsrec()
@@ -174,9 +187,16 @@ func open(cfg Config, kernel *btf.Spec, method Method) (_ *Session, err error) {
 		keep[p] = true
 	}
 	if cfg.TrackProcesses {
-		for _, p := range processPrograms {
+		for _, p := range processPrograms(cfg.KernelBTF != nil) {
 			keep[p] = true
 		}
+	}
+	// fexit reads the task through BTF where bpf_get_current_task_btf (5.11) exists.
+	taskBTF := hasHelper(kernel, "BPF_FUNC_get_current_task_btf")
+	if taskBTF {
+		delete(keep, "fexit_cap_capable_legacy")
+	} else {
+		delete(keep, "fexit_cap_capable")
 	}
 	for name := range spec.Programs {
 		if !keep[name] {
@@ -213,7 +233,7 @@ func open(cfg Config, kernel *btf.Spec, method Method) (_ *Session, err error) {
 			}
 		}
 	}
-	if err := s.attach(method, cfg.TrackProcesses); err != nil {
+	if err := s.attach(method, cfg.TrackProcesses, cfg.KernelBTF != nil); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -221,7 +241,10 @@ func open(cfg Config, kernel *btf.Spec, method Method) (_ *Session, err error) {
 
 // precheck turns the common reasons a method cannot work into one clear line before
 // the verifier or the attach would give a murkier one.
-func precheck(kernel *btf.Spec, method Method) error {
+func precheck(kernel *btf.Spec, method Method, externalBTF bool) error {
+	if externalBTF && method != MethodKprobe {
+		return unavailable(method, "needs the kernel's own BTF (/sys/kernel/btf/vmlinux) to attach; with --btf only kprobe works")
+	}
 	switch method {
 	case MethodTracepoint:
 		var td *btf.Typedef
@@ -293,7 +316,7 @@ func boolByte(b bool) uint8 {
 	return 0
 }
 
-func (s *Session) attach(method Method, trackProcesses bool) error {
+func (s *Session) attach(method Method, trackProcesses, externalBTF bool) error {
 	add := func(l link.Link, err error, what string) error {
 		if method == MethodKprobe && errors.Is(err, os.ErrNotExist) {
 			return unavailable(method, "this kernel has no kprobes (CONFIG_KPROBES is off: no kprobe PMU, no tracefs kprobe_events)")
@@ -309,9 +332,17 @@ func (s *Session) attach(method Method, trackProcesses bool) error {
 		return add(l, err, name)
 	}
 	// Process tracking first: a check must never arrive before the exec that explains it.
-	if trackProcesses {
-		for _, p := range processPrograms {
+	if trackProcesses && !externalBTF {
+		for _, p := range processTracepoints {
 			if err := tracing(p); err != nil {
+				return err
+			}
+		}
+	}
+	if trackProcesses && externalBTF {
+		for i, p := range processPrograms(true) {
+			l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: processTracepoints[i], Program: s.coll.Programs[p]})
+			if err := add(l, err, p); err != nil {
 				return err
 			}
 		}
@@ -320,7 +351,11 @@ func (s *Session) attach(method Method, trackProcesses bool) error {
 	case MethodTracepoint:
 		return tracing("tp_cap_capable")
 	case MethodFexit:
-		return tracing("fexit_cap_capable")
+		for _, p := range capProgram[MethodFexit] {
+			if s.coll.Programs[p] != nil {
+				return tracing(p)
+			}
+		}
 	case MethodKprobe:
 		l, err := link.Kprobe("cap_capable", s.coll.Programs["kprobe_cap_capable"], nil)
 		if err := add(l, err, "kprobe cap_capable"); err != nil {
@@ -342,15 +377,16 @@ func (s *Session) Events() *ebpf.Map { return s.coll.Maps["events"] }
 // Stats sums the kernel's per-CPU counters.
 func (s *Session) Stats() (Stats, error) {
 	var st Stats
-	dst := []*uint64{&st.Seen, &st.Filtered, &st.Lost, &st.LostProcess, &st.MissedReturns}
-	for i, p := range dst {
-		var perCPU []uint64
-		if err := s.coll.Maps["stats"].Lookup(uint32(i), &perCPU); err != nil {
-			return st, fmt.Errorf("reading BPF stats: %w", err)
-		}
-		for _, v := range perCPU {
-			*p += v
-		}
+	var perCPU []capsrecCheckStats
+	if err := s.coll.Maps["stats"].Lookup(uint32(0), &perCPU); err != nil {
+		return st, fmt.Errorf("reading BPF stats: %w", err)
+	}
+	for _, c := range perCPU {
+		st.Seen += c.Seen
+		st.Filtered += c.Filtered
+		st.Lost += c.Lost
+		st.LostProcess += c.LostProc
+		st.MissedReturns += c.MissedReturn
 	}
 	return st, nil
 }
@@ -406,6 +442,32 @@ func CapCapableOpts(kernel *btf.Spec) OptsKind {
 		return OptsAuditInt
 	}
 	return OptsUnknown
+}
+
+// OpenNoop attaches a program that does nothing to the capability tracepoint:
+// the floor of what any hook there costs, for benchmarks.
+func OpenNoop() (*Session, error) {
+	spec, err := loadCapsrec()
+	if err != nil {
+		return nil, fmt.Errorf("reading the embedded BPF object: %w", err)
+	}
+	for name := range spec.Programs {
+		if name != "noop_cap_capable" {
+			delete(spec.Programs, name)
+		}
+	}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		return nil, fmt.Errorf("loading the no-op program: %w", err)
+	}
+	s := &Session{Method: MethodTracepoint, coll: coll}
+	l, err := link.AttachTracing(link.TracingOptions{Program: coll.Programs["noop_cap_capable"]})
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("attaching the no-op program: %w", err)
+	}
+	s.links = append(s.links, l)
+	return s, nil
 }
 
 // KernelSpec is the BTF the programs are relocated against: the --btf file or the running kernel's.

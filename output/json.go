@@ -24,6 +24,10 @@ type JSON struct {
 	// The parts of a process object that never change, by Process (immutable).
 	frags map[*recorder.Process][]byte
 	sets  map[uint64][]byte
+	// The last namespace block and the last second written: consecutive checks mostly share them.
+	lastNS     [len(recorder.NSNames)]uint32
+	lastNSJSON []byte
+	clock      secondCache
 }
 
 // maxCachedProcesses bounds the fragment cache; past it the cache starts over.
@@ -53,7 +57,11 @@ func (j *JSON) Append(b []byte, c *recorder.Check) []byte {
 	b = appendUint(b, true, "uid", uint64(c.UID))
 	b = appendUint(b, true, "tid", uint64(c.Tid))
 	b = j.appendContainer(b, c.Container, c.NsPid)
-	b = j.appendNamespaces(b, &c.NS)
+	if c.NS != j.lastNS || j.lastNSJSON == nil {
+		j.lastNS = c.NS
+		j.lastNSJSON = j.appendNamespaces(j.lastNSJSON[:0], &c.NS)
+	}
+	b = append(b, j.lastNSJSON...)
 	if c.CapPermitted|c.CapEffective|c.CapInheritable != 0 {
 		b = append(b, `,"cap":{`...)
 		b = j.appendSet(b, false, "permitted", c.CapPermitted)
@@ -100,7 +108,7 @@ func (j *JSON) Append(b []byte, c *recorder.Check) []byte {
 	b = append(b, `}},"node_name":`...)
 	b = appendString(b, j.node)
 	b = append(b, `,"time":`...)
-	b = appendTimestamp(b, c.Time)
+	b = j.clock.appendTimestamp(b, c.Time)
 	return append(b, '}')
 }
 

@@ -81,7 +81,12 @@ func appendTimestamp(b []byte, t time.Time) []byte {
 	t = t.UTC()
 	b = append(b, '"')
 	b = t.AppendFormat(b, "2006-01-02T15:04:05")
-	switch ns := t.Nanosecond(); {
+	return appendFraction(b, t.Nanosecond())
+}
+
+// appendFraction writes protojson's 0, 3, 6 or 9 fractional digits, the Z and the closing quote.
+func appendFraction(b []byte, ns int) []byte {
+	switch {
 	case ns == 0:
 	case ns%1e6 == 0:
 		b = append(b, '.')
@@ -94,6 +99,24 @@ func appendTimestamp(b []byte, t time.Time) []byte {
 		b = appendPadded(b, ns, 9)
 	}
 	return append(b, 'Z', '"')
+}
+
+// secondCache keeps the formatted date and time of the last second seen.
+type secondCache struct {
+	unix int64
+	text []byte
+}
+
+// appendTimestamp is the package's appendTimestamp, reusing the formatted second.
+func (sc *secondCache) appendTimestamp(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	if sec := t.Unix(); sec != sc.unix || sc.text == nil {
+		sc.unix = sec
+		sc.text = t.AppendFormat(sc.text[:0], "2006-01-02T15:04:05")
+	}
+	b = append(b, '"')
+	b = append(b, sc.text...)
+	return appendFraction(b, t.Nanosecond())
 }
 
 func appendPadded(b []byte, v, width int) []byte {

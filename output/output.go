@@ -27,7 +27,6 @@ func CheckFormat(f string) error {
 	return nil
 }
 
-
 // UseColor decides whether to color: always, never, or auto (a terminal and no NO_COLOR).
 func UseColor(mode string, isTerminal bool, noColorEnv bool) (bool, error) {
 	switch mode {

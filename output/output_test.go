@@ -51,7 +51,7 @@ func sampleChecks() []*recorder.Check {
 	inPod.Container = &recorder.Container{ID: "cfb961400ff25811d22d139a10f6a62efef53c2ecc11af47bc911a7f9a2ac1f7", Runtime: "containerd",
 		Name: "spaceship", ImageName: "docker.io/tgraf/netperf:latest", ImageID: "docker.io/tgraf/netperf@sha256:8e86",
 		StartTime: time.Date(2023, 7, 6, 8, 7, 30, 0, time.UTC),
-		Pod: &recorder.Pod{Namespace: "default", Name: "xwing", Labels: map[string]string{"org": "alliance", "class": "xwing"}}}
+		Pod:       &recorder.Pod{Namespace: "default", Name: "xwing", Labels: map[string]string{"org": "alliance", "class": "xwing"}}}
 	inPod.NS[recorder.NSPid] = 4026534732
 	granted := *denied
 	granted.Ret, granted.Cap, granted.Syscall = 0, 0, 92

@@ -85,7 +85,7 @@ type Container struct {
 
 // Pod identifies a Kubernetes pod.
 type Pod struct {
-	Namespace, Name, UID string
-	Labels               map[string]string
+	Namespace, Name, UID   string
+	Labels                 map[string]string
 	Workload, WorkloadKind string
 }

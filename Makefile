@@ -1,0 +1,29 @@
+# capsrec: make help lists the targets.
+GO ?= go
+BIN ?= capsrec
+# Privileged tests load BPF programs: run them one package at a time, so that
+# the "nothing left attached" checks see only their own capsrec.
+TESTFLAGS ?= -count=1 -p 1
+
+.PHONY: help build generate test vmtest bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+
+build: ## build the capsrec binary (no clang needed: the BPF object is committed)
+	CGO_ENABLED=0 $(GO) build -o $(BIN) .
+
+generate: ## rebuild the BPF object and Go bindings with clang, and the syscall table
+	$(GO) generate ./bpf ./syscalls
+
+test: ## run every test; as root the real-kernel tests run too
+	$(GO) test $(TESTFLAGS) ./...
+
+vmtest: ## boot Debian kernels 5.10 to the newest in qemu and run the privileged tests there
+	bash vmtest/run.sh
+
+bench: ## measure ns added per check, against no hook and a no-op program; writes BENCHMARKS.md
+	$(GO) run ./bench -write BENCHMARKS.md
+
+clean:
+	rm -f $(BIN)

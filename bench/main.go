@@ -1,0 +1,342 @@
+// Command bench measures what capsrec adds to each capability check, against
+// no hook and against a no-op BPF program on the same hook, in one run so
+// that the ratios hold on a noisy machine. `make bench` runs it.
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/capsrec/capsrec/bpf"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "checker" {
+		os.Exit(checker(os.Args[2:]))
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// checker N RATE: N syslog(SIZE_BUFFER) calls, each one CAP_SYSLOG check under
+// dmesg_restrict, at RATE per second (0: as fast as it can). Prints ns per call.
+func checker(args []string) int {
+	n, _ := strconv.Atoi(args[0])
+	rate, _ := strconv.Atoi(args[1])
+	runtime.LockOSThread()
+	start := time.Now()
+	for i := range n {
+		syscall.RawSyscall(syscall.SYS_SYSLOG, 10, 0, 0)
+		if rate > 0 && i%256 == 0 {
+			due := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
+			for time.Now().Before(due) {
+			}
+		}
+	}
+	fmt.Println(time.Since(start).Nanoseconds() / int64(n))
+	return 0
+}
+
+type result struct {
+	name                string
+	nsPerCheck          []float64
+	printed, lost, seen int
+	eventsPerSec        float64
+	rssKiB              int64
+	ready               time.Duration
+	checks              int
+}
+
+var (
+	checks  = flag.Int("n", 2_000_000, "checks per run")
+	rounds  = flag.Int("rounds", 3, "rounds; each scenario's median is reported")
+	out     = flag.String("write", "", "also write the results as Markdown to this file")
+	capsBin = flag.String("capsrec", "", "capsrec binary (default: build one)")
+)
+
+func run() error {
+	flag.Parse()
+	if os.Geteuid() != 0 {
+		return errors.New("needs root")
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return err
+	}
+	restore, err := setDmesgRestrict()
+	if err != nil {
+		return err
+	}
+	defer restore()
+	bin := *capsBin
+	if bin == "" {
+		dir, err := os.MkdirTemp("", "capsrec-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		bin = filepath.Join(dir, "capsrec")
+		if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+			return fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+
+	type scenario struct {
+		name string
+		n    int
+		run  func(n int) (*result, error)
+	}
+	capsrec := func(args ...string) func(int) (*result, error) {
+		return func(n int) (*result, error) { return runCapsrec(bin, self, n, 0, args...) }
+	}
+	scenarios := []scenario{
+		{"no recorder", *checks, func(n int) (*result, error) { return runChecker(self, n, 0) }},
+		{"no-op BPF program (floor)", *checks, runNoop},
+		{"capsrec -o json > /dev/null", *checks, capsrec("-o", "json")},
+		{"capsrec -o compact > /dev/null", *checks, capsrec("-o", "compact")},
+		{"capsrec, all filtered in kernel (--cap chown)", *checks, capsrec("-o", "json", "--cap", "chown")},
+	}
+	if _, err := exec.LookPath("bpftrace"); err == nil {
+		scenarios = append(scenarios, scenario{"bpftrace printf > /dev/null", max(*checks/20, 10000), func(n int) (*result, error) { return runBpftrace(self, n) }})
+	}
+	results := map[string]*result{}
+	for r := range *rounds {
+		for _, s := range scenarios {
+			res, err := s.run(s.n)
+			if err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+			fmt.Fprintf(os.Stderr, "round %d: %-48s %6.0f ns/check\n", r+1, s.name, res.nsPerCheck[0])
+			if prev := results[s.name]; prev != nil {
+				prev.nsPerCheck = append(prev.nsPerCheck, res.nsPerCheck...)
+				prev.lost += res.lost
+				prev.rssKiB = max(prev.rssKiB, res.rssKiB)
+				prev.ready = max(prev.ready, res.ready)
+				prev.eventsPerSec = max(prev.eventsPerSec, res.eventsPerSec)
+			} else {
+				res.name = s.name
+				results[s.name] = res
+			}
+		}
+	}
+	// Zero loss at a steady 200,000 checks/s, the target rate.
+	paced, err := runCapsrec(bin, self, 400_000, 200_000, "-o", "json")
+	if err != nil {
+		return err
+	}
+	paced.name = "capsrec -o json, paced at 200,000 checks/s"
+
+	var ordered []*result
+	for _, s := range scenarios {
+		ordered = append(ordered, results[s.name])
+	}
+	report := format(ordered, paced)
+	fmt.Print(report)
+	if *out != "" {
+		return os.WriteFile(*out, []byte(benchmarksHeader()+report), 0o644)
+	}
+	return nil
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func format(rs []*result, paced *result) string {
+	base, floor := median(rs[0].nsPerCheck), median(rs[1].nsPerCheck)
+	var b strings.Builder
+	w := tabwriter.NewWriter(&b, 0, 4, 2, ' ', tabwriter.Debug)
+	fmt.Fprintln(w, "scenario\tns/check\tadded ns/check\tadded / no-op's\tevents/s delivered\tlost\tpeak RSS\tready")
+	for _, r := range rs {
+		ns := median(r.nsPerCheck)
+		added := ns - base
+		ratio := "-"
+		if floor-base > 0 && r != rs[0] {
+			ratio = fmt.Sprintf("%.2fx", added/(floor-base))
+		}
+		cells := []string{r.name, fmt.Sprintf("%.0f", ns), fmt.Sprintf("%.0f", added), ratio, "-", "-", "-", "-"}
+		if r.rssKiB > 0 {
+			cells[4] = fmt.Sprintf("%.0f", r.eventsPerSec)
+			cells[5] = strconv.Itoa(r.lost)
+			cells[6] = fmt.Sprintf("%.1f MiB", float64(r.rssKiB)/1024)
+			if r.ready > 0 {
+				cells[7] = fmt.Sprintf("%d ms", r.ready.Milliseconds())
+			}
+		}
+		fmt.Fprintln(w, strings.Join(cells, "\t"))
+	}
+	w.Flush()
+	fmt.Fprintf(&b, "\n%s: %d checks, %d printed, %d lost, peak RSS %.1f MiB\n", paced.name, paced.checks, paced.printed, paced.lost, float64(paced.rssKiB)/1024)
+	return b.String()
+}
+
+func benchmarksHeader() string {
+	var uts syscall.Utsname
+	_ = syscall.Uname(&uts)
+	release := make([]byte, 0, len(uts.Release))
+	for _, c := range uts.Release {
+		if c == 0 {
+			break
+		}
+		release = append(release, byte(c))
+	}
+	cpu := "unknown CPU"
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if name, ok := strings.CutPrefix(sc.Text(), "model name\t: "); ok {
+				cpu = name
+				break
+			}
+		}
+		f.Close()
+	}
+	return fmt.Sprintf("# Benchmarks\n\nWritten by `make bench` on %s: kernel %s, %d CPUs (%s), Go %s.\n"+
+		"Each check is one `syslog(SYSLOG_ACTION_SIZE_BUFFER)` made by root under `kernel.dmesg_restrict=1`: one granted CAP_SYSLOG check.\n"+
+		"Scenarios run interleaved, %d rounds, medians shown; \"added\" is against the no-recorder run of the same round set.\n\n```\n",
+		time.Now().UTC().Format("2006-01-02"), release, runtime.NumCPU(), cpu, runtime.Version(), *rounds)
+}
+
+func setDmesgRestrict() (func(), error) {
+	const knob = "/proc/sys/kernel/dmesg_restrict"
+	old, err := os.ReadFile(knob)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(knob, []byte("1"), 0o644); err != nil {
+		return nil, err
+	}
+	return func() { _ = os.WriteFile(knob, old, 0o644) }, nil
+}
+
+func runChecker(self string, n, rate int) (*result, error) {
+	out, err := exec.Command(self, "checker", strconv.Itoa(n), strconv.Itoa(rate)).Output()
+	if err != nil {
+		return nil, fmt.Errorf("checker: %w", err)
+	}
+	ns, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	if err != nil {
+		return nil, err
+	}
+	return &result{nsPerCheck: []float64{ns}, checks: n}, nil
+}
+
+func runNoop(n int) (*result, error) {
+	s, err := bpf.OpenNoop()
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	self, _ := os.Executable()
+	return runChecker(self, n, 0)
+}
+
+var summaryRE = regexp.MustCompile(`(\d+) checks seen, (\d+) printed, (\d+) filtered, (\d+) lost`)
+
+func runCapsrec(bin, self string, n, rate int, args ...string) (*result, error) {
+	dir, err := os.MkdirTemp("", "capsrec-bench-ready-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	ready := filepath.Join(dir, "ready")
+	cmd := exec.Command(bin, append([]string{"record", "--ready-file", ready}, args...)...)
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer devnull.Close()
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = devnull, &stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			_ = cmd.Process.Kill()
+			return nil, fmt.Errorf("capsrec not ready: %s", stderr.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	readyAfter := time.Since(start)
+	res, err := runChecker(self, n, rate)
+	if err != nil {
+		_ = cmd.Process.Kill()
+		return nil, err
+	}
+	time.Sleep(200 * time.Millisecond)
+	_ = cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err != nil {
+		return nil, fmt.Errorf("capsrec: %v: %s", err, stderr.String())
+	}
+	m := summaryRE.FindStringSubmatch(stderr.String())
+	if m == nil {
+		return nil, fmt.Errorf("no summary from capsrec: %s", stderr.String())
+	}
+	res.seen, _ = strconv.Atoi(m[1])
+	res.printed, _ = strconv.Atoi(m[2])
+	res.lost, _ = strconv.Atoi(m[4])
+	res.ready = readyAfter
+	res.eventsPerSec = float64(res.printed) / (res.nsPerCheck[0] * float64(n) / 1e9)
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		res.rssKiB = ru.Maxrss
+	}
+	return res, nil
+}
+
+func runBpftrace(self string, n int) (*result, error) {
+	cmd := exec.Command("bpftrace", "-e", `tracepoint:capability:cap_capable { printf("%d %s %d %d\n", pid, comm, args->cap, args->ret); }`)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	// bpftrace prints "Attaching 1 probe..." once attached; the rest is thrown away, as > /dev/null would.
+	attached := make(chan struct{})
+	go func() {
+		r := bufio.NewReader(stdout)
+		if line, _ := r.ReadString('\n'); strings.HasPrefix(line, "Attaching") {
+			close(attached)
+		}
+		_, _ = io.Copy(io.Discard, r)
+	}()
+	select {
+	case <-attached:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		return nil, errors.New("bpftrace did not attach")
+	}
+	res, err := runChecker(self, n, 0)
+	_ = cmd.Process.Signal(os.Interrupt)
+	_ = cmd.Wait()
+	return res, err
+}

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The body of a cap_event, included twice by capsrec.bpf.c: once with READ as
+ * plain loads through BTF pointers (tracepoint and fexit where the kernel has
+ * bpf_get_current_task_btf: a load costs a nanosecond), once with READ as
+ * BPF_CORE_READ probe reads (kprobe, and fexit on 5.10).
+ */
+static __always_inline void FILL_CAP_EVENT(struct cap_event *ev, struct task_struct *task, __u64 pid_tgid,
+					   const struct cred *cred, struct user_namespace *targ_ns, int cap,
+					   __u32 opts, int ret, __u8 method, bool has_opts)
+{
+	const struct cred *real_cred = READ(task, real_cred);
+	struct task_struct *leader = READ(task, group_leader);
+	struct nsproxy *nsp = READ(task, nsproxy);
+	struct upid up = pid_upid(READ(leader, thread_pid));
+
+	ev->hdr.type = EVENT_CAP;
+	ev->hdr.tgid = pid_tgid >> 32;
+	ev->hdr.ktime = bpf_ktime_get_boot_ns();
+	ev->tid = (__u32)pid_tgid;
+	ev->cgroup_id = bpf_get_current_cgroup_id();
+	ev->start_boottime = READ(leader, start_boottime);
+	ev->ptgid = READ(task, real_parent, tgid);
+	ev->uid = READ(real_cred, uid.val);
+	ev->gid = READ(real_cred, gid.val);
+	ev->euid = READ(real_cred, euid.val);
+	ev->auid = bpf_core_field_exists(task->loginuid) ? READ(task, loginuid.val) : (__u32)-1;
+	/* kernel_cap_t is u32[2] before 6.3 and u64 after: 8 bytes read raw either way. */
+	bpf_core_read(&ev->cap_effective, sizeof(__u64), &cred->cap_effective);
+	bpf_core_read(&ev->cap_permitted, sizeof(__u64), &cred->cap_permitted);
+	bpf_core_read(&ev->cap_inheritable, sizeof(__u64), &cred->cap_inheritable);
+	ev->cap = cap;
+	ev->ret = ret;
+	ev->opts = opts;
+	ev->has_opts = has_opts;
+	ev->method = method;
+	ev->override_creds = cred != real_cred;
+	ev->syscall_nr = SYSCALL_NR(task);
+	ev->ns_pid = up.nr;
+	ev->target_ns_level = READ(targ_ns, level);
+	ev->target_ns_uid = READ(targ_ns, owner.val);
+	ev->target_ns_gid = READ(targ_ns, group.val);
+	ev->target_ns_inum = READ(targ_ns, ns.inum);
+	if (nsp) {
+		ev->ns[NS_UTS] = READ(nsp, uts_ns, ns.inum);
+		ev->ns[NS_IPC] = READ(nsp, ipc_ns, ns.inum);
+		ev->ns[NS_MNT] = READ(nsp, mnt_ns, ns.inum);
+		ev->ns[NS_PID_FOR_CHILDREN] = READ(nsp, pid_ns_for_children, ns.inum);
+		ev->ns[NS_NET] = READ(nsp, net_ns, ns.inum);
+		if (bpf_core_field_exists(nsp->time_ns)) {
+			ev->ns[NS_TIME] = READ(nsp, time_ns, ns.inum);
+			ev->ns[NS_TIME_FOR_CHILDREN] = READ(nsp, time_ns_for_children, ns.inum);
+		}
+		ev->ns[NS_CGROUP] = READ(nsp, cgroup_ns, ns.inum);
+	}
+	ev->ns[NS_USER] = READ(real_cred, user_ns, ns.inum);
+	ev->ns[NS_PID] = BPF_CORE_READ(up.ns, ns.inum);
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	bpf_probe_read_kernel_str(ev->cgroup_name, sizeof(ev->cgroup_name), READ(task, cgroups, dfl_cgrp, kn, name));
+}
