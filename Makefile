@@ -22,8 +22,8 @@ test: ## run every test; as root the real-kernel tests run too
 vmtest: ## boot Debian kernels 5.10 to the newest in qemu and run the privileged tests there
 	bash vmtest/run.sh
 
-bench: ## measure ns added per check, against no hook and a no-op program; writes BENCHMARKS.md
-	$(GO) run ./bench -write BENCHMARKS.md
+bench: ## ns added per check on this kernel and, for fexit and kprobe, in qemu; writes BENCHMARKS.md
+	bash bench/run.sh
 
 clean:
 	rm -f $(BIN)

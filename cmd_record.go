@@ -18,6 +18,7 @@ import (
 	"github.com/capsrec/capsrec/bpf"
 	"github.com/capsrec/capsrec/filter"
 	"github.com/capsrec/capsrec/output"
+	"github.com/capsrec/capsrec/profile"
 	"github.com/capsrec/capsrec/recorder"
 )
 
@@ -44,6 +45,7 @@ var recordCommand = &cli.Command{
 		&cli.IntFlag{Name: "count", Usage: "stop after printing this many checks; 0 means no limit"},
 		&cli.StringFlag{Name: "ready-file", Usage: "write this file once the hooks are attached (for scripts)"},
 		&cli.IntFlag{Name: "ring-buffer", Value: 8192, Usage: "ring buffer size in KiB, a power of two of at least 4"},
+		&cli.BoolFlag{Name: "summary", Usage: "at exit, print the session's capability profile on stderr (default: when stderr is a terminal)"},
 	},
 	Action: runRecord,
 }
@@ -151,11 +153,23 @@ func runRecord(c *cli.Context) error {
 		w = output.NewCompact(c.App.Writer, colored)
 	}
 
+	summary := isatty.IsTerminal(os.Stderr.Fd())
+	if c.IsSet("summary") {
+		summary = c.Bool("summary")
+	}
+	var prof *profile.Profile
+	if summary {
+		prof = profile.New()
+	}
+
 	var st recordStats
 	handle := func(ch *recorder.Check) error {
 		if !flt.Keep(ch) {
 			st.filtered++
 			return nil
+		}
+		if prof != nil {
+			prof.Add(profile.FromCheck(ch))
 		}
 		if err := w.Write(ch); err != nil {
 			return err
@@ -189,6 +203,13 @@ func runRecord(c *cli.Context) error {
 		return errors.Join(runErr, err)
 	}
 	fmt.Fprintln(c.App.ErrWriter, summaryLine(kstats, st))
+	if prof != nil {
+		fmt.Fprintln(c.App.ErrWriter)
+		stderrColor, _ := output.UseColor(c.String("color"), isatty.IsTerminal(os.Stderr.Fd()), os.Getenv("NO_COLOR") != "")
+		if err := profile.WriteTable(c.App.ErrWriter, prof, stderrColor); err != nil {
+			return errors.Join(runErr, err)
+		}
+	}
 	return runErr
 }
 

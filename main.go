@@ -54,7 +54,7 @@ func run(args []string) error {
 				EnvVars: []string{"CAPSREC_BTF"},
 			},
 		},
-		Commands:             []*cli.Command{recordCommand, capsCommand, doctorCommand},
+		Commands:             []*cli.Command{recordCommand, profileCommand, capsCommand, doctorCommand},
 		HideHelpCommand:      true,
 		EnableBashCompletion: true,
 		// Errors are printed once, by main, on one line.

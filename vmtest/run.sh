@@ -71,6 +71,9 @@ log "building the static test binary and capsrec"
 build=$cache/build
 rm -rf "$build" && mkdir -p "$build/rootfs"/{bin,proc,sys,dev,tmp,work,sys/fs/bpf}
 (cd "$root" && CGO_ENABLED=0 go test -c -o "$build/rootfs/capsrec.test" . && CGO_ENABLED=0 go build -o "$build/rootfs/capsrec" .)
+if [ -n "${VMTEST_BENCH:-}" ]; then
+	(cd "$root" && CGO_ENABLED=0 go build -o "$build/rootfs/capsbench" ./bench)
+fi
 cp -r "$root/testdata" "$build/rootfs/work/"
 cp /bin/busybox "$build/rootfs/bin/busybox"
 for app in sh mount mkdir dmesg chown cat echo sleep poweroff sync uname; do
@@ -89,8 +92,15 @@ mount -t bpf bpf /sys/fs/bpf
 . /vmtest.env
 echo "VMTEST-KERNEL: $(uname -r)"
 cd /work
-/capsrec.test -test.v -test.count=1 -test.run "$VMTEST_TESTS"
-echo "VMTEST-EXIT: $?"
+if [ -n "$VMTEST_BENCH" ]; then
+	echo "VMTEST-BENCH-BEGIN"
+	/capsbench -capsrec /capsrec -methods "$CAPSREC_TEST_METHODS" -n 100000 -rounds 3 2>/dev/null
+	echo "VMTEST-EXIT: $?"
+	echo "VMTEST-BENCH-END"
+else
+	/capsrec.test -test.v -test.count=1 -test.run "$VMTEST_TESTS"
+	echo "VMTEST-EXIT: $?"
+fi
 sync
 poweroff -f
 INIT
@@ -105,7 +115,7 @@ boot() {
 	cat >"$build/rootfs/vmtest.env" <<ENV
 export CAPSREC_BIN=/capsrec CAPSREC_REQUIRE_PRIVILEGED=1 CAPSREC_TEST_SLOW=1
 export CAPSREC_TEST_METHODS=$methods CAPSREC_TEST_UNAVAILABLE_METHODS=$unavailable
-export VMTEST_TESTS='$run'
+export VMTEST_TESTS='$run' VMTEST_BENCH='${VMTEST_BENCH:-}'
 ENV
 	local img=$build/initramfs-$name.cpio.gz out=$build/console-$name.log
 	(cd "$build/rootfs" && find . | cpio -o -H newc --quiet | gzip -1) >"$img"

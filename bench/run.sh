@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# make bench: the host's numbers, then fexit and kprobe inside qemu (ratios
+# only: emulation makes absolute times meaningless); writes BENCHMARKS.md.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+out=$root/.cache/bench
+mkdir -p "$out"
+go run ./bench -write "$out/host.md"
+VMTEST_BENCH=1 VMTEST_KERNELS="${BENCH_KERNELS:-5.10 6.12}" bash vmtest/run.sh >"$out/vm.log"
+{
+	echo "# Benchmarks"
+	echo
+	echo "Each check is one \`syslog(SYSLOG_ACTION_SIZE_BUFFER)\` by root under \`kernel.dmesg_restrict=1\`:"
+	echo "one granted CAP_SYSLOG check. \"added\" is ns per check over the no-recorder run of the same"
+	echo "round; \"added / no-op's\" divides that by what a BPF program that does nothing on the same"
+	echo "hook adds. Targets (issue 2): a recorded check adds under 400 ns; a check filtered out in the"
+	echo "kernel under 1.5x the no-op's overhead; no loss at 200,000 checks/s; ready in under 200 ms;"
+	echo "RSS under 40 MiB."
+	echo
+	cat "$out/host.md"
+	for k in ${BENCH_KERNELS:-5.10 6.12}; do
+		echo
+		echo "## Debian $k in qemu (software emulation: compare ratios, not times)"
+		echo
+		echo '```'
+		sed -n "s/^\[$k\] //p" "$out/vm.log" | sed -n '/^VMTEST-BENCH-BEGIN/,/^VMTEST-BENCH-END/p' | grep -v '^VMTEST-'
+		echo '```'
+	done
+} >BENCHMARKS.md
+echo "bench: wrote BENCHMARKS.md"

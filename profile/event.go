@@ -1,0 +1,213 @@
+package profile
+
+import (
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/capsrec/capsrec/caps"
+)
+
+// errNotCheck marks an event of another hook in a Tetragon stream.
+var errNotCheck = errors.New("not a cap_capable event")
+
+// fields are what a profile reads of a capsrec or Tetragon process_kprobe event.
+type fields struct {
+	kprobe                           bool
+	function                         string
+	binary                           string
+	namespace, pod, container, image string
+	workload                         string
+	capValue                         int64
+	capName                          string
+	hasCap, hasRet                   bool
+	ret                              int64
+	audit, auditKnown, override      bool
+	syscall                          string
+	time                             string
+}
+
+// parseEvent reads one JSON line into an Observation.
+func parseEvent(line []byte) (Observation, error) {
+	s := &scanner{b: line}
+	var f fields
+	err := s.object(func(key string) error {
+		switch key {
+		case "process_kprobe":
+			f.kprobe = true
+			return s.object(func(k string) error { return f.kprobeField(s, k) })
+		case "time":
+			var err error
+			f.time, err = s.str()
+			return err
+		}
+		return s.skip()
+	})
+	if err != nil {
+		return Observation{}, err
+	}
+	if s.peek() != 0 {
+		return Observation{}, s.fail("data after the event")
+	}
+	return f.observation()
+}
+
+func (f *fields) kprobeField(s *scanner, key string) error {
+	var err error
+	switch key {
+	case "function_name":
+		f.function, err = s.str()
+	case "process":
+		err = s.object(func(k string) error { return f.processField(s, k) })
+	case "args":
+		err = s.array(func() error {
+			return s.object(func(k string) error {
+				if k != "capability_arg" {
+					return s.skip()
+				}
+				f.hasCap = true
+				return s.object(func(k string) error {
+					var err error
+					switch k {
+					case "value":
+						f.capValue, err = s.number()
+					case "name":
+						f.capName, err = s.str()
+					default:
+						err = s.skip()
+					}
+					return err
+				})
+			})
+		})
+	case "return":
+		err = s.object(func(k string) error {
+			if k != "int_arg" {
+				return s.skip()
+			}
+			f.hasRet = true
+			var err error
+			f.ret, err = s.number()
+			return err
+		})
+	case "capsrec":
+		err = s.object(func(k string) error {
+			var err error
+			switch k {
+			case "audit":
+				f.auditKnown = true
+				f.audit, err = s.boolean()
+			case "override_creds":
+				f.override, err = s.boolean()
+			case "syscall_name":
+				f.syscall, err = s.str()
+			default:
+				err = s.skip()
+			}
+			return err
+		})
+	default:
+		err = s.skip()
+	}
+	return err
+}
+
+func (f *fields) processField(s *scanner, key string) error {
+	var err error
+	switch key {
+	case "binary":
+		f.binary, err = s.str()
+	case "pod":
+		err = s.object(func(k string) error {
+			var err error
+			switch k {
+			case "namespace":
+				f.namespace, err = s.str()
+			case "name":
+				f.pod, err = s.str()
+			case "workload":
+				f.workload, err = s.str()
+			case "container":
+				err = s.object(func(k string) error {
+					var err error
+					switch k {
+					case "name":
+						f.container, err = s.str()
+					case "image":
+						err = s.object(func(k string) error {
+							if k != "name" {
+								return s.skip()
+							}
+							var err error
+							f.image, err = s.str()
+							return err
+						})
+					default:
+						err = s.skip()
+					}
+					return err
+				})
+			default:
+				err = s.skip()
+			}
+			return err
+		})
+	default:
+		err = s.skip()
+	}
+	return err
+}
+
+func (f *fields) observation() (Observation, error) {
+	if !f.kprobe || f.function != "cap_capable" {
+		return Observation{}, errNotCheck
+	}
+	if !f.hasCap {
+		return Observation{}, errors.New("cap_capable event without args[].capability_arg")
+	}
+	if !f.hasRet {
+		return Observation{}, errors.New("cap_capable event without return.int_arg")
+	}
+	o := Observation{
+		Cap:           int(f.capValue),
+		Granted:       f.ret == 0,
+		Binary:        f.binary,
+		OverrideCreds: f.override,
+		Syscall:       f.syscall,
+	}
+	if f.capName != "" && f.capValue == 0 {
+		if v, err := caps.Parse(f.capName); err == nil {
+			o.Cap = v
+		}
+	}
+	if f.auditKnown {
+		o.Audit = NotAudited
+		if f.audit {
+			o.Audit = Audited
+		}
+	}
+	if f.time != "" {
+		t, err := time.Parse(time.RFC3339Nano, f.time)
+		if err != nil {
+			return Observation{}, errors.New("time " + f.time + " is not RFC 3339")
+		}
+		o.Time = t
+	}
+	if f.pod != "" || f.container != "" {
+		o.Subject = Subject{Namespace: f.namespace, Pod: f.pod, Container: f.container, Image: f.image}
+		o.Subject.Workload, o.Subject.WorkloadRule = f.workload, "Tetragon's pod.workload"
+		if f.workload == "" {
+			o.Subject.Workload, o.Subject.WorkloadRule = Workload(f.pod)
+		}
+	} else {
+		o.Subject = Subject{Binary: hostBinary(f.binary)}
+	}
+	return o, nil
+}
+
+func hostBinary(b string) string {
+	if strings.TrimSpace(b) == "" {
+		return "(unknown binary)"
+	}
+	return b
+}

@@ -1,0 +1,216 @@
+package profile
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/fatih/color"
+
+	"github.com/capsrec/capsrec/caps"
+)
+
+// Formats of capsrec profile's -o.
+var Formats = []string{"table", "yaml", "json", "docker", "systemd"}
+
+// CheckFormat rejects a format capsrec cannot write.
+func CheckFormat(f string) error {
+	for _, ok := range Formats {
+		if f == ok {
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown output format %q (want %s)", f, strings.Join(Formats, ", "))
+}
+
+// Write writes the profile in format; colored applies to the table.
+func Write(w io.Writer, p *Profile, format string, colored bool) error {
+	switch format {
+	case "table":
+		return WriteTable(w, p, colored)
+	case "yaml":
+		return writeYAML(w, p)
+	case "json":
+		return writeJSON(w, p)
+	case "docker":
+		return writeDocker(w, p)
+	case "systemd":
+		return writeSystemd(w, p)
+	}
+	return CheckFormat(format)
+}
+
+// Title names a subject for people.
+func (s Subject) Title() string {
+	if !s.IsContainer() {
+		return "host " + s.Binary
+	}
+	t := s.Namespace + "/" + s.Workload + " container " + s.Container
+	if s.Image != "" {
+		t += " (image " + s.Image + ")"
+	}
+	return t
+}
+
+// WriteTable writes one block per subject: its capabilities, verdicts and the recommendation.
+func WriteTable(w io.Writer, p *Profile, colored bool) error {
+	green, red, dim := color.New(color.FgGreen), color.New(color.FgRed, color.Bold), color.New(color.Faint)
+	for _, c := range []*color.Color{green, red, dim} {
+		if colored {
+			c.EnableColor()
+		} else {
+			c.DisableColor()
+		}
+	}
+	if p.Len() == 0 {
+		_, err := fmt.Fprintln(w, "no capability checks recorded")
+		return err
+	}
+	for i, sp := range p.Subjects() {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s: %d checks\n", sp.Subject.Title(), sp.Checks)
+		if sp.Subject.IsContainer() {
+			fmt.Fprintf(w, "  workload %s (%s); pods %s\n", sp.Subject.Workload, sp.Subject.WorkloadRule, strings.Join(sp.Pods, ", "))
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  CAPABILITY\tGRANTED\tDENIED\tVERDICT\tBINARIES\tSYSCALLS\tFIRST\tLAST")
+		for _, c := range sp.SortedCaps() {
+			v := string(c.Verdict())
+			switch {
+			case c.IsNeed():
+				v = green.Sprint(v)
+			case c.Verdict() == DeniedTried:
+				v = red.Sprint(v)
+			default:
+				v = dim.Sprint(v)
+			}
+			fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", caps.Name(c.Cap), c.Granted, c.Denied, v,
+				strings.Join(c.Binaries, ","), strings.Join(c.Syscalls, ","), stamp(c.First), stamp(c.Last))
+		}
+		tw.Flush()
+		r := sp.Recommend()
+		if sp.Subject.IsContainer() {
+			fmt.Fprintf(w, "  securityContext.capabilities: drop [%s], add [%s]\n", strings.Join(r.Drop, ", "), strings.Join(r.Add, ", "))
+			if len(r.UnusedDefaults) > 0 {
+				fmt.Fprintf(w, "  runtime defaults never needed: %s\n", strings.Join(r.UnusedDefaults, ", "))
+			}
+		} else {
+			fmt.Fprintf(w, "  needs: [%s]\n", strings.Join(r.Add, ", "))
+		}
+		if r.AuditUnknown {
+			fmt.Fprintln(w, "  note: the tracepoint cannot tell audited checks from noaudit probes; needs marked 'audit unknown' may be probes")
+		}
+	}
+	if p.Ignored > 0 || p.Skipped > 0 {
+		fmt.Fprintf(w, "\n%d events of other hooks ignored, %d malformed lines skipped\n", p.Ignored, p.Skipped)
+	}
+	return nil
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02T15:04:05Z")
+}
+
+// writeYAML writes, per container, a securityContext document that parses
+// into Kubernetes' SecurityContext; comments say which container and why.
+func writeYAML(w io.Writer, p *Profile) error {
+	n := 0
+	for _, sp := range p.Subjects() {
+		if !sp.Subject.IsContainer() {
+			continue
+		}
+		if n > 0 {
+			fmt.Fprintln(w, "---")
+		}
+		n++
+		r := sp.Recommend()
+		fmt.Fprintf(w, "# %s\n", sp.Subject.Title())
+		fmt.Fprintf(w, "# namespace: %s, workload: %s, container: %s\n", sp.Subject.Namespace, sp.Subject.Workload, sp.Subject.Container)
+		if len(r.Denied) > 0 {
+			fmt.Fprintf(w, "# denied: %s: the workload tried and was refused; add only if that operation is wanted\n", strings.Join(r.Denied, ", "))
+		}
+		if r.AuditUnknown {
+			fmt.Fprintln(w, "# recorded on the tracepoint: audited checks and noaudit probes look alike")
+		}
+		fmt.Fprintln(w, "capabilities:")
+		fmt.Fprintf(w, "  drop: [%s]\n", strings.Join(r.Drop, ", "))
+		fmt.Fprintf(w, "  add: [%s]\n", strings.Join(r.Add, ", "))
+	}
+	if n == 0 {
+		_, err := fmt.Fprintln(w, "# no containers in this profile")
+		return err
+	}
+	return nil
+}
+
+type jsonSubject struct {
+	Subject
+	Pods           []string           `json:"pods,omitempty"`
+	Checks         uint64             `json:"checks"`
+	Capabilities   map[string]jsonCap `json:"capabilities"`
+	Recommendation Recommendation     `json:"recommendation"`
+}
+
+type jsonCap struct {
+	*CapStats
+	Verdict Verdict `json:"verdict"`
+}
+
+func writeJSON(w io.Writer, p *Profile) error {
+	out := struct {
+		Subjects []jsonSubject `json:"subjects"`
+		Ignored  uint64        `json:"ignored_events"`
+		Skipped  uint64        `json:"skipped_lines"`
+	}{Subjects: []jsonSubject{}, Ignored: p.Ignored, Skipped: p.Skipped}
+	for _, sp := range p.Subjects() {
+		js := jsonSubject{Subject: sp.Subject, Pods: sp.Pods, Checks: sp.Checks, Capabilities: map[string]jsonCap{}, Recommendation: sp.Recommend()}
+		for _, c := range sp.SortedCaps() {
+			js.Capabilities[caps.Name(c.Cap)] = jsonCap{CapStats: c, Verdict: c.Verdict()}
+		}
+		out.Subjects = append(out.Subjects, js)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func writeDocker(w io.Writer, p *Profile) error {
+	for _, sp := range p.Subjects() {
+		if !sp.Subject.IsContainer() {
+			continue
+		}
+		r := sp.Recommend()
+		fmt.Fprintf(w, "# %s\n--cap-drop=ALL", sp.Subject.Title())
+		for _, a := range r.Add {
+			fmt.Fprintf(w, " --cap-add=%s", a)
+		}
+		fmt.Fprintln(w)
+	}
+	return nil
+}
+
+func writeSystemd(w io.Writer, p *Profile) error {
+	for _, sp := range p.Subjects() {
+		if sp.Subject.IsContainer() {
+			continue
+		}
+		var names []string
+		for _, c := range sp.SortedCaps() {
+			if c.IsNeed() {
+				names = append(names, caps.Name(c.Cap))
+			}
+		}
+		fmt.Fprintf(w, "# %s\n", sp.Subject.Binary)
+		fmt.Fprintf(w, "CapabilityBoundingSet=%s\n", strings.Join(names, " "))
+		fmt.Fprintf(w, "AmbientCapabilities=%s\n", strings.Join(names, " "))
+	}
+	return nil
+}

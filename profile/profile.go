@@ -1,0 +1,329 @@
+// Package profile aggregates capability checks per container or host binary
+// and turns them into what a securityContext should add and drop.
+package profile
+
+import (
+	"cmp"
+	"maps"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/capsrec/capsrec/caps"
+)
+
+// Audit is what is known of whether the kernel audited a check.
+type Audit uint8
+
+const (
+	AuditUnknown Audit = iota // the tracepoint does not pass cap_capable's opts
+	Audited
+	NotAudited // CAP_OPT_NOAUDIT: the kernel probing, not the workload asking
+)
+
+// Subject is what a profile is about: a container, or a binary on the host.
+type Subject struct {
+	Namespace    string `json:"namespace,omitempty"`
+	Workload     string `json:"workload,omitempty"`
+	WorkloadRule string `json:"workload_rule,omitempty"`
+	Pod          string `json:"pod,omitempty"`
+	Container    string `json:"container,omitempty"`
+	Image        string `json:"image,omitempty"`
+	// Binary names a host subject; containers leave it empty.
+	Binary string `json:"binary,omitempty"`
+}
+
+// IsContainer tells a container subject from a host binary.
+func (s Subject) IsContainer() bool { return s.Container != "" || s.Pod != "" }
+
+// Key groups pods of one workload together: the pod name is not part of it.
+func (s Subject) key() Subject {
+	k := s
+	if k.IsContainer() {
+		k.Pod = ""
+	}
+	return k
+}
+
+// Observation is one capability check, from a live session or a JSON line.
+type Observation struct {
+	Time          time.Time
+	Subject       Subject
+	Binary        string
+	Cap           int
+	Granted       bool
+	Audit         Audit
+	OverrideCreds bool
+	Syscall       string
+}
+
+// maxListed bounds the binaries and syscalls kept per capability.
+const maxListed = 16
+
+// CapStats is what one subject did with one capability.
+type CapStats struct {
+	Cap            int       `json:"-"`
+	Granted        uint64    `json:"granted"`
+	Denied         uint64    `json:"denied"`
+	GrantedAudited uint64    `json:"granted_audited"`
+	GrantedUnknown uint64    `json:"granted_audit_unknown"`
+	NoAudit        uint64    `json:"noaudit"`
+	OverrideCreds  uint64    `json:"override_creds"`
+	DeniedAudited  uint64    `json:"denied_audited"`
+	First          time.Time `json:"first_seen"`
+	Last           time.Time `json:"last_seen"`
+	Binaries       []string  `json:"binaries"`
+	Syscalls       []string  `json:"syscalls,omitempty"`
+}
+
+// Verdict classifies a capability for a subject.
+type Verdict string
+
+const (
+	// Needed: granted in an audited check made with the task's own credentials.
+	Needed Verdict = "needed"
+	// NeededAuditUnknown: granted, but the attach method could not tell audit from noaudit.
+	NeededAuditUnknown Verdict = "needed (audit unknown: tracepoint)"
+	// ProbeOnly: granted only in noaudit checks, the kernel probing.
+	ProbeOnly Verdict = "not needed: noaudit probes only"
+	// OverrideOnly: granted only under override_creds (someone else's credentials).
+	OverrideOnly Verdict = "not needed: under override_creds only"
+	// DeniedTried: refused in an audited check and never needed.
+	DeniedTried Verdict = "denied: the workload tried and was refused; add only if that operation is wanted"
+	// DeniedProbe: refused only in noaudit or override checks.
+	DeniedProbe Verdict = "denied, noaudit or override_creds only: not a need"
+)
+
+// Verdict says what the checks of this capability mean.
+func (c *CapStats) Verdict() Verdict {
+	switch {
+	case c.GrantedAudited > 0:
+		return Needed
+	case c.GrantedUnknown > 0:
+		return NeededAuditUnknown
+	case c.Granted > 0 && c.Granted == c.OverrideCreds:
+		return OverrideOnly
+	case c.Granted > 0:
+		return ProbeOnly
+	case c.DeniedAudited > 0:
+		return DeniedTried
+	}
+	return DeniedProbe
+}
+
+// IsNeed tells whether the capability belongs in the add list.
+func (c *CapStats) IsNeed() bool {
+	v := c.Verdict()
+	return v == Needed || v == NeededAuditUnknown
+}
+
+// SubjectProfile is one subject's capabilities.
+type SubjectProfile struct {
+	Subject Subject
+	Pods    []string // the pods of the workload seen (bounded)
+	Checks  uint64
+	Caps    map[int]*CapStats
+}
+
+// Profile aggregates observations; memory grows with subjects and capabilities, not checks.
+type Profile struct {
+	subjects map[Subject]*SubjectProfile
+	// Ignored counts events that were not capability checks (other Tetragon hooks).
+	Ignored uint64
+	// Skipped counts malformed lines passed over with --skip-invalid.
+	Skipped uint64
+}
+
+// New makes an empty profile.
+func New() *Profile { return &Profile{subjects: map[Subject]*SubjectProfile{}} }
+
+func addListed(list []string, v string) []string {
+	if v == "" || len(list) >= maxListed || slices.Contains(list, v) {
+		return list
+	}
+	return append(list, v)
+}
+
+// Add counts one check.
+func (p *Profile) Add(o Observation) {
+	k := o.Subject.key()
+	sp := p.subjects[k]
+	if sp == nil {
+		sp = &SubjectProfile{Subject: k, Caps: map[int]*CapStats{}}
+		p.subjects[k] = sp
+	}
+	sp.Checks++
+	sp.Pods = addListed(sp.Pods, o.Subject.Pod)
+	cs := sp.Caps[o.Cap]
+	if cs == nil {
+		cs = &CapStats{Cap: o.Cap, First: o.Time, Last: o.Time}
+		sp.Caps[o.Cap] = cs
+	}
+	if o.Time.Before(cs.First) {
+		cs.First = o.Time
+	}
+	if o.Time.After(cs.Last) {
+		cs.Last = o.Time
+	}
+	cs.Binaries = addListed(cs.Binaries, o.Binary)
+	cs.Syscalls = addListed(cs.Syscalls, o.Syscall)
+	if !o.Granted {
+		cs.Denied++
+		if o.Audit != NotAudited && !o.OverrideCreds {
+			cs.DeniedAudited++
+		}
+		return
+	}
+	cs.Granted++
+	switch {
+	case o.OverrideCreds:
+		cs.OverrideCreds++
+	case o.Audit == Audited:
+		cs.GrantedAudited++
+	case o.Audit == AuditUnknown:
+		cs.GrantedUnknown++
+	default:
+		cs.NoAudit++
+	}
+}
+
+// Merge adds q's counts into p (profiles of several nodes or workers).
+func (p *Profile) Merge(q *Profile) {
+	p.Ignored += q.Ignored
+	p.Skipped += q.Skipped
+	for k, qs := range q.subjects {
+		ps := p.subjects[k]
+		if ps == nil {
+			p.subjects[k] = qs
+			continue
+		}
+		ps.Checks += qs.Checks
+		for _, pod := range qs.Pods {
+			ps.Pods = addListed(ps.Pods, pod)
+		}
+		for c, qc := range qs.Caps {
+			pc := ps.Caps[c]
+			if pc == nil {
+				ps.Caps[c] = qc
+				continue
+			}
+			pc.Granted += qc.Granted
+			pc.Denied += qc.Denied
+			pc.GrantedAudited += qc.GrantedAudited
+			pc.GrantedUnknown += qc.GrantedUnknown
+			pc.NoAudit += qc.NoAudit
+			pc.OverrideCreds += qc.OverrideCreds
+			pc.DeniedAudited += qc.DeniedAudited
+			if qc.First.Before(pc.First) {
+				pc.First = qc.First
+			}
+			if qc.Last.After(pc.Last) {
+				pc.Last = qc.Last
+			}
+			for _, b := range qc.Binaries {
+				pc.Binaries = addListed(pc.Binaries, b)
+			}
+			for _, s := range qc.Syscalls {
+				pc.Syscalls = addListed(pc.Syscalls, s)
+			}
+		}
+	}
+}
+
+// Subjects lists the profiles: containers by namespace, workload and
+// container, then host binaries.
+func (p *Profile) Subjects() []*SubjectProfile {
+	list := slices.Collect(maps.Values(p.subjects))
+	for _, sp := range list {
+		slices.Sort(sp.Pods) // merge order must not show
+	}
+	slices.SortFunc(list, func(a, b *SubjectProfile) int {
+		x, y := a.Subject, b.Subject
+		if x.IsContainer() != y.IsContainer() {
+			if x.IsContainer() {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Or(cmp.Compare(x.Namespace, y.Namespace), cmp.Compare(x.Workload, y.Workload),
+			cmp.Compare(x.Container, y.Container), cmp.Compare(x.Image, y.Image), cmp.Compare(x.Binary, y.Binary))
+	})
+	return list
+}
+
+// Len is the number of subjects.
+func (p *Profile) Len() int { return len(p.subjects) }
+
+// SortedCaps lists a subject's capabilities by value.
+func (sp *SubjectProfile) SortedCaps() []*CapStats {
+	list := slices.Collect(maps.Values(sp.Caps))
+	slices.SortFunc(list, func(a, b *CapStats) int { return cmp.Compare(a.Cap, b.Cap) })
+	for _, c := range list {
+		slices.Sort(c.Binaries)
+		slices.Sort(c.Syscalls)
+	}
+	return list
+}
+
+// RuntimeDefaults are the capabilities containerd and Docker give a container
+// unless told otherwise.
+var RuntimeDefaults = []int{0, 1, 4, 3, 27, 13, 6, 7, 31, 8, 10, 18, 5, 29}
+
+// Recommendation is the securityContext change for one subject.
+type Recommendation struct {
+	Drop []string `json:"drop"`
+	Add  []string `json:"add"`
+	// Denied lists what the workload tried and was refused (not added).
+	Denied []string `json:"denied,omitempty"`
+	// UnusedDefaults lists runtime default capabilities the subject never needed.
+	UnusedDefaults []string `json:"unused_runtime_defaults,omitempty"`
+	// AuditUnknown is set when some need could not be told from a probe.
+	AuditUnknown bool `json:"audit_unknown,omitempty"`
+}
+
+// Recommend is drop ALL, add what was needed, in Kubernetes spelling.
+func (sp *SubjectProfile) Recommend() Recommendation {
+	r := Recommendation{Drop: []string{"ALL"}, Add: []string{}}
+	needed := map[int]bool{}
+	for _, c := range sp.SortedCaps() {
+		switch c.Verdict() {
+		case NeededAuditUnknown:
+			r.AuditUnknown = true
+			fallthrough
+		case Needed:
+			needed[c.Cap] = true
+			r.Add = append(r.Add, caps.KubernetesName(c.Cap))
+		case DeniedTried:
+			r.Denied = append(r.Denied, caps.KubernetesName(c.Cap))
+		}
+	}
+	defaults := slices.Clone(RuntimeDefaults)
+	slices.Sort(defaults)
+	for _, d := range defaults {
+		if !needed[d] {
+			r.UnusedDefaults = append(r.UnusedDefaults, caps.KubernetesName(d))
+		}
+	}
+	return r
+}
+
+// Pod-name suffixes Kubernetes controllers generate, from its random-string
+// alphabet (no vowels, no 0, 1, 3).
+var workloadRules = []struct {
+	re   *regexp.Regexp
+	rule string
+}{
+	{regexp.MustCompile(`^(.+)-[bcdfghjklmnpqrstvwxz2456789]{6,10}-[bcdfghjklmnpqrstvwxz2456789]{5}$`), "Deployment: pod name less ReplicaSet's -<hash>-<5>"},
+	{regexp.MustCompile(`^(.+)-[bcdfghjklmnpqrstvwxz2456789]{5}$`), "DaemonSet or Job: pod name less -<5>"},
+	{regexp.MustCompile(`^(.+)-[0-9]+$`), "StatefulSet: pod name less -<ordinal>"},
+}
+
+// Workload derives a pod's workload name and says which rule applied.
+func Workload(pod string) (name, rule string) {
+	for _, r := range workloadRules {
+		if m := r.re.FindStringSubmatch(pod); m != nil {
+			return m[1], r.rule
+		}
+	}
+	return pod, "bare pod: the pod's own name"
+}

@@ -1,0 +1,288 @@
+package profile
+
+import (
+	"bytes"
+	"compress/gzip"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/output"
+	"github.com/capsrec/capsrec/recorder"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test ./profile -update writes it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs; got:\n%s", name, got)
+	}
+}
+
+type fixture struct {
+	pod, container, binary string
+	cap, ret               int32
+	method                 bpf.Method
+	audit, override        bool
+	syscall                int32
+}
+
+var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+// writeCapsrecJSON writes checks the way capsrec record -o json does, with the real writer.
+func writeCapsrecJSON(t *testing.T, node string, fx []fixture) []byte {
+	var buf bytes.Buffer
+	w := output.NewJSON(&buf, node, [bpf.NSCount]uint32{})
+	for i, f := range fx {
+		c := &recorder.Check{
+			Time:    t0.Add(time.Duration(i) * time.Second),
+			Process: &recorder.Process{Tgid: uint32(100 + i), ExecID: "eA==", Binary: f.binary},
+			Cap:     f.cap, Ret: f.ret, Method: f.method, Syscall: f.syscall, OverrideCreds: f.override,
+		}
+		if f.method != bpf.MethodTracepoint {
+			c.AuditKnown, c.Audit = true, f.audit
+		}
+		if f.pod != "" {
+			c.Container = &recorder.Container{ID: "abc", Runtime: "containerd", Name: f.container, ImageName: "registry/web:1",
+				Pod: &recorder.Pod{Namespace: "prod", Name: f.pod}}
+		}
+		if err := w.Write(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = w.Flush()
+	return buf.Bytes()
+}
+
+const (
+	chown, dacOverride, netBind, sysAdmin, syslog = 0, 1, 10, 21, 34
+	fexit, tracepoint                             = bpf.MethodFexit, bpf.MethodTracepoint
+)
+
+// node1 and node2 hold pods of one Deployment (web) on two nodes, and host binaries.
+var node1 = []fixture{
+	{"web-7d4b9c8f6d-x2x9z", "app", "/usr/bin/app", chown, 0, fexit, true, false, 92},
+	{"web-7d4b9c8f6d-x2x9z", "app", "/usr/bin/app", chown, 0, fexit, true, false, 92},
+	{"web-7d4b9c8f6d-x2x9z", "app", "/usr/bin/app", sysAdmin, 0, fexit, false, false, 9},    // a noaudit probe
+	{"web-7d4b9c8f6d-x2x9z", "app", "/usr/bin/app", dacOverride, 0, fexit, true, true, 257}, // overlayfs copy-up
+	{"web-7d4b9c8f6d-x2x9z", "app", "/usr/bin/dmesg", syslog, -1, fexit, true, false, 103},  // tried, refused
+	{"", "", "/usr/sbin/nginx", netBind, 0, tracepoint, false, false, 49},                   // host, audit unknown
+}
+
+var node2 = []fixture{
+	{"web-7d4b9c8f6d-q8w2k", "app", "/usr/bin/app", chown, 0, fexit, true, false, 260},
+	{"web-7d4b9c8f6d-q8w2k", "sidecar", "/bin/proxy", netBind, 0, fexit, true, false, 49},
+}
+
+func readBytes(t *testing.T, files map[string][]byte, opts ReadOptions) *Profile {
+	t.Helper()
+	dir := t.TempDir()
+	var paths []string
+	for name, data := range files {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, path)
+	}
+	p, err := ReadFiles(paths, nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func gz(data []byte) []byte {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	_, _ = zw.Write(data)
+	_ = zw.Close()
+	return buf.Bytes()
+}
+
+func TestProfileOfTwoNodes(t *testing.T) {
+	p := readBytes(t, map[string][]byte{
+		"node1.json":    writeCapsrecJSON(t, "node1", node1),
+		"node2.json.gz": gz(writeCapsrecJSON(t, "node2", node2)),
+	}, ReadOptions{Workers: 2})
+	subjects := p.Subjects()
+	if len(subjects) != 3 {
+		t.Fatalf("%d subjects, want app and sidecar of prod/web and host nginx", len(subjects))
+	}
+	app := subjects[0]
+	if app.Subject.Workload != "web" || app.Subject.Container != "app" || len(app.Pods) != 2 || app.Checks != 6 {
+		t.Errorf("app = %+v", app)
+	}
+	r := app.Recommend()
+	if strings.Join(r.Add, ",") != "CHOWN" || strings.Join(r.Drop, ",") != "ALL" || strings.Join(r.Denied, ",") != "SYSLOG" || r.AuditUnknown {
+		t.Errorf("app recommendation = %+v", r)
+	}
+	if v := app.Caps[sysAdmin].Verdict(); v != ProbeOnly {
+		t.Errorf("noaudit SYS_ADMIN: %s", v)
+	}
+	if v := app.Caps[dacOverride].Verdict(); v != OverrideOnly {
+		t.Errorf("override_creds DAC_OVERRIDE: %s", v)
+	}
+	nginx := subjects[2]
+	if nginx.Subject.Binary != "/usr/sbin/nginx" || nginx.Caps[netBind].Verdict() != NeededAuditUnknown || !nginx.Recommend().AuditUnknown {
+		t.Errorf("nginx = %+v", nginx)
+	}
+	for _, format := range Formats {
+		var buf bytes.Buffer
+		if err := Write(&buf, p, format, false); err != nil {
+			t.Fatal(err)
+		}
+		golden(t, "two-nodes."+format, buf.Bytes())
+	}
+	var colored bytes.Buffer
+	_ = WriteTable(&colored, p, true)
+	golden(t, "two-nodes.table-color", colored.Bytes())
+}
+
+// Each YAML document is a securityContext Kubernetes accepts.
+func TestYAMLParsesAsSecurityContext(t *testing.T) {
+	p := readBytes(t, map[string][]byte{"n.json": writeCapsrecJSON(t, "n", append(node1, node2...))}, ReadOptions{})
+	var buf bytes.Buffer
+	if err := Write(&buf, p, "yaml", false); err != nil {
+		t.Fatal(err)
+	}
+	docs := docSeparator.Split(buf.String(), -1)
+	if len(docs) != 2 {
+		t.Fatalf("%d documents, want one per container", len(docs))
+	}
+	for _, doc := range docs {
+		var sc corev1.SecurityContext
+		if err := yaml.UnmarshalStrict([]byte(doc), &sc); err != nil {
+			t.Fatalf("%v in:\n%s", err, doc)
+		}
+		if sc.Capabilities == nil || len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" {
+			t.Errorf("securityContext %+v", sc)
+		}
+	}
+}
+
+func TestTetragonEventProfiles(t *testing.T) {
+	p, err := ReadFiles([]string{"../testdata/tetragon-cap_capable-event.json"}, nil, ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := p.Subjects()
+	if len(s) != 1 {
+		t.Fatalf("%d subjects", len(s))
+	}
+	sub := s[0].Subject
+	if sub.Namespace != "default" || sub.Pod != "" || s[0].Pods[0] != "xwing" || sub.Workload != "xwing" || sub.Container != "spaceship" || sub.Image != "docker.io/tgraf/netperf:latest" {
+		t.Errorf("subject = %+v", sub)
+	}
+	r := s[0].Recommend()
+	if len(r.Add) != 0 || strings.Join(r.Denied, ",") != "SYSLOG" {
+		t.Errorf("recommendation = %+v", r)
+	}
+}
+
+func TestBadLinesAndOtherHooks(t *testing.T) {
+	good := writeCapsrecJSON(t, "n", node2[:1])
+	exec := []byte(`{"process_exec":{"process":{"binary":"/bin/sh"}},"time":"2026-11-27T12:00:00Z"}` + "\n")
+	data := append(append(append([]byte{}, good...), exec...), []byte("{\"process_kprobe\": oops}\n")...)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "events.json")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ReadFiles([]string{path}, nil, ReadOptions{})
+	if err == nil || !strings.HasPrefix(err.Error(), path+":3: ") {
+		t.Errorf("error = %v, want %s:3: ...", err, path)
+	}
+	p, err := ReadFiles([]string{path}, nil, ReadOptions{SkipInvalid: true})
+	if err != nil || p.Skipped != 1 || p.Ignored != 1 || p.Len() != 1 {
+		t.Errorf("--skip-invalid: %v, skipped %d, ignored %d, subjects %d", err, p.Skipped, p.Ignored, p.Len())
+	}
+	if _, err := ReadFiles([]string{filepath.Join(dir, "missing.json")}, nil, ReadOptions{}); err == nil || !strings.Contains(err.Error(), "missing.json") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestWorkloadNames(t *testing.T) {
+	cases := map[string]string{
+		"web-7d4b9c8f6d-x2x9z":  "web",
+		"node-exporter-x2x9z":   "node-exporter",
+		"db-0":                  "db",
+		"xwing":                 "xwing",
+		"backup-28001234-abcde": "backup-28001234-abcde", // vowels: not a generated suffix
+	}
+	for pod, want := range cases {
+		if got, rule := Workload(pod); got != want || rule == "" {
+			t.Errorf("Workload(%q) = %q (%s), want %q", pod, got, rule, want)
+		}
+	}
+}
+
+func TestFilter(t *testing.T) {
+	p := readBytes(t, map[string][]byte{"n.json": writeCapsrecJSON(t, "n", append(node1, node2...))},
+		ReadOptions{Filter: Filter{Containers: []string{"side*"}}})
+	if p.Len() != 1 || p.Subjects()[0].Subject.Container != "sidecar" {
+		t.Errorf("filtered profile has %d subjects", p.Len())
+	}
+}
+
+func TestCheckManifest(t *testing.T) {
+	p := readBytes(t, map[string][]byte{"n.json": writeCapsrecJSON(t, "n", append(node1, node2...))}, ReadOptions{})
+	dir := t.TempDir()
+	manifest := filepath.Join(dir, "web.yaml")
+	if err := os.WriteFile(manifest, []byte(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: prod}
+spec:
+  template:
+    spec:
+      containers:
+      - name: app
+        securityContext:
+          capabilities: {drop: [ALL], add: [CHOWN, NET_ADMIN]}
+      - name: sidecar
+      - name: never
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	findings, err := CheckManifest(manifest, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range findings {
+		got = append(got, f.String())
+	}
+	want := []string{
+		"prod/web container app: grants capabilities it never needed: NET_ADMIN",
+		"prod/web container app: was denied capabilities the manifest does not grant: SYSLOG",
+		"prod/web container sidecar: grants capabilities it never needed: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP",
+		"prod/web container never: never seen in the profile",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("findings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if err := os.WriteFile(manifest, []byte("kind: Service\nmetadata: {name: web}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CheckManifest(manifest, p); err == nil || !strings.Contains(err.Error(), "not a workload") {
+		t.Errorf("a Service: %v", err)
+	}
+}

@@ -1,0 +1,227 @@
+package profile
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+)
+
+// ReadOptions tune reading JSON lines.
+type ReadOptions struct {
+	// SkipInvalid counts malformed lines instead of stopping at the first.
+	SkipInvalid bool
+	// Workers parse in parallel; 0 uses every CPU.
+	Workers int
+	// Filter keeps only matching subjects.
+	Filter Filter
+}
+
+// ReadFiles profiles JSON lines from capsrec or Tetragon (`tetra getevents -o json`)
+// in files, plain or gzip; "-" is stdin. Several files (one per node) merge.
+func ReadFiles(paths []string, stdin io.Reader, opts ReadOptions) (*Profile, error) {
+	p := New()
+	for _, path := range paths {
+		if err := readPath(path, stdin, opts, p); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+func readPath(path string, stdin io.Reader, opts ReadOptions, p *Profile) error {
+	if path == "-" {
+		return Read("-", stdin, opts, p)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err // *PathError names the file
+	}
+	defer f.Close()
+	return Read(path, f, opts, p)
+}
+
+// Read adds the events of r, named name in errors, to p.
+func Read(name string, r io.Reader, opts ReadOptions, p *Profile) error {
+	br := bufio.NewReaderSize(r, 1<<20)
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		defer zr.Close()
+		br = bufio.NewReaderSize(zr, 1<<20)
+	}
+	if pretty, err := isPretty(br); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	} else if pretty {
+		return readPretty(name, br, opts, p)
+	}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+
+	type batch struct {
+		first int // line number of the first line
+		data  []byte
+	}
+	batches := make(chan batch, workers*2)
+	type lineErr struct {
+		line int
+		err  error
+	}
+	results := make([]*Profile, workers)
+	errs := make([][]lineErr, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		results[w] = New()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wp := results[w]
+			for b := range batches {
+				n := b.first
+				for line := range bytes.SplitSeq(b.data, []byte{'\n'}) {
+					if len(bytes.TrimSpace(line)) > 0 {
+						o, err := parseEvent(line)
+						switch {
+						case err == nil:
+							if opts.Filter.Keep(o) {
+								wp.Add(o)
+							}
+						case errors.Is(err, errNotCheck):
+							wp.Ignored++
+						case opts.SkipInvalid:
+							wp.Skipped++
+						default:
+							errs[w] = append(errs[w], lineErr{n, err})
+						}
+					}
+					n++
+				}
+			}
+		}()
+	}
+
+	var readErr error
+	line := 1
+	const batchBytes = 256 << 10
+	for {
+		chunk := make([]byte, 0, batchBytes+4096)
+		first := line
+		for len(chunk) < batchBytes {
+			l, err := br.ReadSlice('\n')
+			if errors.Is(err, bufio.ErrBufferFull) {
+				// A line longer than the buffer: gather it whole.
+				var long []byte
+				long = append(long, l...)
+				for errors.Is(err, bufio.ErrBufferFull) {
+					l, err = br.ReadSlice('\n')
+					long = append(long, l...)
+				}
+				l = long
+			}
+			if len(l) > 0 {
+				if l[len(l)-1] != '\n' {
+					l = append(l, '\n')
+				}
+				chunk = append(chunk, l...)
+				line++
+			}
+			if err != nil {
+				if err != io.EOF {
+					readErr = fmt.Errorf("%s: %w", name, err)
+				}
+				break
+			}
+		}
+		if len(chunk) > 0 {
+			batches <- batch{first: first, data: bytes.TrimSuffix(chunk, []byte{'\n'})}
+		}
+		if len(chunk) < batchBytes || readErr != nil {
+			break
+		}
+	}
+	close(batches)
+	wg.Wait()
+	if readErr != nil {
+		return readErr
+	}
+	var first *lineErr
+	for _, we := range errs {
+		for i := range we {
+			if first == nil || we[i].line < first.line {
+				first = &we[i]
+			}
+		}
+	}
+	if first != nil {
+		return fmt.Errorf("%s:%d: %v", name, first.line, first.err)
+	}
+	for _, wp := range results {
+		p.Merge(wp)
+	}
+	return nil
+}
+
+// isPretty tells indented JSON (jq's, or Tetragon's documentation's) from
+// JSON lines: it opens with a lone "{" on its first line, or with "[".
+func isPretty(br *bufio.Reader) (bool, error) {
+	head, err := br.Peek(4096)
+	if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
+		return false, err
+	}
+	t := bytes.TrimLeft(head, " \t\r\n")
+	if len(t) > 0 && t[0] == '[' {
+		return true, nil
+	}
+	first, _, _ := bytes.Cut(t, []byte{'\n'})
+	return string(bytes.TrimSpace(first)) == "{", nil
+}
+
+// readPretty reads a stream of indented JSON values, or one array of them.
+func readPretty(name string, r io.Reader, opts ReadOptions, p *Profile) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	s := &scanner{b: data}
+	add := func() error {
+		start := s.pos
+		if err := s.skip(); err != nil {
+			return fmt.Errorf("%s:%d: %v", name, 1+bytes.Count(data[:start], []byte{'\n'}), err)
+		}
+		line := 1 + bytes.Count(data[:start], []byte{'\n'})
+		o, err := parseEvent(data[start:s.pos])
+		switch {
+		case err == nil:
+			if opts.Filter.Keep(o) {
+				p.Add(o)
+			}
+		case errors.Is(err, errNotCheck):
+			p.Ignored++
+		case opts.SkipInvalid:
+			p.Skipped++
+		default:
+			return fmt.Errorf("%s:%d: %v", name, line, err)
+		}
+		return nil
+	}
+	if s.peek() == '[' {
+		if err := s.array(add); err != nil {
+			return err
+		}
+	}
+	for s.peek() != 0 {
+		if err := add(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

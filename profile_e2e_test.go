@@ -1,0 +1,120 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/capsrec/capsrec/internal/testutil"
+)
+
+// Record the real dmesg denial and a granted CAP_CHOWN, then profile the recording.
+func TestProfileOfARecording(t *testing.T) {
+	method := firstMethod(t)
+	dmesgRestrict(t)
+	s := testutil.Record(t, "-o", "json", "--attach", method, "--cap", "syslog,chown")
+	dmesg := exec.Command("dmesg")
+	dmesg.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	_ = dmesg.Run()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	chown := exec.Command("chown", "1234", file)
+	if err := chown.Run(); err != nil {
+		t.Fatal(err)
+	}
+	s.WaitFor("chown's CAP_CHOWN", eventOf(t, chown.Process.Pid, "CAP_CHOWN"))
+	s.Stop(syscall.SIGINT)
+	var recording []byte
+	for _, l := range s.Lines() {
+		recording = append(append(recording, l...), '\n')
+	}
+	events := filepath.Join(dir, "events.json")
+	if err := os.WriteFile(events, recording, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := exec.Command(testutil.Binary(t), "profile", "-o", "json", events).Output()
+	if err != nil {
+		t.Fatalf("capsrec profile: %v", err)
+	}
+	var prof struct {
+		Subjects []struct {
+			Binary         string `json:"binary"`
+			Capabilities   map[string]struct{ Verdict string }
+			Recommendation struct{ Drop, Add, Denied []string }
+		}
+	}
+	if err := json.Unmarshal(out, &prof); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	found := map[string]bool{}
+	for _, sub := range prof.Subjects {
+		r := sub.Recommendation
+		switch {
+		case strings.HasSuffix(sub.Binary, "/dmesg"):
+			found["dmesg"] = true
+			if !strings.HasPrefix(sub.Capabilities["CAP_SYSLOG"].Verdict, "denied") || !slices.Equal(r.Denied, []string{"SYSLOG"}) || len(r.Add) != 0 {
+				t.Errorf("dmesg: %+v", sub)
+			}
+		case strings.HasSuffix(sub.Binary, "/chown"):
+			found["chown"] = true
+			if !slices.Equal(r.Add, []string{"CHOWN"}) || !slices.Equal(r.Drop, []string{"ALL"}) {
+				t.Errorf("chown: %+v", sub)
+			}
+		}
+	}
+	if !found["dmesg"] || !found["chown"] {
+		t.Errorf("profile lacks dmesg or chown: %s", out)
+	}
+}
+
+// record --summary prints the session's profile after the counts.
+func TestRecordSummary(t *testing.T) {
+	method := firstMethod(t)
+	dmesgRestrict(t)
+	h := startHelper(t, "", 65534, "syslog:2")
+	s := testutil.Record(t, "--attach", method, "--pid", strconv.Itoa(h.pid()), "--summary")
+	h.run(t)
+	s.WaitFor("the denial", func(l []byte) bool { return strings.Contains(string(l), "CAP_SYSLOG") })
+	s.Stop(syscall.SIGINT)
+	stderr := s.Stderr()
+	if !strings.Contains(stderr, "checks seen") || !strings.Contains(stderr, "host ") || !strings.Contains(stderr, "denied: the workload tried") {
+		t.Errorf("no profile summary on stderr:\n%s", stderr)
+	}
+}
+
+func TestProfileBadInput(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, []byte("{\"process_kprobe\":{\"function_name\":\"cap_capable\"}}\nnot json\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	svc := filepath.Join(dir, "svc.yaml")
+	if err := os.WriteFile(svc, []byte("kind: Service\nmetadata: {name: x}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := testutil.Binary(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"profile", "-o", "xml", bad}, `unknown output format "xml"`},
+		{[]string{"profile", filepath.Join(dir, "nope.json")}, "nope.json: no such file"},
+		{[]string{"profile", bad}, bad + ":1: "},
+		{[]string{"profile", "--namespace", "[x", bad}, "bad glob"},
+		{[]string{"profile", "--check", svc, "testdata/tetragon-cap_capable-event.json"}, "not a workload"},
+	} {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			assertOneLineError(t, exec.Command(bin, c.args...), c.want)
+		})
+	}
+}
