@@ -24,6 +24,8 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/output"
+	"github.com/capsrec/capsrec/recorder"
 )
 
 func main() {
@@ -66,11 +68,12 @@ type result struct {
 }
 
 var (
-	checks  = flag.Int("n", 2_000_000, "checks per run")
-	rounds  = flag.Int("rounds", 3, "rounds; each scenario's median is reported")
-	out     = flag.String("write", "", "also write the results as Markdown to this file")
-	capsBin = flag.String("capsrec", "", "capsrec binary (default: build one)")
-	methods = flag.String("methods", "", "attach methods to measure capsrec with, comma-separated (default: auto only)")
+	checks   = flag.Int("n", 2_000_000, "checks per run")
+	rounds   = flag.Int("rounds", 3, "rounds; each scenario's median is reported")
+	out      = flag.String("write", "", "also write the results as Markdown to this file")
+	capsBin  = flag.String("capsrec", "", "capsrec binary (default: build one)")
+	methods  = flag.String("methods", "", "attach methods to measure capsrec with, comma-separated (default: auto only)")
+	onlyProf = flag.Bool("profile-only", false, "measure only capsrec profile")
 )
 
 func run() error {
@@ -102,6 +105,17 @@ func run() error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
+	}
+
+	if *onlyProf {
+		for _, n := range []int{100_000, 1_000_000} {
+			line, err := benchProfile(bin, n)
+			if err != nil {
+				return err
+			}
+			fmt.Println(line)
+		}
+		return nil
 	}
 
 	type scenario struct {
@@ -164,11 +178,25 @@ func run() error {
 		paced.name = "capsrec -o json, paced at 200,000 checks/s"
 	}
 
+	var profLines []string
+	if *methods == "" {
+		for _, n := range []int{100_000, 1_000_000} {
+			line, err := benchProfile(bin, n)
+			if err != nil {
+				return fmt.Errorf("capsrec profile: %w", err)
+			}
+			profLines = append(profLines, line)
+		}
+	}
+
 	var ordered []*result
 	for _, s := range scenarios {
 		ordered = append(ordered, results[s.name])
 	}
 	report := format(ordered, paced)
+	if len(profLines) > 0 {
+		report += "\n" + strings.Join(profLines, "\n") + "\n"
+	}
 	fmt.Print(report)
 	if *out != "" {
 		return os.WriteFile(*out, []byte(benchmarksHeader()+report+"```\n"), 0o644)
@@ -361,4 +389,52 @@ func runBpftrace(self string, n int) (*result, error) {
 	_ = cmd.Process.Signal(os.Interrupt)
 	_ = cmd.Wait()
 	return res, err
+}
+
+// benchProfile writes n capsrec JSON events of 80 containers and 10 host
+// binaries, and times capsrec profile over them.
+func benchProfile(bin string, n int) (string, error) {
+	f, err := os.CreateTemp("", "capsrec-bench-events-*.json")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(f.Name())
+	w := output.NewJSON(f, "node-1", [bpf.NSCount]uint32{})
+	capList := []int32{0, 1, 10, 12, 13, 21, 34, 7}
+	start := time.Unix(1_800_000_000, 0)
+	procs := make([]*recorder.Process, 90)
+	for i := range procs {
+		procs[i] = &recorder.Process{Tgid: uint32(1000 + i), ExecID: "ZXhlYw==", Binary: fmt.Sprintf("/usr/bin/app%d", i%10), Cwd: "/", Flags: "execve"}
+	}
+	for i := range n {
+		c := &recorder.Check{Time: start.Add(time.Duration(i) * time.Microsecond), Process: procs[i%90], Tid: uint32(1000 + i%90),
+			Cap: capList[i%len(capList)], Ret: -int32(i % 3 / 2), Method: bpf.MethodFexit, AuditKnown: true, Audit: i%5 != 0, Syscall: 16}
+		if k := i % 90; k < 80 {
+			c.Container = &recorder.Container{ID: "0123456789abcdef0123456789abcdef", Runtime: "containerd", Name: fmt.Sprintf("c%d", k%2),
+				ImageName: "registry/app:1", Pod: &recorder.Pod{Namespace: "ns" + strconv.Itoa(k%4), Name: fmt.Sprintf("web%d-7d4b9c8f6d-x2x9z", k/2)}}
+		}
+		if err := w.Write(c); err != nil {
+			return "", err
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return "", err
+	}
+	fi, _ := f.Stat()
+	f.Close()
+	cmd := exec.Command(bin, "profile", "-o", "json", f.Name())
+	cmd.Stdout = io.Discard
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	t := time.Now()
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("%v: %s", err, stderr.String())
+	}
+	took := time.Since(t)
+	var rss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss
+	}
+	return fmt.Sprintf("capsrec profile over %d events (%.0f MiB, 90 subjects): %.0f events/s, peak RSS %.1f MiB",
+		n, float64(fi.Size())/(1<<20), float64(n)/took.Seconds(), float64(rss)/1024), nil
 }

@@ -19,6 +19,7 @@ type fields struct {
 	namespace, pod, container, image string
 	workload                         string
 	capValue                         int64
+	hasValue                         bool
 	capName                          string
 	hasCap, hasRet                   bool
 	ret                              int64
@@ -31,11 +32,11 @@ type fields struct {
 func parseEvent(line []byte) (Observation, error) {
 	s := &scanner{b: line}
 	var f fields
-	err := s.object(func(key string) error {
-		switch key {
+	err := s.object(func(key []byte) error {
+		switch string(key) {
 		case "process_kprobe":
 			f.kprobe = true
-			return s.object(func(k string) error { return f.kprobeField(s, k) })
+			return s.object(func(k []byte) error { return f.kprobeField(s, k) })
 		case "time":
 			var err error
 			f.time, err = s.str()
@@ -52,24 +53,25 @@ func parseEvent(line []byte) (Observation, error) {
 	return f.observation()
 }
 
-func (f *fields) kprobeField(s *scanner, key string) error {
+func (f *fields) kprobeField(s *scanner, key []byte) error {
 	var err error
-	switch key {
+	switch string(key) {
 	case "function_name":
 		f.function, err = s.str()
 	case "process":
-		err = s.object(func(k string) error { return f.processField(s, k) })
+		err = s.object(func(k []byte) error { return f.processField(s, k) })
 	case "args":
 		err = s.array(func() error {
-			return s.object(func(k string) error {
-				if k != "capability_arg" {
+			return s.object(func(k []byte) error {
+				if string(k) != "capability_arg" {
 					return s.skip()
 				}
 				f.hasCap = true
-				return s.object(func(k string) error {
+				return s.object(func(k []byte) error {
 					var err error
-					switch k {
+					switch string(k) {
 					case "value":
+						f.hasValue = true
 						f.capValue, err = s.number()
 					case "name":
 						f.capName, err = s.str()
@@ -81,8 +83,8 @@ func (f *fields) kprobeField(s *scanner, key string) error {
 			})
 		})
 	case "return":
-		err = s.object(func(k string) error {
-			if k != "int_arg" {
+		err = s.object(func(k []byte) error {
+			if string(k) != "int_arg" {
 				return s.skip()
 			}
 			f.hasRet = true
@@ -91,9 +93,9 @@ func (f *fields) kprobeField(s *scanner, key string) error {
 			return err
 		})
 	case "capsrec":
-		err = s.object(func(k string) error {
+		err = s.object(func(k []byte) error {
 			var err error
-			switch k {
+			switch string(k) {
 			case "audit":
 				f.auditKnown = true
 				f.audit, err = s.boolean()
@@ -112,15 +114,15 @@ func (f *fields) kprobeField(s *scanner, key string) error {
 	return err
 }
 
-func (f *fields) processField(s *scanner, key string) error {
+func (f *fields) processField(s *scanner, key []byte) error {
 	var err error
-	switch key {
+	switch string(key) {
 	case "binary":
 		f.binary, err = s.str()
 	case "pod":
-		err = s.object(func(k string) error {
+		err = s.object(func(k []byte) error {
 			var err error
-			switch k {
+			switch string(k) {
 			case "namespace":
 				f.namespace, err = s.str()
 			case "name":
@@ -128,14 +130,14 @@ func (f *fields) processField(s *scanner, key string) error {
 			case "workload":
 				f.workload, err = s.str()
 			case "container":
-				err = s.object(func(k string) error {
+				err = s.object(func(k []byte) error {
 					var err error
-					switch k {
+					switch string(k) {
 					case "name":
 						f.container, err = s.str()
 					case "image":
-						err = s.object(func(k string) error {
-							if k != "name" {
+						err = s.object(func(k []byte) error {
+							if string(k) != "name" {
 								return s.skip()
 							}
 							var err error
@@ -175,7 +177,7 @@ func (f *fields) observation() (Observation, error) {
 		OverrideCreds: f.override,
 		Syscall:       f.syscall,
 	}
-	if f.capName != "" && f.capValue == 0 {
+	if !f.hasValue {
 		if v, err := caps.Parse(f.capName); err == nil {
 			o.Cap = v
 		}
@@ -195,9 +197,8 @@ func (f *fields) observation() (Observation, error) {
 	}
 	if f.pod != "" || f.container != "" {
 		o.Subject = Subject{Namespace: f.namespace, Pod: f.pod, Container: f.container, Image: f.image}
-		o.Subject.Workload, o.Subject.WorkloadRule = f.workload, "Tetragon's pod.workload"
-		if f.workload == "" {
-			o.Subject.Workload, o.Subject.WorkloadRule = Workload(f.pod)
+		if f.workload != "" {
+			o.Subject.Workload, o.Subject.WorkloadRule = f.workload, "Tetragon's pod.workload"
 		}
 	} else {
 		o.Subject = Subject{Binary: hostBinary(f.binary)}

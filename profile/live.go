@@ -33,7 +33,6 @@ func FromCheck(c *recorder.Check) Observation {
 		}
 		if pod := ctr.Pod; pod != nil {
 			o.Subject.Namespace, o.Subject.Pod = pod.Namespace, pod.Name
-			o.Subject.Workload, o.Subject.WorkloadRule = Workload(pod.Name)
 			if pod.Workload != "" {
 				o.Subject.Workload, o.Subject.WorkloadRule = pod.Workload, "the runtime's workload"
 			}

@@ -132,10 +132,29 @@ type Profile struct {
 	Ignored uint64
 	// Skipped counts malformed lines passed over with --skip-invalid.
 	Skipped uint64
+	// workloads caches Workload(pod): pods are few, checks many.
+	workloads map[string][2]string
 }
 
 // New makes an empty profile.
-func New() *Profile { return &Profile{subjects: map[Subject]*SubjectProfile{}} }
+func New() *Profile {
+	return &Profile{subjects: map[Subject]*SubjectProfile{}, workloads: map[string][2]string{}}
+}
+
+// Add counts one check; a container subject without a workload gets one derived from its pod name.
+func (p *Profile) Add(o Observation) {
+	if o.Subject.IsContainer() && o.Subject.Workload == "" {
+		w, ok := p.workloads[o.Subject.Pod]
+		if !ok {
+			w[0], w[1] = Workload(o.Subject.Pod)
+			if len(p.workloads) < 1<<16 {
+				p.workloads[o.Subject.Pod] = w
+			}
+		}
+		o.Subject.Workload, o.Subject.WorkloadRule = w[0], w[1]
+	}
+	p.add(o)
+}
 
 func addListed(list []string, v string) []string {
 	if v == "" || len(list) >= maxListed || slices.Contains(list, v) {
@@ -144,8 +163,7 @@ func addListed(list []string, v string) []string {
 	return append(list, v)
 }
 
-// Add counts one check.
-func (p *Profile) Add(o Observation) {
+func (p *Profile) add(o Observation) {
 	k := o.Subject.key()
 	sp := p.subjects[k]
 	if sp == nil {

@@ -109,42 +109,35 @@ func Read(name string, r io.Reader, opts ReadOptions, p *Profile) error {
 		}()
 	}
 
+	// Blocks of whole lines go to the workers; the reader only looks for the last newline.
 	var readErr error
 	line := 1
-	const batchBytes = 256 << 10
+	const blockSize = 1 << 20
+	var carry []byte
 	for {
-		chunk := make([]byte, 0, batchBytes+4096)
-		first := line
-		for len(chunk) < batchBytes {
-			l, err := br.ReadSlice('\n')
-			if errors.Is(err, bufio.ErrBufferFull) {
-				// A line longer than the buffer: gather it whole.
-				var long []byte
-				long = append(long, l...)
-				for errors.Is(err, bufio.ErrBufferFull) {
-					l, err = br.ReadSlice('\n')
-					long = append(long, l...)
-				}
-				l = long
-			}
-			if len(l) > 0 {
-				if l[len(l)-1] != '\n' {
-					l = append(l, '\n')
-				}
-				chunk = append(chunk, l...)
-				line++
-			}
-			if err != nil {
-				if err != io.EOF {
-					readErr = fmt.Errorf("%s: %w", name, err)
-				}
-				break
+		block := make([]byte, len(carry), max(blockSize, 2*len(carry)))
+		copy(block, carry)
+		n, err := io.ReadFull(br, block[len(block):cap(block)])
+		block = block[:len(block)+n]
+		eof := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+		if err != nil && !eof {
+			readErr = fmt.Errorf("%s: %w", name, err)
+			break
+		}
+		cut := len(block)
+		if !eof {
+			cut = bytes.LastIndexByte(block, '\n') + 1
+			if cut == 0 { // one line longer than the block: read on
+				carry = block
+				continue
 			}
 		}
-		if len(chunk) > 0 {
-			batches <- batch{first: first, data: bytes.TrimSuffix(chunk, []byte{'\n'})}
+		if cut > 0 {
+			batches <- batch{first: line, data: bytes.TrimSuffix(block[:cut], []byte{'\n'})}
+			line += bytes.Count(block[:cut], []byte{'\n'})
 		}
-		if len(chunk) < batchBytes || readErr != nil {
+		carry = block[cut:]
+		if eof {
 			break
 		}
 	}

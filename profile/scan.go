@@ -21,14 +21,11 @@ func (s *scanner) fail(what string) error {
 }
 
 func (s *scanner) ws() {
-	for s.pos < len(s.b) {
-		switch s.b[s.pos] {
-		case ' ', '\t', '\n', '\r':
-			s.pos++
-		default:
-			return
-		}
+	b, i := s.b, s.pos
+	for i < len(b) && b[i] <= ' ' && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
 	}
+	s.pos = i
 }
 
 func (s *scanner) peek() byte {
@@ -129,6 +126,25 @@ func (s *scanner) literal(word string) error {
 func (s *scanner) number() (int64, error) {
 	s.ws()
 	start := s.pos
+	// Fast path: the integers every event is full of.
+	neg := s.pos < len(s.b) && s.b[s.pos] == '-'
+	if neg {
+		s.pos++
+	}
+	var v int64
+	digits := 0
+	for s.pos < len(s.b) && s.b[s.pos] >= '0' && s.b[s.pos] <= '9' && digits < 18 {
+		v = v*10 + int64(s.b[s.pos]-'0')
+		s.pos++
+		digits++
+	}
+	if digits > 0 && (s.pos == len(s.b) || !isNumberByte(s.b[s.pos])) {
+		if neg {
+			v = -v
+		}
+		return v, nil
+	}
+	s.pos = start
 	for s.pos < len(s.b) {
 		c := s.b[s.pos]
 		if (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E' {
@@ -151,6 +167,10 @@ func (s *scanner) number() (int64, error) {
 	return v, nil
 }
 
+func isNumberByte(c byte) bool {
+	return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'
+}
+
 func (s *scanner) boolean() (bool, error) {
 	switch s.peek() {
 	case 't':
@@ -161,14 +181,34 @@ func (s *scanner) boolean() (bool, error) {
 	return false, s.fail("expected a boolean")
 }
 
+// skipString passes over a string without building it.
+func (s *scanner) skipString() error {
+	if err := s.expect('"'); err != nil {
+		return err
+	}
+	b, i := s.b, s.pos
+	for i < len(b) {
+		switch b[i] {
+		case '"':
+			s.pos = i + 1
+			return nil
+		case '\\':
+			i += 2
+		default:
+			i++
+		}
+	}
+	s.pos = len(b)
+	return s.fail("unterminated string")
+}
+
 // skip passes over one value of any kind, checking its structure.
 func (s *scanner) skip() error {
 	switch s.peek() {
 	case '"':
-		_, err := s.str()
-		return err
+		return s.skipString()
 	case '{':
-		return s.object(func(string) error { return s.skip() })
+		return s.object(func([]byte) error { return s.skip() })
 	case '[':
 		return s.array(s.skip)
 	case 't':
@@ -184,8 +224,9 @@ func (s *scanner) skip() error {
 	return err
 }
 
-// object calls field for each key, positioned at its value; field must consume it.
-func (s *scanner) object(field func(key string) error) error {
+// object calls field for each key, positioned at its value; field must consume
+// it. The key aliases the line: keys capsrec reads have no escapes.
+func (s *scanner) object(field func(key []byte) error) error {
 	if err := s.expect('{'); err != nil {
 		return err
 	}
@@ -194,10 +235,12 @@ func (s *scanner) object(field func(key string) error) error {
 		return nil
 	}
 	for {
-		key, err := s.str()
-		if err != nil {
+		s.ws()
+		start := s.pos + 1
+		if err := s.skipString(); err != nil {
 			return err
 		}
+		key := s.b[start : s.pos-1]
 		if err := s.expect(':'); err != nil {
 			return err
 		}
