@@ -4,12 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/mattn/go-isatty"
 	"github.com/urfave/cli/v2"
 
+	"github.com/capsrec/capsrec/bpf"
 	"github.com/capsrec/capsrec/output"
 	"github.com/capsrec/capsrec/profile"
+	"github.com/capsrec/capsrec/recorder"
 )
 
 var profileCommand = &cli.Command{
@@ -30,6 +33,11 @@ var profileCommand = &cli.Command{
 		&cli.StringSliceFlag{Name: "container", Usage: "only this container (glob); repeatable"},
 		&cli.BoolFlag{Name: "skip-invalid", Usage: "count malformed lines and go on, instead of stopping at the first"},
 		&cli.StringFlag{Name: "check", Usage: "compare a workload manifest (YAML) with the profile; exit 1 when they differ"},
+		&cli.BoolFlag{Name: "live", Usage: "profile this node's checks as they happen, counted in the kernel (busy nodes); needs root"},
+		&cli.DurationFlag{Name: "interval", Usage: "with --live: also print the profile this often (e.g. 1m)"},
+		&cli.DurationFlag{Name: "duration", Usage: "with --live: stop after this long; else Ctrl-C"},
+		&cli.StringFlag{Name: "attach", Value: string(bpf.MethodAuto), Usage: "with --live: auto, tracepoint, fexit or kprobe"},
+		&cli.StringFlag{Name: "ready-file", Usage: "with --live: write this file once the hooks are attached"},
 	},
 	Action: runProfile,
 }
@@ -46,6 +54,12 @@ func runProfile(c *cli.Context) error {
 	filter := profile.Filter{Namespaces: c.StringSlice("namespace"), Pods: c.StringSlice("pod"), Containers: c.StringSlice("container")}
 	if err := filter.Validate(); err != nil {
 		return err
+	}
+	if c.Bool("live") {
+		if c.String("check") != "" {
+			return errors.New("--check compares recorded files, not a --live session")
+		}
+		return runLive(c, format, colored, filter)
 	}
 	files := c.Args().Slice()
 	if len(files) == 0 {
@@ -76,4 +90,76 @@ func runProfile(c *cli.Context) error {
 		fmt.Fprintf(c.App.ErrWriter, "capsrec: skipped %d malformed lines\n", p.Skipped)
 	}
 	return profile.Write(c.App.Writer, p, format, colored)
+}
+
+// runLive is profile --live: the kernel counts checks per (cgroup, executable,
+// capability, verdict, audit, override_creds) and sends only each key's first,
+// so a long session on a busy node costs little.
+func runLive(c *cli.Context, format string, colored bool, filter profile.Filter) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("--live records from the kernel: it takes no files, got %q", c.Args().First())
+	}
+	method, err := bpf.ParseMethod(c.String("attach"))
+	if err != nil {
+		return fmt.Errorf("--attach: %w", err)
+	}
+	interval, duration := c.Duration("interval"), c.Duration("duration")
+	if interval < 0 || duration < 0 {
+		return errors.New("--interval and --duration want 0 or more")
+	}
+	cfg := bpf.Config{SelfTgid: uint32(os.Getpid()), TrackProcesses: true, Aggregate: true, WakeupBytes: 1 << 20}
+	if err := loadBTFFlag(c, &cfg); err != nil {
+		return err
+	}
+	if err := needRoot("profile --live"); err != nil {
+		return err
+	}
+	ls, err := openSession(c, cfg, method, duration)
+	if err != nil {
+		return err
+	}
+	defer ls.close()
+
+	live := profile.NewLive()
+	print := func(final bool) error {
+		entries, err := ls.sess.AggregateEntries()
+		if err != nil {
+			return err
+		}
+		p, unattributed := live.Snapshot(entries, ls.rec.Wall, filter)
+		if !final {
+			fmt.Fprintf(c.App.Writer, "--- %s\n", time.Now().UTC().Format(time.RFC3339))
+		}
+		if err := profile.Write(c.App.Writer, p, format, colored); err != nil {
+			return err
+		}
+		if unattributed > 0 {
+			fmt.Fprintf(c.App.ErrWriter, "capsrec: %d checks whose first event was lost are not in the profile\n", unattributed)
+		}
+		return nil
+	}
+	next := time.Now().Add(interval)
+	idle := func() error {
+		if interval > 0 && time.Now().After(next) {
+			next = time.Now().Add(interval)
+			return print(false)
+		}
+		return nil
+	}
+	handle := func(ch *recorder.Check) error {
+		live.OnCheck(ch)
+		return nil
+	}
+	if err := ls.rec.Run(ls.ctx, handle, idle); err != nil {
+		return err
+	}
+	if err := print(true); err != nil {
+		return err
+	}
+	st, err := ls.sess.Stats()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.ErrWriter, "capsrec: %d checks seen, %d aggregated, %d filtered, %d lost\n", st.Seen, st.Aggregated, st.Filtered, st.Lost)
+	return nil
 }

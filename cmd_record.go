@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/rlimit"
@@ -109,39 +110,12 @@ func runRecord(c *cli.Context) error {
 		return err
 	}
 
-	// Signals first: a Ctrl-C during start-up still detaches cleanly.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	// A closed stdout (| head) becomes EPIPE on write instead of killing us mid-attach.
-	signal.Ignore(syscall.SIGPIPE)
-	if duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, duration)
-		defer cancel()
-	}
-
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return fmt.Errorf("lifting RLIMIT_MEMLOCK for BPF maps: %w", err)
-	}
-	sess, err := bpf.Open(cfg, method)
+	ls, err := openSession(c, cfg, method, duration)
 	if err != nil {
 		return err
 	}
-	defer sess.Close()
-	kernel, err := bpf.KernelSpec(cfg)
-	if err != nil {
-		return err
-	}
-	rec, err := recorder.New(sess, recorder.Options{Node: nodeName(c), OptsKind: bpf.CapCapableOpts(kernel)})
-	if err != nil {
-		return err
-	}
-	if method == bpf.MethodAuto {
-		fmt.Fprintf(c.App.ErrWriter, "capsrec: attached with %s\n", sess.Method)
-	}
-	if err := writeReadyFile(c.String("ready-file")); err != nil {
-		return err
-	}
+	defer ls.close()
+	ctx, sess, rec := ls.ctx, ls.sess, ls.rec
 
 	var w output.Writer
 	if format == output.FormatJSON {
@@ -281,4 +255,61 @@ func readerGone(f *os.File) bool {
 	fds := []unix.PollFd{{Fd: int32(f.Fd()), Events: unix.POLLOUT}}
 	n, err := unix.Poll(fds, 0)
 	return err == nil && n > 0 && fds[0].Revents&unix.POLLERR != 0
+}
+
+// session is an attached recording: what record and profile --live share.
+type session struct {
+	ctx     context.Context
+	cleanup []func()
+	sess    *bpf.Session
+	rec     *recorder.Recorder
+}
+
+func (s *session) close() {
+	for i := len(s.cleanup) - 1; i >= 0; i-- {
+		s.cleanup[i]()
+	}
+}
+
+// openSession handles signals and --duration, loads and attaches the
+// programs, scans /proc, and writes --ready-file.
+func openSession(c *cli.Context, cfg bpf.Config, method bpf.Method, duration time.Duration) (_ *session, err error) {
+	s := &session{}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	// Signals first: a Ctrl-C during start-up still detaches cleanly.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	s.cleanup = append(s.cleanup, stop)
+	// A closed stdout (| head) becomes EPIPE on write instead of killing us mid-attach.
+	signal.Ignore(syscall.SIGPIPE)
+	if duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, duration)
+		s.cleanup = append(s.cleanup, cancel)
+	}
+	s.ctx = ctx
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("lifting RLIMIT_MEMLOCK for BPF maps: %w", err)
+	}
+	if s.sess, err = bpf.Open(cfg, method); err != nil {
+		return nil, err
+	}
+	s.cleanup = append(s.cleanup, func() { s.sess.Close() })
+	kernel, err := bpf.KernelSpec(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if s.rec, err = recorder.New(s.sess, recorder.Options{Node: nodeName(c), OptsKind: bpf.CapCapableOpts(kernel)}); err != nil {
+		return nil, err
+	}
+	if method == bpf.MethodAuto {
+		fmt.Fprintf(c.App.ErrWriter, "capsrec: attached with %s\n", s.sess.Method)
+	}
+	if err := writeReadyFile(c.String("ready-file")); err != nil {
+		return nil, err
+	}
+	return s, nil
 }

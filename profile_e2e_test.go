@@ -5,11 +5,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/capsrec/capsrec/internal/testutil"
 )
@@ -115,6 +117,64 @@ func TestProfileBadInput(t *testing.T) {
 	} {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
 			assertOneLineError(t, exec.Command(bin, c.args...), c.want)
+		})
+	}
+}
+
+// profile --live counts in the kernel: 500 denials of one binary arrive as one
+// event, and the profile still says 500.
+func TestProfileLive(t *testing.T) {
+	for _, method := range methodsUnderTest(t) {
+		t.Run(method, func(t *testing.T) {
+			dmesgRestrict(t)
+			h := startHelper(t, "livehelper", 65534, "syslog:500")
+			ready := filepath.Join(t.TempDir(), "ready")
+			cmd := exec.Command(testutil.Binary(t), "profile", "--live", "--attach", method, "-o", "json", "--ready-file", ready)
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			for _, err := os.Stat(ready); err != nil; _, err = os.Stat(ready) {
+				if cmd.ProcessState != nil {
+					t.Fatalf("exited: %s", stderr.String())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			h.run(t)
+			time.Sleep(100 * time.Millisecond * testutil.Slow())
+			_ = cmd.Process.Signal(syscall.SIGINT)
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("profile --live: %v\n%s", err, stderr.String())
+			}
+			var prof struct {
+				Subjects []struct {
+					Binary       string `json:"binary"`
+					Capabilities map[string]struct {
+						Denied uint64 `json:"denied"`
+					}
+				}
+			}
+			if err := json.Unmarshal([]byte(stdout.String()), &prof); err != nil {
+				t.Fatalf("%v: %s", err, stdout.String())
+			}
+			found := false
+			for _, s := range prof.Subjects {
+				if strings.HasSuffix(s.Binary, "/livehelper") {
+					found = true
+					if n := s.Capabilities["CAP_SYSLOG"].Denied; n != 500 {
+						t.Errorf("CAP_SYSLOG denied %d times, want 500", n)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("no livehelper subject in %s", stdout.String())
+			}
+			m := regexp.MustCompile(`(\d+) aggregated`).FindStringSubmatch(stderr.String())
+			if m == nil || m[1] == "0" {
+				t.Errorf("no checks were aggregated in the kernel: %s", stderr.String())
+			}
+			testutil.AssertNothingLeft(t)
 		})
 	}
 }

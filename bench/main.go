@@ -124,7 +124,12 @@ func run() error {
 		run  func(n int) (*result, error)
 	}
 	capsrec := func(args ...string) func(int) (*result, error) {
-		return func(n int) (*result, error) { return runCapsrec(bin, self, n, 0, args...) }
+		return func(n int) (*result, error) { return runCapsrec(bin, self, n, 0, append([]string{"record"}, args...)...) }
+	}
+	live := func(args ...string) func(int) (*result, error) {
+		return func(n int) (*result, error) {
+			return runCapsrec(bin, self, n, 0, append([]string{"profile", "--live", "-o", "json"}, args...)...)
+		}
 	}
 	scenarios := []scenario{{"no recorder", *checks, func(n int) (*result, error) { return runChecker(self, n, 0) }}}
 	// The no-op floor sits on the tracepoint, which older kernels lack.
@@ -136,7 +141,8 @@ func run() error {
 		scenarios = append(scenarios,
 			scenario{"capsrec -o json > /dev/null", *checks, capsrec("-o", "json")},
 			scenario{"capsrec -o compact > /dev/null", *checks, capsrec("-o", "compact")},
-			scenario{"capsrec, all filtered in kernel (--cap chown)", *checks, capsrec("-o", "json", "--cap", "chown")})
+			scenario{"capsrec, all filtered in kernel (--cap chown)", *checks, capsrec("-o", "json", "--cap", "chown")},
+			scenario{"capsrec profile --live (counted in kernel)", *checks, live()})
 	}
 	for _, m := range strings.Split(*methods, ",") {
 		if m == "" {
@@ -144,7 +150,8 @@ func run() error {
 		}
 		scenarios = append(scenarios,
 			scenario{"capsrec --attach " + m + " -o json > /dev/null", *checks, capsrec("--attach", m, "-o", "json")},
-			scenario{"capsrec --attach " + m + ", all filtered in kernel", *checks, capsrec("--attach", m, "-o", "json", "--cap", "chown")})
+			scenario{"capsrec --attach " + m + ", all filtered in kernel", *checks, capsrec("--attach", m, "-o", "json", "--cap", "chown")},
+			scenario{"capsrec profile --live --attach " + m, *checks, live("--attach", m)})
 	}
 	if _, err := exec.LookPath("bpftrace"); err == nil && *methods == "" {
 		scenarios = append(scenarios, scenario{"bpftrace printf > /dev/null", max(*checks/20, 10000), func(n int) (*result, error) { return runBpftrace(self, n) }})
@@ -172,7 +179,7 @@ func run() error {
 	var paced *result
 	if *methods == "" {
 		// Zero loss at a steady 200,000 checks/s, the target rate.
-		if paced, err = runCapsrec(bin, self, 400_000, 200_000, "-o", "json"); err != nil {
+		if paced, err = runCapsrec(bin, self, 400_000, 200_000, "record", "-o", "json"); err != nil {
 			return err
 		}
 		paced.name = "capsrec -o json, paced at 200,000 checks/s"
@@ -304,7 +311,7 @@ func runNoop(n int) (*result, error) {
 	return runChecker(self, n, 0)
 }
 
-var summaryRE = regexp.MustCompile(`(\d+) checks seen, (\d+) printed, (\d+) filtered, (\d+) lost`)
+var summaryRE = regexp.MustCompile(`(\d+) checks seen, (\d+) (?:printed|aggregated), (\d+) filtered, (\d+) lost`)
 
 func runCapsrec(bin, self string, n, rate int, args ...string) (*result, error) {
 	dir, err := os.MkdirTemp("", "capsrec-bench-ready-")
@@ -313,7 +320,7 @@ func runCapsrec(bin, self string, n, rate int, args ...string) (*result, error) 
 	}
 	defer os.RemoveAll(dir)
 	ready := filepath.Join(dir, "ready")
-	cmd := exec.Command(bin, append([]string{"record", "--ready-file", ready}, args...)...)
+	cmd := exec.Command(bin, append(args, "--ready-file", ready)...)
 	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
 		return nil, err

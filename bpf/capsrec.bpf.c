@@ -22,6 +22,11 @@ const volatile __u8 filter_comm = 0;
 const volatile char comm_filter[TASK_COMM_LEN] = {};
 const volatile __u8 has_task_pt_regs = 0;
 const volatile __u8 track_processes = 1;
+const volatile __u8 aggregate = 0;
+/* cap_capable's 4th argument is a bitmask (5.1+) rather than an audit int. */
+const volatile __u8 opts_bitmask = 1;
+#define CAP_OPT_NOAUDIT (1 << 1)
+
 /* Wake the reader only past this many bytes; below it the reader polls. 0: wake on every record. */
 const volatile __u32 wakeup_bytes = 0;
 
@@ -44,6 +49,13 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } pid_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct agg_key);
+	__type(value, struct agg_value);
+} agg SEC(".maps");
 
 struct cap_args {
 	__u64 cred;    /* const struct cred * */
@@ -160,18 +172,58 @@ static __always_inline __s32 syscall_nr_btf(struct task_struct *task)
 #define READ(src, ...) ___arrow(src, __VA_ARGS__)
 #define SYSCALL_NR syscall_nr_btf
 #define FILL_CAP_EVENT fill_cap_event_btf
+#define AGG_KEY agg_key_btf
 #include "fill_cap_event.h"
 #undef READ
 #undef SYSCALL_NR
 #undef FILL_CAP_EVENT
+#undef AGG_KEY
 
 #define READ BPF_CORE_READ
 #define SYSCALL_NR syscall_nr_probe
 #define FILL_CAP_EVENT fill_cap_event_probe
+#define AGG_KEY agg_key_probe
 #include "fill_cap_event.h"
 #undef READ
 #undef SYSCALL_NR
 #undef FILL_CAP_EVENT
+#undef AGG_KEY
+
+/*
+ * profile --live: count the check under its key. Returns true when the check
+ * must also be sent whole: the key's first check (it names the subject), or
+ * any check once the map is full.
+ */
+static __always_inline bool aggregated(struct check_stats *st, const struct cred *cred, int cap, __u32 opts,
+				       int ret, bool has_opts, bool btf)
+{
+	struct agg_key k = {};
+	struct agg_value *v, init = {.count = 1};
+
+	if (btf)
+		agg_key_btf(&k, bpf_get_current_task_btf(), cred, cap, opts, ret, has_opts);
+	else
+		agg_key_probe(&k, (struct task_struct *)bpf_get_current_task(), cred, cap, opts, ret, has_opts);
+	init.last_ktime = bpf_ktime_get_boot_ns();
+	v = bpf_map_lookup_elem(&agg, &k);
+	if (v) {
+		v->count++;
+		v->last_ktime = init.last_ktime;
+		st->aggregated++;
+		return true;
+	}
+	if (bpf_map_update_elem(&agg, &k, &init, BPF_NOEXIST) == 0)
+		return false; /* first of its key: send it */
+	v = bpf_map_lookup_elem(&agg, &k);
+	if (v) { /* another CPU inserted it meanwhile */
+		v->count++;
+		v->last_ktime = init.last_ktime;
+		st->aggregated++;
+		return true;
+	}
+	st->agg_full++;
+	return false;
+}
 
 static __always_inline struct check_stats *stats_here(void)
 {
@@ -197,6 +249,8 @@ static __always_inline int record_check(const struct cred *cred, struct user_nam
 		st->filtered++;
 		return 0;
 	}
+	if (aggregate && aggregated(st, cred, cap, opts, ret, has_opts, btf))
+		return 0;
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
 		st->lost++;

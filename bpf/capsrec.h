@@ -45,6 +45,8 @@ struct check_stats {
 	__u64 lost;           /* checks the ring buffer had no room for */
 	__u64 lost_proc;      /* exec/fork/exit records the ring buffer had no room for */
 	__u64 missed_return;  /* kprobe entries whose return never came */
+	__u64 aggregated;     /* checks counted in the aggregation map, not sent */
+	__u64 agg_full;       /* checks sent whole because the aggregation map was full */
 };
 
 struct event_header {
@@ -61,6 +63,8 @@ struct cap_event {
 	__u64 cap_effective;
 	__u64 cap_permitted;
 	__u64 cap_inheritable;
+	__u64 exe_ino; /* the executable's inode and device: a binary's identity in the kernel */
+	__u32 exe_dev;
 	__u32 tid;
 	__u32 ptgid;
 	__u32 uid;
@@ -83,6 +87,23 @@ struct cap_event {
 	__u8 pad;
 	char comm[TASK_COMM_LEN];
 	char cgroup_name[CGROUP_NAME_LEN];
+};
+
+/* profile --live: checks counted in the kernel per key; only a key's first check is sent. */
+struct agg_key {
+	__u64 cgroup_id;
+	__u64 exe_ino;
+	__u32 exe_dev;
+	__s32 cap;
+	__u8 granted;
+	__u8 audit; /* 0 unknown (tracepoint), 1 audited, 2 noaudit */
+	__u8 override_creds;
+	__u8 pad[5];
+};
+
+struct agg_value {
+	__u64 count;
+	__u64 last_ktime;
 };
 
 struct exec_event {

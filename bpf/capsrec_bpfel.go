@@ -13,6 +13,24 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type capsrecAggKey struct {
+	_             structs.HostLayout
+	CgroupId      uint64
+	ExeIno        uint64
+	ExeDev        uint32
+	Cap           int32
+	Granted       uint8
+	Audit         uint8
+	OverrideCreds uint8
+	Pad           [5]uint8
+}
+
+type capsrecAggValue struct {
+	_         structs.HostLayout
+	Count     uint64
+	LastKtime uint64
+}
+
 type capsrecCapArgs struct {
 	_      structs.HostLayout
 	Cred   uint64
@@ -29,6 +47,8 @@ type capsrecCapEvent struct {
 	CapEffective   uint64
 	CapPermitted   uint64
 	CapInheritable uint64
+	ExeIno         uint64
+	ExeDev         uint32
 	Tid            uint32
 	Ptgid          uint32
 	Uid            uint32
@@ -51,6 +71,7 @@ type capsrecCapEvent struct {
 	Pad            uint8
 	Comm           [16]int8
 	CgroupName     [128]int8
+	_              [4]byte
 }
 
 type capsrecCheckStats struct {
@@ -60,6 +81,8 @@ type capsrecCheckStats struct {
 	Lost         uint64
 	LostProc     uint64
 	MissedReturn uint64
+	Aggregated   uint64
+	AggFull      uint64
 }
 
 type capsrecEventHeader struct {
@@ -107,6 +130,7 @@ type capsrecForkEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	capsrecMapAgg                    = "agg"
 	capsrecMapEvents                 = "events"
 	capsrecMapKprobeArgs             = "kprobe_args"
 	capsrecMapPidFilter              = "pid_filter"
@@ -123,11 +147,13 @@ const (
 	capsrecProgSchedProcessExit      = "sched_process_exit"
 	capsrecProgSchedProcessFork      = "sched_process_fork"
 	capsrecProgTpCapCapable          = "tp_cap_capable"
+	capsrecVarAggregate              = "aggregate"
 	capsrecVarCapMask                = "cap_mask"
 	capsrecVarCommFilter             = "comm_filter"
 	capsrecVarFilterComm             = "filter_comm"
 	capsrecVarFilterPids             = "filter_pids"
 	capsrecVarHasTaskPtRegs          = "has_task_pt_regs"
+	capsrecVarOptsBitmask            = "opts_bitmask"
 	capsrecVarSelfTgid               = "self_tgid"
 	capsrecVarTrackProcesses         = "track_processes"
 	capsrecVarUnusedCapEvent         = "unused_cap_event"
@@ -198,6 +224,7 @@ type capsrecProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type capsrecMapSpecs struct {
+	Agg        *ebpf.MapSpec `ebpf:"agg"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
 	KprobeArgs *ebpf.MapSpec `ebpf:"kprobe_args"`
 	PidFilter  *ebpf.MapSpec `ebpf:"pid_filter"`
@@ -208,11 +235,13 @@ type capsrecMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type capsrecVariableSpecs struct {
+	Aggregate       *ebpf.VariableSpec `ebpf:"aggregate"`
 	CapMask         *ebpf.VariableSpec `ebpf:"cap_mask"`
 	CommFilter      *ebpf.VariableSpec `ebpf:"comm_filter"`
 	FilterComm      *ebpf.VariableSpec `ebpf:"filter_comm"`
 	FilterPids      *ebpf.VariableSpec `ebpf:"filter_pids"`
 	HasTaskPtRegs   *ebpf.VariableSpec `ebpf:"has_task_pt_regs"`
+	OptsBitmask     *ebpf.VariableSpec `ebpf:"opts_bitmask"`
 	SelfTgid        *ebpf.VariableSpec `ebpf:"self_tgid"`
 	TrackProcesses  *ebpf.VariableSpec `ebpf:"track_processes"`
 	UnusedCapEvent  *ebpf.VariableSpec `ebpf:"unused_cap_event"`
@@ -243,6 +272,7 @@ func (o *capsrecObjects) Close() error {
 //
 // It can be passed to loadCapsrecObjects or ebpf.CollectionSpec.LoadAndAssign.
 type capsrecMaps struct {
+	Agg        *ebpf.Map `ebpf:"agg"`
 	Events     *ebpf.Map `ebpf:"events"`
 	KprobeArgs *ebpf.Map `ebpf:"kprobe_args"`
 	PidFilter  *ebpf.Map `ebpf:"pid_filter"`
@@ -251,6 +281,7 @@ type capsrecMaps struct {
 
 func (m *capsrecMaps) Close() error {
 	return _CapsrecClose(
+		m.Agg,
 		m.Events,
 		m.KprobeArgs,
 		m.PidFilter,
@@ -262,11 +293,13 @@ func (m *capsrecMaps) Close() error {
 //
 // It can be passed to loadCapsrecObjects or ebpf.CollectionSpec.LoadAndAssign.
 type capsrecVariables struct {
+	Aggregate       *ebpf.Variable `ebpf:"aggregate"`
 	CapMask         *ebpf.Variable `ebpf:"cap_mask"`
 	CommFilter      *ebpf.Variable `ebpf:"comm_filter"`
 	FilterComm      *ebpf.Variable `ebpf:"filter_comm"`
 	FilterPids      *ebpf.Variable `ebpf:"filter_pids"`
 	HasTaskPtRegs   *ebpf.Variable `ebpf:"has_task_pt_regs"`
+	OptsBitmask     *ebpf.Variable `ebpf:"opts_bitmask"`
 	SelfTgid        *ebpf.Variable `ebpf:"self_tgid"`
 	TrackProcesses  *ebpf.Variable `ebpf:"track_processes"`
 	UnusedCapEvent  *ebpf.Variable `ebpf:"unused_cap_event"`

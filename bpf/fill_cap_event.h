@@ -54,7 +54,22 @@ static __always_inline void FILL_CAP_EVENT(struct cap_event *ev, struct task_str
 		ev->ns[NS_CGROUP] = READ(nsp, cgroup_ns, ns.inum);
 	}
 	ev->ns[NS_USER] = READ(real_cred, user_ns, ns.inum);
+	ev->exe_ino = READ(task, mm, exe_file, f_inode, i_ino);
+	ev->exe_dev = READ(task, mm, exe_file, f_inode, i_sb, s_dev);
 	ev->ns[NS_PID] = BPF_CORE_READ(up.ns, ns.inum);
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 	bpf_probe_read_kernel_str(ev->cgroup_name, sizeof(ev->cgroup_name), READ(task, cgroups, dfl_cgrp, kn, name));
+}
+
+/* The aggregation key of a check: who (cgroup and executable), which capability, what verdict. */
+static __always_inline void AGG_KEY(struct agg_key *k, struct task_struct *task, const struct cred *cred, int cap,
+				    __u32 opts, int ret, bool has_opts)
+{
+	k->cgroup_id = bpf_get_current_cgroup_id();
+	k->exe_ino = READ(task, mm, exe_file, f_inode, i_ino);
+	k->exe_dev = READ(task, mm, exe_file, f_inode, i_sb, s_dev);
+	k->cap = cap;
+	k->granted = ret == 0;
+	k->audit = !has_opts ? 0 : (opts_bitmask ? !(opts & CAP_OPT_NOAUDIT) : opts != 0) ? 1 : 2;
+	k->override_creds = cred != READ(task, real_cred);
 }

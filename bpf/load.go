@@ -77,11 +77,26 @@ type Config struct {
 	TrackProcesses bool
 	// KernelBTF replaces /sys/kernel/btf/vmlinux (--btf) for CO-RE relocations.
 	KernelBTF *btf.Spec
+	// Aggregate counts checks in the kernel per AggKey and sends only each key's first.
+	Aggregate bool
 }
 
 // Stats are the kernel-side counters, summed over CPUs.
 type Stats struct {
 	Seen, Filtered, Lost, LostProcess, MissedReturns uint64
+	// Aggregated checks were only counted (profile --live); AggFull were sent whole
+	// because the aggregation map was full.
+	Aggregated, AggFull uint64
+}
+
+// AggKey is the kernel's aggregation key (capsrec.h's struct agg_key).
+type AggKey = capsrecAggKey
+
+// AggEntry is one key's count, summed over CPUs.
+type AggEntry struct {
+	Key       AggKey
+	Count     uint64
+	LastKtime uint64
 }
 
 // Session is a loaded and attached set of programs. Close detaches and frees all of it.
@@ -207,7 +222,10 @@ func open(cfg Config, kernel *btf.Spec, method Method) (_ *Session, err error) {
 		delete(spec.Maps, "kprobe_args")
 	}
 	ptRegs := hasHelper(kernel, "BPF_FUNC_task_pt_regs")
-	if err := configure(spec, cfg, ptRegs); err != nil {
+	if !cfg.Aggregate {
+		spec.Maps["agg"].MaxEntries = 1 // referenced by the code the verifier prunes, never used
+	}
+	if err := configure(spec, cfg, ptRegs, CapCapableOpts(kernel) != OptsAuditInt); err != nil {
 		return nil, err
 	}
 
@@ -273,7 +291,7 @@ func hasHelper(kernel *btf.Spec, name string) bool {
 	return false
 }
 
-func configure(spec *ebpf.CollectionSpec, cfg Config, ptRegs bool) error {
+func configure(spec *ebpf.CollectionSpec, cfg Config, ptRegs, optsBitmask bool) error {
 	capMask := cfg.CapMask
 	if capMask == 0 {
 		capMask = ^uint64(0)
@@ -293,6 +311,8 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, ptRegs bool) error {
 		"has_task_pt_regs": boolByte(ptRegs),
 		"track_processes":  boolByte(cfg.TrackProcesses),
 		"wakeup_bytes":     cfg.WakeupBytes,
+		"aggregate":        boolByte(cfg.Aggregate),
+		"opts_bitmask":     boolByte(optsBitmask),
 	}
 	for name, v := range vars {
 		vs, ok := spec.Variables[name]
@@ -387,8 +407,32 @@ func (s *Session) Stats() (Stats, error) {
 		st.Lost += c.Lost
 		st.LostProcess += c.LostProc
 		st.MissedReturns += c.MissedReturn
+		st.Aggregated += c.Aggregated
+		st.AggFull += c.AggFull
 	}
 	return st, nil
+}
+
+// AggregateEntries reads the aggregation map: every key counted so far.
+func (s *Session) AggregateEntries() ([]AggEntry, error) {
+	var (
+		key     AggKey
+		perCPU  []capsrecAggValue
+		entries []AggEntry
+	)
+	it := s.coll.Maps["agg"].Iterate()
+	for it.Next(&key, &perCPU) {
+		e := AggEntry{Key: key}
+		for _, v := range perCPU {
+			e.Count += v.Count
+			e.LastKtime = max(e.LastKtime, v.LastKtime)
+		}
+		entries = append(entries, e)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading the aggregation map: %w", err)
+	}
+	return entries, nil
 }
 
 // Detach removes every hook, so no new record arrives, and keeps the maps for a last drain.

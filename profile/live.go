@@ -2,7 +2,9 @@ package profile
 
 import (
 	"path"
+	"time"
 
+	"github.com/capsrec/capsrec/bpf"
 	"github.com/capsrec/capsrec/recorder"
 	"github.com/capsrec/capsrec/syscalls"
 )
@@ -80,3 +82,70 @@ func (f Filter) Validate() error {
 type badPattern struct{ p string }
 
 func (e *badPattern) Error() string { return "bad glob " + e.p }
+
+// Live builds profiles from the kernel's aggregation map (profile --live):
+// the first check of each key arrives whole and names the subject; the map
+// holds the counts.
+type Live struct {
+	templates map[bpf.AggKey]Observation
+	// whole counts the checks that arrived whole per key: a key missing from
+	// the map (it was full) is counted from these.
+	whole map[bpf.AggKey]uint64
+}
+
+// NewLive makes an empty live aggregator.
+func NewLive() *Live {
+	return &Live{templates: map[bpf.AggKey]Observation{}, whole: map[bpf.AggKey]uint64{}}
+}
+
+// KeyOf computes the kernel's aggregation key of a check.
+func KeyOf(c *recorder.Check) bpf.AggKey {
+	k := bpf.AggKey{CgroupId: c.CgroupID, ExeIno: c.ExeIno, ExeDev: c.ExeDev, Cap: c.Cap, OverrideCreds: boolByte(c.OverrideCreds), Granted: boolByte(c.Granted())}
+	if c.AuditKnown {
+		k.Audit = 2
+		if c.Audit {
+			k.Audit = 1
+		}
+	}
+	return k
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// OnCheck takes a check the kernel sent whole.
+func (l *Live) OnCheck(c *recorder.Check) {
+	k := KeyOf(c)
+	if _, ok := l.templates[k]; !ok {
+		l.templates[k] = FromCheck(c)
+	}
+	l.whole[k]++
+}
+
+// Snapshot is the profile of everything counted so far; unattributed counts
+// checks whose first event the ring buffer lost.
+func (l *Live) Snapshot(entries []bpf.AggEntry, wall func(uint64) time.Time, f Filter) (p *Profile, unattributed uint64) {
+	p = New()
+	inMap := map[bpf.AggKey]bool{}
+	for _, e := range entries {
+		inMap[e.Key] = true
+		o, ok := l.templates[e.Key]
+		if !ok {
+			unattributed += e.Count
+			continue
+		}
+		if f.Keep(o) {
+			p.AddN(o, e.Count, wall(e.LastKtime))
+		}
+	}
+	for k, n := range l.whole {
+		if o := l.templates[k]; !inMap[k] && f.Keep(o) {
+			p.AddN(o, n, o.Time)
+		}
+	}
+	return p, unattributed
+}

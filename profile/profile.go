@@ -141,8 +141,12 @@ func New() *Profile {
 	return &Profile{subjects: map[Subject]*SubjectProfile{}, workloads: map[string][2]string{}}
 }
 
-// Add counts one check; a container subject without a workload gets one derived from its pod name.
-func (p *Profile) Add(o Observation) {
+// Add counts one check.
+func (p *Profile) Add(o Observation) { p.AddN(o, 1, o.Time) }
+
+// AddN counts n checks like o, the last of them at last. A container subject
+// without a workload gets one derived from its pod name.
+func (p *Profile) AddN(o Observation, n uint64, last time.Time) {
 	if o.Subject.IsContainer() && o.Subject.Workload == "" {
 		w, ok := p.workloads[o.Subject.Pod]
 		if !ok {
@@ -153,7 +157,7 @@ func (p *Profile) Add(o Observation) {
 		}
 		o.Subject.Workload, o.Subject.WorkloadRule = w[0], w[1]
 	}
-	p.add(o)
+	p.add(o, n, last)
 }
 
 func addListed(list []string, v string) []string {
@@ -163,45 +167,46 @@ func addListed(list []string, v string) []string {
 	return append(list, v)
 }
 
-func (p *Profile) add(o Observation) {
+// add counts n checks like o, the last of them at last.
+func (p *Profile) add(o Observation, n uint64, last time.Time) {
 	k := o.Subject.key()
 	sp := p.subjects[k]
 	if sp == nil {
 		sp = &SubjectProfile{Subject: k, Caps: map[int]*CapStats{}}
 		p.subjects[k] = sp
 	}
-	sp.Checks++
+	sp.Checks += n
 	sp.Pods = addListed(sp.Pods, o.Subject.Pod)
 	cs := sp.Caps[o.Cap]
 	if cs == nil {
-		cs = &CapStats{Cap: o.Cap, First: o.Time, Last: o.Time}
+		cs = &CapStats{Cap: o.Cap, First: o.Time, Last: last}
 		sp.Caps[o.Cap] = cs
 	}
 	if o.Time.Before(cs.First) {
 		cs.First = o.Time
 	}
-	if o.Time.After(cs.Last) {
-		cs.Last = o.Time
+	if last.After(cs.Last) {
+		cs.Last = last
 	}
 	cs.Binaries = addListed(cs.Binaries, o.Binary)
 	cs.Syscalls = addListed(cs.Syscalls, o.Syscall)
 	if !o.Granted {
-		cs.Denied++
+		cs.Denied += n
 		if o.Audit != NotAudited && !o.OverrideCreds {
-			cs.DeniedAudited++
+			cs.DeniedAudited += n
 		}
 		return
 	}
-	cs.Granted++
+	cs.Granted += n
 	switch {
 	case o.OverrideCreds:
-		cs.OverrideCreds++
+		cs.OverrideCreds += n
 	case o.Audit == Audited:
-		cs.GrantedAudited++
+		cs.GrantedAudited += n
 	case o.Audit == AuditUnknown:
-		cs.GrantedUnknown++
+		cs.GrantedUnknown += n
 	default:
-		cs.NoAudit++
+		cs.NoAudit += n
 	}
 }
 

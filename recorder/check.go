@@ -64,6 +64,9 @@ type Check struct {
 
 	CgroupID   uint64
 	CgroupName string
+	// ExeIno and ExeDev identify the executable, as the kernel's aggregation key does.
+	ExeIno uint64
+	ExeDev uint32
 
 	// Container is set by enrichment for checks made inside a container.
 	Container *Container

@@ -31,6 +31,9 @@ type Recorder struct {
 	opts  Options
 	clock Clock
 	Procs *ProcCache
+	// scratch is the one Check every record is decoded into: at hundreds of
+	// thousands of checks a second, a fresh one each would feed the GC.
+	scratch Check
 }
 
 // New reads sess's ring buffer and fills a process cache from /proc.
@@ -63,6 +66,7 @@ func New(sess *bpf.Session, opts Options) (*Recorder, error) {
 var ErrStop = errors.New("stop recording")
 
 // Run delivers checks to handle until ctx ends or handle returns an error.
+// The Check is reused: it is valid until handle returns, so copy what must outlive it.
 // idle runs whenever the ring buffer has been drained (a good time to flush).
 // When ctx ends Run detaches the hooks and drains what the kernel already
 // recorded, so that no check made before the stop is left unread.
@@ -115,6 +119,9 @@ func stopOK(err error) error {
 // Stats are the kernel's counters.
 func (r *Recorder) Stats() (bpf.Stats, error) { return r.sess.Stats() }
 
+// Wall converts a kernel boot-time stamp.
+func (r *Recorder) Wall(ktime uint64) time.Time { return r.clock.Wall(ktime) }
+
 func (r *Recorder) decode(raw []byte) *Check {
 	if len(raw) < int(unsafe.Sizeof(bpf.EventHeader{})) {
 		return nil
@@ -147,7 +154,8 @@ const (
 var methodNames = map[uint8]bpf.Method{1: bpf.MethodTracepoint, 2: bpf.MethodFexit, 3: bpf.MethodKprobe}
 
 func (r *Recorder) check(ev *bpf.CapEvent) *Check {
-	c := &Check{
+	c := &r.scratch
+	*c = Check{
 		Time:           r.clock.Wall(ev.Hdr.Ktime),
 		Ktime:          ev.Hdr.Ktime,
 		Tid:            ev.Tid,
@@ -169,6 +177,8 @@ func (r *Recorder) check(ev *bpf.CapEvent) *Check {
 		CapInheritable: ev.CapInheritable,
 		CgroupID:       ev.CgroupId,
 		CgroupName:     cString(ev.CgroupName[:]),
+		ExeIno:         ev.ExeIno,
+		ExeDev:         ev.ExeDev,
 	}
 	if ev.HasOpts != 0 {
 		switch r.opts.OptsKind {
