@@ -124,7 +124,9 @@ func run() error {
 		run  func(n int) (*result, error)
 	}
 	capsrec := func(args ...string) func(int) (*result, error) {
-		return func(n int) (*result, error) { return runCapsrec(bin, self, n, 0, append([]string{"record"}, args...)...) }
+		return func(n int) (*result, error) {
+			return runCapsrec(bin, self, n, 0, append([]string{"record"}, args...)...)
+		}
 	}
 	live := func(args ...string) func(int) (*result, error) {
 		return func(n int) (*result, error) {
