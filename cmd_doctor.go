@@ -43,6 +43,12 @@ var doctorCommand = &cli.Command{
 		if kernel != nil {
 			fmt.Fprintf(w, "cap_capable opts\t%s\n", optsText(bpf.CapCapableOpts(kernel)))
 		}
+		if cri, err := dialRuntime(c); err != nil {
+			fmt.Fprintf(w, "container runtime\tnone: %s\n", oneLine(err))
+		} else {
+			fmt.Fprintf(w, "container runtime\t%s %s at %s\n", cri.RuntimeName, cri.RuntimeVersion, cri.Endpoint)
+			cri.Close()
+		}
 		if err := needRoot("doctor"); err != nil {
 			fmt.Fprintf(w, "privileges\tnot root: attach methods cannot be tested\n")
 			return cli.Exit("", 1)

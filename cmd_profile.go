@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/enrich"
 	"github.com/capsrec/capsrec/output"
 	"github.com/capsrec/capsrec/profile"
 	"github.com/capsrec/capsrec/recorder"
@@ -119,8 +120,21 @@ func runLive(c *cli.Context, format string, colored bool, filter profile.Filter)
 		return err
 	}
 	defer ls.close()
+	if err := writeReadyFile(c.String("ready-file")); err != nil {
+		return err
+	}
 
+	cri, err := dialRuntime(c)
+	if err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "capsrec: warning: %s; checks go on without pod fields\n", oneLine(err))
+	} else {
+		defer cri.Close()
+	}
 	live := profile.NewLive()
+	queue := enrich.NewQueue(enrich.NewEnricher(cri, warnOnce(c)), 2*time.Second, func(ch *recorder.Check) error {
+		live.OnCheck(ch)
+		return nil
+	})
 	print := func(final bool) error {
 		entries, err := ls.sess.AggregateEntries()
 		if err != nil {
@@ -140,17 +154,19 @@ func runLive(c *cli.Context, format string, colored bool, filter profile.Filter)
 	}
 	next := time.Now().Add(interval)
 	idle := func() error {
+		if err := queue.Flush(false); err != nil {
+			return err
+		}
 		if interval > 0 && time.Now().After(next) {
 			next = time.Now().Add(interval)
 			return print(false)
 		}
 		return nil
 	}
-	handle := func(ch *recorder.Check) error {
-		live.OnCheck(ch)
-		return nil
+	if err := ls.rec.Run(ls.ctx, queue.Push, idle); err != nil {
+		return err
 	}
-	if err := ls.rec.Run(ls.ctx, handle, idle); err != nil {
+	if err := queue.Flush(true); err != nil {
 		return err
 	}
 	if err := print(true); err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/enrich"
 	"github.com/capsrec/capsrec/filter"
 	"github.com/capsrec/capsrec/output"
 	"github.com/capsrec/capsrec/profile"
@@ -47,6 +49,11 @@ var recordCommand = &cli.Command{
 		&cli.StringFlag{Name: "ready-file", Usage: "write this file once the hooks are attached (for scripts)"},
 		&cli.IntFlag{Name: "ring-buffer", Value: 8192, Usage: "ring buffer size in KiB, a power of two of at least 4"},
 		&cli.BoolFlag{Name: "summary", Usage: "at exit, print the session's capability profile on stderr (default: when stderr is a terminal)"},
+		&cli.StringSliceFlag{Name: "pod", Usage: "only checks in this pod (name or glob); repeatable; filtered in the kernel"},
+		&cli.StringSliceFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "only pods in this namespace (name or glob); repeatable"},
+		&cli.StringSliceFlag{Name: "container", Usage: "only this container of the pods (name or glob); repeatable"},
+		&cli.StringFlag{Name: "selector", Aliases: []string{"l"}, Usage: "only pods whose labels match this Kubernetes label selector (app=web,tier!=db)"},
+		&cli.BoolFlag{Name: "host", Usage: "only processes in no container"},
 	},
 	Action: runRecord,
 }
@@ -103,11 +110,26 @@ func runRecord(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	pods, err := enrich.NewPodFilter(c.StringSlice("pod"), c.StringSlice("namespace"), c.StringSlice("container"), c.String("selector"), c.Bool("host"))
+	if err != nil {
+		return err
+	}
+	cfg.Cgroups = pods.KernelMode()
 	if err := loadBTFFlag(c, &cfg); err != nil {
 		return err
 	}
 	if err := needRoot("record"); err != nil {
 		return err
+	}
+	cri, err := dialRuntime(c)
+	if err != nil {
+		if pods.Active() && !pods.Host {
+			return fmt.Errorf("pod filters need the container runtime: %w", err)
+		}
+		fmt.Fprintf(c.App.ErrWriter, "capsrec: warning: %s; checks go on without pod fields\n", oneLine(err))
+	}
+	if cri != nil {
+		defer cri.Close()
 	}
 
 	ls, err := openSession(c, cfg, method, duration)
@@ -116,6 +138,16 @@ func runRecord(c *cli.Context) error {
 	}
 	defer ls.close()
 	ctx, sess, rec := ls.ctx, ls.sess, ls.rec
+	enricher := enrich.NewEnricher(cri, warnOnce(c))
+	if pods.KernelMode() != bpf.CgroupsAll && cri != nil {
+		// The pods that run now are in the kernel's set before the ready file; new ones join as they appear.
+		w := &podWatcher{e: enricher, f: pods, sess: sess, added: map[uint64]bool{}}
+		w.add(enricher.Refresh(ctx))
+		go w.run(ctx)
+	}
+	if err := writeReadyFile(c.String("ready-file")); err != nil {
+		return err
+	}
 
 	var w output.Writer
 	if format == output.FormatJSON {
@@ -137,8 +169,8 @@ func runRecord(c *cli.Context) error {
 	}
 
 	var st recordStats
-	handle := func(ch *recorder.Check) error {
-		if !flt.Keep(ch) {
+	emit := func(ch *recorder.Check) error {
+		if !pods.Matches(ch.Container) || !flt.Keep(ch) {
 			st.filtered++
 			return nil
 		}
@@ -154,8 +186,13 @@ func runRecord(c *cli.Context) error {
 		}
 		return nil
 	}
+	queue := enrich.NewQueue(enricher, 2*time.Second, emit)
+	handle := queue.Push
 	stdoutPipe := isPipe(os.Stdout)
 	idle := func() error {
+		if err := queue.Flush(false); err != nil {
+			return err
+		}
 		if err := w.Flush(); err != nil {
 			return err
 		}
@@ -166,6 +203,9 @@ func runRecord(c *cli.Context) error {
 		return nil
 	}
 	runErr := rec.Run(ctx, handle, idle)
+	if runErr == nil {
+		runErr = queue.Flush(true)
+	}
 	if runErr == nil {
 		runErr = w.Flush()
 	}
@@ -308,8 +348,61 @@ func openSession(c *cli.Context, cfg bpf.Config, method bpf.Method, duration tim
 	if method == bpf.MethodAuto {
 		fmt.Fprintf(c.App.ErrWriter, "capsrec: attached with %s\n", s.sess.Method)
 	}
-	if err := writeReadyFile(c.String("ready-file")); err != nil {
-		return nil, err
-	}
 	return s, nil
+}
+
+// dialRuntime connects to --runtime-endpoint, or to the first default that answers.
+func dialRuntime(c *cli.Context) (*enrich.CRI, error) {
+	endpoints := enrich.DefaultEndpoints
+	if ep := c.String("runtime-endpoint"); ep != "" {
+		endpoints = []string{ep}
+	}
+	return enrich.DialCRI(endpoints, 2*time.Second)
+}
+
+// warnOnce prints the first runtime warning of a session; one is enough to say pod fields may lack.
+func warnOnce(c *cli.Context) func(string) {
+	var once sync.Once
+	return func(msg string) {
+		once.Do(func() { fmt.Fprintf(c.App.ErrWriter, "capsrec: warning: %s; checks go on without pod fields\n", msg) })
+	}
+}
+
+// podWatcher keeps the kernel's cgroup set in step with the pods: it polls the
+// runtime each second. Polling, not cgroup_mkdir: a cgroup exists before the
+// runtime can say which pod it belongs to, and a second is well within a
+// pod's start-up.
+type podWatcher struct {
+	e     *enrich.Enricher
+	f     *enrich.PodFilter
+	sess  *bpf.Session
+	added map[uint64]bool
+}
+
+func (w *podWatcher) add(infos []*enrich.Info) {
+	for _, in := range infos {
+		if in.HostPID == 0 || !w.f.Kernel(in.Container) {
+			continue
+		}
+		id, err := enrich.CgroupID(in.HostPID)
+		if err != nil || w.added[id] {
+			continue
+		}
+		if w.sess.AddCgroup(id) == nil {
+			w.added[id] = true
+		}
+	}
+}
+
+func (w *podWatcher) run(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			w.add(w.e.Refresh(ctx))
+		}
+	}
 }

@@ -49,6 +49,12 @@ func run(args []string) error {
 				EnvVars: []string{"NODE_NAME"},
 			},
 			&cli.StringFlag{
+				Name:    "runtime-endpoint",
+				Aliases: []string{"r"},
+				Usage:   "the container runtime's CRI socket (default: containerd's, then CRI-O's)",
+				EnvVars: []string{"CONTAINER_RUNTIME_ENDPOINT"},
+			},
+			&cli.StringFlag{
 				Name:    "btf",
 				Usage:   "kernel BTF file for kernels without /sys/kernel/btf/vmlinux (as BTFHub provides)",
 				EnvVars: []string{"CAPSREC_BTF"},

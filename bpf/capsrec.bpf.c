@@ -19,6 +19,8 @@ const volatile __u64 cap_mask = ~0ULL; /* bit n set: keep CAP n (caps 0..63) */
 const volatile __u8 verdict_filter = 0; /* 0 all, 1 granted only, 2 denied only */
 const volatile __u8 filter_pids = 0;
 const volatile __u8 filter_comm = 0;
+/* 1: keep only checks of the cgroups in cgroup_filter (pods); 2: drop them (--host). */
+const volatile __u8 filter_cgroups = 0;
 const volatile char comm_filter[TASK_COMM_LEN] = {};
 const volatile __u8 has_task_pt_regs = 0;
 const volatile __u8 track_processes = 1;
@@ -56,6 +58,13 @@ struct {
 	__type(key, struct agg_key);
 	__type(value, struct agg_value);
 } agg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, __u8);
+} cgroup_filter SEC(".maps");
 
 struct cap_args {
 	__u64 cred;    /* const struct cred * */
@@ -118,6 +127,12 @@ static __always_inline bool keep_check(__u64 pid_tgid, int cap)
 	}
 	if (filter_comm && !comm_matches())
 		return false;
+	if (filter_cgroups) {
+		__u64 cg = bpf_get_current_cgroup_id();
+		bool listed = bpf_map_lookup_elem(&cgroup_filter, &cg) != 0;
+		if (listed != (filter_cgroups == 1))
+			return false;
+	}
 	return true;
 }
 

@@ -131,6 +131,7 @@ type capsrecForkEvent struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	capsrecMapAgg                    = "agg"
+	capsrecMapCgroupFilter           = "cgroup_filter"
 	capsrecMapEvents                 = "events"
 	capsrecMapKprobeArgs             = "kprobe_args"
 	capsrecMapPidFilter              = "pid_filter"
@@ -150,6 +151,7 @@ const (
 	capsrecVarAggregate              = "aggregate"
 	capsrecVarCapMask                = "cap_mask"
 	capsrecVarCommFilter             = "comm_filter"
+	capsrecVarFilterCgroups          = "filter_cgroups"
 	capsrecVarFilterComm             = "filter_comm"
 	capsrecVarFilterPids             = "filter_pids"
 	capsrecVarHasTaskPtRegs          = "has_task_pt_regs"
@@ -224,11 +226,12 @@ type capsrecProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type capsrecMapSpecs struct {
-	Agg        *ebpf.MapSpec `ebpf:"agg"`
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	KprobeArgs *ebpf.MapSpec `ebpf:"kprobe_args"`
-	PidFilter  *ebpf.MapSpec `ebpf:"pid_filter"`
-	Stats      *ebpf.MapSpec `ebpf:"stats"`
+	Agg          *ebpf.MapSpec `ebpf:"agg"`
+	CgroupFilter *ebpf.MapSpec `ebpf:"cgroup_filter"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	KprobeArgs   *ebpf.MapSpec `ebpf:"kprobe_args"`
+	PidFilter    *ebpf.MapSpec `ebpf:"pid_filter"`
+	Stats        *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // capsrecVariableSpecs contains global variables before they are loaded into the kernel.
@@ -238,6 +241,7 @@ type capsrecVariableSpecs struct {
 	Aggregate       *ebpf.VariableSpec `ebpf:"aggregate"`
 	CapMask         *ebpf.VariableSpec `ebpf:"cap_mask"`
 	CommFilter      *ebpf.VariableSpec `ebpf:"comm_filter"`
+	FilterCgroups   *ebpf.VariableSpec `ebpf:"filter_cgroups"`
 	FilterComm      *ebpf.VariableSpec `ebpf:"filter_comm"`
 	FilterPids      *ebpf.VariableSpec `ebpf:"filter_pids"`
 	HasTaskPtRegs   *ebpf.VariableSpec `ebpf:"has_task_pt_regs"`
@@ -272,16 +276,18 @@ func (o *capsrecObjects) Close() error {
 //
 // It can be passed to loadCapsrecObjects or ebpf.CollectionSpec.LoadAndAssign.
 type capsrecMaps struct {
-	Agg        *ebpf.Map `ebpf:"agg"`
-	Events     *ebpf.Map `ebpf:"events"`
-	KprobeArgs *ebpf.Map `ebpf:"kprobe_args"`
-	PidFilter  *ebpf.Map `ebpf:"pid_filter"`
-	Stats      *ebpf.Map `ebpf:"stats"`
+	Agg          *ebpf.Map `ebpf:"agg"`
+	CgroupFilter *ebpf.Map `ebpf:"cgroup_filter"`
+	Events       *ebpf.Map `ebpf:"events"`
+	KprobeArgs   *ebpf.Map `ebpf:"kprobe_args"`
+	PidFilter    *ebpf.Map `ebpf:"pid_filter"`
+	Stats        *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *capsrecMaps) Close() error {
 	return _CapsrecClose(
 		m.Agg,
+		m.CgroupFilter,
 		m.Events,
 		m.KprobeArgs,
 		m.PidFilter,
@@ -296,6 +302,7 @@ type capsrecVariables struct {
 	Aggregate       *ebpf.Variable `ebpf:"aggregate"`
 	CapMask         *ebpf.Variable `ebpf:"cap_mask"`
 	CommFilter      *ebpf.Variable `ebpf:"comm_filter"`
+	FilterCgroups   *ebpf.Variable `ebpf:"filter_cgroups"`
 	FilterComm      *ebpf.Variable `ebpf:"filter_comm"`
 	FilterPids      *ebpf.Variable `ebpf:"filter_pids"`
 	HasTaskPtRegs   *ebpf.Variable `ebpf:"has_task_pt_regs"`

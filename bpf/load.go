@@ -79,7 +79,18 @@ type Config struct {
 	KernelBTF *btf.Spec
 	// Aggregate counts checks in the kernel per AggKey and sends only each key's first.
 	Aggregate bool
+	// Cgroups turns on the cgroup filter: keep only the listed cgroups, or drop them.
+	Cgroups CgroupFilter
 }
+
+// CgroupFilter is the kernel's cgroup filter mode; the set is filled at run time (AddCgroup).
+type CgroupFilter uint8
+
+const (
+	CgroupsAll     CgroupFilter = iota
+	CgroupsOnly                 // only checks in the listed cgroups (pod filters)
+	CgroupsExclude              // no checks in the listed cgroups (--host: drop containers)
+)
 
 // Stats are the kernel-side counters, summed over CPUs.
 type Stats struct {
@@ -312,6 +323,7 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, ptRegs, optsBitmask bool) 
 		"track_processes":  boolByte(cfg.TrackProcesses),
 		"wakeup_bytes":     cfg.WakeupBytes,
 		"aggregate":        boolByte(cfg.Aggregate),
+		"filter_cgroups":   uint8(cfg.Cgroups),
 		"opts_bitmask":     boolByte(optsBitmask),
 	}
 	for name, v := range vars {
@@ -411,6 +423,14 @@ func (s *Session) Stats() (Stats, error) {
 		st.AggFull += c.AggFull
 	}
 	return st, nil
+}
+
+// AddCgroup puts a cgroup (v2 id) into the cgroup filter's set.
+func (s *Session) AddCgroup(id uint64) error {
+	if err := s.coll.Maps["cgroup_filter"].Put(id, uint8(1)); err != nil {
+		return fmt.Errorf("adding cgroup %d to the filter: %w", id, err)
+	}
+	return nil
 }
 
 // AggregateEntries reads the aggregation map: every key counted so far.

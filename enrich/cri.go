@@ -1,0 +1,185 @@
+package enrich
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/capsrec/capsrec/recorder"
+)
+
+// DefaultEndpoints are tried in order when neither --runtime-endpoint nor
+// CONTAINER_RUNTIME_ENDPOINT names one, as crictl does.
+var DefaultEndpoints = []string{"unix:///run/containerd/containerd.sock", "unix:///run/crio/crio.sock"}
+
+// CRI asks the node's container runtime about containers and pods.
+type CRI struct {
+	Endpoint       string
+	RuntimeName    string
+	RuntimeVersion string
+	conn           *grpc.ClientConn
+	rt             runtimeapi.RuntimeServiceClient
+	timeout        time.Duration
+}
+
+// DialCRI connects to the first endpoint that answers Version within timeout.
+func DialCRI(endpoints []string, timeout time.Duration) (*CRI, error) {
+	var errs []error
+	for _, ep := range endpoints {
+		c, err := dial(ep, timeout)
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+func dial(endpoint string, timeout time.Duration) (*CRI, error) {
+	path, ok := strings.CutPrefix(endpoint, "unix://")
+	if !ok {
+		return nil, fmt.Errorf("runtime endpoint %q: only unix:// sockets are supported", endpoint)
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("runtime endpoint %s: %w", endpoint, err)
+	}
+	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("runtime endpoint %s: %w", endpoint, err)
+	}
+	c := &CRI{Endpoint: endpoint, conn: conn, rt: runtimeapi.NewRuntimeServiceClient(conn), timeout: timeout}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	v, err := c.rt.Version(ctx, &runtimeapi.VersionRequest{})
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("runtime endpoint %s does not answer: %w", endpoint, err)
+	}
+	c.RuntimeName, c.RuntimeVersion = v.RuntimeName, v.RuntimeVersion
+	return c, nil
+}
+
+// Close hangs up.
+func (c *CRI) Close() error { return c.conn.Close() }
+
+// Info is a container as the runtime describes it, with what capsrec needs to filter on it.
+type Info struct {
+	Container *recorder.Container
+	// HostPID is the container's first process on the host, to find its cgroup.
+	HostPID uint32
+}
+
+// List returns every running container with its pod.
+func (c *CRI) List(ctx context.Context) ([]*Info, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	resp, err := c.rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{
+		Filter: &runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ListContainers: %w", err)
+	}
+	pods := map[string]*recorder.Pod{}
+	var out []*Info
+	for _, ctr := range resp.Containers {
+		info, err := c.lookup(ctx, ctr.Id, pods)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// Lookup describes one container; id may be a prefix.
+func (c *CRI) Lookup(ctx context.Context, id string) (*Info, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	return c.lookup(ctx, id, map[string]*recorder.Pod{})
+}
+
+// verboseInfo is the part of ContainerStatus's verbose info["info"] capsrec reads.
+type verboseInfo struct {
+	PID       uint32 `json:"pid"`
+	SandboxID string `json:"sandboxID"`
+}
+
+func (c *CRI) lookup(ctx context.Context, id string, pods map[string]*recorder.Pod) (*Info, error) {
+	st, err := c.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id, Verbose: true})
+	if err != nil {
+		return nil, err
+	}
+	s := st.Status
+	var vi verboseInfo
+	if raw, ok := st.Info["info"]; ok {
+		_ = json.Unmarshal([]byte(raw), &vi)
+	}
+	ctr := &recorder.Container{
+		ID:       s.Id,
+		Runtime:  runtimePrefix(c.RuntimeName),
+		ImageID:  s.ImageRef,
+		ImageName: func() string {
+			if s.Image != nil {
+				return s.Image.Image
+			}
+			return ""
+		}(),
+	}
+	if s.Metadata != nil {
+		ctr.Name = s.Metadata.Name
+	}
+	if s.StartedAt > 0 {
+		ctr.StartTime = time.Unix(0, s.StartedAt).UTC()
+	}
+	sandbox := vi.SandboxID
+	if sandbox == "" {
+		sandbox = s.Labels["io.kubernetes.sandbox.id"]
+	}
+	if sandbox != "" {
+		pod, ok := pods[sandbox]
+		if !ok {
+			pod = c.pod(ctx, sandbox)
+			pods[sandbox] = pod
+		}
+		ctr.Pod = pod
+	}
+	return &Info{Container: ctr, HostPID: vi.PID}, nil
+}
+
+func (c *CRI) pod(ctx context.Context, sandbox string) *recorder.Pod {
+	ps, err := c.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: sandbox})
+	if err != nil || ps.Status == nil || ps.Status.Metadata == nil {
+		return nil
+	}
+	m := ps.Status.Metadata
+	pod := &recorder.Pod{Namespace: m.Namespace, Name: m.Name, UID: m.Uid, Labels: map[string]string{}}
+	// The sandbox's labels are the pod's own plus kubelet's io.kubernetes.pod.* ones.
+	for k, v := range maps.All(ps.Status.Labels) {
+		if !strings.HasPrefix(k, "io.kubernetes.pod.") {
+			pod.Labels[k] = v
+		}
+	}
+	return pod
+}
+
+// runtimePrefix is Tetragon's container.id prefix for a runtime name.
+func runtimePrefix(name string) string {
+	switch {
+	case strings.Contains(name, "containerd"):
+		return "containerd"
+	case strings.Contains(name, "cri-o"):
+		return "cri-o"
+	case name == "":
+		return "containerd"
+	}
+	return name
+}

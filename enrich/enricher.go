@@ -1,0 +1,160 @@
+package enrich
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/capsrec/capsrec/recorder"
+)
+
+// Enricher joins checks to their containers through a cache keyed by
+// container id. The event path never waits on the runtime: a check whose
+// container is not known yet is held, in order, until its lookup answers or
+// times out (Queue).
+type Enricher struct {
+	cri  *CRI // nil: no runtime, checks go on without pod fields
+	warn func(string)
+
+	mu      sync.Mutex
+	byID    map[string]*entry
+	byCg    map[uint64]cgroupAnswer // the kernel's cgroup id -> what its path said
+	missing map[string]time.Time    // ids the runtime did not know, and when asked
+	Lookups uint64                  // runtime lookups made
+}
+
+type entry struct {
+	info *Info
+	done chan struct{} // closed when the lookup has answered
+}
+
+type cgroupAnswer struct {
+	ref CgroupRef
+	ok  bool
+}
+
+// retryMissing is how long an id the runtime did not know stays unknown before it is asked again.
+const retryMissing = 10 * time.Second
+
+// NewEnricher fills the cache from the runtime's containers; cri may be nil.
+func NewEnricher(cri *CRI, warn func(string)) *Enricher {
+	e := &Enricher{cri: cri, warn: warn, byID: map[string]*entry{}, byCg: map[uint64]cgroupAnswer{}, missing: map[string]time.Time{}}
+	if cri != nil {
+		e.Refresh(context.Background())
+	}
+	return e
+}
+
+// Refresh adds every running container to the cache; removed ones stay, so late checks resolve.
+func (e *Enricher) Refresh(ctx context.Context) []*Info {
+	infos, err := e.cri.List(ctx)
+	if err != nil {
+		e.warn("listing containers: " + err.Error())
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, in := range infos {
+		if old, ok := e.byID[in.Container.ID]; !ok || old.info == nil {
+			done := make(chan struct{})
+			close(done)
+			e.byID[in.Container.ID] = &entry{info: in, done: done}
+		}
+	}
+	return infos
+}
+
+// ref finds the container id of a check: from the kernel's cgroup name, or
+// once per cgroup from /proc/PID/cgroup when the name alone does not say.
+func (e *Enricher) ref(c *recorder.Check) (CgroupRef, bool) {
+	if ref, ok := ParseCgroup(c.CgroupName); ok {
+		return ref, true
+	}
+	e.mu.Lock()
+	a, seen := e.byCg[c.CgroupID]
+	e.mu.Unlock()
+	if seen {
+		return a.ref, a.ok
+	}
+	if path, err := ProcCgroup(c.Process.Tgid); err == nil {
+		a.ref, a.ok = ParseCgroup(path)
+	}
+	e.mu.Lock()
+	if len(e.byCg) < 1<<16 {
+		e.byCg[c.CgroupID] = a
+	}
+	e.mu.Unlock()
+	return a.ref, a.ok
+}
+
+// Resolve sets c.Container when the cache knows it and returns a channel that is
+// closed once the answer is final; nil when it is final already.
+func (e *Enricher) Resolve(c *recorder.Check) <-chan struct{} {
+	ref, ok := e.ref(c)
+	if !ok {
+		return nil // not in a container
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if en, ok := e.byID[ref.ID]; ok {
+		select {
+		case <-en.done:
+			e.fill(c, ref, en.info)
+			return nil
+		default:
+			return en.done
+		}
+	}
+	if e.cri == nil || time.Since(e.missing[ref.ID]) < retryMissing {
+		e.fill(c, ref, nil)
+		return nil
+	}
+	en := &entry{done: make(chan struct{})}
+	e.byID[ref.ID] = en
+	e.Lookups++
+	go func() {
+		info, err := e.cri.Lookup(context.Background(), ref.ID)
+		e.mu.Lock()
+		if err != nil {
+			delete(e.byID, ref.ID)
+			e.missing[ref.ID] = time.Now()
+		} else {
+			en.info = info
+		}
+		e.mu.Unlock()
+		close(en.done)
+	}()
+	return en.done
+}
+
+// Fill completes c after its lookup has answered (or timed out: then it gets the id alone).
+func (e *Enricher) Fill(c *recorder.Check) {
+	ref, ok := e.ref(c)
+	if !ok {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var info *Info
+	if en, ok := e.byID[ref.ID]; ok {
+		select {
+		case <-en.done:
+			info = en.info
+		default:
+		}
+	}
+	e.fill(c, ref, info)
+}
+
+func (e *Enricher) fill(c *recorder.Check, ref CgroupRef, info *Info) {
+	if info != nil {
+		c.Container = info.Container
+		return
+	}
+	// A container the runtime does not show: its id, and what the path said.
+	runtime := ref.Runtime
+	if runtime == "" {
+		runtime = "containerd"
+	}
+	c.Container = &recorder.Container{ID: ref.ID, Runtime: runtime}
+}

@@ -1,0 +1,139 @@
+package enrich
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/recorder"
+)
+
+// PodFilter is record's --pod, --namespace, --container, --selector and --host.
+type PodFilter struct {
+	Pods, Namespaces, Containers []string // globs
+	Selector                     labels.Selector
+	Host                         bool // only processes in no container
+}
+
+// NewPodFilter validates the flags.
+func NewPodFilter(pods, namespaces, containers []string, selector string, host bool) (*PodFilter, error) {
+	f := &PodFilter{Pods: pods, Namespaces: namespaces, Containers: containers, Host: host}
+	for _, list := range [][]string{pods, namespaces, containers} {
+		for _, p := range list {
+			if _, err := path.Match(p, ""); err != nil || p == "" {
+				return nil, fmt.Errorf("%q is not a name or glob", p)
+			}
+		}
+	}
+	if selector != "" {
+		sel, err := labels.Parse(selector)
+		if err != nil {
+			return nil, fmt.Errorf("--selector: %w", err)
+		}
+		f.Selector = sel
+	}
+	if host && f.selectsPods() {
+		return nil, errors.New("--host selects processes in no container: it excludes --pod, --namespace, --container and --selector")
+	}
+	return f, nil
+}
+
+func (f *PodFilter) selectsPods() bool {
+	return len(f.Pods)+len(f.Namespaces)+len(f.Containers) > 0 || f.Selector != nil
+}
+
+// Active tells whether any pod flag was given.
+func (f *PodFilter) Active() bool { return f.Host || f.selectsPods() }
+
+// KernelMode is how the kernel's cgroup filter serves this filter.
+func (f *PodFilter) KernelMode() bpf.CgroupFilter {
+	switch {
+	case f.Host:
+		return bpf.CgroupsExclude
+	case f.selectsPods():
+		return bpf.CgroupsOnly
+	}
+	return bpf.CgroupsAll
+}
+
+func anyGlob(patterns []string, v string) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, v); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Matches tells whether a check in ctr (nil: the host) passes.
+func (f *PodFilter) Matches(ctr *recorder.Container) bool {
+	if f.Host {
+		return ctr == nil
+	}
+	if !f.selectsPods() {
+		return true
+	}
+	if ctr == nil || ctr.Pod == nil {
+		return false
+	}
+	p := ctr.Pod
+	return anyGlob(f.Pods, p.Name) && anyGlob(f.Namespaces, p.Namespace) && anyGlob(f.Containers, ctr.Name) &&
+		(f.Selector == nil || f.Selector.Matches(labels.Set(p.Labels)))
+}
+
+// Kernel reports whether the kernel must keep a container's cgroup in its set:
+// the pods selected, or for --host every container.
+func (f *PodFilter) Kernel(ctr *recorder.Container) bool {
+	if f.Host {
+		return true
+	}
+	return f.Matches(ctr)
+}
+
+// CgroupID is the cgroup v2 id (the inode of its directory) of a process's cgroup.
+func CgroupID(pid uint32) (uint64, error) {
+	p, err := ProcCgroup(pid)
+	if err != nil {
+		return 0, err
+	}
+	root, err := cgroup2Root()
+	if err != nil {
+		return 0, err
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(root, p), &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
+}
+
+// cgroup2Root is where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or .../unified when hybrid).
+func cgroup2Root() (string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		for i, fl := range fields {
+			if fl == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" {
+				return fields[4], nil
+			}
+		}
+	}
+	return "", errors.New("no cgroup2 mount")
+}
+
