@@ -124,9 +124,9 @@ func (c *CRI) lookup(ctx context.Context, id string, pods map[string]*recorder.P
 		_ = json.Unmarshal([]byte(raw), &vi)
 	}
 	ctr := &recorder.Container{
-		ID:       s.Id,
-		Runtime:  runtimePrefix(c.RuntimeName),
-		ImageID:  s.ImageRef,
+		ID:      s.Id,
+		Runtime: runtimePrefix(c.RuntimeName),
+		ImageID: s.ImageRef,
 		ImageName: func() string {
 			if s.Image != nil {
 				return s.Image.Image

@@ -136,4 +136,3 @@ func cgroup2Root() (string, error) {
 	}
 	return "", errors.New("no cgroup2 mount")
 }
-
