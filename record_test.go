@@ -60,7 +60,7 @@ type helper struct {
 
 // helperBinary copies the test binary to a world-readable place as name, so
 // that uid 65534 can run it; the kernel's comm and binary are that name.
-func helperBinary(t *testing.T, name string) string {
+func helperBinary(t testing.TB, name string) string {
 	t.Helper()
 	if name == "" {
 		name = "capsrec-helper"
@@ -91,7 +91,7 @@ func helperBinary(t *testing.T, name string) string {
 	return path
 }
 
-func startHelper(t *testing.T, name string, uid uint32, actions string) *helper {
+func startHelper(t testing.TB, name string, uid uint32, actions string) *helper {
 	t.Helper()
 	path := helperBinary(t, name)
 	r, w, err := os.Pipe()
@@ -116,7 +116,7 @@ func startHelper(t *testing.T, name string, uid uint32, actions string) *helper 
 func (h *helper) pid() int { return h.cmd.Process.Pid }
 
 // run cues the helper and waits for it to finish.
-func (h *helper) run(t *testing.T) {
+func (h *helper) run(t testing.TB) {
 	t.Helper()
 	fmt.Fprintln(h.stdin, "go")
 	h.stdin.Close()
@@ -127,7 +127,7 @@ func (h *helper) run(t *testing.T) {
 
 // dmesgRestrict sets kernel.dmesg_restrict=1 for the test, so that reading the
 // kernel log needs CAP_SYSLOG even for root.
-func dmesgRestrict(t *testing.T) {
+func dmesgRestrict(t testing.TB) {
 	t.Helper()
 	const knob = "/proc/sys/kernel/dmesg_restrict"
 	old, err := os.ReadFile(knob)

@@ -7,6 +7,9 @@ cd "$root"
 out=$root/.cache/bench
 mkdir -p "$out"
 go run ./bench -write "$out/host.md"
+# Pod filtering against a real containerd, and CRI lookups of a cold cache.
+go test -count=1 -run XXX -bench 'PodFilter' -benchtime 1x . >"$out/pods.txt"
+go test -count=1 -run XXX -bench 'CRILookup' -benchtime 200x . >>"$out/pods.txt"
 VMTEST_BENCH=1 VMTEST_KERNELS="${BENCH_KERNELS:-5.10 6.12}" bash vmtest/run.sh >"$out/vm.log"
 {
 	echo "# Benchmarks"
@@ -19,6 +22,17 @@ VMTEST_BENCH=1 VMTEST_KERNELS="${BENCH_KERNELS:-5.10 6.12}" bash vmtest/run.sh >
 	echo "RSS under 40 MiB."
 	echo
 	cat "$out/host.md"
+	echo
+	echo "## Pods (a real containerd)"
+	echo
+	echo "BenchmarkPodFilter: a checker in another pod's container makes 1,000,000 checks while"
+	echo "\`capsrec record --pod xwing\` drops every one of them in the kernel (cgroup set); medians of 3"
+	echo "rounds. x-noop is the added cost over what the no-op program adds (target: within 1.5x)."
+	echo "BenchmarkCRILookup: one cold-cache lookup (ContainerStatus verbose + PodSandboxStatus)."
+	echo
+	echo '```'
+	grep -E '^Benchmark' "$out/pods.txt"
+	echo '```'
 	for k in ${BENCH_KERNELS:-5.10 6.12}; do
 		echo
 		echo "## Debian $k in qemu (software emulation: compare ratios, not times)"
