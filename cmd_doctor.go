@@ -43,7 +43,7 @@ var doctorCommand = &cli.Command{
 		if kernel != nil {
 			fmt.Fprintf(w, "cap_capable opts\t%s\n", optsText(bpf.CapCapableOpts(kernel)))
 		}
-		if cri, err := dialRuntime(c); err != nil {
+		if cri, err := dialRuntime(c, false); err != nil {
 			fmt.Fprintf(w, "container runtime\tnone: %s\n", oneLine(err))
 		} else {
 			fmt.Fprintf(w, "container runtime\t%s %s at %s\n", cri.RuntimeName, cri.RuntimeVersion, cri.Endpoint)

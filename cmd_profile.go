@@ -124,10 +124,8 @@ func runLive(c *cli.Context, format string, colored bool, filter profile.Filter)
 		return err
 	}
 
-	cri, err := dialRuntime(c)
-	if err != nil {
-		fmt.Fprintf(c.App.ErrWriter, "capsrec: warning: %s; checks go on without pod fields\n", oneLine(err))
-	} else {
+	cri, err := dialRuntime(c, true)
+	if err == nil {
 		defer cri.Close()
 	}
 	live := profile.NewLive()

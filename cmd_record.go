@@ -121,23 +121,26 @@ func runRecord(c *cli.Context) error {
 	if err := needRoot("record"); err != nil {
 		return err
 	}
-	cri, err := dialRuntime(c)
-	if err != nil {
-		if pods.Active() && !pods.Host {
+	// Pod filters cannot work without the runtime: ask it first. Otherwise after
+	// attaching, so that an attach error stands alone on stderr.
+	var cri *enrich.CRI
+	if pods.Active() && !pods.Host {
+		if cri, err = dialRuntime(c, false); err != nil {
 			return fmt.Errorf("pod filters need the container runtime: %w", err)
 		}
-		fmt.Fprintf(c.App.ErrWriter, "capsrec: warning: %s; checks go on without pod fields\n", oneLine(err))
-	}
-	if cri != nil {
 		defer cri.Close()
 	}
-
 	ls, err := openSession(c, cfg, method, duration)
 	if err != nil {
 		return err
 	}
 	defer ls.close()
 	ctx, sess, rec := ls.ctx, ls.sess, ls.rec
+	if cri == nil {
+		if cri, _ = dialRuntime(c, true); cri != nil {
+			defer cri.Close()
+		}
+	}
 	enricher := enrich.NewEnricher(cri, warnOnce(c))
 	if pods.KernelMode() != bpf.CgroupsAll && cri != nil {
 		// The pods that run now are in the kernel's set before the ready file; new ones join as they appear.
@@ -351,13 +354,20 @@ func openSession(c *cli.Context, cfg bpf.Config, method bpf.Method, duration tim
 	return s, nil
 }
 
-// dialRuntime connects to --runtime-endpoint, or to the first default that answers.
-func dialRuntime(c *cli.Context) (*enrich.CRI, error) {
+// dialRuntime connects to --runtime-endpoint, or to the first default that
+// answers. With warn it says so once when none does, unless nothing was
+// configured and no default socket exists: a machine without containers.
+func dialRuntime(c *cli.Context, warn bool) (*enrich.CRI, error) {
 	endpoints := enrich.DefaultEndpoints
-	if ep := c.String("runtime-endpoint"); ep != "" {
-		endpoints = []string{ep}
+	configured := c.String("runtime-endpoint") != ""
+	if configured {
+		endpoints = []string{c.String("runtime-endpoint")}
 	}
-	return enrich.DialCRI(endpoints, 2*time.Second)
+	cri, err := enrich.DialCRI(endpoints, 2*time.Second)
+	if err != nil && warn && (configured || enrich.AnySocket(endpoints)) {
+		fmt.Fprintf(c.App.ErrWriter, "capsrec: warning: %s; checks go on without pod fields\n", oneLine(err))
+	}
+	return cri, err
 }
 
 // warnOnce prints the first runtime warning of a session; one is enough to say pod fields may lack.

@@ -44,6 +44,16 @@ func DialCRI(endpoints []string, timeout time.Duration) (*CRI, error) {
 	return nil, errors.Join(errs...)
 }
 
+// AnySocket tells whether any of the endpoints' socket files exists.
+func AnySocket(endpoints []string) bool {
+	for _, ep := range endpoints {
+		if _, err := os.Stat(strings.TrimPrefix(ep, "unix://")); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
 func dial(endpoint string, timeout time.Duration) (*CRI, error) {
 	path, ok := strings.CutPrefix(endpoint, "unix://")
 	if !ok {

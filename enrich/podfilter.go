@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/filter"
 	"github.com/capsrec/capsrec/recorder"
 )
 
@@ -64,18 +65,6 @@ func (f *PodFilter) KernelMode() bpf.CgroupFilter {
 	return bpf.CgroupsAll
 }
 
-func anyGlob(patterns []string, v string) bool {
-	if len(patterns) == 0 {
-		return true
-	}
-	for _, p := range patterns {
-		if ok, _ := path.Match(p, v); ok {
-			return true
-		}
-	}
-	return false
-}
-
 // Matches tells whether a check in ctr (nil: the host) passes.
 func (f *PodFilter) Matches(ctr *recorder.Container) bool {
 	if f.Host {
@@ -88,7 +77,7 @@ func (f *PodFilter) Matches(ctr *recorder.Container) bool {
 		return false
 	}
 	p := ctr.Pod
-	return anyGlob(f.Pods, p.Name) && anyGlob(f.Namespaces, p.Namespace) && anyGlob(f.Containers, ctr.Name) &&
+	return filter.AnyGlob(f.Pods, p.Name) && filter.AnyGlob(f.Namespaces, p.Namespace) && filter.AnyGlob(f.Containers, ctr.Name) &&
 		(f.Selector == nil || f.Selector.Matches(labels.Set(p.Labels)))
 }
 

@@ -153,3 +153,16 @@ func globRegexp(glob string) (*regexp.Regexp, error) {
 	b.WriteString("$")
 	return regexp.Compile(b.String())
 }
+
+// AnyGlob tells whether v matches one of the path.Match globs; no globs match everything.
+func AnyGlob(globs []string, v string) bool {
+	if len(globs) == 0 {
+		return true
+	}
+	for _, g := range globs {
+		if ok, _ := path.Match(g, v); ok {
+			return true
+		}
+	}
+	return false
+}

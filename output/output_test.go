@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/internal/testutil"
 	"github.com/capsrec/capsrec/recorder"
 )
 
@@ -17,19 +17,7 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./output -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs:\n got: %q\nwant: %q", name, got, want)
-	}
+	testutil.Golden(t, filepath.Join("testdata", name), got, *update)
 }
 
 var hostNS = [bpf.NSCount]uint32{4026531838, 4026531839, 4026531832, 4026531836, 4026531836, 4026531833, 4026531834, 4026531834, 4026531835, 4026531837}

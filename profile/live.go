@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/filter"
 	"github.com/capsrec/capsrec/recorder"
 	"github.com/capsrec/capsrec/syscalls"
 )
@@ -50,21 +51,9 @@ type Filter struct {
 	Namespaces, Pods, Containers []string
 }
 
-func anyMatch(patterns []string, v string) bool {
-	if len(patterns) == 0 {
-		return true
-	}
-	for _, p := range patterns {
-		if ok, _ := path.Match(p, v); ok {
-			return true
-		}
-	}
-	return false
-}
-
 // Keep tells whether f passes o's subject; host subjects pass only an empty filter.
 func (f Filter) Keep(o Observation) bool {
-	return anyMatch(f.Namespaces, o.Subject.Namespace) && anyMatch(f.Pods, o.Subject.Pod) && anyMatch(f.Containers, o.Subject.Container)
+	return filter.AnyGlob(f.Namespaces, o.Subject.Namespace) && filter.AnyGlob(f.Pods, o.Subject.Pod) && filter.AnyGlob(f.Containers, o.Subject.Container)
 }
 
 // Validate rejects malformed globs.

@@ -89,17 +89,7 @@ func Read(name string, r io.Reader, opts ReadOptions, p *Profile) error {
 				n := b.first
 				for line := range bytes.SplitSeq(b.data, []byte{'\n'}) {
 					if len(bytes.TrimSpace(line)) > 0 {
-						o, err := parseEvent(line)
-						switch {
-						case err == nil:
-							if opts.Filter.Keep(o) {
-								wp.Add(o)
-							}
-						case errors.Is(err, errNotCheck):
-							wp.Ignored++
-						case opts.SkipInvalid:
-							wp.Skipped++
-						default:
+						if err := wp.take(line, opts); err != nil {
 							errs[w] = append(errs[w], lineErr{n, err})
 						}
 					}
@@ -190,19 +180,8 @@ func readPretty(name string, r io.Reader, opts ReadOptions, p *Profile) error {
 		if err := s.skip(); err != nil {
 			return fmt.Errorf("%s:%d: %v", name, 1+bytes.Count(data[:start], []byte{'\n'}), err)
 		}
-		line := 1 + bytes.Count(data[:start], []byte{'\n'})
-		o, err := parseEvent(data[start:s.pos])
-		switch {
-		case err == nil:
-			if opts.Filter.Keep(o) {
-				p.Add(o)
-			}
-		case errors.Is(err, errNotCheck):
-			p.Ignored++
-		case opts.SkipInvalid:
-			p.Skipped++
-		default:
-			return fmt.Errorf("%s:%d: %v", name, line, err)
+		if err := p.take(data[start:s.pos], opts); err != nil {
+			return fmt.Errorf("%s:%d: %v", name, 1+bytes.Count(data[:start], []byte{'\n'}), err)
 		}
 		return nil
 	}
@@ -215,6 +194,25 @@ func readPretty(name string, r io.Reader, opts ReadOptions, p *Profile) error {
 		if err := add(); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// take parses one event into p; an error is one the caller must report (not
+// another hook's event, not a line --skip-invalid passes over).
+func (p *Profile) take(event []byte, opts ReadOptions) error {
+	o, err := parseEvent(event)
+	switch {
+	case err == nil:
+		if opts.Filter.Keep(o) {
+			p.Add(o)
+		}
+	case errors.Is(err, errNotCheck):
+		p.Ignored++
+	case opts.SkipInvalid:
+		p.Skipped++
+	default:
+		return err
 	}
 	return nil
 }

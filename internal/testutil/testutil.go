@@ -267,3 +267,20 @@ func AssertNothingLeft(t testing.TB) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Golden compares got with the file at path; with update it writes the file first.
+func Golden(t testing.TB, path string, got []byte, update bool) {
+	t.Helper()
+	if update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run the test with -update to write it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs; got:\n%s", path, got)
+	}
+}
