@@ -6,7 +6,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 out=$root/.cache/bench
 mkdir -p "$out"
-go run ./bench -write "$out/host.md"
+go run ./bench -rounds 5 -write "$out/host.md"
 # Pod filtering against a real containerd, and CRI lookups of a cold cache.
 go test -count=1 -run XXX -bench 'PodFilter' -benchtime 1x . >"$out/pods.txt"
 go test -count=1 -run XXX -bench 'CRILookup' -benchtime 200x . >>"$out/pods.txt"

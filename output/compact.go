@@ -124,6 +124,9 @@ func (o *Compact) Append(b []byte, c *recorder.Check) []byte {
 	if c.AuditKnown && !c.Audit {
 		notes = append(notes, "noaudit")
 	}
+	if c.InSetID {
+		notes = append(notes, "insetid")
+	}
 	if c.OverrideCreds {
 		notes = append(notes, "override_creds")
 	}
