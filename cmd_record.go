@@ -47,7 +47,7 @@ var recordCommand = &cli.Command{
 		&cli.DurationFlag{Name: "duration", Usage: "stop after this long (e.g. 30s); 0 runs until Ctrl-C"},
 		&cli.IntFlag{Name: "count", Usage: "stop after printing this many checks; 0 means no limit"},
 		&cli.StringFlag{Name: "ready-file", Usage: "write this file once the hooks are attached (for scripts)"},
-		&cli.IntFlag{Name: "ring-buffer", Value: 8192, Usage: "ring buffer size in KiB, a power of two of at least 4"},
+		&cli.IntFlag{Name: "ring-buffer", Value: 4096, Usage: "ring buffer size in KiB, a power of two of at least 4"},
 		&cli.BoolFlag{Name: "summary", Usage: "at exit, print the session's capability profile on stderr (default: when stderr is a terminal)"},
 		&cli.StringSliceFlag{Name: "pod", Usage: "only checks in this pod (name or glob); repeatable; filtered in the kernel"},
 		&cli.StringSliceFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "only pods in this namespace (name or glob); repeatable"},
@@ -95,7 +95,7 @@ func runRecord(c *cli.Context) error {
 		SelfTgid:       uint32(os.Getpid()),
 		TrackProcesses: true,
 		RingBufferSize: uint32(ringKiB) << 10,
-		// Wake the reader at an eighth full; below that it polls every 25 ms.
+		// Wake the reader as an eighth fills; below that it polls every 25 ms.
 		WakeupBytes: uint32(ringKiB) << 10 / 8,
 	}
 	flt, err := filter.New(filter.Options{

@@ -87,12 +87,20 @@ const struct exec_event *const unused_exec_event __attribute__((unused)) = 0;
 const struct fork_event *const unused_fork_event __attribute__((unused)) = 0;
 const struct exit_event *const unused_exit_event __attribute__((unused)) = 0;
 
-static __always_inline void submit(void *rec)
+/*
+ * Wakes the reader only for the record that carries the unread data across
+ * wakeup_bytes: a reader that lags is awake and reading anyway, and a wake-up
+ * per record (~800 ns) is what batching is for. Below the threshold the
+ * reader finds records by polling.
+ */
+static __always_inline void submit(void *rec, __u64 size)
 {
 	__u64 flags = 0;
 	if (wakeup_bytes) {
+		/* The reservation has already moved the producer: avail includes this record and its 8-byte header. */
+		__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 		flags = BPF_RB_NO_WAKEUP;
-		if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		if (avail >= wakeup_bytes && avail < wakeup_bytes + size + 8)
 			flags = BPF_RB_FORCE_WAKEUP;
 	}
 	bpf_ringbuf_submit(rec, flags);
@@ -276,7 +284,7 @@ static __always_inline int record_check(const struct cred *cred, struct user_nam
 	else
 		fill_cap_event_probe(ev, (struct task_struct *)bpf_get_current_task(), pid_tgid, cred, targ_ns, cap,
 				     opts, ret, method, has_opts);
-	submit(ev);
+	submit(ev, sizeof(*ev));
 	return 0;
 }
 
@@ -442,7 +450,7 @@ static __always_inline int on_exec(struct task_struct *task, struct linux_binprm
 	ev->args_len = len;
 
 	write_cwd(ev, task);
-	submit(ev);
+	submit(ev, sizeof(*ev));
 	return 0;
 }
 
@@ -461,7 +469,7 @@ static __always_inline int on_fork(struct task_struct *parent, struct task_struc
 	ev->start_boottime = BPF_CORE_READ(child, start_boottime);
 	ev->ptgid = BPF_CORE_READ(parent, tgid);
 	ev->pad = 0;
-	submit(ev);
+	submit(ev, sizeof(*ev));
 	return 0;
 }
 
@@ -477,7 +485,7 @@ static __always_inline int on_exit(struct task_struct *task)
 	ev->hdr.type = EVENT_EXIT;
 	ev->hdr.tgid = BPF_CORE_READ(task, tgid);
 	ev->hdr.ktime = bpf_ktime_get_boot_ns();
-	submit(ev);
+	submit(ev, sizeof(*ev));
 	return 0;
 }
 
