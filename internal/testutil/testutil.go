@@ -213,8 +213,21 @@ func (s *Session) Stderr() string {
 	}
 }
 
-// capsrecPrograms are the names (as the kernel truncates them) of capsrec's programs.
-var capsrecPrograms = []string{"tp_cap_capable", "fexit_cap_capab", "kprobe_cap_capa", "kretprobe_cap_c", "sched_process_e", "sched_process_f"}
+// capsrecPrograms are the names of capsrec's programs. The kernel keeps 15
+// characters; cilium/ebpf gives the whole name back where BTF has it.
+var capsrecPrograms = []string{"tp_cap_capable", "fexit_cap_capable", "fexit_cap_capable_legacy", "kprobe_cap_capable",
+	"kretprobe_cap_capable", "sched_process_exec", "sched_process_fork", "sched_process_exit",
+	"raw_sched_process_exec", "raw_sched_process_fork", "raw_sched_process_exit"}
+
+// IsCapsrecProgram tells whether a loaded program's name is one of capsrec's, whole or truncated.
+func IsCapsrecProgram(name string) bool {
+	for _, n := range capsrecPrograms {
+		if name == n || (len(name) == 15 && strings.HasPrefix(n, name)) {
+			return true
+		}
+	}
+	return false
+}
 
 // LeftoverPrograms lists capsrec programs still loaded in the kernel. A
 // program lives as long as a link or fd holds it, so none may remain once
@@ -240,10 +253,8 @@ func LeftoverPrograms() ([]string, error) {
 		if err != nil {
 			continue
 		}
-		for _, name := range capsrecPrograms {
-			if info.Name == name {
-				left = append(left, fmt.Sprintf("%s (id %d)", info.Name, id))
-			}
+		if IsCapsrecProgram(info.Name) {
+			left = append(left, fmt.Sprintf("%s (id %d)", info.Name, id))
 		}
 	}
 }
