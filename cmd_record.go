@@ -341,11 +341,7 @@ func openSession(c *cli.Context, cfg bpf.Config, method bpf.Method, duration tim
 		return nil, err
 	}
 	s.cleanup = append(s.cleanup, func() { s.sess.Close() })
-	kernel, err := bpf.KernelSpec(cfg)
-	if err != nil {
-		return nil, err
-	}
-	if s.rec, err = recorder.New(s.sess, recorder.Options{Node: nodeName(c), OptsKind: bpf.CapCapableOpts(kernel)}); err != nil {
+	if s.rec, err = recorder.New(s.sess, recorder.Options{Node: nodeName(c)}); err != nil {
 		return nil, err
 	}
 	if method == bpf.MethodAuto {

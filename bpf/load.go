@@ -117,10 +117,9 @@ type Session struct {
 	links  []link.Link
 	// SyscallFromPtRegs tells whether bpf_task_pt_regs was used (5.15+) or the stack layout.
 	SyscallFromPtRegs bool
+	// OptsKind is how cap_capable's 4th argument reads on the kernel the programs were loaded for.
+	OptsKind OptsKind
 }
-
-// ErrMethodUnavailable wraps every reason a method cannot be used on this kernel.
-var ErrMethodUnavailable = errors.New("attach method unavailable")
 
 var capProgram = map[Method][]string{
 	MethodTracepoint: {"tp_cap_capable"},
@@ -193,9 +192,6 @@ type UnavailableError struct {
 
 func (e *UnavailableError) Error() string { return string(e.Method) + ": " + e.Reason }
 
-// Is makes every UnavailableError match ErrMethodUnavailable.
-func (e *UnavailableError) Is(target error) bool { return target == ErrMethodUnavailable }
-
 func unavailable(m Method, format string, args ...any) error {
 	return &UnavailableError{Method: m, Reason: fmt.Sprintf(format, args...)}
 }
@@ -236,19 +232,19 @@ func open(cfg Config, kernel *btf.Spec, method Method) (_ *Session, err error) {
 	if !cfg.Aggregate {
 		spec.Maps["agg"].MaxEntries = 1 // referenced by the code the verifier prunes, never used
 	}
-	if err := configure(spec, cfg, ptRegs, CapCapableOpts(kernel) != OptsAuditInt); err != nil {
+	opts := CapCapableOpts(kernel)
+	if err := configure(spec, cfg, ptRegs, opts != OptsAuditInt); err != nil {
 		return nil, err
 	}
 
-	opts := ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: cfg.KernelBTF}}
-	coll, err := ebpf.NewCollectionWithOptions(spec, opts)
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: cfg.KernelBTF}})
 	if errors.Is(err, unix.EPERM) && method == MethodFexit {
 		return nil, unavailable(method, "the kernel refuses to load fexit programs (EPERM: BPF trampolines are disabled or locked down here)")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: loading BPF programs: %w", method, err)
 	}
-	s := &Session{Method: method, coll: coll, SyscallFromPtRegs: ptRegs}
+	s := &Session{Method: method, coll: coll, SyscallFromPtRegs: ptRegs, OptsKind: opts}
 	defer func() {
 		if err != nil {
 			s.Close()

@@ -74,6 +74,3 @@ func (q *Queue) Flush(wait bool) error {
 	}
 	return nil
 }
-
-// Len is the number of checks held.
-func (q *Queue) Len() int { return len(q.items) }

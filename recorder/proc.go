@@ -51,14 +51,13 @@ func (c Clock) Wall(boot uint64) time.Time { return time.Unix(0, c.bootEpoch+int
 // so that checks and children that arrive late still find them; the map is
 // bounded, and when full the longest-exited and then arbitrary entries go.
 type ProcCache struct {
-	node    string
-	clock   Clock
-	grace   time.Duration
-	max     int
-	procs   map[uint32]*Process
-	exited  []*Process // in exit order
-	Evicted uint64     // live entries dropped because the cache was full
-	now     func() time.Time
+	node   string
+	clock  Clock
+	grace  time.Duration
+	max    int
+	procs  map[uint32]*Process
+	exited []*Process // in exit order
+	now    func() time.Time
 }
 
 // NewProcCache makes an empty cache; node names exec IDs as Tetragon's node_name does.
@@ -87,7 +86,6 @@ func (pc *ProcCache) makeRoom() {
 			return
 		}
 		delete(pc.procs, tgid)
-		pc.Evicted++
 	}
 }
 

@@ -19,7 +19,6 @@ type Options struct {
 	// Poll is how long the reader sleeps between looks at a ring buffer that
 	// did not wake it: the kernel wakes it only past a fill threshold.
 	Poll      time.Duration
-	OptsKind  bpf.OptsKind
 	ProcGrace time.Duration
 	MaxProcs  int
 }
@@ -116,9 +115,6 @@ func stopOK(err error) error {
 	return err
 }
 
-// Stats are the kernel's counters.
-func (r *Recorder) Stats() (bpf.Stats, error) { return r.sess.Stats() }
-
 // Wall converts a kernel boot-time stamp.
 func (r *Recorder) Wall(ktime uint64) time.Time { return r.clock.Wall(ktime) }
 
@@ -181,7 +177,7 @@ func (r *Recorder) check(ev *bpf.CapEvent) *Check {
 		ExeDev:         ev.ExeDev,
 	}
 	if ev.HasOpts != 0 {
-		switch r.opts.OptsKind {
+		switch r.sess.OptsKind {
 		case bpf.OptsBitmask:
 			c.AuditKnown = true
 			c.Audit = ev.Opts&capOptNoAudit == 0
