@@ -35,6 +35,7 @@ var profileCommand = &cli.Command{
 		&cli.BoolFlag{Name: "skip-invalid", Usage: "count malformed lines and go on, instead of stopping at the first"},
 		&cli.StringFlag{Name: "check", Usage: "compare a workload manifest (YAML) with the profile; exit 1 when they differ"},
 		&cli.BoolFlag{Name: "live", Usage: "profile this node's checks as they happen, counted in the kernel (busy nodes); needs root"},
+		runtimeBinaryFlag,
 		&cli.DurationFlag{Name: "interval", Usage: "with --live: also print the profile this often (e.g. 1m)"},
 		&cli.DurationFlag{Name: "duration", Usage: "with --live: stop after this long; else Ctrl-C"},
 		&cli.StringFlag{Name: "attach", Value: string(bpf.MethodAuto), Usage: "with --live: auto, tracepoint, fexit or kprobe"},

@@ -18,11 +18,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/callsite"
 	"github.com/capsrec/capsrec/enrich"
 	"github.com/capsrec/capsrec/filter"
 	"github.com/capsrec/capsrec/output"
 	"github.com/capsrec/capsrec/profile"
 	"github.com/capsrec/capsrec/recorder"
+	"github.com/capsrec/capsrec/runtimes"
 )
 
 var recordCommand = &cli.Command{
@@ -54,6 +56,8 @@ var recordCommand = &cli.Command{
 		&cli.StringSliceFlag{Name: "container", Usage: "only this container of the pods (name or glob); repeatable"},
 		&cli.StringFlag{Name: "selector", Aliases: []string{"l"}, Usage: "only pods whose labels match this Kubernetes label selector (app=web,tier!=db)"},
 		&cli.BoolFlag{Name: "host", Usage: "only processes in no container"},
+		&cli.BoolFlag{Name: "all", Usage: "also show kernel probes and container runtime setup (hidden by default, counted in the kernel)"},
+		runtimeBinaryFlag,
 	},
 	Action: runRecord,
 }
@@ -97,6 +101,9 @@ func runRecord(c *cli.Context) error {
 		RingBufferSize: uint32(ringKiB) << 10,
 		// Wake the reader as an eighth fills; below that it polls every 25 ms.
 		WakeupBytes: uint32(ringKiB) << 10 / 8,
+	}
+	if !c.Bool("all") {
+		cfg.HideClasses = 1<<bpf.ClassProbe | 1<<bpf.ClassRuntime
 	}
 	flt, err := filter.New(filter.Options{
 		Pids:     c.IntSlice("pid"),
@@ -232,9 +239,19 @@ func runRecord(c *cli.Context) error {
 
 func summaryLine(k bpf.Stats, u recordStats) string {
 	filtered := k.Filtered + u.filtered
+	var hidden uint64
+	for _, n := range k.Hidden {
+		hidden += n
+	}
 	s := fmt.Sprintf("capsrec: %d checks seen, %d printed, %d filtered, %d lost", k.Seen, u.printed, filtered, k.Lost)
-	if unread := int64(k.Seen) - int64(u.printed+filtered+k.Lost); unread > 0 {
+	if unread := int64(k.Seen) - int64(u.printed+filtered+k.Lost+hidden); unread > 0 {
 		s += fmt.Sprintf(", %d not read (stopped early)", unread)
+	}
+	if hidden > 0 {
+		s += fmt.Sprintf("; %d runtime setup and %d probe checks hidden (--all shows them)", k.Hidden[bpf.ClassRuntime], k.Hidden[bpf.ClassProbe])
+	}
+	if k.UnwindFailed > 0 {
+		s += fmt.Sprintf("; %d checks without a readable kernel stack (counted as needs)", k.UnwindFailed)
 	}
 	if k.LostProcess > 0 {
 		s += fmt.Sprintf("; %d exec/fork/exit records lost (those processes show less)", k.LostProcess)
@@ -337,17 +354,52 @@ func openSession(c *cli.Context, cfg bpf.Config, method bpf.Method, duration tim
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("lifting RLIMIT_MEMLOCK for BPF maps: %w", err)
 	}
+	ropts := recorder.Options{Node: nodeName(c)}
+	classifyChecks(c, &cfg, &ropts)
 	if s.sess, err = bpf.Open(cfg, method); err != nil {
 		return nil, err
 	}
 	s.cleanup = append(s.cleanup, func() { s.sess.Close() })
-	if s.rec, err = recorder.New(s.sess, recorder.Options{Node: nodeName(c)}); err != nil {
+	if s.rec, err = recorder.New(s.sess, ropts); err != nil {
 		return nil, err
 	}
 	if method == bpf.MethodAuto {
 		fmt.Fprintf(c.App.ErrWriter, "capsrec: attached with %s\n", s.sess.Method)
 	}
 	return s, nil
+}
+
+var runtimeBinaryFlag = &cli.StringSliceFlag{Name: "runtime-binary", Usage: "a container runtime executable besides those found (runc, crun, youki, runsc, conmon, containerd shims); repeatable"}
+
+// classifyChecks gives the programs the call-site table from /proc/kallsyms and
+// the container runtime binaries. Without symbols every check counts as a need:
+// nothing is hidden that cannot be classified.
+func classifyChecks(c *cli.Context, cfg *bpf.Config, ropts *recorder.Options) {
+	bins := runtimes.Find(c.StringSlice("runtime-binary"))
+	cfg.RuntimeExes = map[bpf.ExeKey]uint8{}
+	for i, b := range bins {
+		cfg.RuntimeExes[bpf.ExeKey{Ino: b.Ino, Dev: b.Dev}] = uint8(i + 1)
+	}
+	cfg.RuntimeTgids = runtimes.Running(bins)
+	ropts.Runtimes = runtimes.Paths(bins)
+
+	if os.Getenv("CAPSREC_BENCH_NO_CALL_SITES") != "" {
+		return // make bench: the program as it was before call sites, for the ratio
+	}
+	syms, err := callsite.LoadKallsyms()
+	var ranges []callsite.Range
+	if err == nil {
+		ranges, err = syms.Ranges()
+	}
+	if err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "capsrec: warning: no call sites (%v): probes count as needs\n", err)
+		return
+	}
+	for _, r := range ranges {
+		cfg.Sites = append(cfg.Sites, bpf.SiteRange{Start: r.Start, End: r.End, Kind: uint32(r.Kind)})
+	}
+	cfg.TextStart, cfg.TextEnd = syms.TextStart, syms.TextEnd
+	ropts.Symbols = syms
 }
 
 // dialRuntime connects to --runtime-endpoint, or to the first default that

@@ -142,6 +142,14 @@ func run() error {
 			return runCapsrec(bin, self, n, 0, append([]string{"profile", "--live", "-o", "json"}, args...)...)
 		}
 	}
+	// The program as it was before call-site classification: the baseline of its cost target.
+	noCallSites := func(run func(int) (*result, error)) func(int) (*result, error) {
+		return func(n int) (*result, error) {
+			os.Setenv("CAPSREC_BENCH_NO_CALL_SITES", "1")
+			defer os.Unsetenv("CAPSREC_BENCH_NO_CALL_SITES")
+			return run(n)
+		}
+	}
 	scenarios := []scenario{{"no recorder", *checks, func(n int) (*result, error) { return runChecker(self, n, 0) }}}
 	// The no-op floor sits on the tracepoint, which older kernels lack.
 	if noop, err := bpf.OpenNoop(); err == nil {
@@ -150,8 +158,10 @@ func run() error {
 	}
 	if *methods == "" {
 		scenarios = append(scenarios,
+			scenario{"capsrec -o json, no call sites (before)", *checks, noCallSites(capsrec("-o", "json"))},
 			scenario{"capsrec -o json > /dev/null", *checks, capsrec("-o", "json")},
 			scenario{"capsrec -o compact > /dev/null", *checks, capsrec("-o", "compact")},
+			scenario{"capsrec, all filtered in kernel, no call sites (before)", *checks, noCallSites(capsrec("-o", "json", "--cap", "chown"))},
 			scenario{"capsrec, all filtered in kernel (--cap chown)", *checks, capsrec("-o", "json", "--cap", "chown")},
 			scenario{"capsrec profile --live (counted in kernel)", *checks, live()})
 	}

@@ -29,6 +29,18 @@ const volatile __u8 aggregate = 0;
 const volatile __u8 opts_bitmask = 1;
 #define CAP_OPT_NOAUDIT (1 << 1)
 
+/* Bit n set: checks of class n are counted, not sent (record hides probes and runtime setup). */
+const volatile __u8 hide_classes = 0;
+/* Walk the kernel stack to find and classify each check's call site. */
+const volatile __u8 classify_sites = 0;
+/* The core kernel's text: frames outside it before the first kernel frame are BPF programs and trampolines. */
+const volatile __u64 text_start = 0;
+const volatile __u64 text_end = 0;
+
+/* How many site_ranges are filled. Not const on purpose: the verifier must not know
+ * it, or it walks the binary search once per constant index and never prunes. */
+__u32 n_sites = 0;
+
 /* Wake the reader only past this many bytes; below it the reader polls. 0: wake on every record. */
 const volatile __u32 wakeup_bytes = 0;
 
@@ -66,11 +78,43 @@ struct {
 	__type(value, __u8);
 } cgroup_filter SEC(".maps");
 
+/* The functions the call-site walk knows, sorted by start, filled from /proc/kallsyms before attach. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SITES);
+	__type(key, __u32);
+	__type(value, struct site_range);
+} site_ranges SEC(".maps");
+
+/* Container runtime executables by identity; the value is 1 + the runtime's index. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, struct exe_key);
+	__type(value, __u8);
+} runtime_exes SEC(".maps");
+
+/*
+ * Processes (tgids) running a container runtime: marked when they exec a runtime
+ * binary, inherited on fork and across the runtime's re-exec of itself (runc runs
+ * from an unlinked memfd copy), cleared when they exec anything else (the
+ * container's command) and on exit. Comm is never used: anyone can set it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u8);
+} runtime_tasks SEC(".maps");
+
 struct cap_args {
 	__u64 cred;    /* const struct cred * */
 	__u64 targ_ns; /* struct user_namespace * */
+	__u64 call_site;
 	__s32 cap;
 	__u32 opts;
+	__u8 probe;
+	__u8 pad[7];
 };
 
 /* kprobe entry -> kretprobe: LRU so that entries whose return never came age out. */
@@ -86,6 +130,8 @@ const struct cap_event *const unused_cap_event __attribute__((unused)) = 0;
 const struct exec_event *const unused_exec_event __attribute__((unused)) = 0;
 const struct fork_event *const unused_fork_event __attribute__((unused)) = 0;
 const struct exit_event *const unused_exit_event __attribute__((unused)) = 0;
+const struct site_range *const unused_site_range __attribute__((unused)) = 0;
+const struct exe_key *const unused_exe_key __attribute__((unused)) = 0;
 
 /*
  * Wakes the reader only for the record that carries the unread data across
@@ -164,6 +210,106 @@ static __always_inline struct upid pid_upid(struct pid *pid)
 	return up;
 }
 
+/* The kind of the function holding ip: a binary search over the sorted ranges. */
+static __always_inline __u32 site_kind(__u64 ip)
+{
+	__u32 lo = 0, hi = n_sites;
+	struct site_range *r;
+
+	for (int i = 0; i < 7; i++) { /* log2(MAX_SITES) */
+		if (lo + 1 >= hi)
+			break;
+		__u32 mid = (lo + hi) / 2, key = mid;
+		r = bpf_map_lookup_elem(&site_ranges, &key);
+		if (!r)
+			return SITE_UNKNOWN;
+		if (r->start <= ip)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	__u32 key = lo;
+	r = bpf_map_lookup_elem(&site_ranges, &key);
+	if (r && r->start <= ip && ip < r->end)
+		return r->kind;
+	return SITE_UNKNOWN;
+}
+
+struct call_site {
+	__u64 ip;
+	bool probe;
+	bool failed;
+};
+
+/*
+ * Finds the kernel function that asked for the capability and whether it only
+ * probes. The stack from the hook reads: BPF program and tracing glue, then
+ * cap_capable (tracepoint, kprobe) or its caller (fexit), then the capability
+ * plumbing (security_capable, ns_capable, capable, ...), then the caller. An
+ * unknown caller is a need: nothing is hidden that cannot be classified.
+ */
+static __always_inline struct call_site find_call_site(void *ctx)
+{
+	struct call_site cs = {};
+	__u64 stack[STACK_DEPTH];
+	bool preamble = true;
+	long n;
+
+	n = bpf_get_stack(ctx, stack, sizeof(stack), 0);
+	if (n <= 0) {
+		cs.failed = true;
+		return cs;
+	}
+	n /= sizeof(__u64);
+	for (int i = 0; i < STACK_DEPTH; i++) {
+		if (i >= n)
+			break;
+		__u64 ip = stack[i];
+		bool core = ip >= text_start && ip < text_end;
+		/* Return addresses point past the call, perhaps into the next function; a kprobe's
+		 * first frame is the probed address itself. */
+		__u32 kind = core ? site_kind(i == 0 ? ip : ip - 1) : SITE_UNKNOWN;
+
+		if (preamble) {
+			if (!core || kind == SITE_GLUE)
+				continue;
+			preamble = false;
+		}
+		if (kind == SITE_PLUMBING)
+			continue;
+		if (kind == SITE_NOAUDIT) {
+			cs.probe = true;
+			continue;
+		}
+		cs.ip = ip;
+		if (kind == SITE_PROBE)
+			cs.probe = true;
+		break;
+	}
+	return cs;
+}
+
+static __always_inline bool runtime_task(__u32 tgid)
+{
+	return bpf_map_lookup_elem(&runtime_tasks, &tgid) != 0;
+}
+
+static __always_inline __u8 check_class(bool runtime, bool probe, bool override_creds)
+{
+	if (runtime)
+		return CLASS_RUNTIME;
+	if (probe)
+		return CLASS_PROBE;
+	if (override_creds)
+		return CLASS_OVERRIDE_CREDS;
+	return CLASS_NEED;
+}
+
+static __always_inline bool hidden(__u8 class)
+{
+	return hide_classes & (1 << class);
+}
+
 static __always_inline __s32 syscall_nr_probe(struct task_struct *task)
 {
 	struct pt_regs *regs;
@@ -196,21 +342,25 @@ static __always_inline __s32 syscall_nr_btf(struct task_struct *task)
 #define SYSCALL_NR syscall_nr_btf
 #define FILL_CAP_EVENT fill_cap_event_btf
 #define AGG_KEY agg_key_btf
+#define OVERRIDE_CREDS override_creds_btf
 #include "fill_cap_event.h"
 #undef READ
 #undef SYSCALL_NR
 #undef FILL_CAP_EVENT
 #undef AGG_KEY
+#undef OVERRIDE_CREDS
 
 #define READ BPF_CORE_READ
 #define SYSCALL_NR syscall_nr_probe
 #define FILL_CAP_EVENT fill_cap_event_probe
 #define AGG_KEY agg_key_probe
+#define OVERRIDE_CREDS override_creds_probe
 #include "fill_cap_event.h"
 #undef READ
 #undef SYSCALL_NR
 #undef FILL_CAP_EVENT
 #undef AGG_KEY
+#undef OVERRIDE_CREDS
 
 /*
  * profile --live: count the check under its key. Returns true when the check
@@ -218,15 +368,15 @@ static __always_inline __s32 syscall_nr_btf(struct task_struct *task)
  * any check once the map is full.
  */
 static __always_inline bool aggregated(struct check_stats *st, const struct cred *cred, int cap, __u32 opts,
-				       int ret, bool has_opts, bool btf)
+				       int ret, bool has_opts, bool btf, __u8 class)
 {
 	struct agg_key k = {};
 	struct agg_value *v, init = {.count = 1};
 
 	if (btf)
-		agg_key_btf(&k, bpf_get_current_task_btf(), cred, cap, opts, ret, has_opts);
+		agg_key_btf(&k, bpf_get_current_task_btf(), cred, cap, opts, ret, has_opts, class);
 	else
-		agg_key_probe(&k, (struct task_struct *)bpf_get_current_task(), cred, cap, opts, ret, has_opts);
+		agg_key_probe(&k, (struct task_struct *)bpf_get_current_task(), cred, cap, opts, ret, has_opts, class);
 	init.last_ktime = bpf_ktime_get_boot_ns();
 	v = bpf_map_lookup_elem(&agg, &k);
 	if (v) {
@@ -254,13 +404,29 @@ static __always_inline struct check_stats *stats_here(void)
 	return bpf_map_lookup_elem(&stats, &zero);
 }
 
-/* btf: task may be read with plain loads (a trusted BTF pointer). */
-static __always_inline int record_check(const struct cred *cred, struct user_namespace *targ_ns, int cap,
-					__u32 opts, int ret, __u8 method, bool has_opts, bool btf)
+static __always_inline bool noaudit(__u32 opts, bool has_opts)
+{
+	if (!has_opts)
+		return false;
+	return opts_bitmask ? (opts & CAP_OPT_NOAUDIT) != 0 : opts == 0;
+}
+
+/*
+ * btf: task may be read with plain loads (a trusted BTF pointer). site: the call
+ * site found at kprobe entry; NULL to find it here. A check is classified only
+ * once it passed the filters, and a runtime check the user hides is dropped
+ * before the stack is read.
+ */
+static __always_inline int record_check(void *ctx, const struct cred *cred, struct user_namespace *targ_ns, int cap,
+					__u32 opts, int ret, __u8 method, bool has_opts, bool btf,
+					struct call_site *site)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct call_site cs = {};
 	struct check_stats *st;
 	struct cap_event *ev;
+	bool runtime, override;
+	__u8 class;
 
 	if ((pid_tgid >> 32) == self_tgid)
 		return 0;
@@ -272,7 +438,28 @@ static __always_inline int record_check(const struct cred *cred, struct user_nam
 		st->filtered++;
 		return 0;
 	}
-	if (aggregate && aggregated(st, cred, cap, opts, ret, has_opts, btf))
+	runtime = runtime_task(pid_tgid >> 32);
+	if (runtime && hidden(CLASS_RUNTIME)) {
+		st->hidden[CLASS_RUNTIME]++;
+		return 0;
+	}
+	if (site)
+		cs = *site;
+	else if (classify_sites)
+		cs = find_call_site(ctx);
+	if (cs.failed)
+		st->unwind_failed++;
+	if (btf)
+		override = override_creds_btf(bpf_get_current_task_btf(), cred);
+	else
+		override = override_creds_probe((struct task_struct *)bpf_get_current_task(), cred);
+	class = check_class(runtime, cs.probe || noaudit(opts, has_opts), override);
+	if (hidden(class)) {
+		if (class < CLASS_COUNT)
+			st->hidden[class]++;
+		return 0;
+	}
+	if (aggregate && aggregated(st, cred, cap, opts, ret, has_opts, btf, class))
 		return 0;
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
@@ -280,10 +467,11 @@ static __always_inline int record_check(const struct cred *cred, struct user_nam
 		return 0;
 	}
 	if (btf)
-		fill_cap_event_btf(ev, bpf_get_current_task_btf(), pid_tgid, cred, targ_ns, cap, opts, ret, method, has_opts);
+		fill_cap_event_btf(ev, bpf_get_current_task_btf(), pid_tgid, cred, targ_ns, cap, opts, ret, method, has_opts,
+				   &cs, class);
 	else
 		fill_cap_event_probe(ev, (struct task_struct *)bpf_get_current_task(), pid_tgid, cred, targ_ns, cap,
-				     opts, ret, method, has_opts);
+				     opts, ret, method, has_opts, &cs, class);
 	submit(ev, sizeof(*ev));
 	return 0;
 }
@@ -292,14 +480,14 @@ SEC("tp_btf/cap_capable")
 int BPF_PROG(tp_cap_capable, const struct cred *cred, struct user_namespace *targ_ns,
 	     const struct user_namespace *capable_ns, int cap, int ret)
 {
-	return record_check(cred, targ_ns, cap, 0, ret, METHOD_TRACEPOINT, false, true);
+	return record_check(ctx, cred, targ_ns, cap, 0, ret, METHOD_TRACEPOINT, false, true, NULL);
 }
 
 SEC("fexit/cap_capable")
 int BPF_PROG(fexit_cap_capable, const struct cred *cred, struct user_namespace *targ_ns, int cap,
 	     unsigned int opts, int ret)
 {
-	return record_check(cred, targ_ns, cap, opts, ret, METHOD_FEXIT, true, true);
+	return record_check(ctx, cred, targ_ns, cap, opts, ret, METHOD_FEXIT, true, true, NULL);
 }
 
 /* 5.10 has no bpf_get_current_task_btf: the task is read with probe reads. */
@@ -307,7 +495,7 @@ SEC("fexit/cap_capable")
 int BPF_PROG(fexit_cap_capable_legacy, const struct cred *cred, struct user_namespace *targ_ns, int cap,
 	     unsigned int opts, int ret)
 {
-	return record_check(cred, targ_ns, cap, opts, ret, METHOD_FEXIT, true, false);
+	return record_check(ctx, cred, targ_ns, cap, opts, ret, METHOD_FEXIT, true, false, NULL);
 }
 
 SEC("kprobe/cap_capable")
@@ -319,6 +507,13 @@ int BPF_KPROBE(kprobe_cap_capable, const struct cred *cred, struct user_namespac
 
 	if ((pid_tgid >> 32) == self_tgid)
 		return 0;
+	/* The call site must be read here: at the return cap_capable's frame is gone. */
+	if (classify_sites && keep_check(pid_tgid, cap)) {
+		struct call_site cs = find_call_site(ctx);
+		args.call_site = cs.ip;
+		args.probe = cs.probe;
+		args.pad[0] = cs.failed;
+	}
 	/* An entry still here means its return was missed (maxactive). */
 	if (bpf_map_update_elem(&kprobe_args, &pid_tgid, &args, BPF_NOEXIST) != 0) {
 		struct check_stats *st = stats_here();
@@ -334,14 +529,18 @@ int BPF_KRETPROBE(kretprobe_cap_capable, int ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct cap_args *args = bpf_map_lookup_elem(&kprobe_args, &pid_tgid);
+	struct call_site cs = {};
 	struct cap_args a;
 
 	if (!args)
 		return 0;
 	a = *args;
 	bpf_map_delete_elem(&kprobe_args, &pid_tgid);
-	return record_check((const struct cred *)a.cred, (struct user_namespace *)a.targ_ns, a.cap, a.opts, ret,
-			    METHOD_KPROBE, true, false);
+	cs.ip = a.call_site;
+	cs.probe = a.probe;
+	cs.failed = a.pad[0];
+	return record_check(ctx, (const struct cred *)a.cred, (struct user_namespace *)a.targ_ns, a.cap, a.opts, ret,
+			    METHOD_KPROBE, true, false, &cs);
 }
 
 /*
@@ -407,6 +606,32 @@ static __always_inline void *reserve_proc(__u64 size)
 	return rec;
 }
 
+/*
+ * Marks or clears a process that execs as a container runtime: a runtime binary
+ * marks it; a marked process stays marked when it re-execs an unlinked copy of
+ * itself (runc's memfd clone) and loses the mark with anything else. Returns
+ * the mark (1 + the runtime's index, 0 none).
+ */
+static __always_inline __u8 mark_runtime_exec(__u32 tgid, struct file *exe, bool unlinked)
+{
+	struct exe_key k = {};
+	__u8 *rt, *was, mark = 0;
+
+	k.ino = BPF_CORE_READ(exe, f_inode, i_ino);
+	k.dev = BPF_CORE_READ(exe, f_inode, i_sb, s_dev);
+	rt = bpf_map_lookup_elem(&runtime_exes, &k);
+	was = bpf_map_lookup_elem(&runtime_tasks, &tgid);
+	if (rt)
+		mark = *rt;
+	else if (was && unlinked)
+		mark = *was;
+	if (mark)
+		bpf_map_update_elem(&runtime_tasks, &tgid, &mark, BPF_ANY);
+	else if (was)
+		bpf_map_delete_elem(&runtime_tasks, &tgid);
+	return mark;
+}
+
 /* The process programs read only with probe reads, so that raw tracepoints can run
  * them where the kernel has no BTF of its own (--btf). */
 static __always_inline int on_exec(struct task_struct *task, struct linux_binprm *bprm)
@@ -415,12 +640,23 @@ static __always_inline int on_exec(struct task_struct *task, struct linux_binprm
 	struct mm_struct *mm;
 	unsigned long arg_start, arg_end;
 	__u64 len;
+	struct file *exe;
+	struct dentry *exe_dentry;
+	bool unlinked;
+	__u8 runtime;
 
 	if (!track_processes)
 		return 0;
+	exe = BPF_CORE_READ(task, mm, exe_file);
+	exe_dentry = BPF_CORE_READ(exe, f_path.dentry);
+	unlinked = BPF_CORE_READ(exe_dentry, d_hash.pprev) == 0;
+	runtime = mark_runtime_exec(BPF_CORE_READ(task, tgid), exe, unlinked);
 	ev = reserve_proc(sizeof(*ev));
 	if (!ev)
 		return 0;
+	ev->runtime = runtime;
+	ev->exe_unlinked = unlinked;
+	bpf_probe_read_kernel_str(ev->exe_name, sizeof(ev->exe_name), BPF_CORE_READ(exe_dentry, d_name.name));
 	const struct cred *cred = BPF_CORE_READ(task, real_cred);
 
 	ev->hdr.type = EVENT_EXEC;
@@ -457,9 +693,18 @@ static __always_inline int on_exec(struct task_struct *task, struct linux_binprm
 static __always_inline int on_fork(struct task_struct *parent, struct task_struct *child)
 {
 	struct fork_event *ev;
+	__u32 ptgid, tgid;
+	__u8 *mark;
 
 	if (!track_processes || BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid))
 		return 0;
+	ptgid = BPF_CORE_READ(parent, tgid);
+	tgid = BPF_CORE_READ(child, tgid);
+	mark = bpf_map_lookup_elem(&runtime_tasks, &ptgid);
+	if (mark) {
+		__u8 m = *mark;
+		bpf_map_update_elem(&runtime_tasks, &tgid, &m, BPF_ANY);
+	}
 	ev = reserve_proc(sizeof(*ev));
 	if (!ev)
 		return 0;
@@ -476,9 +721,12 @@ static __always_inline int on_fork(struct task_struct *parent, struct task_struc
 static __always_inline int on_exit(struct task_struct *task)
 {
 	struct exit_event *ev;
+	__u32 tgid;
 
 	if (!track_processes || BPF_CORE_READ(task, pid) != BPF_CORE_READ(task, tgid))
 		return 0;
+	tgid = BPF_CORE_READ(task, tgid);
+	bpf_map_delete_elem(&runtime_tasks, &tgid);
 	ev = reserve_proc(sizeof(*ev));
 	if (!ev)
 		return 0;

@@ -25,6 +25,36 @@ enum attach_method {
 	METHOD_KPROBE = 3,
 };
 
+/* Who a check belongs to (capsrec.class): the workload's own need, a kernel probe
+ * (noaudit, or a caller that only tests the answer), the container runtime setting
+ * a container up, or a check under borrowed credentials. */
+enum check_class {
+	CLASS_NEED = 0,
+	CLASS_PROBE = 1,
+	CLASS_RUNTIME = 2,
+	CLASS_OVERRIDE_CREDS = 3,
+	CLASS_COUNT,
+};
+
+/* What a kernel function is to the call-site walk (struct site_range.kind). */
+enum site_kind {
+	SITE_UNKNOWN = 0,  /* the caller: a need unless a probe wrapper came first */
+	SITE_GLUE = 1,     /* tracing machinery between the hook and cap_capable */
+	SITE_PLUMBING = 2, /* capable(), ns_capable(), security_capable(), ...: look further */
+	SITE_NOAUDIT = 3,  /* a noaudit wrapper (has_capability_noaudit, ...): a probe; look further for the name */
+	SITE_PROBE = 4,    /* a caller that only tests the answer: a probe, and the call site */
+};
+
+#define MAX_SITES 128 /* sorted [start, end) ranges, padded with start = ~0 */
+#define STACK_DEPTH 12
+
+struct site_range {
+	__u64 start;
+	__u64 end;
+	__u32 kind;
+	__u32 pad;
+};
+
 enum ns_index {
 	NS_UTS,
 	NS_IPC,
@@ -47,6 +77,8 @@ struct check_stats {
 	__u64 missed_return;  /* kprobe entries whose return never came */
 	__u64 aggregated;     /* checks counted in the aggregation map, not sent */
 	__u64 agg_full;       /* checks sent whole because the aggregation map was full */
+	__u64 hidden[CLASS_COUNT]; /* checks of a hidden class, counted and not sent */
+	__u64 unwind_failed;  /* checks whose kernel stack could not be read: counted as needs */
 };
 
 struct event_header {
@@ -64,6 +96,7 @@ struct cap_event {
 	__u64 cap_permitted;
 	__u64 cap_inheritable;
 	__u64 exe_ino; /* the executable's inode and device: a binary's identity in the kernel */
+	__u64 call_site; /* return address into the kernel function that asked; 0 unknown */
 	__u32 exe_dev;
 	__u32 tid;
 	__u32 ptgid;
@@ -84,7 +117,8 @@ struct cap_event {
 	__u8 method;
 	__u8 override_creds; /* the checked cred is not the task's real_cred */
 	__u8 has_opts;
-	__u8 pad;
+	__u8 class; /* enum check_class */
+	__u8 site_probe; /* the call site alone says probe (opts aside): checked against opts in tests */
 	char comm[TASK_COMM_LEN];
 	char cgroup_name[CGROUP_NAME_LEN];
 };
@@ -98,7 +132,8 @@ struct agg_key {
 	__u8 granted;
 	__u8 audit; /* 0 unknown (tracepoint), 1 audited, 2 noaudit */
 	__u8 override_creds;
-	__u8 pad[5];
+	__u8 class; /* enum check_class */
+	__u8 pad[4];
 };
 
 struct agg_value {
@@ -118,8 +153,10 @@ struct exec_event {
 	__u32 cwd_off; /* the cwd is cwd[cwd_off:] up to its NUL */
 	__u8 args_truncated;
 	__u8 cwd_truncated;
-	__u8 pad[2];
+	__u8 runtime;      /* 1 + index of the container runtime binary this process runs as; 0 none */
+	__u8 exe_unlinked; /* the executable has no name in any directory (memfd, O_TMPFILE, deleted) */
 	char comm[TASK_COMM_LEN];
+	char exe_name[NAME_MAX_LEN]; /* the executable's own file name: an fd exec's real identity */
 	char filename[FILENAME_LEN];
 	char args[ARGS_LEN];
 	char cwd[PATH_LEN + NAME_MAX_LEN];
@@ -134,6 +171,13 @@ struct fork_event {
 
 struct exit_event {
 	struct event_header hdr;
+};
+
+/* A container runtime's executable, by identity (runtime_exes). */
+struct exe_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 pad;
 };
 
 #endif

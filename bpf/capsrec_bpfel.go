@@ -22,7 +22,8 @@ type capsrecAggKey struct {
 	Granted       uint8
 	Audit         uint8
 	OverrideCreds uint8
-	Pad           [5]uint8
+	Class         uint8
+	Pad           [4]uint8
 }
 
 type capsrecAggValue struct {
@@ -32,11 +33,14 @@ type capsrecAggValue struct {
 }
 
 type capsrecCapArgs struct {
-	_      structs.HostLayout
-	Cred   uint64
-	TargNs uint64
-	Cap    int32
-	Opts   uint32
+	_        structs.HostLayout
+	Cred     uint64
+	TargNs   uint64
+	CallSite uint64
+	Cap      int32
+	Opts     uint32
+	Probe    uint8
+	Pad      [7]uint8
 }
 
 type capsrecCapEvent struct {
@@ -48,6 +52,7 @@ type capsrecCapEvent struct {
 	CapPermitted   uint64
 	CapInheritable uint64
 	ExeIno         uint64
+	CallSite       uint64
 	ExeDev         uint32
 	Tid            uint32
 	Ptgid          uint32
@@ -68,10 +73,11 @@ type capsrecCapEvent struct {
 	Method         uint8
 	OverrideCreds  uint8
 	HasOpts        uint8
-	Pad            uint8
+	Class          uint8
+	SiteProbe      uint8
 	Comm           [16]int8
 	CgroupName     [128]int8
-	_              [4]byte
+	_              [3]byte
 }
 
 type capsrecCheckStats struct {
@@ -83,6 +89,8 @@ type capsrecCheckStats struct {
 	MissedReturn uint64
 	Aggregated   uint64
 	AggFull      uint64
+	Hidden       [4]uint64
+	UnwindFailed uint64
 }
 
 type capsrecEventHeader struct {
@@ -91,6 +99,13 @@ type capsrecEventHeader struct {
 	Pad   [3]uint8
 	Tgid  uint32
 	Ktime uint64
+}
+
+type capsrecExeKey struct {
+	_   structs.HostLayout
+	Ino uint64
+	Dev uint32
+	Pad uint32
 }
 
 type capsrecExecEvent struct {
@@ -106,8 +121,10 @@ type capsrecExecEvent struct {
 	CwdOff        uint32
 	ArgsTruncated uint8
 	CwdTruncated  uint8
-	Pad           [2]uint8
+	Runtime       uint8
+	ExeUnlinked   uint8
 	Comm          [16]int8
+	ExeName       [256]int8
 	Filename      [1024]int8
 	Args          [1024]int8
 	Cwd           [4352]int8
@@ -126,6 +143,14 @@ type capsrecForkEvent struct {
 	Pad           uint32
 }
 
+type capsrecSiteRange struct {
+	_     structs.HostLayout
+	Start uint64
+	End   uint64
+	Kind  uint32
+	Pad   uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -135,6 +160,9 @@ const (
 	capsrecMapEvents                 = "events"
 	capsrecMapKprobeArgs             = "kprobe_args"
 	capsrecMapPidFilter              = "pid_filter"
+	capsrecMapRuntimeExes            = "runtime_exes"
+	capsrecMapRuntimeTasks           = "runtime_tasks"
+	capsrecMapSiteRanges             = "site_ranges"
 	capsrecMapStats                  = "stats"
 	capsrecProgFexitCapCapable       = "fexit_cap_capable"
 	capsrecProgFexitCapCapableLegacy = "fexit_cap_capable_legacy"
@@ -150,18 +178,25 @@ const (
 	capsrecProgTpCapCapable          = "tp_cap_capable"
 	capsrecVarAggregate              = "aggregate"
 	capsrecVarCapMask                = "cap_mask"
+	capsrecVarClassifySites          = "classify_sites"
 	capsrecVarCommFilter             = "comm_filter"
 	capsrecVarFilterCgroups          = "filter_cgroups"
 	capsrecVarFilterComm             = "filter_comm"
 	capsrecVarFilterPids             = "filter_pids"
 	capsrecVarHasTaskPtRegs          = "has_task_pt_regs"
+	capsrecVarHideClasses            = "hide_classes"
+	capsrecVarN_sites                = "n_sites"
 	capsrecVarOptsBitmask            = "opts_bitmask"
 	capsrecVarSelfTgid               = "self_tgid"
+	capsrecVarTextEnd                = "text_end"
+	capsrecVarTextStart              = "text_start"
 	capsrecVarTrackProcesses         = "track_processes"
 	capsrecVarUnusedCapEvent         = "unused_cap_event"
+	capsrecVarUnusedExeKey           = "unused_exe_key"
 	capsrecVarUnusedExecEvent        = "unused_exec_event"
 	capsrecVarUnusedExitEvent        = "unused_exit_event"
 	capsrecVarUnusedForkEvent        = "unused_fork_event"
+	capsrecVarUnusedSiteRange        = "unused_site_range"
 	capsrecVarVerdictFilter          = "verdict_filter"
 	capsrecVarWakeupBytes            = "wakeup_bytes"
 )
@@ -231,6 +266,9 @@ type capsrecMapSpecs struct {
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	KprobeArgs   *ebpf.MapSpec `ebpf:"kprobe_args"`
 	PidFilter    *ebpf.MapSpec `ebpf:"pid_filter"`
+	RuntimeExes  *ebpf.MapSpec `ebpf:"runtime_exes"`
+	RuntimeTasks *ebpf.MapSpec `ebpf:"runtime_tasks"`
+	SiteRanges   *ebpf.MapSpec `ebpf:"site_ranges"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 }
 
@@ -240,18 +278,25 @@ type capsrecMapSpecs struct {
 type capsrecVariableSpecs struct {
 	Aggregate       *ebpf.VariableSpec `ebpf:"aggregate"`
 	CapMask         *ebpf.VariableSpec `ebpf:"cap_mask"`
+	ClassifySites   *ebpf.VariableSpec `ebpf:"classify_sites"`
 	CommFilter      *ebpf.VariableSpec `ebpf:"comm_filter"`
 	FilterCgroups   *ebpf.VariableSpec `ebpf:"filter_cgroups"`
 	FilterComm      *ebpf.VariableSpec `ebpf:"filter_comm"`
 	FilterPids      *ebpf.VariableSpec `ebpf:"filter_pids"`
 	HasTaskPtRegs   *ebpf.VariableSpec `ebpf:"has_task_pt_regs"`
+	HideClasses     *ebpf.VariableSpec `ebpf:"hide_classes"`
+	N_sites         *ebpf.VariableSpec `ebpf:"n_sites"`
 	OptsBitmask     *ebpf.VariableSpec `ebpf:"opts_bitmask"`
 	SelfTgid        *ebpf.VariableSpec `ebpf:"self_tgid"`
+	TextEnd         *ebpf.VariableSpec `ebpf:"text_end"`
+	TextStart       *ebpf.VariableSpec `ebpf:"text_start"`
 	TrackProcesses  *ebpf.VariableSpec `ebpf:"track_processes"`
 	UnusedCapEvent  *ebpf.VariableSpec `ebpf:"unused_cap_event"`
+	UnusedExeKey    *ebpf.VariableSpec `ebpf:"unused_exe_key"`
 	UnusedExecEvent *ebpf.VariableSpec `ebpf:"unused_exec_event"`
 	UnusedExitEvent *ebpf.VariableSpec `ebpf:"unused_exit_event"`
 	UnusedForkEvent *ebpf.VariableSpec `ebpf:"unused_fork_event"`
+	UnusedSiteRange *ebpf.VariableSpec `ebpf:"unused_site_range"`
 	VerdictFilter   *ebpf.VariableSpec `ebpf:"verdict_filter"`
 	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -281,6 +326,9 @@ type capsrecMaps struct {
 	Events       *ebpf.Map `ebpf:"events"`
 	KprobeArgs   *ebpf.Map `ebpf:"kprobe_args"`
 	PidFilter    *ebpf.Map `ebpf:"pid_filter"`
+	RuntimeExes  *ebpf.Map `ebpf:"runtime_exes"`
+	RuntimeTasks *ebpf.Map `ebpf:"runtime_tasks"`
+	SiteRanges   *ebpf.Map `ebpf:"site_ranges"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 }
 
@@ -291,6 +339,9 @@ func (m *capsrecMaps) Close() error {
 		m.Events,
 		m.KprobeArgs,
 		m.PidFilter,
+		m.RuntimeExes,
+		m.RuntimeTasks,
+		m.SiteRanges,
 		m.Stats,
 	)
 }
@@ -301,18 +352,25 @@ func (m *capsrecMaps) Close() error {
 type capsrecVariables struct {
 	Aggregate       *ebpf.Variable `ebpf:"aggregate"`
 	CapMask         *ebpf.Variable `ebpf:"cap_mask"`
+	ClassifySites   *ebpf.Variable `ebpf:"classify_sites"`
 	CommFilter      *ebpf.Variable `ebpf:"comm_filter"`
 	FilterCgroups   *ebpf.Variable `ebpf:"filter_cgroups"`
 	FilterComm      *ebpf.Variable `ebpf:"filter_comm"`
 	FilterPids      *ebpf.Variable `ebpf:"filter_pids"`
 	HasTaskPtRegs   *ebpf.Variable `ebpf:"has_task_pt_regs"`
+	HideClasses     *ebpf.Variable `ebpf:"hide_classes"`
+	N_sites         *ebpf.Variable `ebpf:"n_sites"`
 	OptsBitmask     *ebpf.Variable `ebpf:"opts_bitmask"`
 	SelfTgid        *ebpf.Variable `ebpf:"self_tgid"`
+	TextEnd         *ebpf.Variable `ebpf:"text_end"`
+	TextStart       *ebpf.Variable `ebpf:"text_start"`
 	TrackProcesses  *ebpf.Variable `ebpf:"track_processes"`
 	UnusedCapEvent  *ebpf.Variable `ebpf:"unused_cap_event"`
+	UnusedExeKey    *ebpf.Variable `ebpf:"unused_exe_key"`
 	UnusedExecEvent *ebpf.Variable `ebpf:"unused_exec_event"`
 	UnusedExitEvent *ebpf.Variable `ebpf:"unused_exit_event"`
 	UnusedForkEvent *ebpf.Variable `ebpf:"unused_fork_event"`
+	UnusedSiteRange *ebpf.Variable `ebpf:"unused_site_range"`
 	VerdictFilter   *ebpf.Variable `ebpf:"verdict_filter"`
 	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
 }

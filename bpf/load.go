@@ -81,7 +81,36 @@ type Config struct {
 	Aggregate bool
 	// Cgroups turns on the cgroup filter: keep only the listed cgroups, or drop them.
 	Cgroups CgroupFilter
+	// Sites is the call-site walk's table (sorted, at most MaxSites); with none the
+	// programs do not read the stack and every check's call site is unknown.
+	Sites              []SiteRange
+	TextStart, TextEnd uint64
+	// HideClasses has bit n set to count checks of class n in the kernel, not send them.
+	HideClasses uint8
+	// RuntimeExes are container runtime executables (runc, crun, the shims), by
+	// identity; the value is 1 + the runtime's index. Processes running them are marked.
+	RuntimeExes map[ExeKey]uint8
+	// RuntimeTgids are processes already running a runtime when capsrec starts.
+	RuntimeTgids map[uint32]uint8
 }
+
+// Check classes, capsrec.h's enum check_class.
+const (
+	ClassNeed          = 0
+	ClassProbe         = 1
+	ClassRuntime       = 2
+	ClassOverrideCreds = 3
+	ClassCount         = 4
+)
+
+// MaxSites is capsrec.h's MAX_SITES.
+const MaxSites = 128
+
+// SiteRange and ExeKey are capsrec.h's struct site_range and struct exe_key.
+type (
+	SiteRange = capsrecSiteRange
+	ExeKey    = capsrecExeKey
+)
 
 // CgroupFilter is the kernel's cgroup filter mode; the set is filled at run time (AddCgroup).
 type CgroupFilter uint8
@@ -98,6 +127,10 @@ type Stats struct {
 	// Aggregated checks were only counted (profile --live); AggFull were sent whole
 	// because the aggregation map was full.
 	Aggregated, AggFull uint64
+	// Hidden counts checks of each class counted in the kernel, not sent.
+	Hidden [ClassCount]uint64
+	// UnwindFailed checks had no readable kernel stack: their call site is unknown.
+	UnwindFailed uint64
 }
 
 // AggKey is the kernel's aggregation key (capsrec.h's struct agg_key).
@@ -250,6 +283,9 @@ func open(cfg Config, kernel *btf.Spec, method Method) (_ *Session, err error) {
 			s.Close()
 		}
 	}()
+	if err := fillTables(coll, cfg); err != nil {
+		return nil, err
+	}
 	if len(cfg.Pids) > 0 {
 		one := uint8(1)
 		for _, pid := range cfg.Pids {
@@ -321,6 +357,11 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, ptRegs, optsBitmask bool) 
 		"aggregate":        boolByte(cfg.Aggregate),
 		"filter_cgroups":   uint8(cfg.Cgroups),
 		"opts_bitmask":     boolByte(optsBitmask),
+		"hide_classes":     cfg.HideClasses,
+		"classify_sites":   boolByte(len(cfg.Sites) > 0),
+		"text_start":       cfg.TextStart,
+		"text_end":         cfg.TextEnd,
+		"n_sites":          uint32(len(cfg.Sites)),
 	}
 	for name, v := range vars {
 		vs, ok := spec.Variables[name]
@@ -333,6 +374,36 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, ptRegs, optsBitmask bool) 
 	}
 	if cfg.RingBufferSize != 0 {
 		spec.Maps["events"].MaxEntries = cfg.RingBufferSize
+	}
+	return nil
+}
+
+// fillTables writes the call-site ranges (padded with ranges that start past
+// every address, so the binary search needs no count) and the runtime tables.
+func fillTables(coll *ebpf.Collection, cfg Config) error {
+	if len(cfg.Sites) > MaxSites {
+		return fmt.Errorf("%d call-site ranges, more than %d", len(cfg.Sites), MaxSites)
+	}
+	if len(cfg.Sites) > 0 {
+		for i := range uint32(MaxSites) {
+			r := SiteRange{Start: ^uint64(0), End: ^uint64(0)}
+			if int(i) < len(cfg.Sites) {
+				r = cfg.Sites[i]
+			}
+			if err := coll.Maps["site_ranges"].Put(i, r); err != nil {
+				return fmt.Errorf("filling the call-site table: %w", err)
+			}
+		}
+	}
+	for k, v := range cfg.RuntimeExes {
+		if err := coll.Maps["runtime_exes"].Put(k, v); err != nil {
+			return fmt.Errorf("filling the runtime executables: %w", err)
+		}
+	}
+	for tgid, v := range cfg.RuntimeTgids {
+		if err := coll.Maps["runtime_tasks"].Put(tgid, v); err != nil {
+			return fmt.Errorf("marking runtime processes: %w", err)
+		}
 	}
 	return nil
 }
@@ -417,6 +488,10 @@ func (s *Session) Stats() (Stats, error) {
 		st.MissedReturns += c.MissedReturn
 		st.Aggregated += c.Aggregated
 		st.AggFull += c.AggFull
+		for i := range st.Hidden {
+			st.Hidden[i] += c.Hidden[i]
+		}
+		st.UnwindFailed += c.UnwindFailed
 	}
 	return st, nil
 }

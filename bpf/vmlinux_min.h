@@ -143,7 +143,13 @@ struct qstr {
 	const unsigned char *name;
 } __attribute__((preserve_access_index));
 
+struct hlist_bl_node {
+	struct hlist_bl_node *next;
+	struct hlist_bl_node **pprev;
+} __attribute__((preserve_access_index));
+
 struct dentry {
+	struct hlist_bl_node d_hash; /* pprev NULL: unhashed (a memfd, O_TMPFILE or deleted file) */
 	struct dentry *d_parent;
 	struct qstr d_name;
 } __attribute__((preserve_access_index));
@@ -178,6 +184,7 @@ struct inode {
 
 struct file {
 	struct inode *f_inode;
+	struct path f_path;
 } __attribute__((preserve_access_index));
 
 struct mm_struct {

@@ -121,14 +121,11 @@ func (o *Compact) Append(b []byte, c *recorder.Check) []byte {
 		b = append(b, name...)
 	}
 	var notes []string
-	if c.AuditKnown && !c.Audit {
-		notes = append(notes, "noaudit")
+	if c.Class != recorder.ClassNeed {
+		notes = append(notes, c.Class.String())
 	}
 	if c.InSetID {
 		notes = append(notes, "insetid")
-	}
-	if c.OverrideCreds {
-		notes = append(notes, "override_creds")
 	}
 	for _, n := range notes {
 		b = append(b, ' ')

@@ -96,6 +96,10 @@ func (j *JSON) Append(b []byte, c *recorder.Check) []byte {
 		b = appendStr(b, true, "syscall_name", name)
 	}
 	b = appendBool(b, true, "override_creds", c.OverrideCreds)
+	b = appendStr(b, true, "class", c.Class.String())
+	if c.CallSite != "" {
+		b = appendStr(b, true, "call_site", c.CallSite)
+	}
 	if c.AuditKnown {
 		b = appendBool(b, true, "audit", c.Audit)
 		b = appendBool(b, true, "insetid", c.InSetID)

@@ -32,7 +32,7 @@ func sampleChecks() []*recorder.Check {
 	denied := &recorder.Check{
 		Time: time.Date(2023, 7, 6, 10, 13, 33, 834882128, time.UTC), Process: dmesg, Parent: parent,
 		Tid: 73860, NsPid: 171, UID: 65534, GID: 65534, EUID: 65534, AUID: 4294967295, Comm: "dmesg",
-		Cap: 34, Ret: -1, Method: bpf.MethodTracepoint, Syscall: 103,
+		Cap: 34, Ret: -1, Method: bpf.MethodTracepoint, Syscall: 103, CallSite: "do_syslog",
 		TargetNS: recorder.UserNS{Inum: 4026531837}, NS: hostNS, CgroupID: 1,
 	}
 	inPod := *denied
@@ -44,8 +44,13 @@ func sampleChecks() []*recorder.Check {
 	granted := *denied
 	granted.Ret, granted.Cap, granted.Syscall = 0, 0, 92
 	granted.Method, granted.AuditKnown, granted.Audit, granted.OverrideCreds = bpf.MethodFexit, true, false, true
+	granted.Class, granted.CallSite = recorder.ClassProbe, "ovl_copy_up_one"
+	runtime := *denied
+	runtime.Ret, runtime.Cap, runtime.Syscall, runtime.Class, runtime.CallSite = 0, 8, 157, recorder.ClassRuntime, "cap_prctl_drop"
+	runtime.Process = &recorder.Process{Tgid: 73870, Ptgid: 73850, ExecID: "cnVuYw==", Binary: "/usr/sbin/runc", Runtime: "runc", Arguments: "init",
+		Cwd: "/", Flags: "execve rootcwd", StartTime: time.Date(2023, 7, 6, 10, 13, 33, 834390020, time.UTC), AUID: 4294967295}
 	granted.CapEffective, granted.CapPermitted = 1<<0|1<<21, 1<<0|1<<21
-	return []*recorder.Check{denied, &inPod, &granted}
+	return []*recorder.Check{denied, &inPod, &granted, &runtime}
 }
 
 func TestCompactGolden(t *testing.T) {

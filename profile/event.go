@@ -24,6 +24,9 @@ type fields struct {
 	hasCap, hasRet                   bool
 	ret                              int64
 	audit, auditKnown, override      bool
+	class                            string
+	euid, uid                        int64
+	hasEUID, hasUID                  bool
 	syscall                          string
 	time                             string
 }
@@ -101,6 +104,11 @@ func (f *fields) kprobeField(s *scanner, key []byte) error {
 				f.audit, err = s.boolean()
 			case "override_creds":
 				f.override, err = s.boolean()
+			case "class":
+				f.class, err = s.str()
+			case "euid":
+				f.hasEUID = true
+				f.euid, err = s.number()
 			case "syscall_name":
 				f.syscall, err = s.str()
 			default:
@@ -119,6 +127,9 @@ func (f *fields) processField(s *scanner, key []byte) error {
 	switch string(key) {
 	case "binary":
 		f.binary, err = s.str()
+	case "uid":
+		f.hasUID = true
+		f.uid, err = s.number()
 	case "pod":
 		err = s.object(func(k []byte) error {
 			var err error
@@ -187,6 +198,19 @@ func (f *fields) observation() (Observation, error) {
 		if f.audit {
 			o.Audit = Audited
 		}
+	}
+	if f.class != "" {
+		c, ok := classNames[f.class]
+		if !ok {
+			return Observation{}, errors.New("unknown capsrec.class " + f.class)
+		}
+		o.Class = c
+	}
+	switch {
+	case f.hasEUID:
+		o.EUID, o.EUIDKnown = uint32(f.euid), true
+	case f.hasUID:
+		o.EUID, o.EUIDKnown = uint32(f.uid), true
 	}
 	if f.time != "" {
 		t, err := time.Parse(time.RFC3339Nano, f.time)

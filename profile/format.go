@@ -102,14 +102,27 @@ func WriteTable(w io.Writer, p *Profile, colored bool) error {
 		} else {
 			fmt.Fprintf(w, "  needs: [%s]\n", strings.Join(r.Add, ", "))
 		}
-		if r.AuditUnknown {
-			fmt.Fprintln(w, "  note: the tracepoint cannot tell audited checks from noaudit probes; needs marked 'audit unknown' may be probes")
-		}
+		writeNotes(w, "  note: ", r)
 	}
 	if p.Ignored > 0 || p.Skipped > 0 {
 		fmt.Fprintf(w, "\n%d events of other hooks ignored, %d malformed lines skipped\n", p.Ignored, p.Skipped)
 	}
 	return nil
+}
+
+// NonRootNote and NoCallSiteNote explain a recommendation's limits.
+const (
+	NonRootNote    = "these needs were asked by a non-root user: capabilities.add alone does not raise a non-root process's effective set (kubernetes/kubernetes#56374); run as root with drop ALL + add, or give the binary file capabilities (setcap) or ambient ones"
+	NoCallSiteNote = "some events carry no call site (Tetragon's): kernel probes and runtime setup count as needs there unless marked noaudit"
+)
+
+func writeNotes(w io.Writer, prefix string, r Recommendation) {
+	if r.NonRoot {
+		fmt.Fprintln(w, prefix+NonRootNote)
+	}
+	if r.NoCallSite {
+		fmt.Fprintln(w, prefix+NoCallSiteNote)
+	}
 }
 
 func stamp(t time.Time) string {
@@ -137,9 +150,7 @@ func writeYAML(w io.Writer, p *Profile) error {
 		if len(r.Denied) > 0 {
 			fmt.Fprintf(w, "# denied: %s: the workload tried and was refused; add only if that operation is wanted\n", strings.Join(r.Denied, ", "))
 		}
-		if r.AuditUnknown {
-			fmt.Fprintln(w, "# recorded on the tracepoint: audited checks and noaudit probes look alike")
-		}
+		writeNotes(w, "# note: ", r)
 		fmt.Fprintln(w, "capabilities:")
 		fmt.Fprintf(w, "  drop: [%s]\n", strings.Join(r.Drop, ", "))
 		fmt.Fprintf(w, "  add: [%s]\n", strings.Join(r.Add, ", "))

@@ -19,6 +19,9 @@ func FromCheck(c *recorder.Check) Observation {
 		Granted:       c.Granted(),
 		OverrideCreds: c.OverrideCreds,
 		Syscall:       syscalls.Name(c.Syscall),
+		Class:         Class(c.Class) + 1, // recorder.Class counts from need
+		EUID:          c.EUID,
+		EUIDKnown:     true,
 	}
 	if o.Binary == "" {
 		o.Binary = c.Comm
@@ -89,7 +92,7 @@ func NewLive() *Live {
 
 // KeyOf computes the kernel's aggregation key of a check.
 func KeyOf(c *recorder.Check) bpf.AggKey {
-	k := bpf.AggKey{CgroupId: c.CgroupID, ExeIno: c.ExeIno, ExeDev: c.ExeDev, Cap: c.Cap, OverrideCreds: boolByte(c.OverrideCreds), Granted: boolByte(c.Granted())}
+	k := bpf.AggKey{CgroupId: c.CgroupID, ExeIno: c.ExeIno, ExeDev: c.ExeDev, Cap: c.Cap, OverrideCreds: boolByte(c.OverrideCreds), Granted: boolByte(c.Granted()), Class: uint8(c.Class)}
 	if c.AuditKnown {
 		k.Audit = 2
 		if c.Audit {

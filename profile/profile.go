@@ -12,14 +12,28 @@ import (
 	"github.com/capsrec/capsrec/caps"
 )
 
-// Audit is what is known of whether the kernel audited a check.
+// Audit is what is known of whether the kernel audited a check; it matters
+// only for events without a class (Tetragon's), where it is all there is.
 type Audit uint8
 
 const (
-	AuditUnknown Audit = iota // the tracepoint does not pass cap_capable's opts
+	AuditUnknown Audit = iota // no opts: the tracepoint, or Tetragon without them
 	Audited
 	NotAudited // CAP_OPT_NOAUDIT: the kernel probing, not the workload asking
 )
+
+// Class is whose check it was, from capsrec's call-site classification.
+type Class uint8
+
+const (
+	ClassUnknown       Class = iota // events without capsrec.class (Tetragon's): the audit rules apply
+	ClassNeed                       // the workload's own code asked
+	ClassProbe                      // the kernel probing
+	ClassRuntime                    // the container runtime setting up
+	ClassOverrideCreds              // under borrowed credentials
+)
+
+var classNames = map[string]Class{"need": ClassNeed, "probe": ClassProbe, "runtime": ClassRuntime, "override_creds": ClassOverrideCreds}
 
 // Subject is what a profile is about: a container, or a binary on the host.
 type Subject struct {
@@ -53,8 +67,12 @@ type Observation struct {
 	Cap           int
 	Granted       bool
 	Audit         Audit
+	Class         Class
 	OverrideCreds bool
 	Syscall       string
+	// EUID is the effective uid the check was made with; EUIDKnown false when the event lacks it.
+	EUID      uint32
+	EUIDKnown bool
 }
 
 // maxListed bounds the binaries and syscalls kept per capability.
@@ -62,50 +80,56 @@ const maxListed = 16
 
 // CapStats is what one subject did with one capability.
 type CapStats struct {
-	Cap            int       `json:"-"`
-	Granted        uint64    `json:"granted"`
-	Denied         uint64    `json:"denied"`
-	GrantedAudited uint64    `json:"granted_audited"`
-	GrantedUnknown uint64    `json:"granted_audit_unknown"`
-	NoAudit        uint64    `json:"noaudit"`
-	OverrideCreds  uint64    `json:"override_creds"`
-	DeniedAudited  uint64    `json:"denied_audited"`
-	First          time.Time `json:"first_seen"`
-	Last           time.Time `json:"last_seen"`
-	Binaries       []string  `json:"binaries"`
-	Syscalls       []string  `json:"syscalls,omitempty"`
+	Cap           int       `json:"-"`
+	Granted       uint64    `json:"granted"`
+	Denied        uint64    `json:"denied"`
+	GrantedNeed   uint64    `json:"granted_need"`
+	GrantedNoSite uint64    `json:"granted_no_call_site,omitempty"` // events without a class (Tetragon), not known noaudit
+	Probe         uint64    `json:"probe"`
+	Runtime       uint64    `json:"runtime"`
+	OverrideCreds uint64    `json:"override_creds"`
+	DeniedNeed    uint64    `json:"denied_need"`
+	First         time.Time `json:"first_seen"`
+	Last          time.Time `json:"last_seen"`
+	Binaries      []string  `json:"binaries"`
+	Syscalls      []string  `json:"syscalls,omitempty"`
 }
 
 // Verdict classifies a capability for a subject.
 type Verdict string
 
 const (
-	// Needed: granted in an audited check made with the task's own credentials.
+	// Needed: granted in a check of class need, the workload's own code asking.
 	Needed Verdict = "needed"
-	// NeededAuditUnknown: granted, but the attach method could not tell audit from noaudit.
-	NeededAuditUnknown Verdict = "needed (audit unknown: tracepoint)"
-	// ProbeOnly: granted only in noaudit checks, the kernel probing.
-	ProbeOnly Verdict = "not needed: noaudit probes only"
+	// NeededNoCallSite: granted in an event without a call site (Tetragon's) that was
+	// not known to be noaudit: probes and runtime setup cannot be told apart there.
+	NeededNoCallSite Verdict = "needed (no call site: Tetragon input)"
+	// ProbeOnly: granted only in kernel probes.
+	ProbeOnly Verdict = "not needed: kernel probes only"
+	// RuntimeOnly: granted only to the container runtime setting the container up.
+	RuntimeOnly Verdict = "not needed: container runtime setup only"
 	// OverrideOnly: granted only under override_creds (someone else's credentials).
 	OverrideOnly Verdict = "not needed: under override_creds only"
-	// DeniedTried: refused in an audited check and never needed.
+	// DeniedTried: refused in the workload's own check and never granted there.
 	DeniedTried Verdict = "denied: the workload tried and was refused; add only if that operation is wanted"
-	// DeniedProbe: refused only in noaudit or override checks.
-	DeniedProbe Verdict = "denied, noaudit or override_creds only: not a need"
+	// DeniedProbe: refused only in probes, runtime setup or override_creds checks.
+	DeniedProbe Verdict = "denied in probes, runtime setup or override_creds only: not a need"
 )
 
 // Verdict says what the checks of this capability mean.
 func (c *CapStats) Verdict() Verdict {
 	switch {
-	case c.GrantedAudited > 0:
+	case c.GrantedNeed > 0:
 		return Needed
-	case c.GrantedUnknown > 0:
-		return NeededAuditUnknown
+	case c.GrantedNoSite > 0:
+		return NeededNoCallSite
 	case c.Granted > 0 && c.Granted == c.OverrideCreds:
 		return OverrideOnly
+	case c.Granted > 0 && c.Probe == 0:
+		return RuntimeOnly
 	case c.Granted > 0:
 		return ProbeOnly
-	case c.DeniedAudited > 0:
+	case c.DeniedNeed > 0:
 		return DeniedTried
 	}
 	return DeniedProbe
@@ -114,7 +138,7 @@ func (c *CapStats) Verdict() Verdict {
 // IsNeed tells whether the capability belongs in the add list.
 func (c *CapStats) IsNeed() bool {
 	v := c.Verdict()
-	return v == Needed || v == NeededAuditUnknown
+	return v == Needed || v == NeededNoCallSite
 }
 
 // SubjectProfile is one subject's capabilities.
@@ -123,6 +147,8 @@ type SubjectProfile struct {
 	Pods    []string // the pods of the workload seen (bounded)
 	Checks  uint64
 	Caps    map[int]*CapStats
+	// NonRootNeeds: some need was asked with a non-zero effective uid.
+	NonRootNeeds bool
 }
 
 // Profile aggregates observations; memory grows with subjects and capabilities, not checks.
@@ -190,24 +216,47 @@ func (p *Profile) add(o Observation, n uint64, last time.Time) {
 	}
 	cs.Binaries = addListed(cs.Binaries, o.Binary)
 	cs.Syscalls = addListed(cs.Syscalls, o.Syscall)
+	class := o.class()
+	if class == ClassNeed && o.EUIDKnown && o.EUID != 0 {
+		sp.NonRootNeeds = true
+	}
 	if !o.Granted {
 		cs.Denied += n
-		if o.Audit != NotAudited && !o.OverrideCreds {
-			cs.DeniedAudited += n
+		if class == ClassNeed || class == ClassUnknown {
+			cs.DeniedNeed += n
 		}
 		return
 	}
 	cs.Granted += n
-	switch {
-	case o.OverrideCreds:
+	switch class {
+	case ClassNeed:
+		cs.GrantedNeed += n
+	case ClassUnknown:
+		cs.GrantedNoSite += n
+	case ClassProbe:
+		cs.Probe += n
+	case ClassRuntime:
+		cs.Runtime += n
+	case ClassOverrideCreds:
 		cs.OverrideCreds += n
-	case o.Audit == Audited:
-		cs.GrantedAudited += n
-	case o.Audit == AuditUnknown:
-		cs.GrantedUnknown += n
-	default:
-		cs.NoAudit += n
 	}
+}
+
+// class is the observation's class; events without one (Tetragon's) keep the
+// audit rules: noaudit is a probe, override_creds borrowed, audited a need, and
+// the rest unknown (counted as a need, flagged).
+func (o Observation) class() Class {
+	switch {
+	case o.Class != ClassUnknown:
+		return o.Class
+	case o.OverrideCreds:
+		return ClassOverrideCreds
+	case o.Audit == NotAudited:
+		return ClassProbe
+	case o.Audit == Audited:
+		return ClassNeed
+	}
+	return ClassUnknown
 }
 
 // Merge adds q's counts into p (profiles of several nodes or workers).
@@ -221,6 +270,7 @@ func (p *Profile) Merge(q *Profile) {
 			continue
 		}
 		ps.Checks += qs.Checks
+		ps.NonRootNeeds = ps.NonRootNeeds || qs.NonRootNeeds
 		for _, pod := range qs.Pods {
 			ps.Pods = addListed(ps.Pods, pod)
 		}
@@ -232,11 +282,12 @@ func (p *Profile) Merge(q *Profile) {
 			}
 			pc.Granted += qc.Granted
 			pc.Denied += qc.Denied
-			pc.GrantedAudited += qc.GrantedAudited
-			pc.GrantedUnknown += qc.GrantedUnknown
-			pc.NoAudit += qc.NoAudit
+			pc.GrantedNeed += qc.GrantedNeed
+			pc.GrantedNoSite += qc.GrantedNoSite
+			pc.Probe += qc.Probe
+			pc.Runtime += qc.Runtime
 			pc.OverrideCreds += qc.OverrideCreds
-			pc.DeniedAudited += qc.DeniedAudited
+			pc.DeniedNeed += qc.DeniedNeed
 			if qc.First.Before(pc.First) {
 				pc.First = qc.First
 			}
@@ -300,8 +351,12 @@ type Recommendation struct {
 	Denied []string `json:"denied,omitempty"`
 	// UnusedDefaults lists runtime default capabilities the subject never needed.
 	UnusedDefaults []string `json:"unused_runtime_defaults,omitempty"`
-	// AuditUnknown is set when some need could not be told from a probe.
-	AuditUnknown bool `json:"audit_unknown,omitempty"`
+	// NoCallSite is set when some need came from events without a call site
+	// (Tetragon's): probes and runtime setup may be among them.
+	NoCallSite bool `json:"no_call_site,omitempty"`
+	// NonRoot is set when the needs were asked by a non-root user: add alone does
+	// not raise a non-root process's effective set (kubernetes/kubernetes#56374).
+	NonRoot bool `json:"non_root,omitempty"`
 }
 
 // Recommend is drop ALL, add what was needed, in Kubernetes spelling.
@@ -310,8 +365,8 @@ func (sp *SubjectProfile) Recommend() Recommendation {
 	needed := map[int]bool{}
 	for _, c := range sp.SortedCaps() {
 		switch c.Verdict() {
-		case NeededAuditUnknown:
-			r.AuditUnknown = true
+		case NeededNoCallSite:
+			r.NoCallSite = true
 			fallthrough
 		case Needed:
 			needed[c.Cap] = true
@@ -320,6 +375,7 @@ func (sp *SubjectProfile) Recommend() Recommendation {
 			r.Denied = append(r.Denied, caps.KubernetesName(c.Cap))
 		}
 	}
+	r.NonRoot = sp.NonRootNeeds && len(r.Add) > 0
 	defaults := slices.Clone(RuntimeDefaults)
 	slices.Sort(defaults)
 	for _, d := range defaults {

@@ -49,6 +49,14 @@ func writeCapsrecJSON(t *testing.T, node string, fx []fixture) []byte {
 		if f.method != bpf.MethodTracepoint {
 			c.AuditKnown, c.Audit = true, f.audit
 		}
+		switch {
+		case f.binary == "/usr/sbin/runc":
+			c.Class = recorder.ClassRuntime
+		case f.override:
+			c.Class = recorder.ClassOverrideCreds
+		case f.method != bpf.MethodTracepoint && !f.audit:
+			c.Class = recorder.ClassProbe
+		}
 		if f.pod != "" {
 			c.Container = &recorder.Container{ID: "abc", Runtime: "containerd", Name: f.container, ImageName: "registry/web:1",
 				Pod: &recorder.Pod{Namespace: "prod", Name: f.pod}}
@@ -62,8 +70,8 @@ func writeCapsrecJSON(t *testing.T, node string, fx []fixture) []byte {
 }
 
 const (
-	chown, dacOverride, netBind, sysAdmin, syslog = 0, 1, 10, 21, 34
-	fexit, tracepoint                             = bpf.MethodFexit, bpf.MethodTracepoint
+	chown, dacOverride, setpcap, netBind, sysAdmin, syslog = 0, 1, 8, 10, 21, 34
+	fexit, tracepoint                                      = bpf.MethodFexit, bpf.MethodTracepoint
 )
 
 // node1 and node2 hold pods of one Deployment (web) on two nodes, and host binaries.
@@ -73,7 +81,8 @@ var node1 = []fixture{
 	{"web-7d4b9c8f6d-x2x9z", "app", "/usr/bin/app", sysAdmin, 0, fexit, false, false, 9},    // a noaudit probe
 	{"web-7d4b9c8f6d-x2x9z", "app", "/usr/bin/app", dacOverride, 0, fexit, true, true, 257}, // overlayfs copy-up
 	{"web-7d4b9c8f6d-x2x9z", "app", "/usr/bin/dmesg", syslog, -1, fexit, true, false, 103},  // tried, refused
-	{"", "", "/usr/sbin/nginx", netBind, 0, tracepoint, false, false, 49},                   // host, audit unknown
+	{"web-7d4b9c8f6d-x2x9z", "app", "/usr/sbin/runc", setpcap, 0, fexit, true, false, 157},  // runc init setting up
+	{"", "", "/usr/sbin/nginx", netBind, 0, tracepoint, false, false, 49},                   // host, on the tracepoint
 }
 
 var node2 = []fixture{
@@ -117,11 +126,11 @@ func TestProfileOfTwoNodes(t *testing.T) {
 		t.Fatalf("%d subjects, want app and sidecar of prod/web and host nginx", len(subjects))
 	}
 	app := subjects[0]
-	if app.Subject.Workload != "web" || app.Subject.Container != "app" || len(app.Pods) != 2 || app.Checks != 6 {
+	if app.Subject.Workload != "web" || app.Subject.Container != "app" || len(app.Pods) != 2 || app.Checks != 7 {
 		t.Errorf("app = %+v", app)
 	}
 	r := app.Recommend()
-	if strings.Join(r.Add, ",") != "CHOWN" || strings.Join(r.Drop, ",") != "ALL" || strings.Join(r.Denied, ",") != "SYSLOG" || r.AuditUnknown {
+	if strings.Join(r.Add, ",") != "CHOWN" || strings.Join(r.Drop, ",") != "ALL" || strings.Join(r.Denied, ",") != "SYSLOG" || r.NoCallSite || r.NonRoot {
 		t.Errorf("app recommendation = %+v", r)
 	}
 	if v := app.Caps[sysAdmin].Verdict(); v != ProbeOnly {
@@ -130,8 +139,11 @@ func TestProfileOfTwoNodes(t *testing.T) {
 	if v := app.Caps[dacOverride].Verdict(); v != OverrideOnly {
 		t.Errorf("override_creds DAC_OVERRIDE: %s", v)
 	}
+	if v := app.Caps[setpcap].Verdict(); v != RuntimeOnly {
+		t.Errorf("runc's SETPCAP: %s", v)
+	}
 	nginx := subjects[2]
-	if nginx.Subject.Binary != "/usr/sbin/nginx" || nginx.Caps[netBind].Verdict() != NeededAuditUnknown || !nginx.Recommend().AuditUnknown {
+	if nginx.Subject.Binary != "/usr/sbin/nginx" || nginx.Caps[netBind].Verdict() != Needed || nginx.Recommend().NoCallSite {
 		t.Errorf("nginx = %+v", nginx)
 	}
 	for _, format := range Formats {

@@ -30,6 +30,36 @@ type UserNS struct {
 	Level, UID, GID, Inum uint32
 }
 
+// Class says whose check it is (capsrec.h's enum check_class).
+type Class uint8
+
+const (
+	ClassNeed          Class = bpf.ClassNeed          // the workload's own code asked
+	ClassProbe         Class = bpf.ClassProbe         // the kernel probing (noaudit, or only testing the answer)
+	ClassRuntime       Class = bpf.ClassRuntime       // the container runtime setting a container or exec up
+	ClassOverrideCreds Class = bpf.ClassOverrideCreds // under borrowed credentials (overlayfs copy-up)
+)
+
+// ClassNames are the JSON's capsrec.class values, indexed by Class.
+var ClassNames = [bpf.ClassCount]string{"need", "probe", "runtime", "override_creds"}
+
+func (c Class) String() string {
+	if int(c) < len(ClassNames) {
+		return ClassNames[c]
+	}
+	return "need"
+}
+
+// ParseClass reads a capsrec.class value.
+func ParseClass(s string) (Class, bool) {
+	for i, n := range ClassNames {
+		if n == s {
+			return Class(i), true
+		}
+	}
+	return 0, false
+}
+
 // Check is one decoded cap_capable call.
 type Check struct {
 	Time  time.Time // wall clock, UTC
@@ -56,6 +86,12 @@ type Check struct {
 	Method            bpf.Method
 	OverrideCreds     bool
 	Syscall           int32 // -1 when unknown or not in a syscall
+
+	Class Class
+	// CallSite names the kernel function that asked ("" when unknown); SiteProbe
+	// is what the call site alone says, before opts are taken into account.
+	CallSite  string
+	SiteProbe bool
 
 	TargetNS UserNS
 	NS       [bpf.NSCount]uint32

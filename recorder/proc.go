@@ -29,6 +29,8 @@ type Process struct {
 	Arguments    string
 	Cwd          string
 	Flags        string
+	// Runtime names the container runtime the process runs as ("runc"), "" for others.
+	Runtime string
 
 	exited   bool
 	exitedAt time.Time
@@ -58,6 +60,8 @@ type ProcCache struct {
 	procs  map[uint32]*Process
 	exited []*Process // in exit order
 	now    func() time.Time
+	// runtimes are the runtime binaries by the kernel's index (exec_event.runtime - 1).
+	runtimes []string
 }
 
 // NewProcCache makes an empty cache; node names exec IDs as Tetragon's node_name does.
@@ -152,6 +156,11 @@ func (pc *ProcCache) OnExec(ev *bpf.ExecEvent) *Process {
 	if binary != "" && !path.IsAbs(binary) && cwd != "" {
 		binary = path.Join(cwd, binary)
 	}
+	runtime := ""
+	if i := int(ev.Runtime) - 1; i >= 0 && i < len(pc.runtimes) {
+		// runc re-execs itself from a memfd as /dev/fd/N: name it by what it is.
+		binary, runtime = pc.runtimes[i], path.Base(pc.runtimes[i])
+	}
 	argLen := min(int(ev.ArgsLen), len(ev.Args))
 	raw := make([]byte, argLen)
 	for i := range raw {
@@ -166,6 +175,7 @@ func (pc *ProcCache) OnExec(ev *bpf.ExecEvent) *Process {
 		UID:       ev.Uid,
 		AUID:      ev.Auid,
 		Binary:    binary,
+		Runtime:   runtime,
 		Arguments: argumentsFromArgv(raw),
 		Cwd:       cwd,
 		Flags: flags("execve", when(cwd == "/", "rootcwd"), when(prev != nil && strings.Contains(prev.Flags, "clone") && !strings.Contains(prev.Flags, "execve"), "clone"),
@@ -202,7 +212,7 @@ func (pc *ProcCache) OnFork(ev *bpf.ForkEvent) *Process {
 	if parent := pc.procs[ev.Ptgid]; parent != nil {
 		p.ParentExecID = parent.ExecID
 		p.UID, p.AUID = parent.UID, parent.AUID
-		p.Binary, p.Arguments, p.Cwd = parent.Binary, parent.Arguments, parent.Cwd
+		p.Binary, p.Arguments, p.Cwd, p.Runtime = parent.Binary, parent.Arguments, parent.Cwd, parent.Runtime
 		p.Flags = flags("clone", when(p.Cwd == "/", "rootcwd"))
 	}
 	p.ExecID = pc.execID(p.Ktime, p.Tgid)

@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/callsite"
 )
 
 // Options tune a Recorder.
@@ -21,6 +22,11 @@ type Options struct {
 	Poll      time.Duration
 	ProcGrace time.Duration
 	MaxProcs  int
+	// Symbols names call sites; nil leaves them unnamed.
+	Symbols *callsite.Table
+	// Runtimes are the container runtime binaries the kernel marks processes by,
+	// indexed as bpf.Config.RuntimeExes's values less one.
+	Runtimes []string
 }
 
 // Recorder turns ring-buffer records into Checks.
@@ -53,6 +59,7 @@ func New(sess *bpf.Session, opts Options) (*Recorder, error) {
 	clock := NewClock()
 	r := &Recorder{sess: sess, rd: rd, opts: opts, clock: clock,
 		Procs: NewProcCache(opts.Node, clock, opts.ProcGrace, opts.MaxProcs)}
+	r.Procs.runtimes = opts.Runtimes
 	// After the exec hook is attached, so that no process falls between the two.
 	if err := r.Procs.ScanProc(); err != nil {
 		rd.Close()
@@ -175,6 +182,11 @@ func (r *Recorder) check(ev *bpf.CapEvent) *Check {
 		CgroupName:     cString(ev.CgroupName[:]),
 		ExeIno:         ev.ExeIno,
 		ExeDev:         ev.ExeDev,
+		Class:          Class(ev.Class),
+		SiteProbe:      ev.SiteProbe != 0,
+	}
+	if r.opts.Symbols != nil {
+		c.CallSite = r.opts.Symbols.Func(ev.CallSite)
 	}
 	if ev.HasOpts != 0 {
 		switch r.sess.OptsKind {

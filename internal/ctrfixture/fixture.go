@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -154,8 +155,10 @@ func (c *Containerd) importImages() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := map[string]file{"bin/busybox": {data: busybox, mode: 0o755}, "tmp/.keep": {mode: 0o644}}
-	for _, applet := range []string{"sh", "sleep", "dmesg", "chown", "cat", "ls", "touch", "id", "true"} {
+	app := map[string]file{"bin/busybox": {data: busybox, mode: 0o755}, "tmp/.keep": {mode: 0o644},
+		"etc/passwd": {data: []byte("root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n"), mode: 0o644},
+		"etc/group":  {data: []byte("root:x:0:\nnogroup:x:65534:\n"), mode: 0o644}}
+	for _, applet := range []string{"sh", "sleep", "dmesg", "chown", "cat", "ls", "touch", "id", "true", "chmod", "mknod", "chroot", "su", "kill"} {
 		app["bin/"+applet] = file{symlink: "busybox"}
 	}
 	for _, img := range []struct {
@@ -199,6 +202,17 @@ type Pod struct {
 	Name, Namespace, UID string
 	SandboxID            string
 	Containers           map[string]string // name -> id
+	config               *runtimeapi.PodSandboxConfig
+	mu                   sync.Mutex // Containers, for tests that start containers at once
+}
+
+// ContainerSpec is a container to run: its command, and its capabilities.
+type ContainerSpec struct {
+	Name    string
+	Command []string
+	// Caps, when not nil, makes the securityContext drop ALL and add these
+	// (Kubernetes spelling: CHOWN); nil keeps the runtime's defaults.
+	Caps []string
 }
 
 // RunPod makes a host-network pod with one app container per name, as kubelet would.
@@ -228,32 +242,65 @@ func (c *Containerd) RunPod(name, namespace string, labels map[string]string, co
 	if err != nil {
 		c.fatalWithLog("RunPodSandbox %s: %v", name, err)
 	}
-	pod := &Pod{Name: name, Namespace: namespace, UID: uid, SandboxID: run.PodSandboxId, Containers: map[string]string{}}
+	pod := &Pod{Name: name, Namespace: namespace, UID: uid, SandboxID: run.PodSandboxId, Containers: map[string]string{}, config: cfg}
 	c.pods = append(c.pods, pod)
 	for _, ctrName := range containers {
-		created, err := c.CRI.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
-			PodSandboxId:  run.PodSandboxId,
-			SandboxConfig: cfg,
-			Config: &runtimeapi.ContainerConfig{
-				Metadata: &runtimeapi.ContainerMetadata{Name: ctrName},
-				Image:    &runtimeapi.ImageSpec{Image: AppImage},
-				Command:  []string{"/bin/sleep", "3600"},
-				LogPath:  ctrName + ".log",
-				Labels:   map[string]string{"io.kubernetes.container.name": ctrName, "io.kubernetes.pod.name": name, "io.kubernetes.pod.namespace": namespace},
-				Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
-					NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE},
-				}},
-			},
-		})
-		if err != nil {
-			c.fatalWithLog("CreateContainer %s/%s: %v", name, ctrName, err)
-		}
-		if _, err := c.CRI.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: created.ContainerId}); err != nil {
-			c.fatalWithLog("StartContainer %s/%s: %v", name, ctrName, err)
-		}
-		pod.Containers[ctrName] = created.ContainerId
+		c.RunContainer(pod, ContainerSpec{Name: ctrName, Command: []string{"/bin/sleep", "3600"}})
 	}
 	return pod
+}
+
+// RunContainer creates and starts a container in pod p and returns its id.
+func (c *Containerd) RunContainer(p *Pod, spec ContainerSpec) string {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sc := &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE}}
+	if spec.Caps != nil {
+		sc.Capabilities = &runtimeapi.Capability{DropCapabilities: []string{"ALL"}, AddCapabilities: spec.Caps}
+	}
+	created, err := c.CRI.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+		PodSandboxId:  p.SandboxID,
+		SandboxConfig: p.config,
+		Config: &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: spec.Name},
+			Image:    &runtimeapi.ImageSpec{Image: AppImage},
+			Command:  spec.Command,
+			LogPath:  spec.Name + ".log",
+			Labels:   map[string]string{"io.kubernetes.container.name": spec.Name, "io.kubernetes.pod.name": p.Name, "io.kubernetes.pod.namespace": p.Namespace},
+			Linux:    &runtimeapi.LinuxContainerConfig{SecurityContext: sc},
+		},
+	})
+	if err != nil {
+		c.fatalWithLog("CreateContainer %s/%s: %v", p.Name, spec.Name, err)
+	}
+	if _, err := c.CRI.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: created.ContainerId}); err != nil {
+		c.fatalWithLog("StartContainer %s/%s: %v", p.Name, spec.Name, err)
+	}
+	p.mu.Lock()
+	p.Containers[spec.Name] = created.ContainerId
+	p.mu.Unlock()
+	return created.ContainerId
+}
+
+// WaitExit waits for a container to exit and returns its exit code.
+func (c *Containerd) WaitExit(id string, timeout time.Duration) int32 {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		st, err := c.CRI.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+		cancel()
+		if err != nil {
+			c.t.Fatalf("ContainerStatus %s: %v", id, err)
+		}
+		if st.Status.State == runtimeapi.ContainerState_CONTAINER_EXITED {
+			return st.Status.ExitCode
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatalf("container %s did not exit within %s", id, timeout)
+	return -1
 }
 
 func (c *Containerd) fatalWithLog(format string, args ...any) {

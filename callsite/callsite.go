@@ -1,0 +1,244 @@
+// Package callsite names the kernel function behind each capability check and
+// says whether it is the workload asking or the kernel probing. The BPF
+// programs walk the kernel stack through a table of function address ranges
+// that this package builds from /proc/kallsyms; user space names the call site
+// from the same symbols.
+package callsite
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Kind is what a function is to the stack walk (capsrec.h's enum site_kind).
+type Kind uint32
+
+const (
+	Unknown  Kind = 0 // the caller asking: a need, unless a noaudit wrapper came first
+	Glue     Kind = 1 // tracing machinery between the hook and cap_capable
+	Plumbing Kind = 2 // capable(), security_capable(), ...: the walk looks further
+	NoAudit  Kind = 3 // a noaudit wrapper: a probe; the walk looks further for the name
+	Probe    Kind = 4 // a caller that only tests the answer: a probe, and the call site
+)
+
+// Kinds maps function names to their kind, for every kernel of the matrix (5.10
+// to 7.2): a name a kernel lacks is skipped. Compiler suffixes (.isra.0,
+// .constprop.0, .cold) are ignored when matching.
+var Kinds = map[string]Kind{
+	// The hook's own frames: tracepoint (tp_btf), fexit trampoline helpers, kprobes.
+	"bpf_trace_run1": Glue, "bpf_trace_run2": Glue, "bpf_trace_run3": Glue, "bpf_trace_run4": Glue,
+	"bpf_trace_run5": Glue, "bpf_trace_run6": Glue, "bpf_trace_run7": Glue, "bpf_trace_run8": Glue,
+	"__bpf_trace_cap_capable": Glue, "__traceiter_cap_capable": Glue, "perf_trace_cap_capable": Glue,
+	"bpf_get_stack_raw_tp": Glue, "____bpf_get_stack_raw_tp": Glue,
+	"__bpf_prog_enter": Glue, "__bpf_prog_exit": Glue, "__bpf_prog_enter_recur": Glue, "__bpf_prog_exit_recur": Glue,
+	"trace_call_bpf": Glue, "kprobe_perf_func": Glue, "kprobe_dispatcher": Glue, "kprobe_ftrace_handler": Glue,
+	"kretprobe_perf_func": Glue, "kretprobe_dispatcher": Glue, "__kretprobe_trampoline_handler": Glue,
+	"kretprobe_trampoline_handler": Glue, "trampoline_handler": Glue, "__kretprobe_trampoline": Glue,
+	"kretprobe_trampoline": Glue, "arch_rethook_trampoline": Glue, "arch_rethook_trampoline_callback": Glue,
+	"rethook_trampoline_handler": Glue, "kretprobe_rethook_handler": Glue, "ftrace_regs_caller": Glue,
+	"ftrace_caller": Glue, "ftrace_regs_call": Glue, "ftrace_call": Glue, "aggr_pre_handler": Glue,
+	"kprobe_int3_handler": Glue, "exc_int3": Glue, "asm_exc_int3": Glue, "opt_pre_handler": Glue,
+	"optimized_callback": Glue,
+
+	// The capability plumbing (kernel/capability.c, security/, include/linux/capability.h).
+	"cap_capable": Plumbing, "cap_capable_helper": Plumbing, "security_capable": Plumbing,
+	"ns_capable_common": Plumbing, "ns_capable": Plumbing, "ns_capable_setid": Plumbing, "capable": Plumbing,
+	"has_ns_capability": Plumbing, "has_capability": Plumbing, "file_ns_capable": Plumbing,
+	"capable_wrt_inode_uidgid": Plumbing, "privileged_wrt_inode_uidgid": Plumbing, "inode_capable": Plumbing,
+	"sk_ns_capable": Plumbing, "sk_capable": Plumbing, "sk_net_capable": Plumbing,
+	"netlink_ns_capable": Plumbing, "netlink_capable": Plumbing, "netlink_net_capable": Plumbing,
+	"bpf_token_capable": Plumbing, "checkpoint_restore_ns_capable": Plumbing,
+
+	// Wrappers that pass CAP_OPT_NOAUDIT (or SECURITY_CAP_NOAUDIT before 5.1).
+	"ns_capable_noaudit": NoAudit, "has_ns_capability_noaudit": NoAudit, "has_capability_noaudit": NoAudit,
+	"checkpoint_restore_ns_capable_noaudit": NoAudit,
+
+	// Callers that only test the answer. Overcommit accounting asks CAP_SYS_ADMIN on
+	// every accountable mmap, brk, fork and exec to pick a memory reserve (noaudit).
+	"cap_vm_enough_memory": Probe, "security_vm_enough_memory_mm": Probe, "__vm_enough_memory": Probe,
+	// capset asks CAP_SETPCAP (audited) only to know whether the inheritable set is capped.
+	"cap_inh_is_capped": Probe, "cap_capset": Probe,
+	// Noaudit calls of security_capable made directly.
+	"ptracer_capable": Probe, "kallsyms_show_value": Probe,
+}
+
+// MaxRanges is capsrec.h's MAX_SITES: the BPF table's size.
+const MaxRanges = 128
+
+// Range is one function's text, [Start, End), and its kind.
+type Range struct {
+	Start, End uint64
+	Kind       Kind
+}
+
+// Table holds the kernel's text symbols, sorted by address.
+type Table struct {
+	addrs []uint64
+	names []string // names[i] starts at addrs[i]; "[module]" suffix kept off
+	// TextStart and TextEnd bound the core kernel's text (_stext, _etext).
+	TextStart, TextEnd uint64
+}
+
+// ErrNoAddresses: kallsyms shows zero addresses (kptr_restrict, or not root).
+var ErrNoAddresses = errors.New("/proc/kallsyms shows no addresses (kernel.kptr_restrict, or capsrec is not root)")
+
+// LoadKallsyms reads /proc/kallsyms.
+func LoadKallsyms() (*Table, error) {
+	f, err := os.Open("/proc/kallsyms")
+	if err != nil {
+		return nil, fmt.Errorf("reading kernel symbols: %w", err)
+	}
+	defer f.Close()
+	return Parse(f)
+}
+
+// Parse reads kallsyms text: "ADDR TYPE NAME [\t[MODULE]]" lines. It keeps text
+// symbols only, so that a function ends where the next text symbol starts.
+func Parse(r io.Reader) (*Table, error) {
+	t := &Table{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	nonzero := false
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(line) < 20 || line[16] != ' ' || line[18] != ' ' {
+			continue
+		}
+		switch line[17] {
+		case 't', 'T', 'w', 'W':
+		default:
+			continue
+		}
+		addr, err := strconv.ParseUint(string(line[:16]), 16, 64)
+		if err != nil {
+			continue
+		}
+		name := line[19:]
+		if i := bytes.IndexByte(name, '\t'); i >= 0 {
+			name = name[:i]
+		}
+		if addr != 0 {
+			nonzero = true
+		}
+		n := string(name)
+		switch n {
+		case "_stext":
+			t.TextStart = addr
+		case "_etext":
+			t.TextEnd = addr
+		}
+		t.addrs = append(t.addrs, addr)
+		t.names = append(t.names, n)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading kernel symbols: %w", err)
+	}
+	if !nonzero {
+		return nil, ErrNoAddresses
+	}
+	if !slices.IsSorted(t.addrs) {
+		t.sort()
+	}
+	if t.TextStart == 0 || t.TextEnd <= t.TextStart {
+		return nil, errors.New("kernel symbols lack _stext/_etext")
+	}
+	return t, nil
+}
+
+func (t *Table) sort() {
+	idx := make([]int, len(t.addrs))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int {
+		switch {
+		case t.addrs[a] < t.addrs[b]:
+			return -1
+		case t.addrs[a] > t.addrs[b]:
+			return 1
+		}
+		return 0
+	})
+	addrs := make([]uint64, len(idx))
+	names := make([]string, len(idx))
+	for i, j := range idx {
+		addrs[i], names[i] = t.addrs[j], t.names[j]
+	}
+	t.addrs, t.names = addrs, names
+}
+
+// baseName drops the compiler's suffixes: foo.isra.0, foo.constprop.0, foo.cold.
+func baseName(name string) string {
+	if i := strings.IndexByte(name, '.'); i > 0 {
+		return name[:i]
+	}
+	return name
+}
+
+// Ranges are the functions of Kinds this kernel has, sorted, merged where they
+// touch with the same kind, for the BPF table. A function ends where the next
+// text symbol begins.
+func (t *Table) Ranges() ([]Range, error) {
+	var rs []Range
+	for i, name := range t.names {
+		k, ok := Kinds[baseName(name)]
+		if !ok || t.addrs[i] < t.TextStart || t.addrs[i] >= t.TextEnd {
+			continue
+		}
+		end := t.TextEnd
+		for j := i + 1; j < len(t.addrs); j++ {
+			if t.addrs[j] > t.addrs[i] {
+				end = t.addrs[j]
+				break
+			}
+		}
+		if n := len(rs); n > 0 && rs[n-1].Kind == k && rs[n-1].End == t.addrs[i] {
+			rs[n-1].End = end
+			continue
+		}
+		rs = append(rs, Range{Start: t.addrs[i], End: end, Kind: k})
+	}
+	if len(rs) > MaxRanges {
+		return nil, fmt.Errorf("%d call-site ranges, more than the BPF table's %d", len(rs), MaxRanges)
+	}
+	if !hasPlumbing(rs) {
+		return nil, errors.New("kernel symbols lack cap_capable")
+	}
+	return rs, nil
+}
+
+func hasPlumbing(rs []Range) bool {
+	for _, r := range rs {
+		if r.Kind == Plumbing {
+			return true
+		}
+	}
+	return false
+}
+
+// Func names the function holding the return address ip, with the module in
+// brackets for module text; "" when ip is 0 or outside every symbol.
+func (t *Table) Func(ip uint64) string {
+	if ip == 0 {
+		return ""
+	}
+	// A return address may point just past a function that ends in a call.
+	i, found := slices.BinarySearch(t.addrs, ip-1)
+	if !found {
+		i--
+	}
+	if i < 0 {
+		return ""
+	}
+	return t.names[i]
+}
+
+// KindOf is the kind of the function holding the return address ip.
+func (t *Table) KindOf(ip uint64) Kind { return Kinds[baseName(t.Func(ip))] }

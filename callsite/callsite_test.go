@@ -1,0 +1,111 @@
+package callsite
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// A kallsyms excerpt as 6.18 prints it: core text, a module, data symbols between.
+const sample = `ffffffff81000000 T _stext
+ffffffff81100000 t bpf_trace_run5
+ffffffff81100200 t __bpf_trace_cap_capable
+ffffffff81100280 T cap_capable
+ffffffff81100400 T security_capable
+ffffffff81100480 T security_vm_enough_memory_mm
+ffffffff81100600 T ns_capable_noaudit
+ffffffff81100680 T ns_capable
+ffffffff81100700 T capable
+ffffffff81100780 t do_syslog.part.0
+ffffffff81100900 t cap_capset.isra.0
+ffffffff81100a00 D some_data
+ffffffff81100b00 T generic_permission
+ffffffff82000000 T _etext
+ffffffffc0000000 t ovl_copy_up_one	[overlay]
+`
+
+func TestRangesAndNames(t *testing.T) {
+	tab, err := Parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := tab.Ranges()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Range{
+		{0xffffffff81100000, 0xffffffff81100280, Glue}, // bpf_trace_run5 and __bpf_trace_cap_capable, merged
+		{0xffffffff81100280, 0xffffffff81100480, Plumbing},
+		{0xffffffff81100480, 0xffffffff81100600, Probe},
+		{0xffffffff81100600, 0xffffffff81100680, NoAudit},
+		{0xffffffff81100680, 0xffffffff81100780, Plumbing},
+		{0xffffffff81100900, 0xffffffff81100b00, Probe}, // cap_capset.isra.0: suffix ignored; data symbols do not end it
+	}
+	if len(rs) != len(want) {
+		t.Fatalf("ranges = %x, want %x", rs, want)
+	}
+	for i := range want {
+		if rs[i] != want[i] {
+			t.Errorf("range %d = %x, want %x", i, rs[i], want[i])
+		}
+	}
+	for ip, name := range map[uint64]string{
+		0xffffffff81100790: "do_syslog.part.0",
+		0xffffffff81100780: "ns_capable+end", // a return address just past a function's last call
+		0xffffffffc0000010: "ovl_copy_up_one",
+		0:                  "",
+	} {
+		if name == "ns_capable+end" {
+			name = "capable"
+		}
+		if got := tab.Func(ip); got != name {
+			t.Errorf("Func(%x) = %q, want %q", ip, got, name)
+		}
+	}
+	if k := tab.KindOf(0xffffffff81100904); k != Probe {
+		t.Errorf("cap_capset.isra.0 kind %d", k)
+	}
+}
+
+func TestBadKallsyms(t *testing.T) {
+	var hidden strings.Builder // what kptr_restrict shows: every address 0
+	for _, line := range strings.SplitAfter(sample, "\n") {
+		if len(line) > 16 {
+			line = strings.Repeat("0", 16) + line[16:]
+		}
+		hidden.WriteString(line)
+	}
+	for name, text := range map[string]string{
+		"kptr_restrict": hidden.String(),
+		"no _etext":     strings.ReplaceAll(sample, "_etext", "other"),
+	} {
+		if _, err := Parse(strings.NewReader(text)); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+// The running kernel's symbols: every function the walk must know is there
+// under one of its names, and the table fits the BPF map.
+func TestThisKernel(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("kallsyms shows addresses to root only")
+	}
+	tab, err := LoadKallsyms()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := tab.Ranges()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[Kind]int{}
+	for _, r := range rs {
+		kinds[r.Kind]++
+	}
+	for _, k := range []Kind{Plumbing, NoAudit, Probe} {
+		if kinds[k] == 0 {
+			t.Errorf("no function of kind %d in this kernel's symbols", k)
+		}
+	}
+}
