@@ -1,6 +1,7 @@
 package main
 
 import (
+	"compress/gzip"
 	"os"
 	"os/exec"
 	"strings"
@@ -87,6 +88,54 @@ func TestUnavailableMethodIsOneLine(t *testing.T) {
 		t.Run(m, func(t *testing.T) {
 			assertOneLineError(t, exec.Command(testutil.Binary(t), "record", "--attach", m), m+": ")
 			testutil.AssertNothingLeft(t)
+		})
+	}
+}
+
+// Hostile files for profile, --check and --btf: one FILE:LINE: reason line, a
+// non-zero exit, and memory bounded however large the input would grow.
+func TestHostileFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := dir + "/" + name
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	long := write("long.txt", []byte(strings.Repeat("x", 3<<20)))
+	deep := write("deep.txt", []byte(strings.Repeat("[", 10_000_000)))
+	xs := write("xs.txt", []byte(strings.Repeat("x\n", 5_000_000)))
+	// 1 GB of zeros with no newline, as 1 MB of gzip.
+	var bomb strings.Builder
+	zw := gzip.NewWriter(&bomb)
+	chunk := make([]byte, 1<<20)
+	for range 1024 {
+		_, _ = zw.Write(chunk)
+	}
+	_ = zw.Close()
+	zeros := write("zeros.gz", []byte(bomb.String()))
+	empty := write("empty.json", nil)
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"profile", long}, long + ":1: a line longer than 1048576 bytes"},
+		{[]string{"profile", deep}, deep + ":1: invalid JSON: nested deeper than 64"},
+		{[]string{"profile", xs}, xs + ":1: invalid JSON"},
+		{[]string{"profile", zeros}, zeros + ":1: a line longer than"},
+		{[]string{"profile", "/dev/zero"}, "/dev/zero: not a regular file but a character device"},
+		{[]string{"profile", "--check", "/dev/zero", empty}, "/dev/zero: not a regular file"},
+		{[]string{"profile", dir}, dir + ": not a regular file but a directory"},
+		{[]string{"--btf", "/dev/zero", "record"}, "--btf /dev/zero: /dev/zero: not a regular file"},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			cmd := exec.Command(testutil.Binary(t), c.args...)
+			assertOneLineError(t, cmd, c.want)
+			if rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss; rss > 200<<10 {
+				t.Errorf("peak RSS %d KiB, want under 200 MiB", rss)
+			}
 		})
 	}
 }

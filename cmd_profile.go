@@ -14,6 +14,7 @@ import (
 	"github.com/capsrec/capsrec/output"
 	"github.com/capsrec/capsrec/profile"
 	"github.com/capsrec/capsrec/recorder"
+	"github.com/capsrec/capsrec/textsafe"
 )
 
 var profileCommand = &cli.Command{
@@ -80,7 +81,7 @@ func runProfile(c *cli.Context) error {
 			return err
 		}
 		for _, f := range findings {
-			fmt.Fprintln(c.App.Writer, f)
+			fmt.Fprintln(c.App.Writer, textsafe.Visible(f.String()))
 		}
 		if len(findings) > 0 {
 			return cli.Exit("", 1)

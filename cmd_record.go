@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/capsrec/capsrec/boundedfile"
 	"github.com/capsrec/capsrec/bpf"
 	"github.com/capsrec/capsrec/callsite"
 	"github.com/capsrec/capsrec/enrich"
@@ -65,6 +67,8 @@ var recordCommand = &cli.Command{
 // recordStats are the user-space counts the summary line adds to the kernel's.
 type recordStats struct {
 	printed, filtered uint64
+	// unwritten checks were formatted but the reader never took them (it stalled past the stop).
+	unwritten uint64
 }
 
 func runRecord(c *cli.Context) error {
@@ -159,14 +163,16 @@ func runRecord(c *cli.Context) error {
 		return err
 	}
 
+	// A reader that stalls (| less) must not hold the hooks or the signals.
+	out := output.NewAsync(c.App.Writer, 4<<20, ctx.Done())
 	var w output.Writer
 	if format == output.FormatJSON {
-		w = output.NewJSON(c.App.Writer, nodeName(c), recorder.HostNamespaces())
+		w = output.NewJSON(out, nodeName(c), recorder.HostNamespaces())
 	} else {
 		if stdoutTTY {
 			fmt.Fprintln(c.App.Writer, output.Header)
 		}
-		w = output.NewCompact(c.App.Writer, colored)
+		w = output.NewCompact(out, colored)
 	}
 
 	summary := isatty.IsTerminal(os.Stderr.Fd())
@@ -219,14 +225,28 @@ func runRecord(c *cli.Context) error {
 	if runErr == nil {
 		runErr = w.Flush()
 	}
-	if errors.Is(runErr, syscall.EPIPE) {
-		runErr = nil // the reader went away (| head): a normal end
+	// Nothing more comes from the kernel: detach before waiting on the reader.
+	if err := sess.Detach(); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("detaching: %w", err))
+	}
+	unwritten, werr := out.Close(500 * time.Millisecond)
+	if runErr == nil {
+		runErr = werr
+	}
+	st.unwritten = uint64(max(unwritten, 0))
+	if errors.Is(runErr, syscall.EPIPE) || errors.Is(runErr, output.ErrStalled) {
+		runErr = nil // the reader went away (| head) or stalled past the stop: a normal end
 	}
 	kstats, err := sess.Stats()
 	if err != nil {
 		return errors.Join(runErr, err)
 	}
 	fmt.Fprintln(c.App.ErrWriter, summaryLine(kstats, st))
+	if kstats.WalkMismatch > 0 {
+		if fast, slow, err := sess.WalkMismatch(); err == nil {
+			fmt.Fprintf(c.App.ErrWriter, "capsrec: the first disagreement: the fast walk found %s, the unwinder %s\n", rec.CallSiteName(fast), rec.CallSiteName(slow))
+		}
+	}
 	if prof != nil {
 		fmt.Fprintln(c.App.ErrWriter)
 		stderrColor, _ := output.UseColor(c.String("color"), isatty.IsTerminal(os.Stderr.Fd()), os.Getenv("NO_COLOR") != "")
@@ -243,12 +263,22 @@ func summaryLine(k bpf.Stats, u recordStats) string {
 	for _, n := range k.Hidden {
 		hidden += n
 	}
-	s := fmt.Sprintf("capsrec: %d checks seen, %d printed, %d filtered, %d lost", k.Seen, u.printed, filtered, k.Lost)
+	printed := u.printed - min(u.unwritten, u.printed)
+	s := fmt.Sprintf("capsrec: %d checks seen, %d printed, %d filtered, %d lost", k.Seen, printed, filtered, k.Lost)
+	if u.unwritten > 0 {
+		s += fmt.Sprintf(", %d not written (the reader of stdout stalled)", u.unwritten)
+	}
 	if unread := int64(k.Seen) - int64(u.printed+filtered+k.Lost+hidden); unread > 0 {
 		s += fmt.Sprintf(", %d not read (stopped early)", unread)
 	}
 	if hidden > 0 {
 		s += fmt.Sprintf("; %d runtime setup and %d probe checks hidden (--all shows them)", k.Hidden[bpf.ClassRuntime], k.Hidden[bpf.ClassProbe])
+	}
+	if os.Getenv("CAPSREC_DEBUG_WALK") != "" {
+		s += fmt.Sprintf("; walks: %d fast, %d slow, %d verified", k.FastWalks, k.SlowWalks, k.WalkVerified)
+	}
+	if k.WalkMismatch > 0 {
+		s += fmt.Sprintf("; the fast call-site walk disagreed with the kernel's unwinder %d times and turned itself off", k.WalkMismatch)
 	}
 	if k.UnwindFailed > 0 {
 		s += fmt.Sprintf("; %d checks without a readable kernel stack (counted as needs)", k.UnwindFailed)
@@ -262,12 +292,20 @@ func summaryLine(k bpf.Stats, u recordStats) string {
 	return s
 }
 
+// maxBTF bounds --btf: a kernel's BTF is 5-10 MiB, a vmlinux with it a few hundred.
+const maxBTF = 1 << 30
+
 func loadBTFFlag(c *cli.Context, cfg *bpf.Config) error {
 	path := c.String("btf")
 	if path == "" {
 		return nil
 	}
-	spec, err := btf.LoadSpec(path)
+	f, err := boundedfile.Open(path, maxBTF)
+	if err != nil {
+		return fmt.Errorf("--btf %s: %w", path, err)
+	}
+	defer f.Close()
+	spec, err := btf.LoadSpecFromReader(f)
 	if err != nil {
 		return fmt.Errorf("--btf %s: %w", path, err)
 	}
@@ -360,6 +398,9 @@ func openSession(c *cli.Context, cfg bpf.Config, method bpf.Method, duration tim
 		return nil, err
 	}
 	s.cleanup = append(s.cleanup, func() { s.sess.Close() })
+	if ropts.Symbols != nil && s.sess.Method != bpf.MethodKprobe {
+		ropts.Learner = callsite.NewLearner(ropts.Symbols)
+	}
 	if s.rec, err = recorder.New(s.sess, ropts); err != nil {
 		return nil, err
 	}
@@ -400,6 +441,10 @@ func classifyChecks(c *cli.Context, cfg *bpf.Config, ropts *recorder.Options) {
 	}
 	cfg.TextStart, cfg.TextEnd = syms.TextStart, syms.TextEnd
 	ropts.Symbols = syms
+	// Tests check every fast walk against the kernel's unwinder.
+	if n, err := strconv.ParseUint(os.Getenv("CAPSREC_VERIFY_CALL_SITES"), 10, 32); err == nil {
+		cfg.VerifyEvery = uint32(n)
+	}
 }
 
 // dialRuntime connects to --runtime-endpoint, or to the first default that

@@ -101,3 +101,65 @@ func TestRecordCountsLostEvents(t *testing.T) {
 	}
 	testutil.AssertNothingLeft(t)
 }
+
+// A reader that takes nothing (| less left alone, | sleep) must not hold the
+// session: SIGINT and --duration end it within a second, the hooks are gone,
+// and what was never written is counted.
+func TestStalledReader(t *testing.T) {
+	method := firstMethod(t)
+	dmesgRestrict(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		stop func(*exec.Cmd)
+	}{
+		{"SIGINT", nil, func(cmd *exec.Cmd) { _ = cmd.Process.Signal(syscall.SIGINT) }},
+		{"duration", []string{"--duration", "2s"}, func(*exec.Cmd) {}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close() // never read until the end: the reader stalls
+			ready := t.TempDir() + "/ready"
+			cmd := exec.Command(testutil.Binary(t), append([]string{"record", "-o", "json", "--attach", method, "--cap", "syslog",
+				"--pid", strconv.Itoa(os.Getpid()), "--ready-file", ready}, tc.args...)...)
+			var stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = w, &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			w.Close()
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			for _, err := os.Stat(ready); err != nil; _, err = os.Stat(ready) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			// Far more than the pipe and capsrec's queue hold: about 30 MB of JSON.
+			for range 10_000 {
+				syscall.RawSyscall(syscall.SYS_SYSLOG, 10, 0, 0)
+			}
+			time.Sleep(300 * time.Millisecond)
+			stopped := time.Now()
+			tc.stop(cmd)
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("capsrec: %v\n%s", err, stderr.String())
+				}
+			case <-time.After(10 * time.Second * testutil.Slow()):
+				_ = cmd.Process.Kill()
+				t.Fatalf("capsrec still runs 10 s after the stop, held by its stalled reader")
+			}
+			// --duration counts from the start; SIGINT from the signal.
+			if took := time.Since(stopped); took > 2*time.Second*testutil.Slow() {
+				t.Errorf("capsrec took %s to end after the stop", took)
+			}
+			if !strings.Contains(stderr.String(), "not written (the reader of stdout stalled)") {
+				t.Errorf("the summary does not count what was never written:\n%s", stderr.String())
+			}
+			testutil.AssertNothingLeft(t)
+		})
+	}
+}

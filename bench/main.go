@@ -174,7 +174,12 @@ func run() error {
 			scenario{"capsrec --attach " + m + ", all filtered in kernel", *checks, capsrec("--attach", m, "-o", "json", "--cap", "chown")},
 			scenario{"capsrec profile --live --attach " + m, *checks, live("--attach", m)})
 	}
-	if _, err := exec.LookPath("bpftrace"); err == nil && *methods == "" {
+	// bpftrace's tracepoint probes need tracefs mounted; the bench does not mount it (it leaves the host as it is).
+	_, tracefs := os.Stat("/sys/kernel/tracing/events/capability/cap_capable")
+	if _, err := exec.LookPath("bpftrace"); err == nil && *methods == "" && tracefs != nil {
+		fmt.Fprintln(os.Stderr, "bench: bpftrace left out: tracefs is not mounted at /sys/kernel/tracing")
+	}
+	if _, err := exec.LookPath("bpftrace"); err == nil && *methods == "" && tracefs == nil {
 		scenarios = append(scenarios, scenario{"bpftrace printf > /dev/null", max(*checks/20, 10000), func(n int) (*result, error) { return runBpftrace(self, n) }})
 	}
 	results := map[string]*result{}

@@ -37,6 +37,9 @@ const volatile __u8 classify_sites = 0;
 const volatile __u64 text_start = 0;
 const volatile __u64 text_end = 0;
 
+/* Check one fast walk in this many against the kernel's unwinder (0: never; tests: 1). */
+const volatile __u32 verify_every = 1024;
+
 /* How many site_ranges are filled. Not const on purpose: the verifier must not know
  * it, or it walks the binary search once per constant index and never prunes. */
 __u32 n_sites = 0;
@@ -86,6 +89,29 @@ struct {
 	__type(value, struct site_range);
 } site_ranges SEC(".maps");
 
+/* Pass-through frames of the fast walk, by return address; learned in user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct frame_info);
+} frames SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct walk_state);
+} walk_states SEC(".maps");
+
+/* The raw stack window and the unwinder's addresses: too big for the BPF stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct learn_event);
+} walk_scratch SEC(".maps");
+
 /* Container runtime executables by identity; the value is 1 + the runtime's index. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -132,6 +158,9 @@ const struct fork_event *const unused_fork_event __attribute__((unused)) = 0;
 const struct exit_event *const unused_exit_event __attribute__((unused)) = 0;
 const struct site_range *const unused_site_range __attribute__((unused)) = 0;
 const struct exe_key *const unused_exe_key __attribute__((unused)) = 0;
+const struct learn_event *const unused_learn_event __attribute__((unused)) = 0;
+const struct frame_info *const unused_frame_info __attribute__((unused)) = 0;
+const struct walk_state *const unused_walk_state __attribute__((unused)) = 0;
 
 /*
  * Wakes the reader only for the record that carries the unread data across
@@ -242,20 +271,18 @@ struct call_site {
 };
 
 /*
- * Finds the kernel function that asked for the capability and whether it only
- * probes. The stack from the hook reads: BPF program and tracing glue, then
- * cap_capable (tracepoint, kprobe) or its caller (fexit), then the capability
- * plumbing (security_capable, ns_capable, capable, ...), then the caller. An
- * unknown caller is a need: nothing is hidden that cannot be classified.
+ * Finds, in the return addresses ips[0..n), the kernel function that asked for
+ * the capability and whether it only probes. The stack from the hook reads: BPF
+ * program and tracing glue, then cap_capable (tracepoint, kprobe) or its caller
+ * (fexit), then the capability plumbing (security_capable, ns_capable, capable,
+ * ...), then the caller. An unknown caller is a need: nothing is hidden that
+ * cannot be classified.
  */
-static __always_inline struct call_site find_call_site(void *ctx)
+static __always_inline struct call_site classify_ips(__u64 *ips, long n)
 {
 	struct call_site cs = {};
-	__u64 stack[STACK_DEPTH];
 	bool preamble = true;
-	long n;
 
-	n = bpf_get_stack(ctx, stack, sizeof(stack), 0);
 	if (n <= 0) {
 		cs.failed = true;
 		return cs;
@@ -264,7 +291,7 @@ static __always_inline struct call_site find_call_site(void *ctx)
 	for (int i = 0; i < STACK_DEPTH; i++) {
 		if (i >= n)
 			break;
-		__u64 ip = stack[i];
+		__u64 ip = ips[i];
 		bool core = ip >= text_start && ip < text_end;
 		/* Return addresses point past the call, perhaps into the next function; a kprobe's
 		 * first frame is the probed address itself. */
@@ -285,6 +312,149 @@ static __always_inline struct call_site find_call_site(void *ctx)
 		if (kind == SITE_PROBE)
 			cs.probe = true;
 		break;
+	}
+	return cs;
+}
+
+/* The kernel's unwinder: exact, and about 2 us a check (bpf_get_stack). */
+static __always_inline struct call_site unwind_call_site(void *ctx)
+{
+	__u64 ips[STACK_DEPTH];
+	long n = bpf_get_stack(ctx, ips, sizeof(ips), 0);
+
+	return classify_ips(ips, n);
+}
+
+/*
+ * Reads the raw kernel stack above anchor into the window, never past the top of
+ * the task's stack. Returns how many words it read (0: none).
+ */
+static __always_inline __u32 read_window(struct learn_event *le, void *anchor)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 top = (__u64)BPF_CORE_READ(task, stack) + THREAD_SIZE;
+	__u32 len = sizeof(le->window);
+	__u64 at;
+
+	/* The anchor as a number: the verifier allows no arithmetic on a ctx pointer. */
+	if (bpf_probe_read_kernel(&at, sizeof(at), &anchor) != 0)
+		return 0;
+
+	if (at < top && top - at < len)
+		len = top - at;
+	len &= ~7U;
+	if (len == 0 || len > sizeof(le->window))
+		return 0;
+	if (bpf_probe_read_kernel(le->window, len, anchor) != 0)
+		return 0;
+	return len / 8;
+}
+
+enum walk_result { WALK_MISS_LEARN, WALK_FOUND, WALK_MISS };
+
+/* window[idx], masked where the verifier sees it: the compiler would drop a mask
+ * it can prove redundant, and the verifier cannot follow that proof. */
+static __always_inline __u64 window_at(struct learn_event *le, __u32 idx)
+{
+	asm volatile("" : "+r"(idx));
+	idx &= WALK_WORDS - 1;
+	return le->window[idx];
+}
+
+/*
+ * The fast walk: from the learned first slot, each learned pass-through frame
+ * says where its caller's return address lies (its frame size at that call, a
+ * fact of the compiled code), up to the first frame that is not glue or
+ * plumbing: the call site. A frame it has not learned sends the check to the
+ * unwinder and asks user space to learn it.
+ */
+static __always_inline enum walk_result fast_walk(struct learn_event *le, __u32 words, struct walk_state *ws,
+						  struct call_site *cs)
+{
+	bool probe = false;
+	__u32 idx;
+
+	if (ws->anchor < 0) /* -1: not learned yet; less: cannot be */
+		return ws->anchor == -1 ? WALK_MISS_LEARN : WALK_MISS;
+	idx = (__u32)ws->anchor / 8;
+	if (idx >= words || idx >= WALK_WORDS)
+		return WALK_MISS;
+	if (ws->anchor_value && window_at(le, idx) != ws->anchor_value)
+		return WALK_MISS;
+	for (int i = 0; i < MAX_WALK; i++) {
+		if (idx >= words || idx >= WALK_WORDS)
+			return WALK_MISS;
+		__u64 r = window_at(le, idx);
+		struct frame_info *f = bpf_map_lookup_elem(&frames, &r);
+
+		if (f) {
+			if (f->delta <= 0 || (f->delta & 7))
+				return WALK_MISS;
+			if (f->kind == SITE_NOAUDIT)
+				probe = true;
+			idx += f->delta / 8;
+			continue;
+		}
+		__u32 kind = r >= text_start && r < text_end ? site_kind(r - 1) : SITE_UNKNOWN;
+		if (kind == SITE_GLUE || kind == SITE_PLUMBING || kind == SITE_NOAUDIT)
+			return WALK_MISS_LEARN;
+		cs->ip = r;
+		cs->probe = probe || kind == SITE_PROBE;
+		return WALK_FOUND;
+	}
+	return WALK_MISS;
+}
+
+/*
+ * The call site of the check being made: the fast walk where it knows the way,
+ * the unwinder where it does not (then user space learns from both). One fast
+ * walk in verify_every is checked against the unwinder; a disagreement turns the
+ * fast walk off for good, and is counted.
+ */
+static __always_inline struct call_site find_call_site(void *ctx, void *anchor, struct check_stats *st)
+{
+	struct call_site cs = {}, slow;
+	enum walk_result got = WALK_MISS;
+	struct learn_event *le;
+	struct walk_state *ws;
+	__u32 zero = 0, words = 0;
+
+	ws = bpf_map_lookup_elem(&walk_states, &zero);
+	le = bpf_map_lookup_elem(&walk_scratch, &zero);
+	if (!ws || !le)
+		return unwind_call_site(ctx);
+	if (!ws->broken) {
+		words = read_window(le, anchor);
+		if (words)
+			got = fast_walk(le, words, ws, &cs);
+	}
+	if (got == WALK_FOUND) {
+		st->fast_walks++;
+		if (verify_every && st->fast_walks % verify_every == 0) {
+			st->walk_verified++;
+			slow = unwind_call_site(ctx);
+			if (!slow.failed && (slow.ip != cs.ip || slow.probe != cs.probe)) {
+				st->walk_mismatch++;
+				if (!ws->broken) {
+					ws->mismatch_fast = cs.ip;
+					ws->mismatch_slow = slow.ip;
+				}
+				ws->broken = 1;
+				return slow;
+			}
+		}
+		return cs;
+	}
+	st->slow_walks++;
+	long n = bpf_get_stack(ctx, le->ips, sizeof(le->ips), 0);
+	cs = classify_ips(le->ips, n);
+	if (got == WALK_MISS_LEARN && words && n > 0) {
+		le->hdr.type = EVENT_LEARN;
+		le->hdr.tgid = 0;
+		le->hdr.ktime = 0;
+		le->n_ips = n / sizeof(__u64);
+		le->n_words = words;
+		bpf_ringbuf_output(&events, le, sizeof(*le), 0);
 	}
 	return cs;
 }
@@ -446,7 +616,7 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 	if (site)
 		cs = *site;
 	else if (classify_sites)
-		cs = find_call_site(ctx);
+		cs = find_call_site(ctx, ctx, st);
 	if (cs.failed)
 		st->unwind_failed++;
 	if (btf)
@@ -508,15 +678,18 @@ int BPF_KPROBE(kprobe_cap_capable, const struct cred *cred, struct user_namespac
 	if ((pid_tgid >> 32) == self_tgid)
 		return 0;
 	/* The call site must be read here: at the return cap_capable's frame is gone. */
-	if (classify_sites && keep_check(pid_tgid, cap)) {
-		struct call_site cs = find_call_site(ctx);
+	struct check_stats *st = stats_here();
+	if (classify_sites && st && keep_check(pid_tgid, cap)) {
+		/* Always the kernel's unwinder here: where a kprobe's sp points differs
+		 * between kprobe mechanisms (int3, ftrace), and kprobes are the slow path anyway. */
+		struct call_site cs = unwind_call_site(ctx);
+		st->slow_walks++;
 		args.call_site = cs.ip;
 		args.probe = cs.probe;
 		args.pad[0] = cs.failed;
 	}
 	/* An entry still here means its return was missed (maxactive). */
 	if (bpf_map_update_elem(&kprobe_args, &pid_tgid, &args, BPF_NOEXIST) != 0) {
-		struct check_stats *st = stats_here();
 		if (st)
 			st->missed_return++;
 		bpf_map_update_elem(&kprobe_args, &pid_tgid, &args, BPF_ANY);

@@ -17,6 +17,7 @@ enum event_type {
 	EVENT_EXEC = 2,
 	EVENT_FORK = 3,
 	EVENT_EXIT = 4,
+	EVENT_LEARN = 5,
 };
 
 enum attach_method {
@@ -47,6 +48,23 @@ enum site_kind {
 
 #define MAX_SITES 128 /* sorted [start, end) ranges, padded with start = ~0 */
 #define STACK_DEPTH 12
+#define WALK_WORDS 64 /* the raw stack window the fast walk reads: 512 bytes above the anchor */
+#define MAX_WALK 10   /* frames the fast walk passes through at most */
+
+/* A pass-through frame of the fast walk: a return address into glue or plumbing. */
+struct frame_info {
+	__s32 delta; /* bytes from this return address's slot to the caller's; <= 0: always unwind */
+	__u32 kind;  /* enum site_kind */
+};
+
+/* The fast walk's start, learned by user space from the kernel's unwinder. */
+struct walk_state {
+	__s32 anchor;       /* bytes from the anchor (ctx, or the kprobe's sp) to the first slot; -1 unknown, less: never */
+	__u32 broken;       /* set when a sampled check disagreed with the unwinder: always unwind */
+	__u64 anchor_value; /* what the first slot holds (0: anything, kprobe) */
+	__u64 mismatch_fast; /* the first disagreement: what the fast walk found ... */
+	__u64 mismatch_slow; /* ... and what the unwinder found */
+};
 
 struct site_range {
 	__u64 start;
@@ -79,6 +97,10 @@ struct check_stats {
 	__u64 agg_full;       /* checks sent whole because the aggregation map was full */
 	__u64 hidden[CLASS_COUNT]; /* checks of a hidden class, counted and not sent */
 	__u64 unwind_failed;  /* checks whose kernel stack could not be read: counted as needs */
+	__u64 fast_walks;     /* call sites found by the fast walk */
+	__u64 slow_walks;     /* call sites found by the kernel's unwinder (bpf_get_stack) */
+	__u64 walk_verified;  /* fast walks checked against the unwinder */
+	__u64 walk_mismatch;  /* ... that disagreed (the fast walk then turns itself off) */
 };
 
 struct event_header {
@@ -174,6 +196,16 @@ struct exit_event {
 };
 
 /* A container runtime's executable, by identity (runtime_exes). */
+/* Sent when the fast walk met a frame it has not learned: the unwinder's
+ * return addresses and the raw stack above the anchor, to learn from. */
+struct learn_event {
+	struct event_header hdr;
+	__u32 n_ips;
+	__u32 n_words; /* of the window read; past them lies an older sample */
+	__u64 ips[STACK_DEPTH];
+	__u64 window[WALK_WORDS];
+};
+
 struct exe_key {
 	__u64 ino;
 	__u32 dev;

@@ -91,6 +91,10 @@ type capsrecCheckStats struct {
 	AggFull      uint64
 	Hidden       [4]uint64
 	UnwindFailed uint64
+	FastWalks    uint64
+	SlowWalks    uint64
+	WalkVerified uint64
+	WalkMismatch uint64
 }
 
 type capsrecEventHeader struct {
@@ -143,12 +147,36 @@ type capsrecForkEvent struct {
 	Pad           uint32
 }
 
+type capsrecFrameInfo struct {
+	_     structs.HostLayout
+	Delta int32
+	Kind  uint32
+}
+
+type capsrecLearnEvent struct {
+	_       structs.HostLayout
+	Hdr     capsrecEventHeader
+	N_ips   uint32
+	N_words uint32
+	Ips     [12]uint64
+	Window  [64]uint64
+}
+
 type capsrecSiteRange struct {
 	_     structs.HostLayout
 	Start uint64
 	End   uint64
 	Kind  uint32
 	Pad   uint32
+}
+
+type capsrecWalkState struct {
+	_            structs.HostLayout
+	Anchor       int32
+	Broken       uint32
+	AnchorValue  uint64
+	MismatchFast uint64
+	MismatchSlow uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -158,12 +186,15 @@ const (
 	capsrecMapAgg                    = "agg"
 	capsrecMapCgroupFilter           = "cgroup_filter"
 	capsrecMapEvents                 = "events"
+	capsrecMapFrames                 = "frames"
 	capsrecMapKprobeArgs             = "kprobe_args"
 	capsrecMapPidFilter              = "pid_filter"
 	capsrecMapRuntimeExes            = "runtime_exes"
 	capsrecMapRuntimeTasks           = "runtime_tasks"
 	capsrecMapSiteRanges             = "site_ranges"
 	capsrecMapStats                  = "stats"
+	capsrecMapWalkScratch            = "walk_scratch"
+	capsrecMapWalkStates             = "walk_states"
 	capsrecProgFexitCapCapable       = "fexit_cap_capable"
 	capsrecProgFexitCapCapableLegacy = "fexit_cap_capable_legacy"
 	capsrecProgKprobeCapCapable      = "kprobe_cap_capable"
@@ -196,8 +227,12 @@ const (
 	capsrecVarUnusedExecEvent        = "unused_exec_event"
 	capsrecVarUnusedExitEvent        = "unused_exit_event"
 	capsrecVarUnusedForkEvent        = "unused_fork_event"
+	capsrecVarUnusedFrameInfo        = "unused_frame_info"
+	capsrecVarUnusedLearnEvent       = "unused_learn_event"
 	capsrecVarUnusedSiteRange        = "unused_site_range"
+	capsrecVarUnusedWalkState        = "unused_walk_state"
 	capsrecVarVerdictFilter          = "verdict_filter"
+	capsrecVarVerifyEvery            = "verify_every"
 	capsrecVarWakeupBytes            = "wakeup_bytes"
 )
 
@@ -264,41 +299,48 @@ type capsrecMapSpecs struct {
 	Agg          *ebpf.MapSpec `ebpf:"agg"`
 	CgroupFilter *ebpf.MapSpec `ebpf:"cgroup_filter"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
+	Frames       *ebpf.MapSpec `ebpf:"frames"`
 	KprobeArgs   *ebpf.MapSpec `ebpf:"kprobe_args"`
 	PidFilter    *ebpf.MapSpec `ebpf:"pid_filter"`
 	RuntimeExes  *ebpf.MapSpec `ebpf:"runtime_exes"`
 	RuntimeTasks *ebpf.MapSpec `ebpf:"runtime_tasks"`
 	SiteRanges   *ebpf.MapSpec `ebpf:"site_ranges"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	WalkScratch  *ebpf.MapSpec `ebpf:"walk_scratch"`
+	WalkStates   *ebpf.MapSpec `ebpf:"walk_states"`
 }
 
 // capsrecVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type capsrecVariableSpecs struct {
-	Aggregate       *ebpf.VariableSpec `ebpf:"aggregate"`
-	CapMask         *ebpf.VariableSpec `ebpf:"cap_mask"`
-	ClassifySites   *ebpf.VariableSpec `ebpf:"classify_sites"`
-	CommFilter      *ebpf.VariableSpec `ebpf:"comm_filter"`
-	FilterCgroups   *ebpf.VariableSpec `ebpf:"filter_cgroups"`
-	FilterComm      *ebpf.VariableSpec `ebpf:"filter_comm"`
-	FilterPids      *ebpf.VariableSpec `ebpf:"filter_pids"`
-	HasTaskPtRegs   *ebpf.VariableSpec `ebpf:"has_task_pt_regs"`
-	HideClasses     *ebpf.VariableSpec `ebpf:"hide_classes"`
-	N_sites         *ebpf.VariableSpec `ebpf:"n_sites"`
-	OptsBitmask     *ebpf.VariableSpec `ebpf:"opts_bitmask"`
-	SelfTgid        *ebpf.VariableSpec `ebpf:"self_tgid"`
-	TextEnd         *ebpf.VariableSpec `ebpf:"text_end"`
-	TextStart       *ebpf.VariableSpec `ebpf:"text_start"`
-	TrackProcesses  *ebpf.VariableSpec `ebpf:"track_processes"`
-	UnusedCapEvent  *ebpf.VariableSpec `ebpf:"unused_cap_event"`
-	UnusedExeKey    *ebpf.VariableSpec `ebpf:"unused_exe_key"`
-	UnusedExecEvent *ebpf.VariableSpec `ebpf:"unused_exec_event"`
-	UnusedExitEvent *ebpf.VariableSpec `ebpf:"unused_exit_event"`
-	UnusedForkEvent *ebpf.VariableSpec `ebpf:"unused_fork_event"`
-	UnusedSiteRange *ebpf.VariableSpec `ebpf:"unused_site_range"`
-	VerdictFilter   *ebpf.VariableSpec `ebpf:"verdict_filter"`
-	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	Aggregate        *ebpf.VariableSpec `ebpf:"aggregate"`
+	CapMask          *ebpf.VariableSpec `ebpf:"cap_mask"`
+	ClassifySites    *ebpf.VariableSpec `ebpf:"classify_sites"`
+	CommFilter       *ebpf.VariableSpec `ebpf:"comm_filter"`
+	FilterCgroups    *ebpf.VariableSpec `ebpf:"filter_cgroups"`
+	FilterComm       *ebpf.VariableSpec `ebpf:"filter_comm"`
+	FilterPids       *ebpf.VariableSpec `ebpf:"filter_pids"`
+	HasTaskPtRegs    *ebpf.VariableSpec `ebpf:"has_task_pt_regs"`
+	HideClasses      *ebpf.VariableSpec `ebpf:"hide_classes"`
+	N_sites          *ebpf.VariableSpec `ebpf:"n_sites"`
+	OptsBitmask      *ebpf.VariableSpec `ebpf:"opts_bitmask"`
+	SelfTgid         *ebpf.VariableSpec `ebpf:"self_tgid"`
+	TextEnd          *ebpf.VariableSpec `ebpf:"text_end"`
+	TextStart        *ebpf.VariableSpec `ebpf:"text_start"`
+	TrackProcesses   *ebpf.VariableSpec `ebpf:"track_processes"`
+	UnusedCapEvent   *ebpf.VariableSpec `ebpf:"unused_cap_event"`
+	UnusedExeKey     *ebpf.VariableSpec `ebpf:"unused_exe_key"`
+	UnusedExecEvent  *ebpf.VariableSpec `ebpf:"unused_exec_event"`
+	UnusedExitEvent  *ebpf.VariableSpec `ebpf:"unused_exit_event"`
+	UnusedForkEvent  *ebpf.VariableSpec `ebpf:"unused_fork_event"`
+	UnusedFrameInfo  *ebpf.VariableSpec `ebpf:"unused_frame_info"`
+	UnusedLearnEvent *ebpf.VariableSpec `ebpf:"unused_learn_event"`
+	UnusedSiteRange  *ebpf.VariableSpec `ebpf:"unused_site_range"`
+	UnusedWalkState  *ebpf.VariableSpec `ebpf:"unused_walk_state"`
+	VerdictFilter    *ebpf.VariableSpec `ebpf:"verdict_filter"`
+	VerifyEvery      *ebpf.VariableSpec `ebpf:"verify_every"`
+	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // capsrecObjects contains all objects after they have been loaded into the kernel.
@@ -324,12 +366,15 @@ type capsrecMaps struct {
 	Agg          *ebpf.Map `ebpf:"agg"`
 	CgroupFilter *ebpf.Map `ebpf:"cgroup_filter"`
 	Events       *ebpf.Map `ebpf:"events"`
+	Frames       *ebpf.Map `ebpf:"frames"`
 	KprobeArgs   *ebpf.Map `ebpf:"kprobe_args"`
 	PidFilter    *ebpf.Map `ebpf:"pid_filter"`
 	RuntimeExes  *ebpf.Map `ebpf:"runtime_exes"`
 	RuntimeTasks *ebpf.Map `ebpf:"runtime_tasks"`
 	SiteRanges   *ebpf.Map `ebpf:"site_ranges"`
 	Stats        *ebpf.Map `ebpf:"stats"`
+	WalkScratch  *ebpf.Map `ebpf:"walk_scratch"`
+	WalkStates   *ebpf.Map `ebpf:"walk_states"`
 }
 
 func (m *capsrecMaps) Close() error {
@@ -337,12 +382,15 @@ func (m *capsrecMaps) Close() error {
 		m.Agg,
 		m.CgroupFilter,
 		m.Events,
+		m.Frames,
 		m.KprobeArgs,
 		m.PidFilter,
 		m.RuntimeExes,
 		m.RuntimeTasks,
 		m.SiteRanges,
 		m.Stats,
+		m.WalkScratch,
+		m.WalkStates,
 	)
 }
 
@@ -350,29 +398,33 @@ func (m *capsrecMaps) Close() error {
 //
 // It can be passed to loadCapsrecObjects or ebpf.CollectionSpec.LoadAndAssign.
 type capsrecVariables struct {
-	Aggregate       *ebpf.Variable `ebpf:"aggregate"`
-	CapMask         *ebpf.Variable `ebpf:"cap_mask"`
-	ClassifySites   *ebpf.Variable `ebpf:"classify_sites"`
-	CommFilter      *ebpf.Variable `ebpf:"comm_filter"`
-	FilterCgroups   *ebpf.Variable `ebpf:"filter_cgroups"`
-	FilterComm      *ebpf.Variable `ebpf:"filter_comm"`
-	FilterPids      *ebpf.Variable `ebpf:"filter_pids"`
-	HasTaskPtRegs   *ebpf.Variable `ebpf:"has_task_pt_regs"`
-	HideClasses     *ebpf.Variable `ebpf:"hide_classes"`
-	N_sites         *ebpf.Variable `ebpf:"n_sites"`
-	OptsBitmask     *ebpf.Variable `ebpf:"opts_bitmask"`
-	SelfTgid        *ebpf.Variable `ebpf:"self_tgid"`
-	TextEnd         *ebpf.Variable `ebpf:"text_end"`
-	TextStart       *ebpf.Variable `ebpf:"text_start"`
-	TrackProcesses  *ebpf.Variable `ebpf:"track_processes"`
-	UnusedCapEvent  *ebpf.Variable `ebpf:"unused_cap_event"`
-	UnusedExeKey    *ebpf.Variable `ebpf:"unused_exe_key"`
-	UnusedExecEvent *ebpf.Variable `ebpf:"unused_exec_event"`
-	UnusedExitEvent *ebpf.Variable `ebpf:"unused_exit_event"`
-	UnusedForkEvent *ebpf.Variable `ebpf:"unused_fork_event"`
-	UnusedSiteRange *ebpf.Variable `ebpf:"unused_site_range"`
-	VerdictFilter   *ebpf.Variable `ebpf:"verdict_filter"`
-	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
+	Aggregate        *ebpf.Variable `ebpf:"aggregate"`
+	CapMask          *ebpf.Variable `ebpf:"cap_mask"`
+	ClassifySites    *ebpf.Variable `ebpf:"classify_sites"`
+	CommFilter       *ebpf.Variable `ebpf:"comm_filter"`
+	FilterCgroups    *ebpf.Variable `ebpf:"filter_cgroups"`
+	FilterComm       *ebpf.Variable `ebpf:"filter_comm"`
+	FilterPids       *ebpf.Variable `ebpf:"filter_pids"`
+	HasTaskPtRegs    *ebpf.Variable `ebpf:"has_task_pt_regs"`
+	HideClasses      *ebpf.Variable `ebpf:"hide_classes"`
+	N_sites          *ebpf.Variable `ebpf:"n_sites"`
+	OptsBitmask      *ebpf.Variable `ebpf:"opts_bitmask"`
+	SelfTgid         *ebpf.Variable `ebpf:"self_tgid"`
+	TextEnd          *ebpf.Variable `ebpf:"text_end"`
+	TextStart        *ebpf.Variable `ebpf:"text_start"`
+	TrackProcesses   *ebpf.Variable `ebpf:"track_processes"`
+	UnusedCapEvent   *ebpf.Variable `ebpf:"unused_cap_event"`
+	UnusedExeKey     *ebpf.Variable `ebpf:"unused_exe_key"`
+	UnusedExecEvent  *ebpf.Variable `ebpf:"unused_exec_event"`
+	UnusedExitEvent  *ebpf.Variable `ebpf:"unused_exit_event"`
+	UnusedForkEvent  *ebpf.Variable `ebpf:"unused_fork_event"`
+	UnusedFrameInfo  *ebpf.Variable `ebpf:"unused_frame_info"`
+	UnusedLearnEvent *ebpf.Variable `ebpf:"unused_learn_event"`
+	UnusedSiteRange  *ebpf.Variable `ebpf:"unused_site_range"`
+	UnusedWalkState  *ebpf.Variable `ebpf:"unused_walk_state"`
+	VerdictFilter    *ebpf.Variable `ebpf:"verdict_filter"`
+	VerifyEvery      *ebpf.Variable `ebpf:"verify_every"`
+	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // capsrecPrograms contains all programs after they have been loaded into the kernel.

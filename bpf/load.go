@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -40,6 +41,8 @@ const (
 	EventExec = 2
 	EventFork = 3
 	EventExit = 4
+	// EventLearn carries a stack sample the call-site walk learns frame sizes from.
+	EventLearn = 5
 
 	NSCount = 10
 )
@@ -92,6 +95,9 @@ type Config struct {
 	RuntimeExes map[ExeKey]uint8
 	// RuntimeTgids are processes already running a runtime when capsrec starts.
 	RuntimeTgids map[uint32]uint8
+	// VerifyEvery checks one fast call-site walk in this many against the
+	// kernel's unwinder; 0 keeps 1024.
+	VerifyEvery uint32
 }
 
 // Check classes, capsrec.h's enum check_class.
@@ -108,8 +114,9 @@ const MaxSites = 128
 
 // SiteRange and ExeKey are capsrec.h's struct site_range and struct exe_key.
 type (
-	SiteRange = capsrecSiteRange
-	ExeKey    = capsrecExeKey
+	SiteRange  = capsrecSiteRange
+	ExeKey     = capsrecExeKey
+	LearnEvent = capsrecLearnEvent
 )
 
 // CgroupFilter is the kernel's cgroup filter mode; the set is filled at run time (AddCgroup).
@@ -131,6 +138,10 @@ type Stats struct {
 	Hidden [ClassCount]uint64
 	// UnwindFailed checks had no readable kernel stack: their call site is unknown.
 	UnwindFailed uint64
+	// FastWalks found the call site on the learned frames, SlowWalks through the
+	// kernel's unwinder; WalkVerified fast walks were checked against the unwinder,
+	// and WalkMismatch of them disagreed (the fast walk then turned itself off).
+	FastWalks, SlowWalks, WalkVerified, WalkMismatch uint64
 }
 
 // AggKey is the kernel's aggregation key (capsrec.h's struct agg_key).
@@ -362,6 +373,7 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, ptRegs, optsBitmask bool) 
 		"text_start":       cfg.TextStart,
 		"text_end":         cfg.TextEnd,
 		"n_sites":          uint32(len(cfg.Sites)),
+		"verify_every":     cmp.Or(cfg.VerifyEvery, 1024),
 	}
 	for name, v := range vars {
 		vs, ok := spec.Variables[name]
@@ -381,6 +393,10 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, ptRegs, optsBitmask bool) 
 // fillTables writes the call-site ranges (padded with ranges that start past
 // every address, so the binary search needs no count) and the runtime tables.
 func fillTables(coll *ebpf.Collection, cfg Config) error {
+	ws := capsrecWalkState{Anchor: -1} // learned from the first samples
+	if err := coll.Maps["walk_states"].Put(uint32(0), ws); err != nil {
+		return fmt.Errorf("initializing the call-site walk: %w", err)
+	}
 	if len(cfg.Sites) > MaxSites {
 		return fmt.Errorf("%d call-site ranges, more than %d", len(cfg.Sites), MaxSites)
 	}
@@ -492,8 +508,44 @@ func (s *Session) Stats() (Stats, error) {
 			st.Hidden[i] += c.Hidden[i]
 		}
 		st.UnwindFailed += c.UnwindFailed
+		st.FastWalks += c.FastWalks
+		st.SlowWalks += c.SlowWalks
+		st.WalkVerified += c.WalkVerified
+		st.WalkMismatch += c.WalkMismatch
 	}
 	return st, nil
+}
+
+// AddFrame teaches the fast call-site walk one pass-through frame.
+func (s *Session) AddFrame(ret uint64, delta int32, kind uint32) error {
+	if err := s.coll.Maps["frames"].Put(ret, capsrecFrameInfo{Delta: delta, Kind: kind}); err != nil {
+		return fmt.Errorf("teaching the call-site walk: %w", err)
+	}
+	return nil
+}
+
+// SetWalkAnchor sets where the fast call-site walk starts, keeping its broken flag.
+func (s *Session) SetWalkAnchor(offset int32, value uint64) error {
+	var ws capsrecWalkState
+	m := s.coll.Maps["walk_states"]
+	if err := m.Lookup(uint32(0), &ws); err != nil {
+		return fmt.Errorf("reading the call-site walk: %w", err)
+	}
+	ws.Anchor, ws.AnchorValue = offset, value
+	if err := m.Put(uint32(0), ws); err != nil {
+		return fmt.Errorf("setting the call-site walk's anchor: %w", err)
+	}
+	return nil
+}
+
+// WalkMismatch is the first disagreement of the fast call-site walk with the
+// kernel's unwinder: the return addresses each found (0 when none happened).
+func (s *Session) WalkMismatch() (fast, slow uint64, err error) {
+	var ws capsrecWalkState
+	if err := s.coll.Maps["walk_states"].Lookup(uint32(0), &ws); err != nil {
+		return 0, 0, fmt.Errorf("reading the call-site walk: %w", err)
+	}
+	return ws.MismatchFast, ws.MismatchSlow, nil
 }
 
 // AddCgroup puts a cgroup (v2 id) into the cgroup filter's set.

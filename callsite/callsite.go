@@ -242,3 +242,106 @@ func (t *Table) Func(ip uint64) string {
 
 // KindOf is the kind of the function holding the return address ip.
 func (t *Table) KindOf(ip uint64) Kind { return Kinds[baseName(t.Func(ip))] }
+
+// PassThrough tells whether the walk looks past a function of kind k.
+func (k Kind) PassThrough() bool { return k == Glue || k == Plumbing || k == NoAudit }
+
+// Frame is a learned pass-through frame: the return address into a glue or
+// plumbing function, and how many bytes above its slot the caller's return
+// address lies. Delta 0 means the walk cannot pass it (the kernel's unwinder does).
+type Frame struct {
+	Ret   uint64
+	Delta int32
+	Kind  Kind
+}
+
+// Anchor is where the fast walk starts: bytes above the BPF program's anchor
+// (its ctx, or the kprobe's sp), and the return address that slot must hold (0: any).
+type Anchor struct {
+	Offset int32
+	Value  uint64
+}
+
+// Learner turns the kernel unwinder's return addresses, and the raw stack
+// window the same check saw, into frame sizes for the fast walk. A frame size
+// is a fact of the compiled code at one call (the stack a function has at that
+// call), so what is learned once holds; two different sizes for one return
+// address mean a misreading, and that frame is left to the unwinder.
+type Learner struct {
+	tab       *Table
+	known     map[uint64]int32
+	anchor    *Anchor
+	Conflicts int
+}
+
+// NewLearner learns for the tracepoint and fexit, whose anchor is the
+// program's ctx in the frame of the code that runs it.
+func NewLearner(tab *Table) *Learner {
+	return &Learner{tab: tab, known: map[uint64]int32{}}
+}
+
+// Learn reads one sample. ips are the unwinder's frames from the hook outwards
+// (ips[0] is the BPF program), window the stack above the anchor. It returns the frames to add and the
+// anchor when it was learned just now.
+func (l *Learner) Learn(ips, window []uint64) (frames []Frame, anchor *Anchor) {
+	pos := make([]int, len(ips))
+	first, next := -1, 0
+	for i := 1; i < len(ips); i++ {
+		pos[i] = -1
+		j := slicesIndex(window[min(next, len(window)):], ips[i])
+		if j < 0 {
+			if first < 0 {
+				continue // its slot is below the anchor (the BPF program's own frame)
+			}
+			break // past the window
+		}
+		pos[i] = next + j
+		next = pos[i] + 1
+		if first < 0 {
+			first = i
+		}
+	}
+	if first < 0 {
+		return nil, nil
+	}
+	want := Anchor{Offset: int32(pos[first] * 8), Value: ips[first]}
+	switch {
+	case l.anchor == nil:
+		l.anchor = &want
+		anchor = l.anchor
+	case *l.anchor != want:
+		return nil, nil // another layout (another trampoline): the anchor check sends it to the unwinder
+	}
+	for i := first; i < len(ips); i++ {
+		k := l.tab.KindOf(ips[i])
+		if !k.PassThrough() {
+			break // the call site: the walk stops here
+		}
+		delta := int32(0)
+		if i+1 < len(ips) && pos[i] >= 0 && pos[i+1] > pos[i] {
+			delta = int32((pos[i+1] - pos[i]) * 8)
+		}
+		if old, ok := l.known[ips[i]]; ok {
+			if old == delta || old == 0 {
+				continue
+			}
+			l.Conflicts++
+			delta = 0
+		}
+		l.known[ips[i]] = delta
+		frames = append(frames, Frame{Ret: ips[i], Delta: delta, Kind: k})
+		if delta == 0 {
+			break
+		}
+	}
+	return frames, anchor
+}
+
+func slicesIndex(s []uint64, v uint64) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
+}

@@ -109,3 +109,52 @@ func TestThisKernel(t *testing.T) {
 		}
 	}
 }
+
+// A tracepoint sample: the BPF program, bpf_trace_run5, cap_capable,
+// security_capable, ns_capable, then the caller do_syslog; the window holds
+// locals and saved registers between the return addresses.
+func TestLearner(t *testing.T) {
+	tab, err := Parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		prog    = 0xffffffffc0001234
+		intoRun = 0xffffffff81100010 // bpf_trace_run5: its slot is below the anchor
+		intoTP  = 0xffffffff81100210 // __bpf_trace_cap_capable
+		intoCap = 0xffffffff81100300 // cap_capable
+		intoSec = 0xffffffff81100420 // security_capable
+		intoNs  = 0xffffffff811006a0 // ns_capable
+		site    = 0xffffffff811007a0 // do_syslog
+	)
+	ips := []uint64{prog, intoRun, intoTP, intoCap, intoSec, intoNs, site}
+	window := []uint64{1, 2, intoTP, 7, intoCap, 0, 0, intoSec, 5, intoNs, site, 9}
+	l := NewLearner(tab)
+	frames, anchor := l.Learn(ips, window)
+	if anchor == nil || *anchor != (Anchor{Offset: 16, Value: intoTP}) {
+		t.Fatalf("anchor = %+v", anchor)
+	}
+	want := []Frame{{intoTP, 16, Glue}, {intoCap, 24, Plumbing}, {intoSec, 16, Plumbing}, {intoNs, 8, Plumbing}}
+	if len(frames) != len(want) {
+		t.Fatalf("frames = %+v, want %+v", frames, want)
+	}
+	for i := range want {
+		if frames[i] != want[i] {
+			t.Errorf("frame %d = %+v, want %+v", i, frames[i], want[i])
+		}
+	}
+	// The same sample again teaches nothing new; one that disagrees on a frame
+	// size leaves that frame to the unwinder.
+	if f, a := l.Learn(ips, window); len(f) != 0 || a != nil {
+		t.Errorf("relearned %+v %+v", f, a)
+	}
+	other := []uint64{1, 2, intoTP, 7, intoCap, 0, intoSec, 5, 5, intoNs, site}
+	f, _ := l.Learn(ips, other)
+	if len(f) != 1 || f[0].Ret != intoCap || f[0].Delta != 0 || l.Conflicts != 1 {
+		t.Errorf("a conflicting size: %+v, %d conflicts", f, l.Conflicts)
+	}
+	// A sample whose first slot differs (another trampoline) teaches nothing.
+	if f, a := l.Learn(ips, append([]uint64{0}, window...)); f != nil || a != nil {
+		t.Errorf("another anchor taught %+v %+v", f, a)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/capsrec/capsrec/caps"
 	"github.com/capsrec/capsrec/recorder"
 	"github.com/capsrec/capsrec/syscalls"
+	"github.com/capsrec/capsrec/textsafe"
 )
 
 // Compact writes one line per check: time, source, binary[pid], uid,
@@ -59,8 +60,11 @@ func (o *Compact) Write(c *recorder.Check) error {
 // Flush writes out what is buffered.
 func (o *Compact) Flush() error { return o.w.Flush() }
 
-// Source names where a check came from: host, namespace/pod/container, or a container id.
-func Source(c *recorder.Check) string {
+// Source names where a check came from: host, namespace/pod/container, or a
+// container id; names from the runtime are escaped (textsafe).
+func Source(c *recorder.Check) string { return textsafe.Visible(source(c)) }
+
+func source(c *recorder.Check) string {
 	ctr := c.Container
 	switch {
 	case ctr == nil:
@@ -77,12 +81,13 @@ func Source(c *recorder.Check) string {
 	return id
 }
 
-// ProcessName is the binary's base name, or the kernel's comm when the binary is unknown.
+// ProcessName is the binary's base name, or the kernel's comm when the binary
+// is unknown, escaped: whoever runs a process names it.
 func ProcessName(c *recorder.Check) string {
 	if c.Process.Binary != "" {
-		return path.Base(c.Process.Binary)
+		return textsafe.Visible(path.Base(c.Process.Binary))
 	}
-	return c.Comm
+	return textsafe.Visible(c.Comm)
 }
 
 func pad(b []byte, start, width int) []byte {

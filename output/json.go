@@ -99,6 +99,7 @@ func (j *JSON) Append(b []byte, c *recorder.Check) []byte {
 	b = appendStr(b, true, "class", c.Class.String())
 	if c.CallSite != "" {
 		b = appendStr(b, true, "call_site", c.CallSite)
+		b = appendBool(b, true, "call_site_probe", c.SiteProbe)
 	}
 	if c.AuditKnown {
 		b = appendBool(b, true, "audit", c.Audit)

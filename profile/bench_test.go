@@ -2,6 +2,7 @@ package profile
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 )
 
@@ -24,5 +25,20 @@ func FuzzParseEvent(f *testing.F) {
 	f.Add([]byte(`{"a":"\u00e9\\\"","b":[1,2.5e3,-7,true,false,null,{}]}`))
 	f.Fuzz(func(t *testing.T, line []byte) {
 		_, _ = parseEvent(line)
+	})
+}
+
+// FuzzRead: whole inputs (JSON lines, indented JSON, gzip) through Read, with
+// and without --skip-invalid: an error or a profile, never a panic or a hang.
+// .ci/run runs it for a fixed short time.
+func FuzzRead(f *testing.F) {
+	events := writeCapsrecJSON(&testing.T{}, "node", node1)
+	f.Add(events, false)
+	f.Add(gz(events), true)
+	f.Add([]byte("[\n"+string(bytes.TrimSpace(events[:bytes.IndexByte(events, '\n')]))+"\n]"), false)
+	f.Add([]byte("{\n \"process_kprobe\": {}\n}\nx\n"), true)
+	f.Add([]byte(strings.Repeat("[", 200)), false)
+	f.Fuzz(func(t *testing.T, data []byte, skip bool) {
+		_ = Read("fuzz", bytes.NewReader(data), ReadOptions{SkipInvalid: skip, Workers: 2}, New())
 	})
 }

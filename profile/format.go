@@ -11,6 +11,7 @@ import (
 	"github.com/fatih/color"
 
 	"github.com/capsrec/capsrec/caps"
+	"github.com/capsrec/capsrec/textsafe"
 )
 
 // Formats of capsrec profile's -o.
@@ -45,14 +46,24 @@ func Write(w io.Writer, p *Profile, format string, colored bool) error {
 
 // Title names a subject for people.
 func (s Subject) Title() string {
+	v := textsafe.Visible
 	if !s.IsContainer() {
-		return "host " + s.Binary
+		return "host " + v(s.Binary)
 	}
-	t := s.Namespace + "/" + s.Workload + " container " + s.Container
+	t := v(s.Namespace) + "/" + v(s.Workload) + " container " + v(s.Container)
 	if s.Image != "" {
-		t += " (image " + s.Image + ")"
+		t += " (image " + v(s.Image) + ")"
 	}
 	return t
+}
+
+// visibleList escapes each element and joins them with sep.
+func visibleList(list []string, sep string) string {
+	out := make([]string, len(list))
+	for i, s := range list {
+		out[i] = textsafe.Visible(s)
+	}
+	return strings.Join(out, sep)
 }
 
 // WriteTable writes one block per subject: its capabilities, verdicts and the recommendation.
@@ -75,7 +86,7 @@ func WriteTable(w io.Writer, p *Profile, colored bool) error {
 		}
 		fmt.Fprintf(w, "%s: %d checks\n", sp.Subject.Title(), sp.Checks)
 		if sp.Subject.IsContainer() {
-			fmt.Fprintf(w, "  workload %s (%s); pods %s\n", sp.Subject.Workload, sp.Subject.WorkloadRule, strings.Join(sp.Pods, ", "))
+			fmt.Fprintf(w, "  workload %s (%s); pods %s\n", textsafe.Visible(sp.Subject.Workload), textsafe.Visible(sp.Subject.WorkloadRule), visibleList(sp.Pods, ", "))
 		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  CAPABILITY\tGRANTED\tDENIED\tVERDICT\tBINARIES\tSYSCALLS\tFIRST\tLAST")
@@ -90,7 +101,7 @@ func WriteTable(w io.Writer, p *Profile, colored bool) error {
 				v = dim.Sprint(v)
 			}
 			fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", caps.Name(c.Cap), c.Granted, c.Denied, v,
-				strings.Join(c.Binaries, ","), strings.Join(c.Syscalls, ","), stamp(c.First), stamp(c.Last))
+				visibleList(c.Binaries, ","), visibleList(c.Syscalls, ","), stamp(c.First), stamp(c.Last))
 		}
 		tw.Flush()
 		r := sp.Recommend()
@@ -146,7 +157,7 @@ func writeYAML(w io.Writer, p *Profile) error {
 		n++
 		r := sp.Recommend()
 		fmt.Fprintf(w, "# %s\n", sp.Subject.Title())
-		fmt.Fprintf(w, "# namespace: %s, workload: %s, container: %s\n", sp.Subject.Namespace, sp.Subject.Workload, sp.Subject.Container)
+		fmt.Fprintf(w, "# namespace: %s, workload: %s, container: %s\n", textsafe.Visible(sp.Subject.Namespace), textsafe.Visible(sp.Subject.Workload), textsafe.Visible(sp.Subject.Container))
 		if len(r.Denied) > 0 {
 			fmt.Fprintf(w, "# denied: %s: the workload tried and was refused; add only if that operation is wanted\n", strings.Join(r.Denied, ", "))
 		}
@@ -219,7 +230,7 @@ func writeSystemd(w io.Writer, p *Profile) error {
 				names = append(names, caps.Name(c.Cap))
 			}
 		}
-		fmt.Fprintf(w, "# %s\n", sp.Subject.Binary)
+		fmt.Fprintf(w, "# %s\n", textsafe.Visible(sp.Subject.Binary))
 		fmt.Fprintf(w, "CapabilityBoundingSet=%s\n", strings.Join(names, " "))
 		fmt.Fprintf(w, "AmbientCapabilities=%s\n", strings.Join(names, " "))
 	}

@@ -1,9 +1,10 @@
 package profile
 
 import (
+	"github.com/capsrec/capsrec/boundedfile"
+
 	"bytes"
 	"fmt"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -53,10 +54,13 @@ func (f Finding) String() string { return f.Workload + " container " + f.Contain
 
 var docSeparator = regexp.MustCompile(`(?m)^---\s*$`)
 
+// MaxManifest bounds a --check manifest.
+const MaxManifest = 16 << 20
+
 // CheckManifest compares the containers of the Pods, Deployments, DaemonSets,
 // StatefulSets, ReplicaSets and Jobs in a YAML file with the profile.
 func CheckManifest(path string, p *Profile) ([]Finding, error) {
-	data, err := os.ReadFile(path)
+	data, err := boundedfile.ReadFile(path, MaxManifest)
 	if err != nil {
 		return nil, err
 	}

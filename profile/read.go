@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"math"
 	"runtime"
 	"sync"
+	"sync/atomic"
+
+	"github.com/capsrec/capsrec/boundedfile"
 )
 
 // ReadOptions tune reading JSON lines.
@@ -38,13 +41,21 @@ func readPath(path string, stdin io.Reader, opts ReadOptions, p *Profile) error 
 	if path == "-" {
 		return Read("-", stdin, opts, p)
 	}
-	f, err := os.Open(path)
+	f, err := boundedfile.Open(path, 0)
 	if err != nil {
-		return err // *PathError names the file
+		return err
 	}
 	defer f.Close()
 	return Read(path, f, opts, p)
 }
+
+// Bounds on what one input may hold, so that memory stays bounded whatever it
+// is: a JSON line (capsrec's events are about 3 KiB), and a whole indented
+// document (indented JSON is read at once).
+const (
+	MaxLine   = 1 << 20
+	MaxPretty = 64 << 20
+)
 
 // Read adds the events of r, named name in errors, to p.
 func Read(name string, r io.Reader, opts ReadOptions, p *Profile) error {
@@ -77,7 +88,10 @@ func Read(name string, r io.Reader, opts ReadOptions, p *Profile) error {
 		err  error
 	}
 	results := make([]*Profile, workers)
-	errs := make([][]lineErr, workers)
+	firstErr := make([]*lineErr, workers) // per worker, the lowest line that failed
+	var failed atomic.Bool                // any line failed: stop reading
+	var minFailed atomic.Int64            // the lowest line that failed so far
+	minFailed.Store(math.MaxInt64)
 	var wg sync.WaitGroup
 	for w := range workers {
 		results[w] = New()
@@ -86,11 +100,20 @@ func Read(name string, r io.Reader, opts ReadOptions, p *Profile) error {
 			defer wg.Done()
 			wp := results[w]
 			for b := range batches {
+				if int64(b.first) > minFailed.Load() {
+					continue // drain: lines past a failed one do not matter
+				}
 				n := b.first
 				for line := range bytes.SplitSeq(b.data, []byte{'\n'}) {
 					if len(bytes.TrimSpace(line)) > 0 {
 						if err := wp.take(line, opts); err != nil {
-							errs[w] = append(errs[w], lineErr{n, err})
+							if firstErr[w] == nil || n < firstErr[w].line {
+								firstErr[w] = &lineErr{n, err}
+							}
+							for old := minFailed.Load(); int64(n) < old && !minFailed.CompareAndSwap(old, int64(n)); old = minFailed.Load() {
+							}
+							failed.Store(true)
+							break
 						}
 					}
 					n++
@@ -104,8 +127,9 @@ func Read(name string, r io.Reader, opts ReadOptions, p *Profile) error {
 	line := 1
 	const blockSize = 1 << 20
 	var carry []byte
-	for {
-		block := make([]byte, len(carry), max(blockSize, 2*len(carry)))
+	skipping := false // in a line too long, with --skip-invalid: drop to its end
+	for !failed.Load() {
+		block := make([]byte, len(carry), max(blockSize, len(carry)+blockSize/2))
 		copy(block, carry)
 		n, err := io.ReadFull(br, block[len(block):cap(block)])
 		block = block[:len(block)+n]
@@ -114,10 +138,31 @@ func Read(name string, r io.Reader, opts ReadOptions, p *Profile) error {
 			readErr = fmt.Errorf("%s: %w", name, err)
 			break
 		}
+		if skipping {
+			nl := bytes.IndexByte(block, '\n')
+			if nl < 0 {
+				carry = nil
+				if eof {
+					break
+				}
+				continue
+			}
+			block, skipping = block[nl+1:], false
+			line++
+		}
 		cut := len(block)
 		if !eof {
 			cut = bytes.LastIndexByte(block, '\n') + 1
-			if cut == 0 { // one line longer than the block: read on
+			if cut == 0 { // one line longer than the block: read on, up to MaxLine
+				if len(block) > MaxLine {
+					if !opts.SkipInvalid {
+						readErr = fmt.Errorf("%s:%d: a line longer than %d bytes", name, line, MaxLine)
+						break
+					}
+					p.Skipped++
+					skipping, carry = true, nil
+					continue
+				}
 				carry = block
 				continue
 			}
@@ -133,19 +178,17 @@ func Read(name string, r io.Reader, opts ReadOptions, p *Profile) error {
 	}
 	close(batches)
 	wg.Wait()
-	if readErr != nil {
-		return readErr
-	}
 	var first *lineErr
-	for _, we := range errs {
-		for i := range we {
-			if first == nil || we[i].line < first.line {
-				first = &we[i]
-			}
+	for _, e := range firstErr {
+		if e != nil && (first == nil || e.line < first.line) {
+			first = e
 		}
 	}
 	if first != nil {
 		return fmt.Errorf("%s:%d: %v", name, first.line, first.err)
+	}
+	if readErr != nil {
+		return readErr
 	}
 	for _, wp := range results {
 		p.Merge(wp)
@@ -170,9 +213,12 @@ func isPretty(br *bufio.Reader) (bool, error) {
 
 // readPretty reads a stream of indented JSON values, or one array of them.
 func readPretty(name string, r io.Reader, opts ReadOptions, p *Profile) error {
-	data, err := io.ReadAll(r)
+	data, err := io.ReadAll(io.LimitReader(r, MaxPretty+1))
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
+	}
+	if len(data) > MaxPretty {
+		return fmt.Errorf("%s: indented JSON larger than %d MiB; give JSON lines (one event a line), as capsrec record -o json writes", name, MaxPretty>>20)
 	}
 	s := &scanner{b: data}
 	add := func() error {

@@ -10,9 +10,14 @@ import (
 // scanner reads the few fields a profile needs from one JSON event and skips
 // the rest without building it: encoding/json is about 20 times slower here.
 type scanner struct {
-	b   []byte
-	pos int
+	b     []byte
+	pos   int
+	depth int
 }
+
+// MaxDepth bounds how deeply objects and arrays nest in one event: capsrec's
+// and Tetragon's nest 6 deep; 10 million [ must not exhaust the stack.
+const MaxDepth = 64
 
 var errSyntax = errors.New("invalid JSON")
 
@@ -230,6 +235,10 @@ func (s *scanner) object(field func(key []byte) error) error {
 	if err := s.expect('{'); err != nil {
 		return err
 	}
+	if s.depth++; s.depth > MaxDepth {
+		return s.fail(fmt.Sprintf("nested deeper than %d", MaxDepth))
+	}
+	defer func() { s.depth-- }()
 	if s.peek() == '}' {
 		s.pos++
 		return nil
@@ -263,6 +272,10 @@ func (s *scanner) array(elem func() error) error {
 	if err := s.expect('['); err != nil {
 		return err
 	}
+	if s.depth++; s.depth > MaxDepth {
+		return s.fail(fmt.Sprintf("nested deeper than %d", MaxDepth))
+	}
+	defer func() { s.depth-- }()
 	if s.peek() == ']' {
 		s.pos++
 		return nil

@@ -24,6 +24,8 @@ type Options struct {
 	MaxProcs  int
 	// Symbols names call sites; nil leaves them unnamed.
 	Symbols *callsite.Table
+	// Learner turns stack samples into frames for the kernel's fast call-site walk.
+	Learner *callsite.Learner
 	// Runtimes are the container runtime binaries the kernel marks processes by,
 	// indexed as bpf.Config.RuntimeExes's values less one.
 	Runtimes []string
@@ -39,6 +41,26 @@ type Recorder struct {
 	// scratch is the one Check every record is decoded into: at hundreds of
 	// thousands of checks a second, a fresh one each would feed the GC.
 	scratch Check
+	// sites caches call-site names: a few hundred call sites make nearly all checks.
+	sites map[uint64]string
+}
+
+// CallSiteName names the function holding return address ip, with the address.
+func (r *Recorder) CallSiteName(ip uint64) string { return fmt.Sprintf("%s (%#x)", r.callSite(ip), ip) }
+
+// callSite names the function holding return address ip.
+func (r *Recorder) callSite(ip uint64) string {
+	if r.opts.Symbols == nil || ip == 0 {
+		return ""
+	}
+	name, ok := r.sites[ip]
+	if !ok {
+		name = r.opts.Symbols.Func(ip)
+		if len(r.sites) < 1<<14 {
+			r.sites[ip] = name
+		}
+	}
+	return name
 }
 
 // New reads sess's ring buffer and fills a process cache from /proc.
@@ -60,6 +82,7 @@ func New(sess *bpf.Session, opts Options) (*Recorder, error) {
 	r := &Recorder{sess: sess, rd: rd, opts: opts, clock: clock,
 		Procs: NewProcCache(opts.Node, clock, opts.ProcGrace, opts.MaxProcs)}
 	r.Procs.runtimes = opts.Runtimes
+	r.sites = map[uint64]string{}
 	// After the exec hook is attached, so that no process falls between the two.
 	if err := r.Procs.ScanProc(); err != nil {
 		rd.Close()
@@ -144,8 +167,26 @@ func (r *Recorder) decode(raw []byte) *Check {
 		}
 	case bpf.EventExit:
 		r.Procs.OnExit((*bpf.EventHeader)(unsafe.Pointer(&raw[0])).Tgid)
+	case bpf.EventLearn:
+		if len(raw) >= int(unsafe.Sizeof(bpf.LearnEvent{})) && r.opts.Learner != nil {
+			r.learn((*bpf.LearnEvent)(unsafe.Pointer(&raw[0])))
+		}
 	}
 	return nil
+}
+
+// learn hands a stack sample to the learner and teaches the kernel what it learned.
+// A failed map write only leaves those checks to the kernel's unwinder.
+func (r *Recorder) learn(ev *bpf.LearnEvent) {
+	ips := ev.Ips[:min(int(ev.N_ips), len(ev.Ips))]
+	window := ev.Window[:min(int(ev.N_words), len(ev.Window))]
+	frames, anchor := r.opts.Learner.Learn(ips, window)
+	for _, f := range frames {
+		_ = r.sess.AddFrame(f.Ret, f.Delta, uint32(f.Kind))
+	}
+	if anchor != nil {
+		_ = r.sess.SetWalkAnchor(anchor.Offset, anchor.Value)
+	}
 }
 
 // cap_capable's opts bits (include/linux/security.h).
@@ -185,9 +226,7 @@ func (r *Recorder) check(ev *bpf.CapEvent) *Check {
 		Class:          Class(ev.Class),
 		SiteProbe:      ev.SiteProbe != 0,
 	}
-	if r.opts.Symbols != nil {
-		c.CallSite = r.opts.Symbols.Func(ev.CallSite)
-	}
+	c.CallSite = r.callSite(ev.CallSite)
 	if ev.HasOpts != 0 {
 		switch r.sess.OptsKind {
 		case bpf.OptsBitmask:

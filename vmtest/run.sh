@@ -10,7 +10,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${VMTEST_CACHE:-$root/.cache/vmtest}
 kernels=${VMTEST_KERNELS:-"5.10 6.1 6.12 sid"}
-tests=${VMTEST_TESTS:-'TestRecordDmesgAsNobodyIsDenied|TestUnavailableMethodIsOneLine|TestRecordEndsCleanly|TestRecordWithExternalBTF|TestProfileLive'}
+tests=${VMTEST_TESTS:-'TestRecordDmesgAsNobodyIsDenied|TestCallSiteClasses|TestUnavailableMethodIsOneLine|TestRecordEndsCleanly|TestRecordWithExternalBTF|TestProfileLive'}
 mkdir -p "$cache"/{debs,kernels,apt/lists/partial,apt/cache/archives/partial}
 
 log() { printf 'vmtest: %s\n' "$*" >&2; }

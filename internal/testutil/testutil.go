@@ -110,7 +110,9 @@ func RecordGated(t testing.TB, gate <-chan struct{}, args ...string) *Session {
 	full := append([]string{"record", "--ready-file", ready}, args...)
 	s := &Session{t: t, cmd: exec.Command(Binary(t), full...), done: make(chan struct{})}
 	s.cmd.Stderr = &s.stderr
-	s.cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	// Every fast call-site walk is checked against the kernel's unwinder; Wait
+	// fails the test if one ever disagreed.
+	s.cmd.Env = append(os.Environ(), "NO_COLOR=1", "CAPSREC_VERIFY_CALL_SITES=1")
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -197,6 +199,9 @@ func (s *Session) Wait() {
 	}
 	if s.Exit != nil {
 		s.t.Fatalf("capsrec exited with %v; stderr:\n%s", s.Exit, s.Stderr())
+	}
+	if strings.Contains(s.Stderr(), "call-site walk disagreed") {
+		s.t.Errorf("the fast call-site walk and the kernel's unwinder disagreed:\n%s", s.Stderr())
 	}
 }
 

@@ -1,0 +1,88 @@
+package output
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrStalled is what Async.Write returns once the session is stopping and the
+// reader of its output has not made room.
+var ErrStalled = errors.New("the output's reader stalled")
+
+// Async writes to w from a goroutine of its own, so that a reader that stalls
+// (| less, | sleep) can never hold the recorder, its signals or its hooks:
+// Write queues up to about queueBytes and waits for room only until stop.
+type Async struct {
+	w       io.Writer
+	ch      chan []byte
+	stop    <-chan struct{}
+	done    chan struct{}
+	err     atomic.Pointer[error]
+	queued  atomic.Int64 // lines handed to Write
+	written atomic.Int64 // lines the reader took
+	once    sync.Once
+}
+
+// NewAsync starts the writing goroutine; stop (a session's ctx.Done()) ends
+// any wait for room.
+func NewAsync(w io.Writer, queueBytes int, stop <-chan struct{}) *Async {
+	a := &Async{w: w, ch: make(chan []byte, max(queueBytes>>16, 1)), stop: stop, done: make(chan struct{})}
+	go a.run()
+	return a
+}
+
+func (a *Async) run() {
+	defer close(a.done)
+	for b := range a.ch {
+		if a.err.Load() != nil {
+			continue
+		}
+		if _, err := a.w.Write(b); err != nil {
+			a.err.Store(&err)
+			continue
+		}
+		a.written.Add(int64(bytes.Count(b, []byte{'\n'})))
+	}
+}
+
+// Write queues a copy of p: whole lines, as the writers above it flush them.
+func (a *Async) Write(p []byte) (int, error) {
+	if err := a.err.Load(); err != nil {
+		return 0, *err
+	}
+	b := bytes.Clone(p)
+	select {
+	case a.ch <- b:
+	default:
+		select {
+		case a.ch <- b:
+		case <-a.stop:
+			return 0, ErrStalled
+		}
+	}
+	a.queued.Add(int64(bytes.Count(p, []byte{'\n'})))
+	return len(p), nil
+}
+
+// Close lets the reader take what is queued, for as long as it takes unless
+// stop comes, then for grace more; it returns how many lines the reader never
+// took (0 when all were written) and the first write error.
+func (a *Async) Close(grace time.Duration) (unwritten int64, err error) {
+	a.once.Do(func() { close(a.ch) })
+	select {
+	case <-a.done:
+	case <-a.stop:
+		select {
+		case <-a.done:
+		case <-time.After(grace):
+		}
+	}
+	if e := a.err.Load(); e != nil {
+		err = *e
+	}
+	return a.queued.Load() - a.written.Load(), err
+}
