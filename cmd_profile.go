@@ -176,6 +176,18 @@ func runLive(c *cli.Context, format string, colored bool, filter profile.Filter)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.ErrWriter, "capsrec: %d checks seen, %d aggregated, %d filtered, %d lost\n", st.Seen, st.Aggregated, st.Filtered, st.Lost)
+	fmt.Fprintln(c.App.ErrWriter, liveSummary(st))
 	return nil
+}
+
+// liveSummary adds up: seen = sent whole + aggregated + filtered + lost. A
+// key's first check is sent whole (it names the subject); so is every check
+// once the aggregation map is full.
+func liveSummary(st bpf.Stats) string {
+	whole := int64(st.Seen) - int64(st.Aggregated+st.Filtered+st.Lost)
+	s := fmt.Sprintf("capsrec: %d checks seen, %d sent whole, %d aggregated, %d filtered, %d lost", st.Seen, max(whole, 0), st.Aggregated, st.Filtered, st.Lost)
+	if st.AggFull > 0 {
+		s += fmt.Sprintf(" (%d sent whole because the aggregation map was full)", st.AggFull)
+	}
+	return s
 }

@@ -51,8 +51,8 @@ var recordCommand = &cli.Command{
 		&cli.DurationFlag{Name: "duration", Usage: "stop after this long (e.g. 30s); 0 runs until Ctrl-C"},
 		&cli.IntFlag{Name: "count", Usage: "stop after printing this many checks; 0 means no limit"},
 		&cli.StringFlag{Name: "ready-file", Usage: "write this file once the hooks are attached (for scripts)"},
-		&cli.IntFlag{Name: "ring-buffer", Value: 4096, Usage: "ring buffer size in KiB, a power of two of at least 4"},
-		&cli.BoolFlag{Name: "summary", Usage: "at exit, print the session's capability profile on stderr (default: when stderr is a terminal)"},
+		&cli.IntFlag{Name: "ring-buffer", Value: 4096, Usage: "ring buffer size in KiB, a power of two of at least 4; it costs twice its size in RSS (mapped twice), so 1048576 costs 2 GiB"},
+		&cli.BoolFlag{Name: "summary", Usage: "at exit, print the session's capability profile on stderr", DefaultText: "when stderr is a terminal"},
 		&cli.StringSliceFlag{Name: "pod", Usage: "only checks in this pod (name or glob); repeatable; filtered in the kernel"},
 		&cli.StringSliceFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "only pods in this namespace (name or glob); repeatable"},
 		&cli.StringSliceFlag{Name: "container", Usage: "only this container of the pods (name or glob); repeatable"},
@@ -67,8 +67,10 @@ var recordCommand = &cli.Command{
 // recordStats are the user-space counts the summary line adds to the kernel's.
 type recordStats struct {
 	printed, filtered uint64
-	// unwritten checks were formatted but the reader never took them (it stalled past the stop).
-	unwritten uint64
+	// unwritten checks were formatted but never written: the reader stalled past
+	// the stop, or writing failed; unwrittenWhy says which.
+	unwritten    uint64
+	unwrittenWhy string
 }
 
 func runRecord(c *cli.Context) error {
@@ -186,12 +188,17 @@ func runRecord(c *cli.Context) error {
 
 	var st recordStats
 	emit := func(ch *recorder.Check) error {
-		if !pods.Matches(ch.Container) || !flt.Keep(ch) {
+		if !pods.Matches(ch.Container) || !flt.Matches(ch) {
 			st.filtered++
 			return nil
 		}
+		// The summary's profile counts every check, --unique or not.
 		if prof != nil {
 			prof.Add(profile.FromCheck(ch))
+		}
+		if !flt.First(ch) {
+			st.filtered++
+			return nil
 		}
 		if err := w.Write(ch); err != nil {
 			return err
@@ -234,6 +241,10 @@ func runRecord(c *cli.Context) error {
 		runErr = werr
 	}
 	st.unwritten = uint64(max(unwritten, 0))
+	st.unwrittenWhy = "the reader of stdout stalled"
+	if werr != nil && !errors.Is(werr, syscall.EPIPE) {
+		st.unwrittenWhy = "writing stdout failed"
+	}
 	if errors.Is(runErr, syscall.EPIPE) || errors.Is(runErr, output.ErrStalled) {
 		runErr = nil // the reader went away (| head) or stalled past the stop: a normal end
 	}
@@ -266,7 +277,7 @@ func summaryLine(k bpf.Stats, u recordStats) string {
 	printed := u.printed - min(u.unwritten, u.printed)
 	s := fmt.Sprintf("capsrec: %d checks seen, %d printed, %d filtered, %d lost", k.Seen, printed, filtered, k.Lost)
 	if u.unwritten > 0 {
-		s += fmt.Sprintf(", %d not written (the reader of stdout stalled)", u.unwritten)
+		s += fmt.Sprintf(", %d not written (%s)", u.unwritten, u.unwrittenWhy)
 	}
 	if unread := int64(k.Seen) - int64(u.printed+filtered+k.Lost+hidden); unread > 0 {
 		s += fmt.Sprintf(", %d not read (stopped early)", unread)
@@ -320,6 +331,38 @@ func needRoot(cmd string) error {
 	return nil
 }
 
+// prepareReadyFile runs before anything is attached: a ready file that cannot
+// be written fails the session at once, and a stale one from an earlier run
+// goes, so that a script never mistakes it for this run's.
+func prepareReadyFile(path string) error {
+	if path == "" {
+		return nil
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("--ready-file %s: removing the stale one: %v", path, bareError(err))
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".capsrec-ready-*")
+	if err != nil {
+		return fmt.Errorf("--ready-file %s: cannot write in %s: %v", path, filepath.Dir(path), bareError(err))
+	}
+	tmp.Close()
+	return os.Remove(tmp.Name())
+}
+
+// bareError drops the file name an *os.PathError or *os.LinkError carries: the
+// caller names the file the user gave, not a temporary one.
+func bareError(err error) error {
+	var pe *os.PathError
+	var le *os.LinkError
+	switch {
+	case errors.As(err, &pe):
+		return pe.Err
+	case errors.As(err, &le):
+		return le.Err
+	}
+	return err
+}
+
 // writeReadyFile writes atomically, so that a script polling for it never reads half of it.
 func writeReadyFile(path string) error {
 	if path == "" {
@@ -327,7 +370,7 @@ func writeReadyFile(path string) error {
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".capsrec-ready-*")
 	if err != nil {
-		return fmt.Errorf("--ready-file: %w", err)
+		return fmt.Errorf("--ready-file %s: %v", path, bareError(err))
 	}
 	_, err = fmt.Fprintf(tmp, "%d\n", os.Getpid())
 	if cerr := tmp.Close(); err == nil {
@@ -338,7 +381,7 @@ func writeReadyFile(path string) error {
 	}
 	if err != nil {
 		os.Remove(tmp.Name())
-		return fmt.Errorf("--ready-file: %w", err)
+		return fmt.Errorf("--ready-file %s: %v", path, bareError(err))
 	}
 	return nil
 }
@@ -378,6 +421,9 @@ func openSession(c *cli.Context, cfg bpf.Config, method bpf.Method, duration tim
 			s.close()
 		}
 	}()
+	if err := prepareReadyFile(c.String("ready-file")); err != nil {
+		return nil, err
+	}
 	// Signals first: a Ctrl-C during start-up still detaches cleanly.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	s.cleanup = append(s.cleanup, stop)
@@ -398,6 +444,9 @@ func openSession(c *cli.Context, cfg bpf.Config, method bpf.Method, duration tim
 		return nil, err
 	}
 	s.cleanup = append(s.cleanup, func() { s.sess.Close() })
+	if ropts.SymbolsFunc != nil {
+		ropts.Symbols = ropts.SymbolsFunc()
+	}
 	if ropts.Symbols != nil && s.sess.Method != bpf.MethodKprobe {
 		ropts.Learner = callsite.NewLearner(ropts.Symbols)
 	}
@@ -427,24 +476,39 @@ func classifyChecks(c *cli.Context, cfg *bpf.Config, ropts *recorder.Options) {
 	if os.Getenv("CAPSREC_BENCH_NO_CALL_SITES") != "" {
 		return // make bench: the program as it was before call sites, for the ratio
 	}
-	syms, err := callsite.LoadKallsyms()
-	var ranges []callsite.Range
-	if err == nil {
-		ranges, err = syms.Ranges()
-	}
-	if err != nil {
-		fmt.Fprintf(c.App.ErrWriter, "capsrec: warning: no call sites (%v): probes count as needs\n", err)
-		return
-	}
-	for _, r := range ranges {
-		cfg.Sites = append(cfg.Sites, bpf.SiteRange{Start: r.Start, End: r.End, Kind: uint32(r.Kind)})
-	}
-	cfg.TextStart, cfg.TextEnd = syms.TextStart, syms.TextEnd
-	ropts.Symbols = syms
 	// Tests check every fast walk against the kernel's unwinder.
 	if n, err := strconv.ParseUint(os.Getenv("CAPSREC_VERIFY_CALL_SITES"), 10, 32); err == nil {
 		cfg.VerifyEvery = uint32(n)
 	}
+	// /proc/kallsyms takes 50-100 ms to read and parse: while the verifier works.
+	type loaded struct {
+		syms  *callsite.Table
+		table bpf.SiteTable
+	}
+	done := make(chan loaded, 1)
+	go func() {
+		var l loaded
+		syms, err := callsite.LoadKallsyms()
+		var ranges []callsite.Range
+		if err == nil {
+			ranges, err = syms.Ranges()
+		}
+		if err != nil {
+			fmt.Fprintf(c.App.ErrWriter, "capsrec: warning: no call sites (%v): probes count as needs\n", err)
+			done <- l
+			return
+		}
+		l.syms = syms
+		l.table.TextStart, l.table.TextEnd = syms.TextStart, syms.TextEnd
+		for _, r := range ranges {
+			l.table.Ranges = append(l.table.Ranges, bpf.SiteRange{Start: r.Start, End: r.End, Kind: uint32(r.Kind)})
+		}
+		done <- l
+	}()
+	result := sync.OnceValue(func() loaded { return <-done })
+	cfg.Sites = func() bpf.SiteTable { return result().table }
+	ropts.Symbols = nil
+	ropts.SymbolsFunc = func() *callsite.Table { return result().syms }
 }
 
 // dialRuntime connects to --runtime-endpoint, or to the first default that

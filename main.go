@@ -37,7 +37,54 @@ func oneLine(err error) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
 }
 
+// globalFlags take a value and may also be given after the subcommand
+// (capsrec record -r SOCK), as kubectl and crictl users expect.
+var globalFlags = map[string]bool{"--node-name": true, "--runtime-endpoint": true, "-r": true, "--btf": true}
+
+// hoistGlobalFlags moves global flags found after the subcommand to before it:
+// urfave/cli knows them only there.
+func hoistGlobalFlags(args []string, commands []*cli.Command) []string {
+	sub := -1
+	for i := 1; i < len(args) && sub < 0; i++ {
+		for _, c := range commands {
+			if args[i] == c.Name {
+				sub = i
+			}
+		}
+		if name, _, _ := strings.Cut(args[i], "="); globalFlags[name] && !strings.Contains(args[i], "=") {
+			i++ // a global flag before the subcommand: skip its value
+		}
+	}
+	if sub < 0 {
+		return args
+	}
+	var hoisted, rest []string
+	for i := sub + 1; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i:]...)
+			break
+		}
+		name, _, hasValue := strings.Cut(a, "=")
+		if !globalFlags[name] {
+			rest = append(rest, a)
+			continue
+		}
+		hoisted = append(hoisted, a)
+		if !hasValue && i+1 < len(args) {
+			hoisted = append(hoisted, args[i+1])
+			i++
+		}
+	}
+	out := append([]string{}, args[:sub]...)
+	out = append(out, hoisted...)
+	out = append(out, args[sub])
+	return append(out, rest...)
+}
+
 func run(args []string) error {
+	commands := []*cli.Command{recordCommand, profileCommand, capsCommand, doctorCommand}
+	args = hoistGlobalFlags(args, commands)
 	app := &cli.App{
 		Name:    "capsrec",
 		Usage:   "record Linux capability checks of processes, containers and pods, and profile them",
@@ -60,7 +107,7 @@ func run(args []string) error {
 				EnvVars: []string{"CAPSREC_BTF"},
 			},
 		},
-		Commands:             []*cli.Command{recordCommand, profileCommand, capsCommand, doctorCommand},
+		Commands:             commands,
 		HideHelpCommand:      true,
 		EnableBashCompletion: true,
 		// Errors are printed once, by main, on one line.

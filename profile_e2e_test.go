@@ -170,11 +170,37 @@ func TestProfileLive(t *testing.T) {
 			if !found {
 				t.Errorf("no livehelper subject in %s", stdout.String())
 			}
-			m := regexp.MustCompile(`(\d+) aggregated`).FindStringSubmatch(stderr.String())
-			if m == nil || m[1] == "0" {
+			m := regexp.MustCompile(`(\d+) checks seen, (\d+) sent whole, (\d+) aggregated, (\d+) filtered, (\d+) lost`).FindStringSubmatch(stderr.String())
+			if m == nil || m[3] == "0" {
 				t.Errorf("no checks were aggregated in the kernel: %s", stderr.String())
+			} else {
+				n := make([]int, 6)
+				for i := 1; i < 6; i++ {
+					n[i], _ = strconv.Atoi(m[i])
+				}
+				if n[1] != n[2]+n[3]+n[4]+n[5] {
+					t.Errorf("the summary does not add up: %s", m[0])
+				}
 			}
 			testutil.AssertNothingLeft(t)
 		})
+	}
+}
+
+// --summary counts every check, also those --unique does not print.
+func TestRecordSummaryUnique(t *testing.T) {
+	method := firstMethod(t)
+	dmesgRestrict(t)
+	h := startHelper(t, "", 65534, "syslog:3")
+	s := testutil.Record(t, "--attach", method, "--pid", strconv.Itoa(h.pid()), "--summary", "--unique", "--cap", "syslog")
+	h.run(t)
+	s.WaitFor("the denial", func(l []byte) bool { return strings.Contains(string(l), "CAP_SYSLOG") })
+	time.Sleep(200 * time.Millisecond)
+	s.Stop(syscall.SIGINT)
+	if n := len(s.Lines()); n != 1 {
+		t.Errorf("--unique printed %d lines, want 1", n)
+	}
+	if !regexp.MustCompile(`CAP_SYSLOG +0 +3 `).MatchString(s.Stderr()) {
+		t.Errorf("the summary does not count all 3 denials:\n%s", s.Stderr())
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -110,4 +111,48 @@ func TestRecordFilters(t *testing.T) {
 		}
 	})
 	testutil.AssertNothingLeft(t)
+}
+
+// --binary matches what ran, whatever name it ran by: a symlink, or an exec
+// through a file descriptor; and JSON shows an fd exec by its real path.
+func TestBinaryRealIdentity(t *testing.T) {
+	method := firstMethod(t)
+	dmesgRestrict(t)
+	dmesg, err := exec.LookPath("dmesg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	real, err := filepath.EvalSymlinks(dmesg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "capsrec-link-") // nobody must reach it
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "notdmesg")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	s := testutil.Record(t, "-o", "json", "--attach", method, "--binary", "dmesg", "--cap", "syslog")
+	asNobody := func(cmd *exec.Cmd) *exec.Cmd {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait() // refused: that is the point
+		return cmd
+	}
+	viaLink := asNobody(exec.Command(link))
+	viaFd := asNobody(exec.Command("sh", "-c", "exec 3<"+real+"; exec /proc/self/fd/3"))
+	s.WaitFor("the symlinked dmesg", eventOf(t, viaLink.Process.Pid, "CAP_SYSLOG"))
+	line := s.WaitFor("the fd-exec'd dmesg", eventOf(t, viaFd.Process.Pid, "CAP_SYSLOG"))
+	s.Stop(syscall.SIGINT)
+	if got := decode(t, line).ProcessKprobe.Process.Binary; got != real {
+		t.Errorf("an fd exec shows binary %q, want %q", got, real)
+	}
 }

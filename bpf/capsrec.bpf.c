@@ -33,9 +33,11 @@ const volatile __u8 opts_bitmask = 1;
 const volatile __u8 hide_classes = 0;
 /* Walk the kernel stack to find and classify each check's call site. */
 const volatile __u8 classify_sites = 0;
-/* The core kernel's text: frames outside it before the first kernel frame are BPF programs and trampolines. */
-const volatile __u64 text_start = 0;
-const volatile __u64 text_end = 0;
+/* The core kernel's text: frames outside it before the first kernel frame are BPF
+ * programs and trampolines. Written after load, with the call-site table, so that
+ * reading /proc/kallsyms overlaps the verifier's work. */
+__u64 text_start = 0;
+__u64 text_end = 0;
 
 /* Check one fast walk in this many against the kernel's unwinder (0: never; tests: 1). */
 const volatile __u32 verify_every = 1024;
@@ -239,8 +241,12 @@ static __always_inline struct upid pid_upid(struct pid *pid)
 	return up;
 }
 
-/* The kind of the function holding ip: a binary search over the sorted ranges. */
-static __always_inline __u32 site_kind(__u64 ip)
+/*
+ * The kind of the function holding ip: a binary search over the sorted ranges.
+ * A global function: the verifier checks it once, not at every frame of every
+ * walk (that took it 600 ms a load).
+ */
+__noinline __u32 site_kind(__u64 ip)
 {
 	__u32 lo = 0, hi = n_sites;
 	struct site_range *r;
@@ -717,23 +723,20 @@ int BPF_KRETPROBE(kretprobe_cap_capable, int ret)
 }
 
 /*
- * Writes the cwd backwards so that it ends at cwd[PATH_LEN-1] and sets cwd_off
- * to where it starts. The offset lives in the record, not on the stack: the
+ * Writes a path backwards so that it ends at buf[PATH_LEN-1] and sets *off to
+ * where it starts. The offset lives in the record, not on the stack: the
  * verifier does not track it there, so the loop's states prune instead of
  * multiplying with every possible offset.
  */
-static __always_inline void write_cwd(struct exec_event *ev, struct task_struct *task)
+static __always_inline void write_path(char *buf, __u32 *off_p, __u8 *truncated, struct dentry *dentry,
+				       struct vfsmount *vfsmnt)
 {
-	struct path pwd;
-	BPF_CORE_READ_INTO(&pwd, task, fs, pwd);
-	struct dentry *dentry = pwd.dentry;
-	struct vfsmount *vfsmnt = pwd.mnt;
 	__u32 mnt_offset = bpf_core_field_offset(struct mount, mnt);
 	struct mount *mnt = (void *)vfsmnt - mnt_offset;
 
-	ev->cwd[PATH_LEN - 1] = 0;
-	ev->cwd_off = PATH_LEN - 1;
-	ev->cwd_truncated = 1;
+	buf[PATH_LEN - 1] = 0;
+	*off_p = PATH_LEN - 1;
+	*truncated = 1;
 	for (int i = 0; i < MAX_PATH_DEPTH; i++) {
 		struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 		struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
@@ -747,26 +750,35 @@ static __always_inline void write_cwd(struct exec_event *ev, struct task_struct 
 				vfsmnt = (void *)mnt + mnt_offset;
 				continue;
 			}
-			ev->cwd_truncated = 0;
+			*truncated = 0;
 			break;
 		}
 		struct qstr name;
 		BPF_CORE_READ_INTO(&name, dentry, d_name);
 		__u32 len = name.len;
-		__u32 off = ev->cwd_off;
+		__u32 off = *off_p;
 		if (len >= NAME_MAX_LEN || len + 1 > off)
 			break;
 		off = (off - len) & (PATH_LEN - 1);
-		bpf_probe_read_kernel(&ev->cwd[off], len & (NAME_MAX_LEN - 1), name.name);
+		bpf_probe_read_kernel(&buf[off], len & (NAME_MAX_LEN - 1), name.name);
 		off = (off - 1) & (PATH_LEN - 1);
-		ev->cwd[off] = '/';
-		ev->cwd_off = off;
+		buf[off] = '/';
+		*off_p = off;
 		dentry = parent;
 	}
-	if (ev->cwd_off == PATH_LEN - 1) {
-		ev->cwd[PATH_LEN - 2] = '/';
-		ev->cwd_off = PATH_LEN - 2;
+	if (*off_p == PATH_LEN - 1) {
+		buf[PATH_LEN - 2] = '/';
+		*off_p = PATH_LEN - 2;
 	}
+}
+
+static __always_inline void write_cwd(struct exec_event *ev, struct task_struct *task)
+{
+	struct path pwd;
+
+	BPF_CORE_READ_INTO(&pwd, task, fs, pwd);
+	write_path(ev->cwd, &ev->cwd_off, &ev->cwd_truncated, pwd.dentry, pwd.mnt);
+	ev->cwd_unlinked = BPF_CORE_READ(pwd.dentry, d_hash.pprev) == 0;
 }
 
 static __always_inline void *reserve_proc(__u64 size)
@@ -829,7 +841,9 @@ static __always_inline int on_exec(struct task_struct *task, struct linux_binprm
 		return 0;
 	ev->runtime = runtime;
 	ev->exe_unlinked = unlinked;
-	bpf_probe_read_kernel_str(ev->exe_name, sizeof(ev->exe_name), BPF_CORE_READ(exe_dentry, d_name.name));
+	/* The executable's own path: what ran, whatever name it was run by (a
+	 * symlink, /dev/fd/N). */
+	write_path(ev->exe_path, &ev->exe_off, &ev->exe_truncated, exe_dentry, BPF_CORE_READ(exe, f_path.mnt));
 	const struct cred *cred = BPF_CORE_READ(task, real_cred);
 
 	ev->hdr.type = EVENT_EXEC;

@@ -177,11 +177,15 @@ struct exec_event {
 	__u8 cwd_truncated;
 	__u8 runtime;      /* 1 + index of the container runtime binary this process runs as; 0 none */
 	__u8 exe_unlinked; /* the executable has no name in any directory (memfd, O_TMPFILE, deleted) */
+	__u32 exe_off;     /* the executable's own path is exe_path[exe_off:] up to its NUL */
+	__u8 exe_truncated;
+	__u8 cwd_unlinked; /* the cwd was removed */
+	__u8 pad[2];
 	char comm[TASK_COMM_LEN];
-	char exe_name[NAME_MAX_LEN]; /* the executable's own file name: an fd exec's real identity */
 	char filename[FILENAME_LEN];
 	char args[ARGS_LEN];
 	char cwd[PATH_LEN + NAME_MAX_LEN];
+	char exe_path[PATH_LEN + NAME_MAX_LEN];
 };
 
 struct fork_event {

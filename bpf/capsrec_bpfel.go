@@ -127,11 +127,15 @@ type capsrecExecEvent struct {
 	CwdTruncated  uint8
 	Runtime       uint8
 	ExeUnlinked   uint8
+	ExeOff        uint32
+	ExeTruncated  uint8
+	CwdUnlinked   uint8
+	Pad           [2]uint8
 	Comm          [16]int8
-	ExeName       [256]int8
 	Filename      [1024]int8
 	Args          [1024]int8
 	Cwd           [4352]int8
+	ExePath       [4352]int8
 }
 
 type capsrecExitEvent struct {

@@ -84,10 +84,10 @@ type Config struct {
 	Aggregate bool
 	// Cgroups turns on the cgroup filter: keep only the listed cgroups, or drop them.
 	Cgroups CgroupFilter
-	// Sites is the call-site walk's table (sorted, at most MaxSites); with none the
+	// Sites gives the call-site walk's table once the programs are loaded and
+	// before they attach (so that reading it overlaps the verifier); nil: the
 	// programs do not read the stack and every check's call site is unknown.
-	Sites              []SiteRange
-	TextStart, TextEnd uint64
+	Sites func() SiteTable
 	// HideClasses has bit n set to count checks of class n in the kernel, not send them.
 	HideClasses uint8
 	// RuntimeExes are container runtime executables (runc, crun, the shims), by
@@ -108,6 +108,13 @@ const (
 	ClassOverrideCreds = 3
 	ClassCount         = 4
 )
+
+// SiteTable is the call-site walk's table: function ranges, sorted, at most
+// MaxSites, and the core kernel's text. Empty ranges leave call sites unknown.
+type SiteTable struct {
+	Ranges             []SiteRange
+	TextStart, TextEnd uint64
+}
 
 // MaxSites is capsrec.h's MAX_SITES.
 const MaxSites = 128
@@ -329,6 +336,13 @@ func precheck(kernel *btf.Spec, method Method, externalBTF bool) error {
 			return unavailable(method, "the kernel's BTF has no function cap_capable")
 		}
 	}
+	// Every kernel with kprobe events (4.17+) has the kprobe PMU: without it the
+	// kernel has no kprobes, whatever the tracefs fallback would say.
+	if method == MethodKprobe {
+		if _, err := os.Stat("/sys/bus/event_source/devices/kprobe/type"); err != nil {
+			return unavailable(method, "this kernel has no kprobes (no kprobe PMU at /sys/bus/event_source/devices/kprobe: CONFIG_KPROBES or CONFIG_KPROBE_EVENTS is off)")
+		}
+	}
 	return nil
 }
 
@@ -369,10 +383,7 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, ptRegs, optsBitmask bool) 
 		"filter_cgroups":   uint8(cfg.Cgroups),
 		"opts_bitmask":     boolByte(optsBitmask),
 		"hide_classes":     cfg.HideClasses,
-		"classify_sites":   boolByte(len(cfg.Sites) > 0),
-		"text_start":       cfg.TextStart,
-		"text_end":         cfg.TextEnd,
-		"n_sites":          uint32(len(cfg.Sites)),
+		"classify_sites":   boolByte(cfg.Sites != nil),
 		"verify_every":     cmp.Or(cfg.VerifyEvery, 1024),
 	}
 	for name, v := range vars {
@@ -390,25 +401,15 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, ptRegs, optsBitmask bool) 
 	return nil
 }
 
-// fillTables writes the call-site ranges (padded with ranges that start past
-// every address, so the binary search needs no count) and the runtime tables.
+// fillTables writes the call-site walk's state and table, and the runtime tables.
 func fillTables(coll *ebpf.Collection, cfg Config) error {
 	ws := capsrecWalkState{Anchor: -1} // learned from the first samples
 	if err := coll.Maps["walk_states"].Put(uint32(0), ws); err != nil {
 		return fmt.Errorf("initializing the call-site walk: %w", err)
 	}
-	if len(cfg.Sites) > MaxSites {
-		return fmt.Errorf("%d call-site ranges, more than %d", len(cfg.Sites), MaxSites)
-	}
-	if len(cfg.Sites) > 0 {
-		for i := range uint32(MaxSites) {
-			r := SiteRange{Start: ^uint64(0), End: ^uint64(0)}
-			if int(i) < len(cfg.Sites) {
-				r = cfg.Sites[i]
-			}
-			if err := coll.Maps["site_ranges"].Put(i, r); err != nil {
-				return fmt.Errorf("filling the call-site table: %w", err)
-			}
+	if cfg.Sites != nil {
+		if err := fillSites(coll, cfg.Sites()); err != nil {
+			return err
 		}
 	}
 	for k, v := range cfg.RuntimeExes {
@@ -419,6 +420,30 @@ func fillTables(coll *ebpf.Collection, cfg Config) error {
 	for tgid, v := range cfg.RuntimeTgids {
 		if err := coll.Maps["runtime_tasks"].Put(tgid, v); err != nil {
 			return fmt.Errorf("marking runtime processes: %w", err)
+		}
+	}
+	return nil
+}
+
+// fillSites writes the call-site ranges, padded with ranges that start past
+// every address so that the binary search reads no garbage, then their count
+// and the text bounds.
+func fillSites(coll *ebpf.Collection, st SiteTable) error {
+	if len(st.Ranges) > MaxSites {
+		return fmt.Errorf("%d call-site ranges, more than %d", len(st.Ranges), MaxSites)
+	}
+	for i := range uint32(MaxSites) {
+		r := SiteRange{Start: ^uint64(0), End: ^uint64(0)}
+		if int(i) < len(st.Ranges) {
+			r = st.Ranges[i]
+		}
+		if err := coll.Maps["site_ranges"].Put(i, r); err != nil {
+			return fmt.Errorf("filling the call-site table: %w", err)
+		}
+	}
+	for name, v := range map[string]any{"text_start": st.TextStart, "text_end": st.TextEnd, "n_sites": uint32(len(st.Ranges))} {
+		if err := coll.Variables[name].Set(v); err != nil {
+			return fmt.Errorf("setting %s: %w", name, err)
 		}
 	}
 	return nil

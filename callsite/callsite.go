@@ -8,12 +8,12 @@ package callsite
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 )
 
@@ -81,9 +81,19 @@ type Range struct {
 // Table holds the kernel's text symbols, sorted by address.
 type Table struct {
 	addrs []uint64
-	names []string // names[i] starts at addrs[i]; "[module]" suffix kept off
+	// names[i] starts at addrs[i]: one arena, so 100,000 symbols are not 100,000 strings.
+	nameOff []uint32
+	arena   []byte
 	// TextStart and TextEnd bound the core kernel's text (_stext, _etext).
 	TextStart, TextEnd uint64
+}
+
+func (t *Table) name(i int) string {
+	end := uint32(len(t.arena))
+	if i+1 < len(t.nameOff) {
+		end = t.nameOff[i+1]
+	}
+	return string(t.arena[t.nameOff[i]:end])
 }
 
 // ErrNoAddresses: kallsyms shows zero addresses (kptr_restrict, or not root).
@@ -102,12 +112,21 @@ func LoadKallsyms() (*Table, error) {
 // Parse reads kallsyms text: "ADDR TYPE NAME [\t[MODULE]]" lines. It keeps text
 // symbols only, so that a function ends where the next text symbol starts.
 func Parse(r io.Reader) (*Table, error) {
-	t := &Table{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	br := bufio.NewReaderSize(r, 64<<10)
+	t := &Table{addrs: make([]uint64, 0, 1<<17), nameOff: make([]uint32, 0, 1<<17), arena: make([]byte, 0, 2<<20)}
 	nonzero := false
-	for sc.Scan() {
-		line := sc.Bytes()
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				continue // no symbol line is that long: skip it
+			}
+			return nil, fmt.Errorf("reading kernel symbols: %w", err)
+		}
+		if len(line) == 0 && err != nil {
+			break
+		}
+		line = bytes.TrimSuffix(line, []byte{'\n'})
 		if len(line) < 20 || line[16] != ' ' || line[18] != ' ' {
 			continue
 		}
@@ -116,8 +135,8 @@ func Parse(r io.Reader) (*Table, error) {
 		default:
 			continue
 		}
-		addr, err := strconv.ParseUint(string(line[:16]), 16, 64)
-		if err != nil {
+		addr, ok := parseHex(line[:16])
+		if !ok {
 			continue
 		}
 		name := line[19:]
@@ -127,18 +146,15 @@ func Parse(r io.Reader) (*Table, error) {
 		if addr != 0 {
 			nonzero = true
 		}
-		n := string(name)
-		switch n {
+		switch string(name) {
 		case "_stext":
 			t.TextStart = addr
 		case "_etext":
 			t.TextEnd = addr
 		}
 		t.addrs = append(t.addrs, addr)
-		t.names = append(t.names, n)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading kernel symbols: %w", err)
+		t.nameOff = append(t.nameOff, uint32(len(t.arena)))
+		t.arena = append(t.arena, name...)
 	}
 	if !nonzero {
 		return nil, ErrNoAddresses
@@ -152,26 +168,36 @@ func Parse(r io.Reader) (*Table, error) {
 	return t, nil
 }
 
+func parseHex(b []byte) (uint64, bool) {
+	var v uint64
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			v = v<<4 | uint64(c-'0')
+		case c >= 'a' && c <= 'f':
+			v = v<<4 | uint64(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			v = v<<4 | uint64(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return v, true
+}
+
 func (t *Table) sort() {
 	idx := make([]int, len(t.addrs))
 	for i := range idx {
 		idx[i] = i
 	}
-	slices.SortStableFunc(idx, func(a, b int) int {
-		switch {
-		case t.addrs[a] < t.addrs[b]:
-			return -1
-		case t.addrs[a] > t.addrs[b]:
-			return 1
-		}
-		return 0
-	})
-	addrs := make([]uint64, len(idx))
-	names := make([]string, len(idx))
-	for i, j := range idx {
-		addrs[i], names[i] = t.addrs[j], t.names[j]
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(t.addrs[a], t.addrs[b]) })
+	sorted := &Table{TextStart: t.TextStart, TextEnd: t.TextEnd}
+	for _, j := range idx {
+		sorted.addrs = append(sorted.addrs, t.addrs[j])
+		sorted.nameOff = append(sorted.nameOff, uint32(len(sorted.arena)))
+		sorted.arena = append(sorted.arena, t.name(j)...)
 	}
-	t.addrs, t.names = addrs, names
+	*t = *sorted
 }
 
 // baseName drops the compiler's suffixes: foo.isra.0, foo.constprop.0, foo.cold.
@@ -187,8 +213,8 @@ func baseName(name string) string {
 // text symbol begins.
 func (t *Table) Ranges() ([]Range, error) {
 	var rs []Range
-	for i, name := range t.names {
-		k, ok := Kinds[baseName(name)]
+	for i := range t.addrs {
+		k, ok := Kinds[baseName(t.name(i))]
 		if !ok || t.addrs[i] < t.TextStart || t.addrs[i] >= t.TextEnd {
 			continue
 		}
@@ -237,7 +263,7 @@ func (t *Table) Func(ip uint64) string {
 	if i < 0 {
 		return ""
 	}
-	return t.names[i]
+	return t.name(i)
 }
 
 // KindOf is the kind of the function holding the return address ip.

@@ -56,8 +56,11 @@ func AnySocket(endpoints []string) bool {
 
 func dial(endpoint string, timeout time.Duration) (*CRI, error) {
 	path, ok := strings.CutPrefix(endpoint, "unix://")
+	if !ok && strings.HasPrefix(endpoint, "/") {
+		path, ok = endpoint, true // a bare socket path, as crictl takes it
+	}
 	if !ok {
-		return nil, fmt.Errorf("runtime endpoint %q: only unix:// sockets are supported", endpoint)
+		return nil, fmt.Errorf("runtime endpoint %q: only unix:// sockets (or a socket's path) are supported", endpoint)
 	}
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("runtime endpoint %s: %w", endpoint, err)

@@ -86,9 +86,22 @@ func New(opts Options, cfg *bpf.Config) (*Filter, error) {
 // Keep tells whether c passes the user-space filters; with --unique it also
 // remembers c, so that the next check of the same kind does not pass.
 func (f *Filter) Keep(c *recorder.Check) bool {
-	if len(f.binaries) > 0 && !f.binaryMatches(c.Process.Binary) {
-		return false
+	return f.Matches(c) && f.First(c)
+}
+
+// Matches applies the filters that select checks (--binary).
+func (f *Filter) Matches(c *recorder.Check) bool {
+	if len(f.binaries) == 0 {
+		return true
 	}
+	// By the name it was run by, or by what ran: a symlink or an fd exec
+	// must not hide a binary from --binary.
+	return f.binaryMatches(c.Process.Binary) || (c.Process.RealBinary != "" && f.binaryMatches(c.Process.RealBinary))
+}
+
+// First tells, with --unique, whether c is the first of its binary, capability
+// and verdict (and container); without --unique every check is.
+func (f *Filter) First(c *recorder.Check) bool {
 	if f.unique {
 		k := uniqueKey{binary: c.Process.Binary, cap: c.Cap, granted: c.Granted()}
 		if k.binary == "" {

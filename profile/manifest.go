@@ -3,7 +3,6 @@ package profile
 import (
 	"github.com/capsrec/capsrec/boundedfile"
 
-	"bytes"
 	"fmt"
 	"regexp"
 	"slices"
@@ -67,7 +66,7 @@ func CheckManifest(path string, p *Profile) ([]Finding, error) {
 	var findings []Finding
 	workloads := 0
 	for i, doc := range docSeparator.Split(string(data), -1) {
-		if len(bytes.TrimSpace([]byte(doc))) == 0 {
+		if onlyComments(doc) {
 			continue
 		}
 		var m manifest
@@ -92,12 +91,45 @@ func CheckManifest(path string, p *Profile) ([]Finding, error) {
 		}
 		for _, c := range append(spec.InitContainers, spec.Containers...) {
 			findings = append(findings, checkContainer(p, m.Kind, ns, m.Metadata.Name, c)...)
+			for _, name := range unknownCapabilities(c) {
+				findings = append(findings, Finding{ns + "/" + m.Metadata.Name, c.Name,
+					fmt.Sprintf("document %d names an unknown capability %q (the runtime would refuse the container)", i+1, name)})
+			}
 		}
 	}
 	if workloads == 0 {
 		return nil, fmt.Errorf("%s: no workload in it", path)
 	}
 	return findings, nil
+}
+
+// onlyComments tells a document with nothing but blank and comment lines.
+func onlyComments(doc string) bool {
+	for line := range strings.SplitSeq(doc, "\n") {
+		if t := strings.TrimSpace(line); t != "" && !strings.HasPrefix(t, "#") {
+			return false
+		}
+	}
+	return true
+}
+
+// unknownCapabilities lists the names in a container's add and drop lists that
+// are no capability (SYS_ADMINN, NET-ADMIN).
+func unknownCapabilities(c manifestContainer) []string {
+	sc := c.SecurityContext
+	if sc == nil || sc.Capabilities == nil {
+		return nil
+	}
+	var unknown []string
+	for _, name := range append(slices.Clone(sc.Capabilities.Add), sc.Capabilities.Drop...) {
+		if strings.EqualFold(name, "ALL") {
+			continue
+		}
+		if _, err := caps.Parse(name); err != nil {
+			unknown = append(unknown, name)
+		}
+	}
+	return unknown
 }
 
 func (sp *SubjectProfile) matches(kind, ns, name, container string) bool {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"os"
 	"path"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,10 @@ type Process struct {
 	Flags        string
 	// Runtime names the container runtime the process runs as ("runc"), "" for others.
 	Runtime string
+	// RealBinary is the executable's own path, whatever name it was run by (a
+	// symlink, /dev/fd/N); "" when unknown. It ends in " (deleted)" for an
+	// unlinked file (a memfd).
+	RealBinary string
 
 	exited   bool
 	exitedAt time.Time
@@ -143,6 +148,10 @@ func cString(b []int8) string {
 	return string(buf)
 }
 
+// fdExec matches the names an exec through a file descriptor (fexecve,
+// execveat with AT_EMPTY_PATH) gets: they say nothing of what ran.
+var fdExec = regexp.MustCompile(`^/(dev|proc/(self|[0-9]+))/fd/[0-9]+$`)
+
 // OnExec records a process's new program.
 func (pc *ProcCache) OnExec(ev *bpf.ExecEvent) *Process {
 	tgid := ev.Hdr.Tgid
@@ -152,9 +161,26 @@ func (pc *ProcCache) OnExec(ev *bpf.ExecEvent) *Process {
 	if n < len(ev.Cwd) {
 		cwd = cString(ev.Cwd[n:])
 	}
+	cwdShown := cwd
+	if ev.CwdTruncated != 0 { // only its last components: it must not look whole
+		cwdShown = "..." + cwd
+	}
+	if ev.CwdUnlinked != 0 {
+		cwdShown += " (deleted)"
+	}
 	binary := cString(ev.Filename[:])
 	if binary != "" && !path.IsAbs(binary) && cwd != "" {
 		binary = path.Join(cwd, binary)
+	}
+	real := ""
+	if n := int(ev.ExeOff); n < len(ev.ExePath) && ev.ExeTruncated == 0 {
+		real = cString(ev.ExePath[n:])
+		if ev.ExeUnlinked != 0 {
+			real += " (deleted)"
+		}
+	}
+	if real != "" && fdExec.MatchString(binary) {
+		binary = real // /dev/fd/3 says nothing of what ran
 	}
 	runtime := ""
 	if i := int(ev.Runtime) - 1; i >= 0 && i < len(pc.runtimes) {
@@ -167,17 +193,18 @@ func (pc *ProcCache) OnExec(ev *bpf.ExecEvent) *Process {
 		raw[i] = byte(ev.Args[i])
 	}
 	p := &Process{
-		Tgid:      tgid,
-		Ptgid:     ev.Ptgid,
-		Ktime:     ev.Hdr.Ktime,
-		StartBoot: ev.StartBoottime,
-		StartTime: pc.clock.Wall(ev.Hdr.Ktime),
-		UID:       ev.Uid,
-		AUID:      ev.Auid,
-		Binary:    binary,
-		Runtime:   runtime,
-		Arguments: argumentsFromArgv(raw),
-		Cwd:       cwd,
+		Tgid:       tgid,
+		Ptgid:      ev.Ptgid,
+		Ktime:      ev.Hdr.Ktime,
+		StartBoot:  ev.StartBoottime,
+		StartTime:  pc.clock.Wall(ev.Hdr.Ktime),
+		UID:        ev.Uid,
+		AUID:       ev.Auid,
+		Binary:     binary,
+		RealBinary: real,
+		Runtime:    runtime,
+		Arguments:  argumentsFromArgv(raw),
+		Cwd:        cwdShown,
 		Flags: flags("execve", when(cwd == "/", "rootcwd"), when(prev != nil && strings.Contains(prev.Flags, "clone") && !strings.Contains(prev.Flags, "execve"), "clone"),
 			when(ev.ArgsTruncated != 0, "truncArgs"), when(ev.CwdTruncated != 0, "truncCwd")),
 	}
@@ -212,7 +239,7 @@ func (pc *ProcCache) OnFork(ev *bpf.ForkEvent) *Process {
 	if parent := pc.procs[ev.Ptgid]; parent != nil {
 		p.ParentExecID = parent.ExecID
 		p.UID, p.AUID = parent.UID, parent.AUID
-		p.Binary, p.Arguments, p.Cwd, p.Runtime = parent.Binary, parent.Arguments, parent.Cwd, parent.Runtime
+		p.Binary, p.Arguments, p.Cwd, p.Runtime, p.RealBinary = parent.Binary, parent.Arguments, parent.Cwd, parent.Runtime, parent.RealBinary
 		p.Flags = flags("clone", when(p.Cwd == "/", "rootcwd"))
 	}
 	p.ExecID = pc.execID(p.Ktime, p.Tgid)
@@ -311,6 +338,7 @@ func (pc *ProcCache) readProc(pid uint32) *Process {
 		AUID:      procLoginUID(dir),
 	}
 	p.Binary, _ = os.Readlink(dir + "/exe")
+	p.RealBinary = p.Binary
 	p.Binary = strings.TrimSuffix(p.Binary, " (deleted)")
 	p.Cwd, _ = os.Readlink(dir + "/cwd")
 	if cmdline, err := os.ReadFile(dir + "/cmdline"); err == nil {
