@@ -156,3 +156,28 @@ func TestBinaryRealIdentity(t *testing.T) {
 		t.Errorf("an fd exec shows binary %q, want %q", got, real)
 	}
 }
+
+// A process whose cwd was removed shows it marked, as the kernel's d_path does.
+func TestDeletedCwd(t *testing.T) {
+	method := firstMethod(t)
+	dir, err := os.MkdirTemp("", "capsrec-gone-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(target, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := testutil.Record(t, "-o", "json", "--attach", method, "--cap", "chown")
+	// The shell removes its own cwd, then execs chown there.
+	cmd := exec.Command("sh", "-c", "rmdir "+dir+" && exec chown 1234 "+target)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	line := s.WaitFor("chown's check", eventOf(t, cmd.Process.Pid, "CAP_CHOWN"))
+	s.Stop(syscall.SIGINT)
+	if cwd := decode(t, line).ProcessKprobe.Process.Cwd; cwd != dir+" (deleted)" {
+		t.Errorf("cwd = %q, want %q", cwd, dir+" (deleted)")
+	}
+}

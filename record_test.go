@@ -171,6 +171,7 @@ type event struct {
 			UID          int    `json:"uid"`
 			Binary       string `json:"binary"`
 			Arguments    string `json:"arguments"`
+			Cwd          string `json:"cwd"`
 			ParentExecID string `json:"parent_exec_id"`
 		} `json:"process"`
 		Parent struct {
