@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -179,5 +180,33 @@ func TestDeletedCwd(t *testing.T) {
 	s.Stop(syscall.SIGINT)
 	if cwd := decode(t, line).ProcessKprobe.Process.Cwd; cwd != dir+" (deleted)" {
 		t.Errorf("cwd = %q, want %q", cwd, dir+" (deleted)")
+	}
+}
+
+// A cwd deeper than the kernel-side walk reads shows as a part, never as a
+// path that looks whole.
+func TestTruncatedCwd(t *testing.T) {
+	method := firstMethod(t)
+	deep := t.TempDir()
+	for range 60 {
+		deep = filepath.Join(deep, "d")
+	}
+	if err := os.MkdirAll(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(deep, "f")
+	if err := os.WriteFile(target, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := testutil.Record(t, "-o", "json", "--attach", method, "--cap", "chown")
+	cmd := exec.Command("chown", "1234", "f")
+	cmd.Dir = deep
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	line := s.WaitFor("chown's check", eventOf(t, cmd.Process.Pid, "CAP_CHOWN"))
+	s.Stop(syscall.SIGINT)
+	if cwd := decode(t, line).ProcessKprobe.Process.Cwd; !strings.HasPrefix(cwd, ".../") || !strings.HasSuffix(cwd, "/d/d") {
+		t.Errorf("cwd = %q, want .../d/d...", cwd)
 	}
 }

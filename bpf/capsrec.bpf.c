@@ -114,6 +114,13 @@ struct {
 	__type(value, struct learn_event);
 } walk_scratch SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct walk_cache);
+} walk_caches SEC(".maps");
+
 /* Container runtime executables by identity; the value is 1 + the runtime's index. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -163,6 +170,7 @@ const struct exe_key *const unused_exe_key __attribute__((unused)) = 0;
 const struct learn_event *const unused_learn_event __attribute__((unused)) = 0;
 const struct frame_info *const unused_frame_info __attribute__((unused)) = 0;
 const struct walk_state *const unused_walk_state __attribute__((unused)) = 0;
+const struct walk_cache *const unused_walk_cache __attribute__((unused)) = 0;
 
 /*
  * Wakes the reader only for the record that carries the unread data across
@@ -375,11 +383,12 @@ static __always_inline __u64 window_at(struct learn_event *le, __u32 idx)
  * unwinder and asks user space to learn it.
  */
 static __always_inline enum walk_result fast_walk(struct learn_event *le, __u32 words, struct walk_state *ws,
-						  struct call_site *cs)
+						  struct call_site *cs, struct walk_cache *c)
 {
 	bool probe = false;
 	__u32 idx;
 
+	c->n = 0;
 	if (ws->anchor < 0) /* -1: not learned yet; less: cannot be */
 		return ws->anchor == -1 ? WALK_MISS_LEARN : WALK_MISS;
 	idx = (__u32)ws->anchor / 8;
@@ -393,6 +402,8 @@ static __always_inline enum walk_result fast_walk(struct learn_event *le, __u32 
 		__u64 r = window_at(le, idx);
 		struct frame_info *f = bpf_map_lookup_elem(&frames, &r);
 
+		c->idx[i & (WALK_PATH - 1)] = idx;
+		c->val[i & (WALK_PATH - 1)] = r;
 		if (f) {
 			if (f->delta <= 0 || (f->delta & 7))
 				return WALK_MISS;
@@ -406,9 +417,34 @@ static __always_inline enum walk_result fast_walk(struct learn_event *le, __u32 
 			return WALK_MISS_LEARN;
 		cs->ip = r;
 		cs->probe = probe || kind == SITE_PROBE;
+		c->n = i + 1;
+		c->words = idx + 1;
+		c->site = cs->ip;
+		c->probe = cs->probe;
+		c->generation = ws->generation;
 		return WALK_FOUND;
 	}
 	return WALK_MISS;
+}
+
+/* The last walk again, if every slot it read holds what it held then. */
+static __always_inline bool cached_walk(struct learn_event *le, __u32 words, struct walk_state *ws,
+					struct walk_cache *c, struct call_site *cs)
+{
+	__u32 n = c->n;
+
+	if (n == 0 || n > MAX_WALK || c->generation != ws->generation)
+		return false;
+	for (int i = 0; i < MAX_WALK; i++) {
+		if (i >= n)
+			break;
+		__u32 idx = c->idx[i & (WALK_PATH - 1)];
+		if (idx >= words || window_at(le, idx) != c->val[i & (WALK_PATH - 1)])
+			return false;
+	}
+	cs->ip = c->site;
+	cs->probe = c->probe;
+	return true;
 }
 
 /*
@@ -423,16 +459,28 @@ static __always_inline struct call_site find_call_site(void *ctx, void *anchor, 
 	enum walk_result got = WALK_MISS;
 	struct learn_event *le;
 	struct walk_state *ws;
+	struct walk_cache *c;
 	__u32 zero = 0, words = 0;
 
 	ws = bpf_map_lookup_elem(&walk_states, &zero);
 	le = bpf_map_lookup_elem(&walk_scratch, &zero);
-	if (!ws || !le)
+	c = bpf_map_lookup_elem(&walk_caches, &zero);
+	if (!ws || !le || !c)
 		return unwind_call_site(ctx);
-	if (!ws->broken) {
+	if (!ws->broken && c->n && c->generation == ws->generation) {
+		/* Only the slots the last walk read: they lie on the stack wherever that
+		 * walk holds, so no bound of the stack is needed (a fault is a miss). */
+		__u32 words = c->words;
+		asm volatile("" : "+r"(words)); /* keep the bound where the verifier sees it */
+		if (words > 0 && words <= WALK_WORDS &&
+		    bpf_probe_read_kernel(le->window, (((words - 1) & (WALK_WORDS - 1)) + 1) * 8, anchor) == 0 &&
+		    cached_walk(le, words, ws, c, &cs))
+			got = WALK_FOUND;
+	}
+	if (!ws->broken && got != WALK_FOUND) {
 		words = read_window(le, anchor);
 		if (words)
-			got = fast_walk(le, words, ws, &cs);
+			got = fast_walk(le, words, ws, &cs, c);
 	}
 	if (got == WALK_FOUND) {
 		st->fast_walks++;

@@ -64,6 +64,24 @@ struct walk_state {
 	__u64 anchor_value; /* what the first slot holds (0: anything, kprobe) */
 	__u64 mismatch_fast; /* the first disagreement: what the fast walk found ... */
 	__u64 mismatch_slow; /* ... and what the unwinder found */
+	__u32 generation;    /* bumped when a learned frame changes: cached walks are void */
+	__u32 pad;
+};
+
+/* Per CPU, the last fast walk: the slots it read and what they held. A check
+ * whose stack holds the same return addresses at those slots walks the same
+ * way, to the same call site: comparing them is the whole walk. */
+#define WALK_PATH 16 /* a power of two above MAX_WALK */
+struct walk_cache {
+	__u32 n; /* slots in idx/val; 0: empty */
+	__u32 generation;
+	__u32 words; /* window words the walk read up to: only those are read again */
+	__u32 pad2;
+	__u64 site;
+	__u8 probe;
+	__u8 pad[7];
+	__u32 idx[WALK_PATH];
+	__u64 val[WALK_PATH];
 };
 
 struct site_range {

@@ -174,6 +174,19 @@ type capsrecSiteRange struct {
 	Pad   uint32
 }
 
+type capsrecWalkCache struct {
+	_          structs.HostLayout
+	N          uint32
+	Generation uint32
+	Words      uint32
+	Pad2       uint32
+	Site       uint64
+	Probe      uint8
+	Pad        [7]uint8
+	Idx        [16]uint32
+	Val        [16]uint64
+}
+
 type capsrecWalkState struct {
 	_            structs.HostLayout
 	Anchor       int32
@@ -181,6 +194,8 @@ type capsrecWalkState struct {
 	AnchorValue  uint64
 	MismatchFast uint64
 	MismatchSlow uint64
+	Generation   uint32
+	Pad          uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -197,6 +212,7 @@ const (
 	capsrecMapRuntimeTasks           = "runtime_tasks"
 	capsrecMapSiteRanges             = "site_ranges"
 	capsrecMapStats                  = "stats"
+	capsrecMapWalkCaches             = "walk_caches"
 	capsrecMapWalkScratch            = "walk_scratch"
 	capsrecMapWalkStates             = "walk_states"
 	capsrecProgFexitCapCapable       = "fexit_cap_capable"
@@ -234,6 +250,7 @@ const (
 	capsrecVarUnusedFrameInfo        = "unused_frame_info"
 	capsrecVarUnusedLearnEvent       = "unused_learn_event"
 	capsrecVarUnusedSiteRange        = "unused_site_range"
+	capsrecVarUnusedWalkCache        = "unused_walk_cache"
 	capsrecVarUnusedWalkState        = "unused_walk_state"
 	capsrecVarVerdictFilter          = "verdict_filter"
 	capsrecVarVerifyEvery            = "verify_every"
@@ -310,6 +327,7 @@ type capsrecMapSpecs struct {
 	RuntimeTasks *ebpf.MapSpec `ebpf:"runtime_tasks"`
 	SiteRanges   *ebpf.MapSpec `ebpf:"site_ranges"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	WalkCaches   *ebpf.MapSpec `ebpf:"walk_caches"`
 	WalkScratch  *ebpf.MapSpec `ebpf:"walk_scratch"`
 	WalkStates   *ebpf.MapSpec `ebpf:"walk_states"`
 }
@@ -341,6 +359,7 @@ type capsrecVariableSpecs struct {
 	UnusedFrameInfo  *ebpf.VariableSpec `ebpf:"unused_frame_info"`
 	UnusedLearnEvent *ebpf.VariableSpec `ebpf:"unused_learn_event"`
 	UnusedSiteRange  *ebpf.VariableSpec `ebpf:"unused_site_range"`
+	UnusedWalkCache  *ebpf.VariableSpec `ebpf:"unused_walk_cache"`
 	UnusedWalkState  *ebpf.VariableSpec `ebpf:"unused_walk_state"`
 	VerdictFilter    *ebpf.VariableSpec `ebpf:"verdict_filter"`
 	VerifyEvery      *ebpf.VariableSpec `ebpf:"verify_every"`
@@ -377,6 +396,7 @@ type capsrecMaps struct {
 	RuntimeTasks *ebpf.Map `ebpf:"runtime_tasks"`
 	SiteRanges   *ebpf.Map `ebpf:"site_ranges"`
 	Stats        *ebpf.Map `ebpf:"stats"`
+	WalkCaches   *ebpf.Map `ebpf:"walk_caches"`
 	WalkScratch  *ebpf.Map `ebpf:"walk_scratch"`
 	WalkStates   *ebpf.Map `ebpf:"walk_states"`
 }
@@ -393,6 +413,7 @@ func (m *capsrecMaps) Close() error {
 		m.RuntimeTasks,
 		m.SiteRanges,
 		m.Stats,
+		m.WalkCaches,
 		m.WalkScratch,
 		m.WalkStates,
 	)
@@ -425,6 +446,7 @@ type capsrecVariables struct {
 	UnusedFrameInfo  *ebpf.Variable `ebpf:"unused_frame_info"`
 	UnusedLearnEvent *ebpf.Variable `ebpf:"unused_learn_event"`
 	UnusedSiteRange  *ebpf.Variable `ebpf:"unused_site_range"`
+	UnusedWalkCache  *ebpf.Variable `ebpf:"unused_walk_cache"`
 	UnusedWalkState  *ebpf.Variable `ebpf:"unused_walk_state"`
 	VerdictFilter    *ebpf.Variable `ebpf:"verdict_filter"`
 	VerifyEvery      *ebpf.Variable `ebpf:"verify_every"`

@@ -549,6 +549,20 @@ func (s *Session) AddFrame(ret uint64, delta int32, kind uint32) error {
 	return nil
 }
 
+// VoidCachedWalks makes every CPU's cached walk stale: a learned frame changed.
+func (s *Session) VoidCachedWalks() error {
+	var ws capsrecWalkState
+	m := s.coll.Maps["walk_states"]
+	if err := m.Lookup(uint32(0), &ws); err != nil {
+		return fmt.Errorf("reading the call-site walk: %w", err)
+	}
+	ws.Generation++
+	if err := m.Put(uint32(0), ws); err != nil {
+		return fmt.Errorf("voiding cached walks: %w", err)
+	}
+	return nil
+}
+
 // SetWalkAnchor sets where the fast call-site walk starts, keeping its broken flag.
 func (s *Session) SetWalkAnchor(offset int32, value uint64) error {
 	var ws capsrecWalkState

@@ -315,3 +315,34 @@ spec:
 		}
 	}
 }
+
+// Events without a call site (Tetragon's) keep the audit rules, and the
+// profile says so; needs asked by a non-root user carry the note that add
+// alone does not raise a non-root process's effective set.
+func TestNotesNoCallSiteAndNonRoot(t *testing.T) {
+	p := New()
+	p.Add(Observation{Subject: Subject{Namespace: "prod", Pod: "web-0", Container: "app"}, Binary: "/app", Cap: chown, Granted: true,
+		EUID: 1000, EUIDKnown: true}) // a Tetragon event: no class, no audit
+	sp := p.Subjects()[0]
+	if v := sp.Caps[chown].Verdict(); v != NeededNoCallSite {
+		t.Errorf("verdict %q", v)
+	}
+	r := sp.Recommend()
+	if !r.NoCallSite || r.NonRoot {
+		t.Errorf("recommendation %+v: want the no-call-site note only (the need's class is unknown)", r)
+	}
+	p = New()
+	p.Add(Observation{Subject: Subject{Namespace: "prod", Pod: "web-0", Container: "app"}, Binary: "/app", Cap: chown, Granted: true,
+		Class: ClassNeed, EUID: 1000, EUIDKnown: true})
+	r = p.Subjects()[0].Recommend()
+	if !r.NonRoot || r.NoCallSite {
+		t.Errorf("recommendation %+v: want the non-root note", r)
+	}
+	var buf bytes.Buffer
+	if err := Write(&buf, p, "yaml", false); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "# note: "+NonRootNote) {
+		t.Errorf("yaml lacks the non-root note:\n%s", buf.String())
+	}
+}

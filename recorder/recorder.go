@@ -183,8 +183,13 @@ func (r *Recorder) learn(ev *bpf.LearnEvent) {
 	ips := ev.Ips[:min(int(ev.N_ips), len(ev.Ips))]
 	window := ev.Window[:min(int(ev.N_words), len(ev.Window))]
 	frames, anchor := r.opts.Learner.Learn(ips, window)
+	void := false
 	for _, f := range frames {
 		_ = r.sess.AddFrame(f.Ret, f.Delta, uint32(f.Kind))
+		void = void || f.Delta == 0 // a frame the walk passed may now stop it
+	}
+	if void {
+		_ = r.sess.VoidCachedWalks()
 	}
 	if anchor != nil {
 		_ = r.sess.SetWalkAnchor(anchor.Offset, anchor.Value)
