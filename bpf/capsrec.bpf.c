@@ -502,7 +502,11 @@ static __always_inline struct call_site find_call_site(void *ctx, void *anchor, 
 	st->slow_walks++;
 	long n = bpf_get_stack(ctx, le->ips, sizeof(le->ips), 0);
 	cs = classify_ips(le->ips, n);
-	if (got == WALK_MISS_LEARN && words && n > 0) {
+	/* Until user space has learned, every check here would send a sample: one a
+	 * millisecond per CPU is plenty, and keeps the ring buffer for checks. */
+	__u64 now = bpf_ktime_get_ns();
+	if (got == WALK_MISS_LEARN && words && n > 0 && now - c->last_learn > 1000000) {
+		c->last_learn = now;
 		le->hdr.type = EVENT_LEARN;
 		le->hdr.tgid = 0;
 		le->hdr.ktime = 0;

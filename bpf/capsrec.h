@@ -77,6 +77,7 @@ struct walk_cache {
 	__u32 generation;
 	__u32 words; /* window words the walk read up to: only those are read again */
 	__u32 pad2;
+	__u64 last_learn; /* ktime of this CPU's last learn event: at most one a millisecond */
 	__u64 site;
 	__u8 probe;
 	__u8 pad[7];

@@ -180,6 +180,7 @@ type capsrecWalkCache struct {
 	Generation uint32
 	Words      uint32
 	Pad2       uint32
+	LastLearn  uint64
 	Site       uint64
 	Probe      uint8
 	Pad        [7]uint8
