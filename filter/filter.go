@@ -141,7 +141,7 @@ func (f *Filter) binaryMatches(binary string) bool {
 // crosses '/': "*/bin/ip" matches /usr/sbin/... as a user would expect.
 func globRegexp(glob string) (*regexp.Regexp, error) {
 	var b strings.Builder
-	b.WriteString("^")
+	b.WriteString("(?s)^") // a name may hold a newline: '*' matches it too
 	for i := 0; i < len(glob); i++ {
 		switch c := glob[i]; c {
 		case '*':
@@ -160,7 +160,7 @@ func globRegexp(glob string) (*regexp.Regexp, error) {
 			b.WriteString("[" + class + "]")
 			i += end + 1
 		default:
-			b.WriteString(regexp.QuoteMeta(string(c)))
+			b.WriteString(regexp.QuoteMeta(glob[i : i+1])) // bytes, so UTF-8 stays whole
 		}
 	}
 	b.WriteString("$")

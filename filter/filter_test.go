@@ -24,6 +24,8 @@ func TestBinaryPatterns(t *testing.T) {
 		{"*/dmesg", "/usr/bin/dmesg", true},
 		{"/usr/*", "/usr/local/bin/x", true},
 		{"[cd]mesg", "/bin/dmesg", true},
+		{"/tmp/*", "/tmp/x\nforged line", true}, // a name may hold a newline
+		{"café*", "/opt/café-bar", true},
 		{"[!d]mesg", "/bin/dmesg", false},
 		{"a.b", "/x/aXb", false},
 	}
