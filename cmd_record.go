@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"syscall"
@@ -503,6 +504,7 @@ func classifyChecks(c *cli.Context, cfg *bpf.Config, ropts *recorder.Options) {
 		for _, r := range ranges {
 			l.table.Ranges = append(l.table.Ranges, bpf.SiteRange{Start: r.Start, End: r.End, Kind: uint32(r.Kind)})
 		}
+		debug.FreeOSMemory() // reading 5 MB of text left garbage: give it back before the ring buffer maps
 		done <- l
 	}()
 	result := sync.OnceValue(func() loaded { return <-done })

@@ -159,6 +159,7 @@ func Parse(r io.Reader) (*Table, error) {
 	if !nonzero {
 		return nil, ErrNoAddresses
 	}
+	t.addrs, t.nameOff, t.arena = slices.Clip(t.addrs), slices.Clip(t.nameOff), slices.Clip(t.arena)
 	if !slices.IsSorted(t.addrs) {
 		t.sort()
 	}
