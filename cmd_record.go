@@ -74,62 +74,22 @@ type recordStats struct {
 	unwrittenWhy string
 }
 
+// recordPlan is what record's flags ask for, checked before anything loads.
+type recordPlan struct {
+	cfg          bpf.Config
+	method       bpf.Method
+	format       string
+	colored, tty bool
+	count        int
+	duration     time.Duration
+	flt          *filter.Filter
+	pods         *enrich.PodFilter
+	summary      bool
+}
+
 func runRecord(c *cli.Context) error {
-	format := c.String("output")
-	if err := output.CheckFormat(format); err != nil {
-		return err
-	}
-	stdoutTTY := isatty.IsTerminal(os.Stdout.Fd())
-	colored, err := output.UseColor(c.String("color"), stdoutTTY, os.Getenv("NO_COLOR") != "")
+	plan, err := planRecord(c)
 	if err != nil {
-		return err
-	}
-	method, err := bpf.ParseMethod(c.String("attach"))
-	if err != nil {
-		return fmt.Errorf("--attach: %w", err)
-	}
-	if c.NArg() > 0 {
-		return fmt.Errorf("record takes no arguments, got %q (filters are flags: --pid, --binary, ...)", c.Args().First())
-	}
-	count, duration := c.Int("count"), c.Duration("duration")
-	if count < 0 {
-		return fmt.Errorf("--count %d: want 0 or more", count)
-	}
-	if duration < 0 {
-		return fmt.Errorf("--duration %s: want 0 or more", duration)
-	}
-	ringKiB := c.Int("ring-buffer")
-	if ringKiB < 4 || ringKiB > 1<<20 || ringKiB&(ringKiB-1) != 0 {
-		return fmt.Errorf("--ring-buffer %d: want a power of two between 4 and 1048576 (KiB)", ringKiB)
-	}
-	cfg := bpf.Config{
-		SelfTgid:       uint32(os.Getpid()),
-		TrackProcesses: true,
-		RingBufferSize: uint32(ringKiB) << 10,
-		// Wake the reader as an eighth fills; below that it polls every 25 ms.
-		WakeupBytes: uint32(ringKiB) << 10 / 8,
-	}
-	if !c.Bool("all") {
-		cfg.HideClasses = 1<<bpf.ClassProbe | 1<<bpf.ClassRuntime
-	}
-	flt, err := filter.New(filter.Options{
-		Pids:     c.IntSlice("pid"),
-		Comm:     c.String("comm"),
-		Binaries: c.StringSlice("binary"),
-		Caps:     c.StringSlice("cap"),
-		Denied:   c.Bool("denied"),
-		Granted:  c.Bool("granted"),
-		Unique:   c.Bool("unique"),
-	}, &cfg)
-	if err != nil {
-		return err
-	}
-	pods, err := enrich.NewPodFilter(c.StringSlice("pod"), c.StringSlice("namespace"), c.StringSlice("container"), c.String("selector"), c.Bool("host"))
-	if err != nil {
-		return err
-	}
-	cfg.Cgroups = pods.KernelMode()
-	if err := loadBTFFlag(c, &cfg); err != nil {
 		return err
 	}
 	if err := needRoot("record"); err != nil {
@@ -138,58 +98,120 @@ func runRecord(c *cli.Context) error {
 	// Pod filters cannot work without the runtime: ask it first. Otherwise after
 	// attaching, so that an attach error stands alone on stderr.
 	var cri *enrich.CRI
-	if pods.Active() && !pods.Host {
+	if plan.pods.Active() && !plan.pods.Host {
 		if cri, err = dialRuntime(c, false); err != nil {
 			return fmt.Errorf("pod filters need the container runtime: %w", err)
 		}
 		defer cri.Close()
 	}
-	ls, err := openSession(c, cfg, method, duration)
+	ls, err := openSession(c, plan.cfg, plan.method, plan.duration)
 	if err != nil {
 		return err
 	}
 	defer ls.close()
-	ctx, sess, rec := ls.ctx, ls.sess, ls.rec
 	if cri == nil {
 		if cri, _ = dialRuntime(c, true); cri != nil {
 			defer cri.Close()
 		}
 	}
 	enricher := enrich.NewEnricher(cri, warnOnce(c))
-	if pods.KernelMode() != bpf.CgroupsAll && cri != nil {
+	if plan.pods.KernelMode() != bpf.CgroupsAll && cri != nil {
 		// The pods that run now are in the kernel's set before the ready file; new ones join as they appear.
-		w := &podWatcher{e: enricher, f: pods, sess: sess, added: map[uint64]bool{}}
-		w.add(enricher.Refresh(ctx))
-		go w.run(ctx)
+		w := &podWatcher{e: enricher, f: plan.pods, sess: ls.sess, added: map[uint64]bool{}}
+		w.add(enricher.Refresh(ls.ctx))
+		go w.run(ls.ctx)
 	}
 	if err := writeReadyFile(c.String("ready-file")); err != nil {
 		return err
 	}
+	return record(c, plan, ls, enricher)
+}
 
+// planRecord reads and checks record's flags.
+func planRecord(c *cli.Context) (*recordPlan, error) {
+	p := &recordPlan{format: c.String("output"), count: c.Int("count"), duration: c.Duration("duration")}
+	if err := output.CheckFormat(p.format); err != nil {
+		return nil, err
+	}
+	p.tty = isatty.IsTerminal(os.Stdout.Fd())
+	var err error
+	if p.colored, err = output.UseColor(c.String("color"), p.tty, os.Getenv("NO_COLOR") != ""); err != nil {
+		return nil, err
+	}
+	if p.method, err = bpf.ParseMethod(c.String("attach")); err != nil {
+		return nil, fmt.Errorf("--attach: %w", err)
+	}
+	if c.NArg() > 0 {
+		return nil, fmt.Errorf("record takes no arguments, got %q (filters are flags: --pid, --binary, ...)", c.Args().First())
+	}
+	if p.count < 0 {
+		return nil, fmt.Errorf("--count %d: want 0 or more", p.count)
+	}
+	if p.duration < 0 {
+		return nil, fmt.Errorf("--duration %s: want 0 or more", p.duration)
+	}
+	ringKiB := c.Int("ring-buffer")
+	if ringKiB < 4 || ringKiB > 1<<20 || ringKiB&(ringKiB-1) != 0 {
+		return nil, fmt.Errorf("--ring-buffer %d: want a power of two between 4 and 1048576 (KiB)", ringKiB)
+	}
+	p.cfg = bpf.Config{
+		SelfTgid:       uint32(os.Getpid()),
+		TrackProcesses: true,
+		RingBufferSize: uint32(ringKiB) << 10,
+		// Wake the reader as an eighth fills; below that it polls every 25 ms.
+		WakeupBytes: uint32(ringKiB) << 10 / 8,
+	}
+	if !c.Bool("all") {
+		p.cfg.HideClasses = 1<<bpf.ClassProbe | 1<<bpf.ClassRuntime
+	}
+	p.flt, err = filter.New(filter.Options{
+		Pids:     c.IntSlice("pid"),
+		Comm:     c.String("comm"),
+		Binaries: c.StringSlice("binary"),
+		Caps:     c.StringSlice("cap"),
+		Denied:   c.Bool("denied"),
+		Granted:  c.Bool("granted"),
+		Unique:   c.Bool("unique"),
+	}, &p.cfg)
+	if err != nil {
+		return nil, err
+	}
+	p.pods, err = enrich.NewPodFilter(c.StringSlice("pod"), c.StringSlice("namespace"), c.StringSlice("container"), c.String("selector"), c.Bool("host"))
+	if err != nil {
+		return nil, err
+	}
+	p.cfg.Cgroups = p.pods.KernelMode()
+	if err := loadBTFFlag(c, &p.cfg); err != nil {
+		return nil, err
+	}
+	p.summary = isatty.IsTerminal(os.Stderr.Fd())
+	if c.IsSet("summary") {
+		p.summary = c.Bool("summary")
+	}
+	return p, nil
+}
+
+// record prints checks until the session ends, then the summary.
+func record(c *cli.Context, plan *recordPlan, ls *session, enricher *enrich.Enricher) error {
 	// A reader that stalls (| less) must not hold the hooks or the signals.
-	out := output.NewAsync(c.App.Writer, 4<<20, ctx.Done())
+	out := output.NewAsync(c.App.Writer, 4<<20, ls.ctx.Done())
 	var w output.Writer
-	if format == output.FormatJSON {
+	if plan.format == output.FormatJSON {
 		w = output.NewJSON(out, nodeName(c), recorder.HostNamespaces())
 	} else {
-		if stdoutTTY {
+		if plan.tty {
 			fmt.Fprintln(c.App.Writer, output.Header)
 		}
-		w = output.NewCompact(out, colored)
-	}
-
-	summary := isatty.IsTerminal(os.Stderr.Fd())
-	if c.IsSet("summary") {
-		summary = c.Bool("summary")
+		w = output.NewCompact(out, plan.colored)
 	}
 	var prof *profile.Profile
-	if summary {
+	if plan.summary {
 		prof = profile.New()
 	}
 
 	var st recordStats
 	emit := func(ch *recorder.Check) error {
-		if !pods.Matches(ch.Container) || !flt.Matches(ch) {
+		if !plan.pods.Matches(ch.Container) || !plan.flt.Matches(ch) {
 			st.filtered++
 			return nil
 		}
@@ -197,7 +219,7 @@ func runRecord(c *cli.Context) error {
 		if prof != nil {
 			prof.Add(profile.FromCheck(ch))
 		}
-		if !flt.First(ch) {
+		if !plan.flt.First(ch) {
 			st.filtered++
 			return nil
 		}
@@ -205,13 +227,12 @@ func runRecord(c *cli.Context) error {
 			return err
 		}
 		st.printed++
-		if count > 0 && st.printed >= uint64(count) {
+		if plan.count > 0 && st.printed >= uint64(plan.count) {
 			return recorder.ErrStop
 		}
 		return nil
 	}
 	queue := enrich.NewQueue(enricher, 2*time.Second, emit)
-	handle := queue.Push
 	stdoutPipe := isPipe(os.Stdout)
 	idle := func() error {
 		if err := queue.Flush(false); err != nil {
@@ -226,15 +247,21 @@ func runRecord(c *cli.Context) error {
 		}
 		return nil
 	}
-	runErr := rec.Run(ctx, handle, idle)
+	runErr := ls.rec.Run(ls.ctx, queue.Push, idle)
 	if runErr == nil {
 		runErr = queue.Flush(true)
 	}
 	if runErr == nil {
 		runErr = w.Flush()
 	}
-	// Nothing more comes from the kernel: detach before waiting on the reader.
-	if err := sess.Detach(); err != nil {
+	runErr = finishOutput(ls, out, &st, runErr)
+	return errors.Join(runErr, report(c, ls, st, prof))
+}
+
+// finishOutput detaches (nothing more comes from the kernel), then gives the
+// reader of stdout its last lines, counting those it never takes.
+func finishOutput(ls *session, out *output.Async, st *recordStats, runErr error) error {
+	if err := ls.sess.Detach(); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("detaching: %w", err))
 	}
 	unwritten, werr := out.Close(500 * time.Millisecond)
@@ -249,24 +276,27 @@ func runRecord(c *cli.Context) error {
 	if errors.Is(runErr, syscall.EPIPE) || errors.Is(runErr, output.ErrStalled) {
 		runErr = nil // the reader went away (| head) or stalled past the stop: a normal end
 	}
-	kstats, err := sess.Stats()
+	return runErr
+}
+
+// report prints the summary line and, with --summary, the session's profile, on stderr.
+func report(c *cli.Context, ls *session, st recordStats, prof *profile.Profile) error {
+	kstats, err := ls.sess.Stats()
 	if err != nil {
-		return errors.Join(runErr, err)
+		return err
 	}
 	fmt.Fprintln(c.App.ErrWriter, summaryLine(kstats, st))
 	if kstats.WalkMismatch > 0 {
-		if fast, slow, err := sess.WalkMismatch(); err == nil {
-			fmt.Fprintf(c.App.ErrWriter, "capsrec: the first disagreement: the fast walk found %s, the unwinder %s\n", rec.CallSiteName(fast), rec.CallSiteName(slow))
+		if fast, slow, err := ls.sess.WalkMismatch(); err == nil {
+			fmt.Fprintf(c.App.ErrWriter, "capsrec: the first disagreement: the fast walk found %s, the unwinder %s\n", ls.rec.CallSiteName(fast), ls.rec.CallSiteName(slow))
 		}
 	}
-	if prof != nil {
-		fmt.Fprintln(c.App.ErrWriter)
-		stderrColor, _ := output.UseColor(c.String("color"), isatty.IsTerminal(os.Stderr.Fd()), os.Getenv("NO_COLOR") != "")
-		if err := profile.WriteTable(c.App.ErrWriter, prof, stderrColor); err != nil {
-			return errors.Join(runErr, err)
-		}
+	if prof == nil {
+		return nil
 	}
-	return runErr
+	fmt.Fprintln(c.App.ErrWriter)
+	stderrColor, _ := output.UseColor(c.String("color"), isatty.IsTerminal(os.Stderr.Fd()), os.Getenv("NO_COLOR") != "")
+	return profile.WriteTable(c.App.ErrWriter, prof, stderrColor)
 }
 
 func summaryLine(k bpf.Stats, u recordStats) string {
