@@ -37,13 +37,29 @@ func oneLine(err error) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
 }
 
-// globalFlags take a value and may also be given after the subcommand
-// (capsrec record -r SOCK), as kubectl and crictl users expect.
-var globalFlags = map[string]bool{"--node-name": true, "--runtime-endpoint": true, "-r": true, "--btf": true}
-
-// hoistGlobalFlags moves global flags found after the subcommand to before it:
-// urfave/cli knows them only there.
-func hoistGlobalFlags(args []string, commands []*cli.Command) []string {
+// hoistGlobalFlags moves global flags found after the subcommand to before it
+// (capsrec record -r SOCK, as kubectl and crictl users write it): urfave/cli
+// knows them only there. globals are the app's own flags.
+func hoistGlobalFlags(args []string, commands []*cli.Command, globals []cli.Flag) []string {
+	takesValue := map[string]bool{} // "-r", "--btf", ... -> whether a value follows
+	for _, f := range globals {
+		value := true
+		if d, ok := f.(cli.DocGenerationFlag); ok {
+			value = d.TakesValue()
+		}
+		for _, n := range f.Names() {
+			if len(n) == 1 {
+				takesValue["-"+n] = value
+			} else {
+				takesValue["--"+n] = value
+			}
+		}
+	}
+	isGlobal := func(a string) (name string, value, ok bool) {
+		name, _, hasValue := strings.Cut(a, "=")
+		v, ok := takesValue[name]
+		return name, v && !hasValue, ok
+	}
 	sub := -1
 	for i := 1; i < len(args) && sub < 0; i++ {
 		for _, c := range commands {
@@ -51,7 +67,7 @@ func hoistGlobalFlags(args []string, commands []*cli.Command) []string {
 				sub = i
 			}
 		}
-		if name, _, _ := strings.Cut(args[i], "="); globalFlags[name] && !strings.Contains(args[i], "=") {
+		if _, value, ok := isGlobal(args[i]); ok && value {
 			i++ // a global flag before the subcommand: skip its value
 		}
 	}
@@ -65,13 +81,13 @@ func hoistGlobalFlags(args []string, commands []*cli.Command) []string {
 			rest = append(rest, args[i:]...)
 			break
 		}
-		name, _, hasValue := strings.Cut(a, "=")
-		if !globalFlags[name] {
+		_, value, ok := isGlobal(a)
+		if !ok {
 			rest = append(rest, a)
 			continue
 		}
 		hoisted = append(hoisted, a)
-		if !hasValue && i+1 < len(args) {
+		if value && i+1 < len(args) {
 			hoisted = append(hoisted, args[i+1])
 			i++
 		}
@@ -84,7 +100,6 @@ func hoistGlobalFlags(args []string, commands []*cli.Command) []string {
 
 func run(args []string) error {
 	commands := []*cli.Command{recordCommand, profileCommand, capsCommand, doctorCommand}
-	args = hoistGlobalFlags(args, commands)
 	app := &cli.App{
 		Name:    "capsrec",
 		Usage:   "record Linux capability checks of processes, containers and pods, and profile them",
@@ -116,7 +131,7 @@ func run(args []string) error {
 			return fmt.Errorf("%w (see --help)", err)
 		},
 	}
-	return app.Run(args)
+	return app.Run(hoistGlobalFlags(args, commands, app.Flags))
 }
 
 func nodeName(c *cli.Context) string {

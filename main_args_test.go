@@ -15,7 +15,8 @@ func TestHoistGlobalFlags(t *testing.T) {
 		{[]string{"capsrec", "profile", "--", "-r"}, []string{"capsrec", "profile", "--", "-r"}},
 		{[]string{"capsrec", "-r", "s", "record"}, []string{"capsrec", "-r", "s", "record"}},
 	} {
-		if got := hoistGlobalFlags(c.in, []*cli.Command{recordCommand, profileCommand, capsCommand, doctorCommand}); !slices.Equal(got, c.want) {
+		globals := []cli.Flag{&cli.StringFlag{Name: "node-name"}, &cli.StringFlag{Name: "runtime-endpoint", Aliases: []string{"r"}}, &cli.StringFlag{Name: "btf"}}
+		if got := hoistGlobalFlags(c.in, []*cli.Command{recordCommand, profileCommand, capsCommand, doctorCommand}, globals); !slices.Equal(got, c.want) {
 			t.Errorf("hoistGlobalFlags(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}

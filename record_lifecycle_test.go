@@ -63,15 +63,7 @@ func TestRecordEndsCleanly(t *testing.T) {
 		out.Close()
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("capsrec exited with %v after its reader left; stderr:\n%s", err, stderr.String())
-			}
-		case <-time.After(10 * time.Second * testutil.Slow()):
-			_ = cmd.Process.Kill()
-			t.Fatal("capsrec still runs 10 s after its reader left")
-		}
+		waitClean(t, cmd, done, &stderr, "its reader left")
 		summary(t, stderr.String())
 		testutil.AssertNothingLeft(t)
 	})
@@ -147,15 +139,7 @@ func TestStalledReader(t *testing.T) {
 				stopped = started.Add(time.Second) // --duration counts from the start
 			}
 			tc.stop(cmd)
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatalf("capsrec: %v\n%s", err, stderr.String())
-				}
-			case <-time.After(10 * time.Second * testutil.Slow()):
-				_ = cmd.Process.Kill()
-				t.Fatalf("capsrec still runs 10 s after the stop, held by its stalled reader")
-			}
+			waitClean(t, cmd, done, &stderr, "the stop, held by its stalled reader")
 			if took := time.Since(stopped); took > 2*time.Second*testutil.Slow() {
 				t.Errorf("capsrec took %s to end after the stop", took)
 			}
@@ -164,5 +148,20 @@ func TestStalledReader(t *testing.T) {
 			}
 			testutil.AssertNothingLeft(t)
 		})
+	}
+}
+
+// waitClean waits up to 10 s for capsrec (whose Wait result done carries) to
+// exit 0 after what happened; it kills it and fails the test otherwise.
+func waitClean(t *testing.T, cmd *exec.Cmd, done <-chan error, stderr *strings.Builder, after string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("capsrec exited with %v after %s; stderr:\n%s", err, after, stderr.String())
+		}
+	case <-time.After(10 * time.Second * testutil.Slow()):
+		_ = cmd.Process.Kill()
+		t.Fatalf("capsrec still runs 10 s after %s", after)
 	}
 }

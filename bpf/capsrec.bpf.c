@@ -149,7 +149,8 @@ struct cap_args {
 	__s32 cap;
 	__u32 opts;
 	__u8 probe;
-	__u8 pad[7];
+	__u8 failed; /* no kernel stack could be read: the call site is unknown */
+	__u8 pad[6];
 };
 
 /* kprobe entry -> kretprobe: LRU so that entries whose return never came age out. */
@@ -330,13 +331,12 @@ static __always_inline struct call_site classify_ips(__u64 *ips, long n)
 	return cs;
 }
 
-/* The kernel's unwinder: exact, and about 2 us a check (bpf_get_stack). */
-static __always_inline struct call_site unwind_call_site(void *ctx)
+/* The kernel's unwinder: exact, and about 2 us a check (bpf_get_stack). ips
+ * (STACK_DEPTH of them) keeps the return addresses, *n their size in bytes. */
+static __always_inline struct call_site unwind_call_site(void *ctx, __u64 *ips, long *n)
 {
-	__u64 ips[STACK_DEPTH];
-	long n = bpf_get_stack(ctx, ips, sizeof(ips), 0);
-
-	return classify_ips(ips, n);
+	*n = bpf_get_stack(ctx, ips, STACK_DEPTH * sizeof(__u64), 0);
+	return classify_ips(ips, *n);
 }
 
 /*
@@ -394,7 +394,7 @@ static __always_inline enum walk_result fast_walk(struct learn_event *le, __u32 
 	idx = (__u32)ws->anchor / 8;
 	if (idx >= words || idx >= WALK_WORDS)
 		return WALK_MISS;
-	if (ws->anchor_value && window_at(le, idx) != ws->anchor_value)
+	if (window_at(le, idx) != ws->anchor_value)
 		return WALK_MISS;
 	for (int i = 0; i < MAX_WALK; i++) {
 		if (idx >= words || idx >= WALK_WORDS)
@@ -461,12 +461,14 @@ static __always_inline struct call_site find_call_site(void *ctx, void *anchor, 
 	struct walk_state *ws;
 	struct walk_cache *c;
 	__u32 zero = 0, words = 0;
+	__u64 ips[STACK_DEPTH];
+	long n;
 
 	ws = bpf_map_lookup_elem(&walk_states, &zero);
 	le = bpf_map_lookup_elem(&walk_scratch, &zero);
 	c = bpf_map_lookup_elem(&walk_caches, &zero);
 	if (!ws || !le || !c)
-		return unwind_call_site(ctx);
+		return unwind_call_site(ctx, ips, &n);
 	if (!ws->broken && c->n && c->generation == ws->generation) {
 		/* Only the slots the last walk read: they lie on the stack wherever that
 		 * walk holds, so no bound of the stack is needed (a fault is a miss). */
@@ -486,7 +488,7 @@ static __always_inline struct call_site find_call_site(void *ctx, void *anchor, 
 		st->fast_walks++;
 		if (verify_every && st->fast_walks % verify_every == 0) {
 			st->walk_verified++;
-			slow = unwind_call_site(ctx);
+			slow = unwind_call_site(ctx, ips, &n);
 			if (!slow.failed && (slow.ip != cs.ip || slow.probe != cs.probe)) {
 				st->walk_mismatch++;
 				if (!ws->broken) {
@@ -500,8 +502,7 @@ static __always_inline struct call_site find_call_site(void *ctx, void *anchor, 
 		return cs;
 	}
 	st->slow_walks++;
-	long n = bpf_get_stack(ctx, le->ips, sizeof(le->ips), 0);
-	cs = classify_ips(le->ips, n);
+	cs = unwind_call_site(ctx, le->ips, &n);
 	/* Until user space has learned, every check here would send a sample: one a
 	 * millisecond per CPU is plenty, and keeps the ring buffer for checks. */
 	__u64 now = bpf_ktime_get_ns();
@@ -595,16 +596,16 @@ static __always_inline __s32 syscall_nr_btf(struct task_struct *task)
  * must also be sent whole: the key's first check (it names the subject), or
  * any check once the map is full.
  */
-static __always_inline bool aggregated(struct check_stats *st, const struct cred *cred, int cap, __u32 opts,
-				       int ret, bool has_opts, bool btf, __u8 class)
+static __always_inline bool aggregated(struct check_stats *st, int cap, __u32 opts, int ret, bool has_opts,
+				       bool btf, __u8 class, bool override)
 {
 	struct agg_key k = {};
 	struct agg_value *v, init = {.count = 1};
 
 	if (btf)
-		agg_key_btf(&k, bpf_get_current_task_btf(), cred, cap, opts, ret, has_opts, class);
+		agg_key_btf(&k, bpf_get_current_task_btf(), cap, opts, ret, has_opts, class, override);
 	else
-		agg_key_probe(&k, (struct task_struct *)bpf_get_current_task(), cred, cap, opts, ret, has_opts, class);
+		agg_key_probe(&k, (struct task_struct *)bpf_get_current_task(), cap, opts, ret, has_opts, class, override);
 	init.last_ktime = bpf_ktime_get_boot_ns();
 	v = bpf_map_lookup_elem(&agg, &k);
 	if (v) {
@@ -687,7 +688,7 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 			st->hidden[class]++;
 		return 0;
 	}
-	if (aggregate && aggregated(st, cred, cap, opts, ret, has_opts, btf, class))
+	if (aggregate && aggregated(st, cap, opts, ret, has_opts, btf, class, override))
 		return 0;
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
@@ -696,10 +697,10 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 	}
 	if (btf)
 		fill_cap_event_btf(ev, bpf_get_current_task_btf(), pid_tgid, cred, targ_ns, cap, opts, ret, method, has_opts,
-				   &cs, class);
+				   &cs, class, override);
 	else
 		fill_cap_event_probe(ev, (struct task_struct *)bpf_get_current_task(), pid_tgid, cred, targ_ns, cap,
-				     opts, ret, method, has_opts, &cs, class);
+				     opts, ret, method, has_opts, &cs, class, override);
 	submit(ev, sizeof(*ev));
 	return 0;
 }
@@ -740,11 +741,14 @@ int BPF_KPROBE(kprobe_cap_capable, const struct cred *cred, struct user_namespac
 	if (classify_sites && st && keep_check(pid_tgid, cap)) {
 		/* Always the kernel's unwinder here: where a kprobe's sp points differs
 		 * between kprobe mechanisms (int3, ftrace), and kprobes are the slow path anyway. */
-		struct call_site cs = unwind_call_site(ctx);
+		__u64 ips[STACK_DEPTH];
+		long n;
+		struct call_site cs = unwind_call_site(ctx, ips, &n);
+
 		st->slow_walks++;
 		args.call_site = cs.ip;
 		args.probe = cs.probe;
-		args.pad[0] = cs.failed;
+		args.failed = cs.failed;
 	}
 	/* An entry still here means its return was missed (maxactive). */
 	if (bpf_map_update_elem(&kprobe_args, &pid_tgid, &args, BPF_NOEXIST) != 0) {
@@ -769,7 +773,7 @@ int BPF_KRETPROBE(kretprobe_cap_capable, int ret)
 	bpf_map_delete_elem(&kprobe_args, &pid_tgid);
 	cs.ip = a.call_site;
 	cs.probe = a.probe;
-	cs.failed = a.pad[0];
+	cs.failed = a.failed;
 	return record_check(ctx, (const struct cred *)a.cred, (struct user_namespace *)a.targ_ns, a.cap, a.opts, ret,
 			    METHOD_KPROBE, true, false, &cs);
 }

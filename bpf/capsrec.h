@@ -59,9 +59,9 @@ struct frame_info {
 
 /* The fast walk's start, learned by user space from the kernel's unwinder. */
 struct walk_state {
-	__s32 anchor;       /* bytes from the anchor (ctx, or the kprobe's sp) to the first slot; -1 unknown, less: never */
+	__s32 anchor;       /* bytes from the program's ctx to the first slot; -1 unknown, less: never */
 	__u32 broken;       /* set when a sampled check disagreed with the unwinder: always unwind */
-	__u64 anchor_value; /* what the first slot holds (0: anything, kprobe) */
+	__u64 anchor_value; /* the return address the first slot must hold */
 	__u64 mismatch_fast; /* the first disagreement: what the fast walk found ... */
 	__u64 mismatch_slow; /* ... and what the unwinder found */
 	__u32 generation;    /* bumped when a learned frame changes: cached walks are void */

@@ -40,7 +40,8 @@ type capsrecCapArgs struct {
 	Cap      int32
 	Opts     uint32
 	Probe    uint8
-	Pad      [7]uint8
+	Failed   uint8
+	Pad      [6]uint8
 }
 
 type capsrecCapEvent struct {

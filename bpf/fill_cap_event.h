@@ -7,7 +7,8 @@
  */
 static __always_inline void FILL_CAP_EVENT(struct cap_event *ev, struct task_struct *task, __u64 pid_tgid,
 					   const struct cred *cred, struct user_namespace *targ_ns, int cap,
-					   __u32 opts, int ret, __u8 method, bool has_opts, struct call_site *cs, __u8 class)
+					   __u32 opts, int ret, __u8 method, bool has_opts, struct call_site *cs, __u8 class,
+					   bool override)
 {
 	const struct cred *real_cred = READ(task, real_cred);
 	struct task_struct *leader = READ(task, group_leader);
@@ -37,7 +38,7 @@ static __always_inline void FILL_CAP_EVENT(struct cap_event *ev, struct task_str
 	ev->site_probe = cs->probe;
 	ev->class = class;
 	ev->method = method;
-	ev->override_creds = cred != real_cred;
+	ev->override_creds = override;
 	ev->syscall_nr = SYSCALL_NR(task);
 	ev->ns_pid = up.nr;
 	ev->target_ns_level = READ(targ_ns, level);
@@ -65,8 +66,8 @@ static __always_inline void FILL_CAP_EVENT(struct cap_event *ev, struct task_str
 }
 
 /* The aggregation key of a check: who (cgroup and executable), which capability, what verdict. */
-static __always_inline void AGG_KEY(struct agg_key *k, struct task_struct *task, const struct cred *cred, int cap,
-				    __u32 opts, int ret, bool has_opts, __u8 class)
+static __always_inline void AGG_KEY(struct agg_key *k, struct task_struct *task, int cap, __u32 opts, int ret,
+				    bool has_opts, __u8 class, bool override)
 {
 	k->cgroup_id = bpf_get_current_cgroup_id();
 	k->exe_ino = READ(task, mm, exe_file, f_inode, i_ino);
@@ -74,7 +75,7 @@ static __always_inline void AGG_KEY(struct agg_key *k, struct task_struct *task,
 	k->cap = cap;
 	k->granted = ret == 0;
 	k->audit = !has_opts ? 0 : (opts_bitmask ? !(opts & CAP_OPT_NOAUDIT) : opts != 0) ? 1 : 2;
-	k->override_creds = cred != READ(task, real_cred);
+	k->override_creds = override;
 	k->class = class;
 }
 

@@ -551,40 +551,42 @@ func (s *Session) AddFrame(ret uint64, delta int32, kind uint32) error {
 
 // VoidCachedWalks makes every CPU's cached walk stale: a learned frame changed.
 func (s *Session) VoidCachedWalks() error {
-	var ws capsrecWalkState
-	m := s.coll.Maps["walk_states"]
-	if err := m.Lookup(uint32(0), &ws); err != nil {
-		return fmt.Errorf("reading the call-site walk: %w", err)
-	}
-	ws.Generation++
-	if err := m.Put(uint32(0), ws); err != nil {
-		return fmt.Errorf("voiding cached walks: %w", err)
-	}
-	return nil
+	return s.updateWalkState("voiding cached walks", func(ws *capsrecWalkState) { ws.Generation++ })
 }
 
 // SetWalkAnchor sets where the fast call-site walk starts, keeping its broken flag.
 func (s *Session) SetWalkAnchor(offset int32, value uint64) error {
-	var ws capsrecWalkState
-	m := s.coll.Maps["walk_states"]
-	if err := m.Lookup(uint32(0), &ws); err != nil {
-		return fmt.Errorf("reading the call-site walk: %w", err)
+	return s.updateWalkState("setting the call-site walk's anchor", func(ws *capsrecWalkState) {
+		ws.Anchor, ws.AnchorValue = offset, value
+	})
+}
+
+// updateWalkState changes the fields change sets and keeps those the programs write.
+func (s *Session) updateWalkState(what string, change func(*capsrecWalkState)) error {
+	ws, err := s.walkState()
+	if err != nil {
+		return err
 	}
-	ws.Anchor, ws.AnchorValue = offset, value
-	if err := m.Put(uint32(0), ws); err != nil {
-		return fmt.Errorf("setting the call-site walk's anchor: %w", err)
+	change(&ws)
+	if err := s.coll.Maps["walk_states"].Put(uint32(0), ws); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
+}
+
+func (s *Session) walkState() (capsrecWalkState, error) {
+	var ws capsrecWalkState
+	if err := s.coll.Maps["walk_states"].Lookup(uint32(0), &ws); err != nil {
+		return ws, fmt.Errorf("reading the call-site walk: %w", err)
+	}
+	return ws, nil
 }
 
 // WalkMismatch is the first disagreement of the fast call-site walk with the
 // kernel's unwinder: the return addresses each found (0 when none happened).
 func (s *Session) WalkMismatch() (fast, slow uint64, err error) {
-	var ws capsrecWalkState
-	if err := s.coll.Maps["walk_states"].Lookup(uint32(0), &ws); err != nil {
-		return 0, 0, fmt.Errorf("reading the call-site walk: %w", err)
-	}
-	return ws.MismatchFast, ws.MismatchSlow, nil
+	ws, err := s.walkState()
+	return ws.MismatchFast, ws.MismatchSlow, err
 }
 
 // AddCgroup puts a cgroup (v2 id) into the cgroup filter's set.

@@ -250,8 +250,8 @@ func hasPlumbing(rs []Range) bool {
 	return false
 }
 
-// Func names the function holding the return address ip, with the module in
-// brackets for module text; "" when ip is 0 or outside every symbol.
+// Func names the function holding the return address ip (module functions by
+// their name alone); "" when ip is 0 or below every symbol.
 func (t *Table) Func(ip uint64) string {
 	if ip == 0 {
 		return ""
@@ -282,8 +282,8 @@ type Frame struct {
 	Kind  Kind
 }
 
-// Anchor is where the fast walk starts: bytes above the BPF program's anchor
-// (its ctx, or the kprobe's sp), and the return address that slot must hold (0: any).
+// Anchor is where the fast walk starts: bytes above the BPF program's ctx, and
+// the return address that slot must hold.
 type Anchor struct {
 	Offset int32
 	Value  uint64
@@ -308,14 +308,14 @@ func NewLearner(tab *Table) *Learner {
 }
 
 // Learn reads one sample. ips are the unwinder's frames from the hook outwards
-// (ips[0] is the BPF program), window the stack above the anchor. It returns the frames to add and the
-// anchor when it was learned just now.
+// (ips[0] is the BPF program), window the stack above the program's ctx. It
+// returns the frames to add, and the anchor when it was learned just now.
 func (l *Learner) Learn(ips, window []uint64) (frames []Frame, anchor *Anchor) {
 	pos := make([]int, len(ips))
 	first, next := -1, 0
 	for i := 1; i < len(ips); i++ {
 		pos[i] = -1
-		j := slicesIndex(window[min(next, len(window)):], ips[i])
+		j := slices.Index(window[min(next, len(window)):], ips[i])
 		if j < 0 {
 			if first < 0 {
 				continue // its slot is below the anchor (the BPF program's own frame)
@@ -362,13 +362,4 @@ func (l *Learner) Learn(ips, window []uint64) (frames []Frame, anchor *Anchor) {
 		}
 	}
 	return frames, anchor
-}
-
-func slicesIndex(s []uint64, v uint64) int {
-	for i, x := range s {
-		if x == v {
-			return i
-		}
-	}
-	return -1
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/capsrec/capsrec/caps"
+	"github.com/capsrec/capsrec/recorder"
 )
 
 // errNotCheck marks an event of another hook in a Tetragon stream.
@@ -200,11 +201,11 @@ func (f *fields) observation() (Observation, error) {
 		}
 	}
 	if f.class != "" {
-		c, ok := classNames[f.class]
+		c, ok := recorder.ParseClass(f.class)
 		if !ok {
 			return Observation{}, errors.New("unknown capsrec.class " + f.class)
 		}
-		o.Class = c
+		o.Class = fromRecorderClass(c)
 	}
 	switch {
 	case f.hasEUID:

@@ -10,6 +10,9 @@ import (
 	"github.com/capsrec/capsrec/syscalls"
 )
 
+// fromRecorderClass maps recorder's classes, which start at need, onto these.
+func fromRecorderClass(c recorder.Class) Class { return Class(c) + 1 }
+
 // FromCheck turns a live check into an Observation.
 func FromCheck(c *recorder.Check) Observation {
 	o := Observation{
@@ -19,7 +22,7 @@ func FromCheck(c *recorder.Check) Observation {
 		Granted:       c.Granted(),
 		OverrideCreds: c.OverrideCreds,
 		Syscall:       syscalls.Name(c.Syscall),
-		Class:         Class(c.Class) + 1, // recorder.Class counts from need
+		Class:         fromRecorderClass(c.Class),
 		EUID:          c.EUID,
 		EUIDKnown:     true,
 	}

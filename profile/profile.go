@@ -33,8 +33,6 @@ const (
 	ClassOverrideCreds              // under borrowed credentials
 )
 
-var classNames = map[string]Class{"need": ClassNeed, "probe": ClassProbe, "runtime": ClassRuntime, "override_creds": ClassOverrideCreds}
-
 // Subject is what a profile is about: a container, or a binary on the host.
 type Subject struct {
 	Namespace    string `json:"namespace,omitempty"`

@@ -89,8 +89,7 @@ func Read(name string, r io.Reader, opts ReadOptions, p *Profile) error {
 	}
 	results := make([]*Profile, workers)
 	firstErr := make([]*lineErr, workers) // per worker, the lowest line that failed
-	var failed atomic.Bool                // any line failed: stop reading
-	var minFailed atomic.Int64            // the lowest line that failed so far
+	var minFailed atomic.Int64            // the lowest line that failed so far; MaxInt64: none
 	minFailed.Store(math.MaxInt64)
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -112,7 +111,6 @@ func Read(name string, r io.Reader, opts ReadOptions, p *Profile) error {
 							}
 							for old := minFailed.Load(); int64(n) < old && !minFailed.CompareAndSwap(old, int64(n)); old = minFailed.Load() {
 							}
-							failed.Store(true)
 							break
 						}
 					}
@@ -127,8 +125,8 @@ func Read(name string, r io.Reader, opts ReadOptions, p *Profile) error {
 	line := 1
 	const blockSize = 1 << 20
 	var carry []byte
-	skipping := false // in a line too long, with --skip-invalid: drop to its end
-	for !failed.Load() {
+	skipping := false                       // in a line too long, with --skip-invalid: drop to its end
+	for minFailed.Load() == math.MaxInt64 { // a failed line ends the read
 		block := make([]byte, len(carry), max(blockSize, len(carry)+blockSize/2))
 		copy(block, carry)
 		n, err := io.ReadFull(br, block[len(block):cap(block)])

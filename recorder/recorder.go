@@ -24,8 +24,6 @@ type Options struct {
 	MaxProcs  int
 	// Symbols names call sites; nil leaves them unnamed.
 	Symbols *callsite.Table
-	// SymbolsFunc, when set, gives Symbols once they are loaded (in the background).
-	SymbolsFunc func() *callsite.Table
 	// Learner turns stack samples into frames for the kernel's fast call-site walk.
 	Learner *callsite.Learner
 	// Runtimes are the container runtime binaries the kernel marks processes by,
