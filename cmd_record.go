@@ -264,13 +264,19 @@ func finishOutput(ls *session, out *output.Async, st *recordStats, runErr error)
 	if err := ls.sess.Detach(); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("detaching: %w", err))
 	}
-	unwritten, werr := out.Close(500 * time.Millisecond)
+	written, werr := out.Close(500 * time.Millisecond)
 	if runErr == nil {
 		runErr = werr
 	}
-	st.unwritten = uint64(max(unwritten, 0))
-	st.unwrittenWhy = "the reader of stdout stalled"
-	if werr != nil && !errors.Is(werr, syscall.EPIPE) {
+	// Every check formatted was written, or is counted here: still queued, or
+	// still in a writer's buffer when writing failed or the reader stalled.
+	st.unwritten = st.printed - min(uint64(max(written, 0)), st.printed)
+	switch {
+	case werr == nil:
+		st.unwrittenWhy = "the reader of stdout stalled"
+	case errors.Is(werr, syscall.EPIPE):
+		st.unwrittenWhy = "the reader of stdout went away"
+	default:
 		st.unwrittenWhy = "writing stdout failed"
 	}
 	if errors.Is(runErr, syscall.EPIPE) || errors.Is(runErr, output.ErrStalled) {
@@ -469,14 +475,14 @@ func openSession(c *cli.Context, cfg bpf.Config, method bpf.Method, duration tim
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("lifting RLIMIT_MEMLOCK for BPF maps: %w", err)
 	}
-	ropts := recorder.Options{Node: nodeName(c)}
-	classifyChecks(c, &cfg, &ropts)
+	runtimePaths, symbols := classifyChecks(c, &cfg)
+	ropts := recorder.Options{Node: nodeName(c), Runtimes: runtimePaths}
 	if s.sess, err = bpf.Open(cfg, method); err != nil {
 		return nil, err
 	}
 	s.cleanup = append(s.cleanup, func() { s.sess.Close() })
-	if ropts.SymbolsFunc != nil {
-		ropts.Symbols = ropts.SymbolsFunc()
+	if symbols != nil {
+		ropts.Symbols = symbols()
 	}
 	if ropts.Symbols != nil && s.sess.Method != bpf.MethodKprobe {
 		ropts.Learner = callsite.NewLearner(ropts.Symbols)
@@ -495,17 +501,19 @@ var runtimeBinaryFlag = &cli.StringSliceFlag{Name: "runtime-binary", Usage: "a c
 // classifyChecks gives the programs the call-site table from /proc/kallsyms and
 // the container runtime binaries. Without symbols every check counts as a need:
 // nothing is hidden that cannot be classified.
-func classifyChecks(c *cli.Context, cfg *bpf.Config, ropts *recorder.Options) {
+// It returns the runtime binaries' paths (by the kernel's mark less one) and
+// what gives the kernel's symbols once they are read (nil without call sites).
+func classifyChecks(c *cli.Context, cfg *bpf.Config) (runtimePaths []string, symbols func() *callsite.Table) {
 	bins := runtimes.Find(c.StringSlice("runtime-binary"))
 	cfg.RuntimeExes = map[bpf.ExeKey]uint8{}
 	for i, b := range bins {
 		cfg.RuntimeExes[bpf.ExeKey{Ino: b.Ino, Dev: b.Dev}] = uint8(i + 1)
 	}
 	cfg.RuntimeTgids = runtimes.Running(bins)
-	ropts.Runtimes = runtimes.Paths(bins)
+	runtimePaths = runtimes.Paths(bins)
 
 	if os.Getenv("CAPSREC_BENCH_NO_CALL_SITES") != "" {
-		return // make bench: the program as it was before call sites, for the ratio
+		return runtimePaths, nil // make bench: the program as it was before call sites, for the ratio
 	}
 	// Tests check every fast walk against the kernel's unwinder.
 	if n, err := strconv.ParseUint(os.Getenv("CAPSREC_VERIFY_CALL_SITES"), 10, 32); err == nil {
@@ -539,8 +547,7 @@ func classifyChecks(c *cli.Context, cfg *bpf.Config, ropts *recorder.Options) {
 	}()
 	result := sync.OnceValue(func() loaded { return <-done })
 	cfg.Sites = func() bpf.SiteTable { return result().table }
-	ropts.Symbols = nil
-	ropts.SymbolsFunc = func() *callsite.Table { return result().syms }
+	return runtimePaths, func() *callsite.Table { return result().syms }
 }
 
 // dialRuntime connects to --runtime-endpoint, or to the first default that

@@ -22,7 +22,6 @@ type Async struct {
 	stop    <-chan struct{}
 	done    chan struct{}
 	err     atomic.Pointer[error]
-	queued  atomic.Int64 // lines handed to Write
 	written atomic.Int64 // lines the reader took
 	once    sync.Once
 }
@@ -64,14 +63,13 @@ func (a *Async) Write(p []byte) (int, error) {
 			return 0, ErrStalled
 		}
 	}
-	a.queued.Add(int64(bytes.Count(p, []byte{'\n'})))
 	return len(p), nil
 }
 
 // Close lets the reader take what is queued, for as long as it takes unless
-// stop comes, then for grace more; it returns how many lines the reader never
-// took (0 when all were written) and the first write error.
-func (a *Async) Close(grace time.Duration) (unwritten int64, err error) {
+// stop comes, then for grace more; it returns how many lines the reader took
+// and the first write error.
+func (a *Async) Close(grace time.Duration) (written int64, err error) {
 	a.once.Do(func() { close(a.ch) })
 	select {
 	case <-a.done:
@@ -84,5 +82,5 @@ func (a *Async) Close(grace time.Duration) (unwritten int64, err error) {
 	if e := a.err.Load(); e != nil {
 		err = *e
 	}
-	return a.queued.Load() - a.written.Load(), err
+	return a.written.Load(), err
 }
