@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -123,6 +124,9 @@ func runRecord(c *cli.Context) error {
 	}
 	if err := writeReadyFile(c.String("ready-file")); err != nil {
 		return err
+	}
+	if inNodePod() {
+		fmt.Fprintln(c.App.ErrWriter, nodePodReadyLine)
 	}
 	return record(c, plan, ls, enricher)
 }
@@ -466,6 +470,12 @@ func openSession(c *cli.Context, cfg bpf.Config, method bpf.Method, duration tim
 	s.cleanup = append(s.cleanup, stop)
 	// A closed stdout (| head) becomes EPIPE on write instead of killing us mid-attach.
 	signal.Ignore(syscall.SIGPIPE)
+	if inNodePod() {
+		var err error
+		if ctx, err = awaitNodePodStart(ctx, os.Stdin); err != nil {
+			return nil, err
+		}
+	}
 	if duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, duration)
@@ -504,7 +514,7 @@ var runtimeBinaryFlag = &cli.StringSliceFlag{Name: "runtime-binary", Usage: "a c
 // It returns the runtime binaries' paths (by the kernel's mark less one) and
 // what gives the kernel's symbols once they are read (nil without call sites).
 func classifyChecks(c *cli.Context, cfg *bpf.Config) (runtimePaths []string, symbols func() *callsite.Table) {
-	bins := runtimes.Find(c.StringSlice("runtime-binary"))
+	bins := runtimes.Find(c.StringSlice("runtime-binary"), runtimeServerRoots(c)...)
 	cfg.RuntimeExes = map[bpf.ExeKey]uint8{}
 	for i, b := range bins {
 		cfg.RuntimeExes[bpf.ExeKey{Ino: b.Ino, Dev: b.Dev}] = uint8(i + 1)
@@ -548,6 +558,28 @@ func classifyChecks(c *cli.Context, cfg *bpf.Config) (runtimePaths []string, sym
 	result := sync.OnceValue(func() loaded { return <-done })
 	cfg.Sites = func() bpf.SiteTable { return result().table }
 	return runtimePaths, func() *callsite.Table { return result().syms }
+}
+
+// runtimeServerRoots are the roots of the runtime servers that listen on the
+// configured or default sockets: in a node pod the runtimes live there.
+func runtimeServerRoots(c *cli.Context) []runtimes.Root {
+	endpoints := enrich.DefaultEndpoints
+	if ep := c.String("runtime-endpoint"); ep != "" {
+		endpoints = []string{ep}
+	}
+	var roots []runtimes.Root
+	for _, ep := range endpoints {
+		if sock, ok := strings.CutPrefix(ep, "unix://"); ok {
+			if r, err := runtimes.ServerRoot(sock); err == nil {
+				roots = append(roots, r)
+			}
+		} else if strings.HasPrefix(ep, "/") {
+			if r, err := runtimes.ServerRoot(ep); err == nil {
+				roots = append(roots, r)
+			}
+		}
+	}
+	return roots
 }
 
 // dialRuntime connects to --runtime-endpoint, or to the first default that

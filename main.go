@@ -10,18 +10,24 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/urfave/cli/v2"
+
+	"github.com/capsrec/capsrec/textsafe"
 )
 
 var version = "dev"
 
 func main() {
+	run, prefix := run, "capsrec: "
+	if isKubectlPlugin(os.Args[0]) {
+		run, prefix = runKubectlPlugin, "kubectl capsrec: "
+	}
 	if err := run(os.Args); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			fmt.Fprintf(os.Stderr, "%+v\n", ve)
 		}
 		if msg := oneLine(err); msg != "" {
-			fmt.Fprintln(os.Stderr, "capsrec: "+msg)
+			fmt.Fprintln(os.Stderr, prefix+textsafe.Visible(msg))
 		}
 		code := 1
 		var ec cli.ExitCoder
@@ -41,20 +47,7 @@ func oneLine(err error) string {
 // (capsrec record -r SOCK, as kubectl and crictl users write it): urfave/cli
 // knows them only there. globals are the app's own flags.
 func hoistGlobalFlags(args []string, commands []*cli.Command, globals []cli.Flag) []string {
-	takesValue := map[string]bool{} // "-r", "--btf", ... -> whether a value follows
-	for _, f := range globals {
-		value := true
-		if d, ok := f.(cli.DocGenerationFlag); ok {
-			value = d.TakesValue()
-		}
-		for _, n := range f.Names() {
-			if len(n) == 1 {
-				takesValue["-"+n] = value
-			} else {
-				takesValue["--"+n] = value
-			}
-		}
-	}
+	takesValue := flagValues(globals)
 	isGlobal := func(a string) (name string, value, ok bool) {
 		name, _, hasValue := strings.Cut(a, "=")
 		v, ok := takesValue[name]
@@ -96,6 +89,67 @@ func hoistGlobalFlags(args []string, commands []*cli.Command, globals []cli.Flag
 	out = append(out, hoisted...)
 	out = append(out, args[sub])
 	return append(out, rest...)
+}
+
+// flagValues maps each flag's spellings ("-r", "--btf") to whether a value follows it.
+func flagValues(flags []cli.Flag) map[string]bool {
+	takesValue := map[string]bool{}
+	for _, f := range flags {
+		value := true
+		if d, ok := f.(cli.DocGenerationFlag); ok {
+			value = d.TakesValue()
+		}
+		for _, n := range f.Names() {
+			if len(n) == 1 {
+				takesValue["-"+n] = value
+			} else {
+				takesValue["--"+n] = value
+			}
+		}
+	}
+	return takesValue
+}
+
+// flagsFirst moves a subcommand's arguments after its flags, as kubectl takes
+// them (kubectl capsrec record xwing -o json): urfave/cli stops reading flags
+// at the first argument.
+func flagsFirst(args []string, commands []*cli.Command) []string {
+	if len(args) < 2 {
+		return args
+	}
+	var cmd *cli.Command
+	for _, c := range commands {
+		if c.HasName(args[1]) {
+			cmd = c
+		}
+	}
+	if cmd == nil {
+		return args
+	}
+	takesValue := flagValues(cmd.Flags)
+	flags, positional := []string{}, []string{}
+	for i := 2; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			positional = append(positional, args[i+1:]...)
+			i = len(args)
+		case strings.HasPrefix(a, "-") && a != "-":
+			flags = append(flags, a)
+			name, _, hasValue := strings.Cut(a, "=")
+			if takesValue[name] && !hasValue && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+		default:
+			positional = append(positional, a)
+		}
+	}
+	out := append(append([]string{}, args[:2]...), flags...)
+	if len(positional) > 0 {
+		out = append(append(out, "--"), positional...)
+	}
+	return out
 }
 
 func run(args []string) error {

@@ -108,20 +108,25 @@ func CgroupID(pid uint32) (uint64, error) {
 }
 
 // cgroup2Root is where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or .../unified when hybrid).
+// The last mount wins: in a node pod the host's hierarchy is mounted over the container's own.
 func cgroup2Root() (string, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
+	var root string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		for i, fl := range fields {
-			if fl == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" {
-				return fields[4], nil
+			if fl == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && fields[3] == "/" {
+				root = fields[4]
 			}
 		}
 	}
-	return "", errors.New("no cgroup2 mount")
+	if root == "" {
+		return "", errors.New("no cgroup2 mount")
+	}
+	return root, nil
 }

@@ -4,10 +4,14 @@
 package runtimes
 
 import (
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,8 +39,10 @@ func KernelDev(stDev uint64) uint32 {
 	return unix.Major(stDev)<<20 | unix.Minor(stDev)
 }
 
-// Find lists the runtime binaries present, extra paths first, one per identity.
-func Find(extra []string) []Binary {
+// Find lists the runtime binaries present, extra paths first, one per identity:
+// on $PATH and in Dirs, then in Dirs and the PATH of each of roots (a runtime
+// server's root and environment: see ServerRoot).
+func Find(extra []string, roots ...Root) []Binary {
 	var paths []string
 	paths = append(paths, extra...)
 	dirs := append(filepath.SplitList(os.Getenv("PATH")), Dirs...)
@@ -47,9 +53,19 @@ func Find(extra []string) []Binary {
 			}
 		}
 	}
+	local := len(paths)
+	for _, r := range roots {
+		for _, name := range Names {
+			for _, d := range append(r.Path, Dirs...) {
+				if filepath.IsAbs(d) {
+					paths = append(paths, r.Dir+filepath.Join(d, name))
+				}
+			}
+		}
+	}
 	var found []Binary
 	seen := map[[2]uint64]bool{}
-	for _, p := range paths {
+	for i, p := range paths {
 		var st unix.Stat_t
 		if unix.Stat(p, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
 			continue
@@ -59,9 +75,13 @@ func Find(extra []string) []Binary {
 			continue
 		}
 		seen[id] = true
-		real, err := filepath.EvalSymlinks(p)
-		if err != nil {
-			real = p
+		real := p
+		if i >= local {
+			real = "/" + strings.SplitN(p, "/", 5)[4] // /proc/PID/root/usr/bin/x: symlinks would resolve in our root
+		} else {
+			if r, err := filepath.EvalSymlinks(p); err == nil {
+				real = r
+			}
 		}
 		found = append(found, Binary{Path: real, Ino: st.Ino, Dev: KernelDev(st.Dev)})
 		if len(found) == 63 { // the kernel's mark is a byte: 1 + index
@@ -106,4 +126,46 @@ func Paths(bins []Binary) []string {
 		p[i] = b.Path
 	}
 	return p
+}
+
+// Root is where a runtime server (containerd, CRI-O) finds its binaries.
+type Root struct {
+	Dir  string   // /proc/PID/root
+	Path []string // its $PATH
+}
+
+// ServerRoot finds the process listening on a runtime's unix socket by the
+// kernel's record of it (SO_PEERCRED), not by name: its root and PATH are
+// where it runs runc from, also when we run in a pod whose image has none.
+func ServerRoot(socket string) (Root, error) {
+	conn, err := net.DialTimeout("unix", socket, time.Second)
+	if err != nil {
+		return Root{}, err
+	}
+	defer conn.Close()
+	raw, err := conn.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		return Root{}, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) }); err != nil {
+		return Root{}, err
+	}
+	if cerr != nil {
+		return Root{}, cerr
+	}
+	if cred.Pid <= 0 {
+		return Root{}, fmt.Errorf("%s: the server's pid is not in our pid namespace", socket)
+	}
+	proc := "/proc/" + strconv.Itoa(int(cred.Pid))
+	r := Root{Dir: proc + "/root"}
+	if env, err := os.ReadFile(proc + "/environ"); err == nil {
+		for _, kv := range strings.Split(string(env), "\x00") {
+			if p, ok := strings.CutPrefix(kv, "PATH="); ok {
+				r.Path = filepath.SplitList(p)
+			}
+		}
+	}
+	return r, nil
 }

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/urfave/cli/v2"
+
+	"github.com/capsrec/capsrec/kubeplugin"
+	"github.com/capsrec/capsrec/textsafe"
+)
+
+// Record flags the plugin sets itself, or that name what the plugin's own
+// flags name (the pod, its namespace and container).
+var pluginOwnedRecordFlags = []string{"pod", "namespace", "container", "selector", "host", "ready-file"}
+
+func kubectlRecordCommand() *cli.Command {
+	forwarded := flagsExcept(recordCommand.Flags, pluginOwnedRecordFlags...)
+	flags := append(append(append([]cli.Flag{}, kubeFlags...), nodePodFlags...),
+		&cli.StringFlag{Name: "container", Aliases: []string{"c"}, Usage: "only this container of the pod"},
+		&cli.StringFlag{Name: "ready-file", Usage: "write this file once the recorder on the node is attached (for scripts)"},
+	)
+	return &cli.Command{
+		Name:  "record",
+		Usage: "record a pod's capability checks on its node, streamed here",
+		UsageText: `kubectl capsrec record POD [-c CONTAINER] [flags]
+
+   kubectl capsrec record xwing
+   kubectl capsrec record xwing -n prod -o json | jq .process_kprobe.args
+   kubectl capsrec record web-7d9f -c app --duration 1m --summary`,
+		Flags: append(flags, forwarded...),
+		Action: func(c *cli.Context) error {
+			return kubectlRecord(c, forwarded)
+		},
+	}
+}
+
+func kubectlRecord(c *cli.Context, forwarded []cli.Flag) error {
+	if c.NArg() != 1 {
+		return errors.New("record takes one pod name: kubectl capsrec record POD [-c CONTAINER]")
+	}
+	podName := strings.TrimPrefix(c.Args().First(), "pod/")
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	signal.Ignore(syscall.SIGPIPE)
+	if err := prepareReadyFile(c.String("ready-file")); err != nil {
+		return err
+	}
+	s, err := newPluginSession(ctx, c, c.Duration("duration"))
+	if err != nil {
+		return err
+	}
+	pod, err := s.client.RunningPod(ctx, s.namespace, podName, c.String("container"))
+	if err != nil {
+		return err
+	}
+	image := pod.Spec.Containers[0].Image
+	for _, ct := range pod.Spec.Containers {
+		if ct.Name == c.String("container") {
+			image = ct.Image
+		}
+	}
+	spec, err := s.nodePodSpec(ctx, pod.Spec.NodeName, image, remoteRecordArgs(c, forwarded, pod.Namespace, pod.Name))
+	if err != nil {
+		return err
+	}
+	np, err := s.startNodePod(ctx, spec)
+	if err != nil {
+		return err
+	}
+	defer np.Delete()
+	tty := isatty.IsTerminal(os.Stderr.Fd())
+	onReady := func() error {
+		if tty {
+			fmt.Fprintf(os.Stderr, "kubectl capsrec: recording pod %s/%s on node %s (Ctrl-C to stop)\n", pod.Namespace, pod.Name, textsafe.Visible(pod.Spec.NodeName))
+		}
+		return writeReadyFile(c.String("ready-file"))
+	}
+	return streamNodePod(ctx, np, os.Stdout, os.Stderr, onReady)
+}
+
+// remoteRecordArgs is the record command the node pod runs.
+func remoteRecordArgs(c *cli.Context, forwarded []cli.Flag, ns, pod string) []string {
+	args := []string{"record", "--pod", pod, "--namespace", ns}
+	if ct := c.String("container"); ct != "" {
+		args = append(args, "--container", ct)
+	}
+	args = append(args, forwardFlags(c, forwarded)...)
+	// The node pod's stdout and stderr are no terminal: decide here, for ours.
+	if !c.IsSet("summary") && isatty.IsTerminal(os.Stderr.Fd()) {
+		args = append(args, "--summary")
+	}
+	if c.String("color") == "auto" && isatty.IsTerminal(os.Stdout.Fd()) && os.Getenv("NO_COLOR") == "" {
+		args = append(args, "--color", "always")
+	}
+	return args
+}
+
+// streamNodePod attaches to the recorder and copies its output here until it
+// ends. A signal, or a reader of stdout that went away, closes the recorder's
+// stdin: it stops, prints its summary line and exits, as a local record does.
+func streamNodePod(ctx context.Context, np *kubeplugin.NodePod, stdout, stderr io.Writer, onReady func() error) error {
+	stdinR, stdinW := io.Pipe()
+	var once sync.Once
+	stopRecorder := func() { once.Do(func() { stdinW.Close() }) }
+	defer stopRecorder()
+
+	// The stream's own context ends only if the recorder does not stop in time.
+	streamCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var readyErr error
+	errOut := &readyLineFilter{w: stderr, onReady: func() {
+		if err := onReady(); err != nil {
+			readyErr = err
+			stopRecorder()
+		}
+	}}
+	out := &stopOnErrorWriter{w: stdout, onError: stopRecorder}
+	done := make(chan error, 1)
+	go func() { done <- np.Attach(streamCtx, stdinR, out, errOut) }()
+
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		stopRecorder()
+		select {
+		case err = <-done:
+		case <-time.After(15 * time.Second):
+			cancel()
+			err = errors.Join(errors.New("the recorder on the node did not stop within 15s"), <-done)
+		}
+	}
+	errOut.Flush()
+	if out.dropped > 0 {
+		fmt.Fprintf(stderr, "kubectl capsrec: %d more lines not written (the reader of stdout went away)\n", out.dropped)
+	}
+	switch {
+	case readyErr != nil:
+		return readyErr
+	case err != nil:
+		return err
+	case !errOut.ready && errOut.lastError != "":
+		// The recorder failed before it was ready: its error is on stderr already.
+		return cli.Exit("", 1)
+	}
+	return nil
+}
+
+// readyLineFilter passes the recorder's stderr through, line by line, but
+// takes its ready line off and remembers its last error line.
+type readyLineFilter struct {
+	w         io.Writer
+	onReady   func()
+	ready     bool
+	lastError string
+	partial   []byte
+}
+
+func (f *readyLineFilter) Write(p []byte) (int, error) {
+	f.partial = append(f.partial, p...)
+	for {
+		i := strings.IndexByte(string(f.partial), '\n')
+		if i < 0 {
+			break
+		}
+		line := string(f.partial[:i+1])
+		f.partial = f.partial[i+1:]
+		f.line(line)
+	}
+	return len(p), nil
+}
+
+func (f *readyLineFilter) line(line string) {
+	if !f.ready && strings.TrimSuffix(line, "\n") == nodePodReadyLine {
+		f.ready = true
+		f.onReady()
+		return
+	}
+	if strings.HasPrefix(line, "capsrec: ") && !f.ready {
+		f.lastError = line
+	}
+	_, _ = io.WriteString(f.w, line)
+}
+
+func (f *readyLineFilter) Flush() {
+	if len(f.partial) > 0 {
+		f.line(string(f.partial))
+		f.partial = nil
+	}
+}
+
+// stopOnErrorWriter writes stdout until it fails (| head closed it), then
+// stops the recorder and drops the rest: the recorder's summary counts it.
+type stopOnErrorWriter struct {
+	w       io.Writer
+	onError func()
+	failed  bool
+	dropped int // lines
+}
+
+func (s *stopOnErrorWriter) Write(p []byte) (int, error) {
+	if !s.failed {
+		if _, err := s.w.Write(p); err != nil {
+			s.failed = true
+			s.onError()
+		}
+		return len(p), nil
+	}
+	s.dropped += bytes.Count(p, []byte{'\n'})
+	return len(p), nil
+}

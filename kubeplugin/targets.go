@@ -1,0 +1,168 @@
+package kubeplugin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// RunningPod finds a pod that runs, and checks the container asked for.
+func (c *Client) RunningPod(ctx context.Context, ns, name, container string) (*corev1.Pod, error) {
+	p, err := c.CS.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, c.Explain(err, fmt.Sprintf("pod %s/%s", ns, name))
+	}
+	if p.Status.Phase != corev1.PodRunning || p.Spec.NodeName == "" {
+		return nil, fmt.Errorf("pod %s/%s is %s, not Running: there is nothing to record yet", ns, name, p.Status.Phase)
+	}
+	if container != "" && !slices.ContainsFunc(p.Spec.Containers, func(c corev1.Container) bool { return c.Name == container }) {
+		var names []string
+		for _, ct := range p.Spec.Containers {
+			names = append(names, ct.Name)
+		}
+		return nil, fmt.Errorf("pod %s/%s has no container %q (it has %s)", ns, name, container, strings.Join(names, ", "))
+	}
+	return p, nil
+}
+
+// Workload is what `profile` records: pods of one namespace matching a selector.
+type Workload struct {
+	Kind, Name, Namespace string // Kind is "" for a bare -l selector
+	Selector              labels.Selector
+}
+
+func (w Workload) String() string {
+	if w.Kind == "" {
+		return fmt.Sprintf("pods matching %s in namespace %s", w.Selector, w.Namespace)
+	}
+	return fmt.Sprintf("%s/%s in namespace %s", w.Kind, w.Name, w.Namespace)
+}
+
+// ResolveWorkload reads deploy/NAME, ds/NAME, sts/NAME or rs/NAME (kubectl's
+// short or long kind names), or takes selector as is.
+func (c *Client) ResolveWorkload(ctx context.Context, ns, ref, selector string) (Workload, error) {
+	w := Workload{Namespace: ns}
+	if ref == "" {
+		sel, err := labels.Parse(selector)
+		if err != nil {
+			return w, fmt.Errorf("-l %q: %w", selector, err)
+		}
+		if sel.Empty() {
+			return w, fmt.Errorf("-l %q selects every pod: name a workload or a narrower selector", selector)
+		}
+		w.Selector = sel
+		return w, nil
+	}
+	kind, name, ok := strings.Cut(ref, "/")
+	if !ok || name == "" {
+		return w, fmt.Errorf("%q: want KIND/NAME (deploy/web, ds/agent, sts/db, rs/web-5d8f) or -l SELECTOR", ref)
+	}
+	var ls *metav1.LabelSelector
+	var err error
+	switch strings.ToLower(kind) {
+	case "deploy", "deployment", "deployments", "deployment.apps":
+		w.Kind = "deployment"
+		d, e := c.CS.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if err = e; e == nil {
+			ls = d.Spec.Selector
+		}
+	case "ds", "daemonset", "daemonsets", "daemonset.apps":
+		w.Kind = "daemonset"
+		d, e := c.CS.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
+		if err = e; e == nil {
+			ls = d.Spec.Selector
+		}
+	case "sts", "statefulset", "statefulsets", "statefulset.apps":
+		w.Kind = "statefulset"
+		d, e := c.CS.AppsV1().StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
+		if err = e; e == nil {
+			ls = d.Spec.Selector
+		}
+	case "rs", "replicaset", "replicasets", "replicaset.apps":
+		w.Kind = "replicaset"
+		d, e := c.CS.AppsV1().ReplicaSets(ns).Get(ctx, name, metav1.GetOptions{})
+		if err = e; e == nil {
+			ls = d.Spec.Selector
+		}
+	default:
+		return w, fmt.Errorf("%q: kind %q is not deploy, ds, sts or rs", ref, kind)
+	}
+	w.Name = name
+	if err != nil {
+		return w, c.Explain(err, fmt.Sprintf("%s %s/%s", w.Kind, ns, name))
+	}
+	if w.Selector, err = metav1.LabelSelectorAsSelector(ls); err != nil || w.Selector.Empty() {
+		return w, fmt.Errorf("%s %s/%s: its selector %v selects no pods reliably", w.Kind, ns, name, ls)
+	}
+	return w, nil
+}
+
+// NodesOf lists the nodes that run the workload's pods now, with their running pods.
+func (c *Client) NodesOf(ctx context.Context, w Workload) (map[string][]string, error) {
+	pods, err := c.CS.CoreV1().Pods(w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: w.Selector.String()})
+	if err != nil {
+		return nil, c.Explain(err, "listing the pods of "+w.String())
+	}
+	nodes := map[string][]string{}
+	for _, p := range pods.Items {
+		if p.Status.Phase == corev1.PodRunning && p.Spec.NodeName != "" {
+			nodes[p.Spec.NodeName] = append(nodes[p.Spec.NodeName], p.Name)
+		}
+	}
+	if len(nodes) == 0 {
+		return nil, fmt.Errorf("%s: no pod runs (%d found): there is nothing to record", w, len(pods.Items))
+	}
+	return nodes, nil
+}
+
+// NodeFacts are what the node pod needs to know of its node.
+type NodeFacts struct {
+	OS, Arch        string
+	RuntimeEndpoint string // unix:///...
+	EndpointFrom    string // where RuntimeEndpoint was read
+}
+
+// defaultRuntimeEndpoint is kubelet's default since 1.27.
+const defaultRuntimeEndpoint = "unix:///run/containerd/containerd.sock"
+
+// Node reads a node's OS and architecture, and its CRI socket from the
+// kubelet's configuration (nodes/proxy configz), the kubeadm annotation, or
+// the default, in that order.
+func (c *Client) Node(ctx context.Context, name string) (NodeFacts, error) {
+	n, err := c.CS.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return NodeFacts{}, c.Explain(err, "node "+name)
+	}
+	f := NodeFacts{OS: n.Status.NodeInfo.OperatingSystem, Arch: n.Status.NodeInfo.Architecture, RuntimeEndpoint: defaultRuntimeEndpoint, EndpointFrom: "the default"}
+	if ep := kubeletEndpoint(ctx, c, name); ep != "" {
+		f.RuntimeEndpoint, f.EndpointFrom = ep, "the kubelet's configuration"
+	} else if ep := n.Annotations["kubeadm.alpha.kubernetes.io/cri-socket"]; ep != "" {
+		f.RuntimeEndpoint, f.EndpointFrom = ep, "the kubeadm annotation"
+	}
+	if !strings.Contains(f.RuntimeEndpoint, "://") {
+		f.RuntimeEndpoint = "unix://" + f.RuntimeEndpoint
+	}
+	return f, nil
+}
+
+func kubeletEndpoint(ctx context.Context, c *Client, node string) string {
+	raw, err := c.CS.CoreV1().RESTClient().Get().Resource("nodes").Name(node).SubResource("proxy", "configz").DoRaw(ctx)
+	if err != nil {
+		return ""
+	}
+	var cz struct {
+		KubeletConfig struct {
+			ContainerRuntimeEndpoint string `json:"containerRuntimeEndpoint"`
+		} `json:"kubeletconfig"`
+	}
+	if json.Unmarshal(raw, &cz) != nil {
+		return ""
+	}
+	return cz.KubeletConfig.ContainerRuntimeEndpoint
+}
