@@ -211,11 +211,13 @@ type stopOnErrorWriter struct {
 
 func (s *stopOnErrorWriter) Write(p []byte) (int, error) {
 	if !s.failed {
-		if _, err := s.w.Write(p); err != nil {
-			s.failed = true
-			s.onError()
+		n, err := s.w.Write(p)
+		if err == nil {
+			return len(p), nil
 		}
-		return len(p), nil
+		s.failed = true
+		s.onError()
+		p = p[n:]
 	}
 	s.dropped += bytes.Count(p, []byte{'\n'})
 	return len(p), nil

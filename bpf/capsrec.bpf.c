@@ -834,7 +834,8 @@ static __always_inline void write_cwd(struct exec_event *ev, struct task_struct 
 
 	BPF_CORE_READ_INTO(&pwd, task, fs, pwd);
 	write_path(ev->cwd, &ev->cwd_off, &ev->cwd_truncated, pwd.dentry, pwd.mnt);
-	ev->cwd_unlinked = BPF_CORE_READ(pwd.dentry, d_hash.pprev) == 0;
+	/* A root dentry (a container's /) is never hashed: only a removed directory is unlinked. */
+	ev->cwd_unlinked = BPF_CORE_READ(pwd.dentry, d_hash.pprev) == 0 && BPF_CORE_READ(pwd.dentry, d_parent) != pwd.dentry;
 }
 
 static __always_inline void *reserve_proc(__u64 size)
