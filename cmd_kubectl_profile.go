@@ -1,5 +1,290 @@
 package main
 
-import "github.com/urfave/cli/v2"
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
 
-func kubectlProfileCommand() *cli.Command { return &cli.Command{Name: "profile"} }
+	"github.com/mattn/go-isatty"
+	"github.com/urfave/cli/v2"
+
+	"github.com/capsrec/capsrec/kubeplugin"
+	"github.com/capsrec/capsrec/output"
+	"github.com/capsrec/capsrec/profile"
+	"github.com/capsrec/capsrec/textsafe"
+)
+
+func kubectlProfileCommand() *cli.Command {
+	flags := append(append([]cli.Flag{}, kubeFlags...), nodePodFlags...)
+	return &cli.Command{
+		Name:  "profile",
+		Usage: "record a workload on every node that runs its pods, and print the capabilities it needs",
+		UsageText: `kubectl capsrec profile (deploy/NAME | ds/NAME | sts/NAME | rs/NAME | -l SELECTOR) --duration D [flags]
+
+   kubectl capsrec profile deploy/web -n shop --duration 10m
+   kubectl capsrec profile ds/agent --duration 5m -o yaml
+   kubectl capsrec profile -l app=web --duration 1m --check web.yaml   # exit 1 when they differ`,
+		Flags: append(flags,
+			&cli.StringFlag{Name: "selector", Aliases: []string{"l"}, Usage: "the workload's pods by label selector, instead of KIND/NAME"},
+			&cli.DurationFlag{Name: "duration", Usage: "how long to record; 0 records until Ctrl-C"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table, yaml (a securityContext per container) or json"},
+			&cli.StringFlag{Name: "color", Value: "auto", Usage: "auto, always or never"},
+			&cli.StringFlag{Name: "check", Usage: "compare a workload manifest (YAML) with the profile; exit 1 when they differ"},
+			&cli.StringFlag{Name: "save", Usage: "also write the recorded checks (JSON lines) to this file, for capsrec profile"},
+		),
+		Action: kubectlProfile,
+	}
+}
+
+// nodeRun is one node's recorder in a profile.
+type nodeRun struct {
+	node   string
+	pods   []string
+	prof   *profile.Profile
+	checks atomic.Int64
+	ready  atomic.Bool
+	err    error
+	stderr strings.Builder // the recorder's stderr, for the report
+}
+
+func kubectlProfile(c *cli.Context) error {
+	format := c.String("output")
+	if !slices.Contains([]string{"table", "yaml", "json"}, format) {
+		return fmt.Errorf("-o %q: want table, yaml or json", format)
+	}
+	colored, err := output.UseColor(c.String("color"), isatty.IsTerminal(os.Stdout.Fd()), os.Getenv("NO_COLOR") != "")
+	if err != nil {
+		return err
+	}
+	if (c.NArg() == 0) == (c.String("selector") == "") || c.NArg() > 1 {
+		return errors.New("profile takes one workload: KIND/NAME (deploy/web) or -l SELECTOR")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	signal.Ignore(syscall.SIGPIPE)
+	s, err := newPluginSession(ctx, c, c.Duration("duration"))
+	if err != nil {
+		return err
+	}
+	w, err := s.client.ResolveWorkload(ctx, s.namespace, c.Args().First(), c.String("selector"))
+	if err != nil {
+		return err
+	}
+	nodes, err := s.client.NodesOf(ctx, w)
+	if err != nil {
+		return err
+	}
+	var save *lockedWriter
+	if path := c.String("save"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("--save: %w", err)
+		}
+		defer f.Close()
+		save = &lockedWriter{w: f}
+	}
+	runs := recordNodes(ctx, s, w, nodes, save)
+	return reportProfile(c, w, runs, format, colored)
+}
+
+// recordNodes runs a recorder on every node at once and reads each one's JSON
+// into its own profile.
+func recordNodes(ctx context.Context, s *pluginSession, w kubeplugin.Workload, nodes map[string][]string, save *lockedWriter) []*nodeRun {
+	args := []string{"record", "-o", "json", "--color", "never", "--namespace", w.Namespace, "--selector", w.Selector.String()}
+	if d := s.c.Duration("duration"); d > 0 {
+		args = append(args, "--duration", d.String())
+	}
+	var runs []*nodeRun
+	for node, pods := range nodes {
+		runs = append(runs, &nodeRun{node: node, pods: pods, prof: profile.New()})
+	}
+	slices.SortFunc(runs, func(a, b *nodeRun) int { return strings.Compare(a.node, b.node) })
+	stopProgress := showProgress(s.c, runs)
+	var wg sync.WaitGroup
+	for _, r := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.err = recordNode(ctx, s, w, r, args, save)
+		}()
+	}
+	wg.Wait()
+	stopProgress()
+	return runs
+}
+
+func recordNode(ctx context.Context, s *pluginSession, w kubeplugin.Workload, r *nodeRun, args []string, save *lockedWriter) error {
+	image, err := podImage(ctx, s, w.Namespace, r.pods[0])
+	if err != nil {
+		return err
+	}
+	spec, err := s.nodePodSpec(ctx, r.node, image, args)
+	if err != nil {
+		return err
+	}
+	np, err := s.startNodePod(ctx, spec)
+	if err != nil {
+		return err
+	}
+	defer np.Delete()
+	pr, pw := io.Pipe()
+	read := make(chan error, 1)
+	go func() {
+		var src io.Reader = &countingReader{r: pr, lines: &r.checks}
+		if save != nil {
+			src = io.TeeReader(src, &lineWriter{dst: save})
+		}
+		err := profile.Read(r.node, src, profile.ReadOptions{}, r.prof)
+		_, _ = io.Copy(io.Discard, pr) // a bad line stops the profile, not the stream
+		read <- err
+	}()
+	err = streamNodePod(ctx, np, pw, &r.stderr, func() error { r.ready.Store(true); return nil })
+	pw.Close()
+	return errors.Join(err, <-read)
+}
+
+func podImage(ctx context.Context, s *pluginSession, ns, pod string) (string, error) {
+	p, err := s.client.RunningPod(ctx, ns, pod, "")
+	if err != nil {
+		return "", err
+	}
+	return p.Spec.Containers[0].Image, nil
+}
+
+// showProgress keeps one line on a terminal's stderr: nodes ready, checks seen.
+func showProgress(c *cli.Context, runs []*nodeRun) (stop func()) {
+	if !isatty.IsTerminal(os.Stderr.Fd()) {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			ready, checks := 0, int64(0)
+			for _, r := range runs {
+				if r.ready.Load() {
+					ready++
+				}
+				checks += r.checks.Load()
+			}
+			fmt.Fprintf(c.App.ErrWriter, "\r\033[Kkubectl capsrec: %d of %d nodes recording, %d checks (Ctrl-C to stop)", ready, len(runs), checks)
+			select {
+			case <-done:
+				fmt.Fprint(c.App.ErrWriter, "\r\033[K")
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// reportProfile merges the nodes' profiles, names the nodes it covers and
+// those that failed, and prints the profile or the --check findings.
+func reportProfile(c *cli.Context, w kubeplugin.Workload, runs []*nodeRun, format string, colored bool) error {
+	merged := profile.New()
+	var covered, failed []string
+	var checks int64
+	for _, r := range runs {
+		if r.err != nil {
+			failed = append(failed, r.node)
+			fmt.Fprintf(c.App.ErrWriter, "kubectl capsrec: node %s failed: %s\n", textsafe.Visible(r.node), textsafe.Visible(oneLine(r.err)))
+			if tail := strings.TrimSpace(r.stderr.String()); tail != "" {
+				fmt.Fprintf(c.App.ErrWriter, "  its recorder said: %s\n", textsafe.Visible(oneLine(errors.New(tail))))
+			}
+			continue
+		}
+		merged.Merge(r.prof)
+		covered = append(covered, fmt.Sprintf("%s (%d pods)", r.node, len(r.pods)))
+		checks += r.checks.Load()
+	}
+	if len(covered) == 0 {
+		return fmt.Errorf("no node recorded %s", w)
+	}
+	fmt.Fprintf(c.App.ErrWriter, "kubectl capsrec: %s recorded on %s: %d checks\n", w, textsafe.Visible(strings.Join(covered, ", ")), checks)
+	if manifest := c.String("check"); manifest != "" {
+		findings, err := profile.CheckManifest(manifest, merged)
+		if err != nil {
+			return err
+		}
+		for _, f := range findings {
+			fmt.Fprintln(c.App.Writer, textsafe.Visible(f.String()))
+		}
+		if len(findings) == 0 {
+			fmt.Fprintln(c.App.Writer, "the manifest grants what the profile needs, and no more")
+		}
+		if len(findings) > 0 || len(failed) > 0 {
+			return cli.Exit("", 1)
+		}
+		return nil
+	}
+	if format == "yaml" {
+		fmt.Fprintf(c.App.Writer, "# %s, recorded on nodes %s\n", w, textsafe.Visible(strings.Join(covered, ", ")))
+	}
+	if err := profile.Write(c.App.Writer, merged, format, colored); err != nil {
+		return err
+	}
+	if len(failed) > 0 {
+		return cli.Exit(fmt.Sprintf("the profile lacks nodes %s, which failed", strings.Join(failed, ", ")), 1)
+	}
+	return nil
+}
+
+// countingReader counts the lines (checks) that pass.
+type countingReader struct {
+	r     io.Reader
+	lines *atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	for _, b := range p[:n] {
+		if b == '\n' {
+			c.lines.Add(1)
+		}
+	}
+	return n, err
+}
+
+// lockedWriter lets the nodes' streams share --save: whole reads at a time.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// lineWriter hands whole lines to a shared writer, so that nodes' lines do not mix.
+type lineWriter struct {
+	dst *lockedWriter
+	buf []byte
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	l.buf = append(l.buf, p...)
+	if i := bytes.LastIndexByte(l.buf, '\n'); i >= 0 {
+		if _, err := l.dst.Write(l.buf[:i+1]); err != nil {
+			return 0, err
+		}
+		l.buf = append(l.buf[:0], l.buf[i+1:]...)
+	}
+	return len(p), nil
+}
