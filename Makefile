@@ -5,7 +5,7 @@ BIN ?= capsrec
 # the "nothing left attached" checks see only their own capsrec.
 TESTFLAGS ?= -count=1 -p 1
 
-.PHONY: help build generate test vmtest bench clean
+.PHONY: help build generate test vmtest bench image clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -26,4 +26,8 @@ bench: ## ns added per check on this kernel and, for fexit and kprobe, in qemu; 
 	bash bench/run.sh
 
 clean:
-	rm -f $(BIN)
+	rm -f $(BIN) capsrec-image.tar
+
+IMAGE ?= ghcr.io/capsrec/capsrec:dev
+image: build ## write capsrec-image.tar: an OCI image archive of the static binary, FROM scratch (no Docker)
+	$(GO) run ./tools/mkimage -binary $(BIN) -tag $(IMAGE) -o capsrec-image.tar

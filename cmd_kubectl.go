@@ -104,7 +104,8 @@ func (s *pluginSession) nodePodSpec(ctx context.Context, node, fallbackImage str
 	if err != nil {
 		return kubeplugin.NodePodSpec{}, err
 	}
-	spec := kubeplugin.NodePodSpec{Namespace: s.podNS, Node: node, PullPolicy: s.pullPolicy, RuntimeEndpoint: facts.RuntimeEndpoint, Deadline: s.deadline}
+	spec := kubeplugin.NodePodSpec{Namespace: s.podNS, Node: node, PullPolicy: s.pullPolicy, RuntimeEndpoint: facts.RuntimeEndpoint, Deadline: s.deadline,
+		OldKernel: kubeplugin.KernelBefore(facts.Kernel, 5, 11)}
 	if ep := s.c.String("runtime-endpoint"); ep != "" {
 		if !strings.Contains(ep, "://") {
 			ep = "unix://" + ep

@@ -45,9 +45,28 @@ type NodePodSpec struct {
 	// mounted at the same path.
 	RuntimeEndpoint string
 	Args            []string // capsrec's arguments: record ...
+	// OldKernel is a node before Linux 5.11, where BPF maps count against RLIMIT_MEMLOCK.
+	OldKernel bool
 	// Deadline bounds the Job, so that it ends even when the plugin is killed
 	// before it attaches; once attached, the plugin's end closes stdin.
 	Deadline time.Duration
+}
+
+// securityContext is the fewest privileges that record, as deploy/'s
+// DaemonSet has them: BPF and PERFMON load and attach the programs, SYSLOG
+// reads kallsyms, SYS_PTRACE the /proc of other processes; before Linux 5.11
+// SYS_RESOURCE lifts RLIMIT_MEMLOCK. The runtime's default seccomp profile
+// refuses bpf() and perf_event_open().
+func (s NodePodSpec) securityContext() *corev1.SecurityContext {
+	caps := []corev1.Capability{"BPF", "PERFMON", "SYSLOG", "SYS_PTRACE"}
+	if s.OldKernel {
+		caps = append(caps, "SYS_RESOURCE")
+	}
+	return &corev1.SecurityContext{
+		RunAsUser:      ptr.To[int64](0),
+		Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: caps},
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeUnconfined},
+	}
 }
 
 // NodePod is a started recorder Job and its pod.
@@ -103,8 +122,7 @@ func (s NodePodSpec) job() *batchv1.Job {
 						Env:             []corev1.EnvVar{{Name: "CAPSREC_NODE_POD", Value: "1"}, {Name: "NODE_NAME", Value: s.Node}},
 						Stdin:           true,
 						StdinOnce:       true,
-						// BPF, perf events and /proc of every process: privileged, as kubectl debug's sysadmin profile.
-						SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true), RunAsUser: ptr.To[int64](0)},
+						SecurityContext: s.securityContext(),
 						VolumeMounts:    mounts,
 						Resources: corev1.ResourceRequirements{
 							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("64Mi")},

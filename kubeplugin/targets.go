@@ -124,6 +124,7 @@ func (c *Client) NodesOf(ctx context.Context, w Workload) (map[string][]string, 
 // NodeFacts are what the node pod needs to know of its node.
 type NodeFacts struct {
 	OS, Arch        string
+	Kernel          string // uname -r
 	RuntimeEndpoint string // unix:///...
 	EndpointFrom    string // where RuntimeEndpoint was read
 }
@@ -139,7 +140,7 @@ func (c *Client) Node(ctx context.Context, name string) (NodeFacts, error) {
 	if err != nil {
 		return NodeFacts{}, c.Explain(err, "node "+name)
 	}
-	f := NodeFacts{OS: n.Status.NodeInfo.OperatingSystem, Arch: n.Status.NodeInfo.Architecture, RuntimeEndpoint: defaultRuntimeEndpoint, EndpointFrom: "the default"}
+	f := NodeFacts{OS: n.Status.NodeInfo.OperatingSystem, Arch: n.Status.NodeInfo.Architecture, Kernel: n.Status.NodeInfo.KernelVersion, RuntimeEndpoint: defaultRuntimeEndpoint, EndpointFrom: "the default"}
 	if ep := kubeletEndpoint(ctx, c, name); ep != "" {
 		f.RuntimeEndpoint, f.EndpointFrom = ep, "the kubelet's configuration"
 	} else if ep := n.Annotations["kubeadm.alpha.kubernetes.io/cri-socket"]; ep != "" {
@@ -165,4 +166,13 @@ func kubeletEndpoint(ctx context.Context, c *Client, node string) string {
 		return ""
 	}
 	return cz.KubeletConfig.ContainerRuntimeEndpoint
+}
+
+// KernelBefore tells whether a kernel release (5.10.0-33-amd64) is older than major.minor.
+func KernelBefore(release string, major, minor int) bool {
+	var ma, mi int
+	if n, _ := fmt.Sscanf(release, "%d.%d", &ma, &mi); n != 2 {
+		return false
+	}
+	return ma < major || ma == major && mi < minor
 }
