@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -54,7 +55,31 @@ func runKubectlPlugin(args []string) error {
 			return fmt.Errorf("%w (see --help)", err)
 		},
 	}
-	return app.Run(flagsFirst(args, app.Commands))
+	return app.Run(flagsFirst(sinkKubeFlags(args, app.Commands), app.Commands))
+}
+
+// sinkKubeFlags moves kubectl's flags written before the subcommand
+// (kubectl capsrec --context prod record web) to after it, where they are defined.
+func sinkKubeFlags(args []string, commands []*cli.Command) []string {
+	takesValue := flagValues(kubeFlags)
+	var moved []string
+	for i := 1; i < len(args); i++ {
+		name, _, hasValue := strings.Cut(args[i], "=")
+		value, ok := takesValue[name]
+		if !ok {
+			if i == 1+len(moved) && slices.ContainsFunc(commands, func(c *cli.Command) bool { return c.HasName(args[i]) }) {
+				out := append([]string{args[0], args[i]}, moved...)
+				return append(out, args[i+1:]...)
+			}
+			return args
+		}
+		moved = append(moved, args[i])
+		if value && !hasValue && i+1 < len(args) {
+			moved = append(moved, args[i+1])
+			i++
+		}
+	}
+	return args
 }
 
 // pluginSession is what both plugin commands share: the cluster and how node pods run.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -37,6 +38,10 @@ type Client struct {
 func Connect(ctx context.Context, f ClientFlags) (*Client, error) {
 	cf := genericclioptions.NewConfigFlags(true)
 	cf.KubeConfig, cf.Context, cf.Namespace = &f.Kubeconfig, &f.Context, &f.Namespace
+	// client-go falls back to localhost:8080 with no configuration at all: say so instead.
+	if raw, err := cf.ToRawKubeConfigLoader().RawConfig(); err == nil && len(raw.Clusters) == 0 && os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
+		return nil, errors.New("no kubeconfig: set KUBECONFIG or pass --kubeconfig (as for kubectl)")
+	}
 	cfg, err := cf.ToRESTConfig()
 	if err != nil {
 		if clientcmd.IsEmptyConfig(err) {

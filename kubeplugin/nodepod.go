@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"strings"
 	"time"
@@ -69,6 +70,20 @@ func (s NodePodSpec) securityContext() *corev1.SecurityContext {
 	}
 }
 
+// passedEnv are the knobs of ours that reach the node's capsrec: the tests
+// check every call-site walk there too.
+var passedEnv = []string{"CAPSREC_VERIFY_CALL_SITES", "CAPSREC_DEBUG_WALK"}
+
+func (s NodePodSpec) env() []corev1.EnvVar {
+	env := []corev1.EnvVar{{Name: "CAPSREC_NODE_POD", Value: "1"}, {Name: "NODE_NAME", Value: s.Node}}
+	for _, k := range passedEnv {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, corev1.EnvVar{Name: k, Value: v})
+		}
+	}
+	return env
+}
+
 // NodePod is a started recorder Job and its pod.
 type NodePod struct {
 	c    *Client
@@ -119,7 +134,7 @@ func (s NodePodSpec) job() *batchv1.Job {
 						Image:           s.Image,
 						ImagePullPolicy: s.PullPolicy,
 						Command:         command,
-						Env:             []corev1.EnvVar{{Name: "CAPSREC_NODE_POD", Value: "1"}, {Name: "NODE_NAME", Value: s.Node}},
+						Env:             s.env(),
 						Stdin:           true,
 						StdinOnce:       true,
 						SecurityContext: s.securityContext(),
@@ -219,7 +234,7 @@ func (np *NodePod) jobFailed(ctx context.Context) error {
 	}
 	for _, e := range evs.Items {
 		if e.Reason == "FailedCreate" {
-			return fmt.Errorf("the recorder pod on node %s was refused: %s (a namespace whose pod security forbids privileged pods? see --node-pod-namespace)", np.spec.Node, oneLine(e.Message))
+			return fmt.Errorf("the recorder pod on node %s was refused: %s (--node-pod-namespace must admit a hostPID pod with the BPF capabilities and as many pods)", np.spec.Node, oneLine(e.Message))
 		}
 	}
 	return nil

@@ -107,8 +107,14 @@ func Record(t testing.TB, args ...string) *Session {
 func RecordGated(t testing.TB, gate <-chan struct{}, args ...string) *Session {
 	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready")
-	full := append([]string{"record", "--ready-file", ready}, args...)
-	s := &Session{t: t, cmd: exec.Command(Binary(t), full...), done: make(chan struct{})}
+	return StartReady(t, gate, ready, Binary(t), append([]string{"record", "--ready-file", ready}, args...)...)
+}
+
+// StartReady starts bin with args, which must make it write the file ready
+// once it records (kubectl-capsrec record POD --ready-file F), and returns then.
+func StartReady(t testing.TB, gate <-chan struct{}, ready, bin string, full ...string) *Session {
+	t.Helper()
+	s := &Session{t: t, cmd: exec.Command(bin, full...), done: make(chan struct{})}
 	s.cmd.Stderr = &s.stderr
 	// Every fast call-site walk is checked against the kernel's unwinder; Wait
 	// fails the test if one ever disagreed.
@@ -140,7 +146,7 @@ func RecordGated(t testing.TB, gate <-chan struct{}, args ...string) *Session {
 			<-s.done
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second * Slow())
+	deadline := time.Now().Add(60 * time.Second * Slow())
 	for {
 		if _, err := os.Stat(ready); err == nil {
 			return s
@@ -151,7 +157,7 @@ func RecordGated(t testing.TB, gate <-chan struct{}, args ...string) *Session {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("capsrec not ready after %s\n%s", 30*time.Second*Slow(), s.stderr.String())
+			t.Fatalf("capsrec not ready after %s\n%s", 60*time.Second*Slow(), s.stderr.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -203,6 +209,12 @@ func (s *Session) Wait() {
 	if strings.Contains(s.Stderr(), "call-site walk disagreed") {
 		s.t.Errorf("the fast call-site walk and the kernel's unwinder disagreed:\n%s", s.Stderr())
 	}
+}
+
+// Kill ends the process with SIGKILL, as a user's kill -9 or an OOM kill does.
+func (s *Session) Kill() {
+	_ = s.cmd.Process.Kill()
+	<-s.done
 }
 
 // Done is closed when the process has exited.
