@@ -221,3 +221,290 @@ func TestKubectlKilledPluginLeavesNothing(t *testing.T) {
 	s.Kill()
 	c.assertNoNodePods(t)
 }
+
+// kubectl capsrec profile on a Deployment whose code needs exactly CAP_CHOWN:
+// the profile says add [CHOWN]; --check against its own manifest finds the
+// runtime's defaults granted and never needed; and the loop is closed: the
+// Deployment runs with drop ALL + add CHOWN, and fails without CHOWN.
+func TestKubectlProfileDeployment(t *testing.T) {
+	c := k8sUp(t)
+	c.pluginEnv(t)
+	manifest := "test/k8s/testdata/tiefighter.yaml"
+	if out, err := c.kubectl("apply", "-f", manifest).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = c.kubectl("delete", "-f", manifest, "--wait=false").Run() })
+	c.rollout(t)
+
+	out, errOut, err := c.plugin(t, "profile", "deploy/tiefighter", "--duration", "4s", "-o", "yaml")
+	if err != nil {
+		t.Fatalf("%v\n%s%s", err, out, errOut)
+	}
+	if !strings.Contains(out, "drop: [ALL]\n  add: [CHOWN]\n") || !strings.Contains(out, "workload: tiefighter, container: engine") {
+		t.Errorf("the profile does not say drop ALL, add CHOWN for tiefighter's engine:\n%s", out)
+	}
+	if !strings.Contains(errOut, "deployment/tiefighter in namespace default recorded on "+c.env["NODE_NAME"]+" (2 pods)") {
+		t.Errorf("the profile does not name the nodes it covers: %s", errOut)
+	}
+
+	out, errOut, err = c.plugin(t, "profile", "deploy/tiefighter", "--duration", "3s", "--check", manifest)
+	if exitCode(err) != 1 || !strings.Contains(out, "grants capabilities it never needed: DAC_OVERRIDE") || strings.Contains(out, "CHOWN") {
+		t.Errorf("--check %s: exit %v, want 1 and the runtime's defaults less CHOWN:\n%s%s", manifest, err, out, errOut)
+	}
+
+	// Close the loop: exactly the add list works, one less fails.
+	c.setCapabilities(t, `["CHOWN"]`, "chown")
+	time.Sleep(3 * time.Second) // a few rounds of chown
+	c.assertRunning(t, "chown")
+	exact := filepath.Join(t.TempDir(), "exact.yaml")
+	m, _ := os.ReadFile(manifest)
+	withCaps := strings.Replace(string(m), "        command:", "        securityContext: {capabilities: {drop: [ALL], add: [CHOWN]}}\n        command:", 1)
+	if err := os.WriteFile(exact, []byte(withCaps), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err = c.plugin(t, "profile", "-l", "app.kubernetes.io/name=tiefighter", "--duration", "3s", "--check", exact)
+	if err != nil || !strings.Contains(out, "grants what the profile needs, and no more") {
+		t.Errorf("--check of drop ALL + add CHOWN: %v\n%s%s", err, out, errOut)
+	}
+	c.setCapabilities(t, `[]`, "none")
+	c.waitCrash(t, "none")
+	c.assertNoNodePods(t)
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+func (c *k8sCluster) rollout(t *testing.T) {
+	t.Helper()
+	if out, err := c.kubectl("rollout", "status", "deploy/tiefighter", "--timeout=90s").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+}
+
+// setCapabilities gives tiefighter's engine drop ALL + add, with a label that
+// tells its new pods apart.
+func (c *k8sCluster) setCapabilities(t *testing.T, add, label string) {
+	t.Helper()
+	patch := `{"spec":{"template":{"metadata":{"labels":{"proof":"` + label + `"}},"spec":{"containers":[{"name":"engine","securityContext":{"capabilities":{"drop":["ALL"],"add":` + add + `}}}]}}}}`
+	if out, err := c.kubectl("patch", "deploy/tiefighter", "-p", patch).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if label != "none" {
+		c.rollout(t)
+	}
+}
+
+type podList struct {
+	Items []struct {
+		Metadata struct{ Name string }
+		Status   struct {
+			Phase             string
+			ContainerStatuses []struct {
+				RestartCount int
+				State        map[string]any
+				LastState    map[string]any
+			}
+		}
+	}
+}
+
+func (c *k8sCluster) pods(t *testing.T, label string) podList {
+	t.Helper()
+	out, err := c.kubectl("get", "pods", "-l", "proof="+label, "-o", "json").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l podList
+	if err := json.Unmarshal(out, &l); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func (c *k8sCluster) assertRunning(t *testing.T, label string) {
+	t.Helper()
+	l := c.pods(t, label)
+	if len(l.Items) == 0 {
+		t.Fatalf("no pod with proof=%s", label)
+	}
+	for _, p := range l.Items {
+		if p.Status.Phase != "Running" || len(p.Status.ContainerStatuses) == 0 || p.Status.ContainerStatuses[0].RestartCount != 0 {
+			logs, _ := c.kubectl("logs", p.Metadata.Name).CombinedOutput()
+			t.Errorf("pod %s with drop ALL + add CHOWN: %+v\n%s", p.Metadata.Name, p.Status, logs)
+		}
+	}
+}
+
+// waitCrash waits for a pod without CHOWN to fail its chown.
+func (c *k8sCluster) waitCrash(t *testing.T, label string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second * testutil.Slow())
+	for time.Now().Before(deadline) {
+		for _, p := range c.pods(t, label).Items {
+			for _, st := range p.Status.ContainerStatuses {
+				if st.RestartCount > 0 || st.State["terminated"] != nil {
+					logs, _ := c.kubectl("logs", p.Metadata.Name, "--previous").CombinedOutput()
+					if !strings.Contains(string(logs), "chown failed") {
+						logs, _ = c.kubectl("logs", p.Metadata.Name).CombinedOutput()
+					}
+					if !strings.Contains(string(logs), "chown failed") {
+						t.Fatalf("pod %s without CHOWN ended, but not at chown: %s", p.Metadata.Name, logs)
+					}
+					return
+				}
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("a pod without CHOWN did not fail within %s", 60*time.Second*testutil.Slow())
+}
+
+// Each fault gives one line that names it, a non-zero exit and no pod left.
+func TestKubectlFaults(t *testing.T) {
+	c := k8sUp(t)
+	c.pluginEnv(t)
+	rbac := `
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: capsrec-test-viewer, namespace: default}
+rules: [{apiGroups: [""], resources: [pods], verbs: [get, list]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: capsrec-test-viewer, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: capsrec-test-viewer}
+subjects: [{kind: User, name: viewer}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: capsrec-test-viewer}
+rules: [{apiGroups: [""], resources: [nodes], verbs: [get]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: capsrec-test-viewer}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: capsrec-test-viewer}
+subjects: [{kind: User, name: viewer}]
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: capsrec-test-quota}
+---
+apiVersion: v1
+kind: ResourceQuota
+metadata: {name: no-pods, namespace: capsrec-test-quota}
+spec: {hard: {pods: "0"}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: ghost, namespace: default}
+spec:
+  hostNetwork: true
+  containers: [{name: c, image: docker.io/library/no-such-image:0, imagePullPolicy: Never}]
+`
+	fixtures := filepath.Join(t.TempDir(), "faults.yaml")
+	if err := os.WriteFile(fixtures, []byte(rbac), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.kubectl("apply", "-f", fixtures).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = c.kubectl("delete", "-f", fixtures, "--wait=false", "--grace-period=0", "--force").Run() })
+	unreachable := filepath.Join(t.TempDir(), "unreachable.kubeconfig")
+	kc, _ := os.ReadFile(c.env["KUBECONFIG"])
+	if err := os.WriteFile(unreachable, []byte(strings.Replace(string(kc), "server: https://127.0.0.1:", "server: https://127.0.0.1:1#", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"no kubeconfig", []string{"KUBECONFIG=", "HOME=" + t.TempDir()}, []string{"record", "xwing"}, "no kubeconfig: set KUBECONFIG or pass --kubeconfig"},
+		{"unreachable API server", nil, []string{"--kubeconfig", unreachable, "record", "xwing"}, "cannot reach the API server at https://127.0.0.1:1"},
+		{"no such pod", nil, []string{"record", "ywing"}, `pod default/ywing: pods "ywing" not found`},
+		{"pod not running", nil, []string{"record", "ghost"}, "pod default/ghost is Pending, not Running"},
+		{"no such container", nil, []string{"record", "xwing", "-c", "cockpit"}, `pod default/xwing has no container "cockpit" (it has spaceship)`},
+		{"forbidden", nil, []string{"record", "xwing", "--kubeconfig", c.env["VIEWER_KUBECONFIG"]}, `forbidden (jobs.batch is forbidden: User "viewer" cannot create resource "jobs"`},
+		{"image not pullable", nil, []string{"record", "xwing", "--image", "registry.invalid/capsrec:1"}, "cannot pull image registry.invalid/capsrec:1"},
+		{"never ready", nil, []string{"record", "xwing", "--runtime-endpoint", "/no/such/dir/cri.sock", "--ready-timeout", "4s"}, "did not run within 4s: it waits in ContainerCreating"},
+		{"node pod refused", nil, []string{"record", "xwing", "--node-pod-namespace", "capsrec-test-quota"}, "was refused: Error creating: pods"},
+		{"profile of nothing", nil, []string{"profile", "-l", "app=no-such-app", "--duration", "1s"}, "no pod runs (0 found)"},
+		{"profile of a bad kind", nil, []string{"profile", "cronjob/x", "--duration", "1s"}, `kind "cronjob" is not deploy, ds, sts or rs`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(pluginBinary(t), tc.args...)
+			cmd.Env = append(os.Environ(), tc.env...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+			if exitCode(err) == 0 || len(lines) != 1 || !strings.Contains(lines[0], tc.want) || !strings.HasPrefix(lines[0], "kubectl capsrec: ") {
+				t.Errorf("exit %v; want one line with %q, got:\n%s", err, tc.want, stderr.String())
+			}
+			c.assertNoNodePods(t)
+		})
+	}
+}
+
+// deploy/'s standing recorder runs with its fewest privileges (no privileged,
+// four capabilities) and logs the seed scenario's denial as JSON.
+func TestKubectlStandingRecorder(t *testing.T) {
+	c := k8sUp(t)
+	dmesgRestrict(t)
+	image := c.importImage(t)
+	m, err := os.ReadFile("deploy/capsrec-daemonset.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test cluster's socket is not in /run/containerd, its images are local, it has no pod network.
+	ds := strings.ReplaceAll(string(m), "/run/containerd", filepath.Dir(c.env["CRI_SOCK"]))
+	ds = strings.Replace(ds, "image: ghcr.io/capsrec/capsrec:dev", "image: "+image+"\n        imagePullPolicy: Never", 1)
+	ds = strings.Replace(ds, "hostPID: true", "hostPID: true\n      hostNetwork: true", 1)
+	if strings.Count(ds, image) != 1 || !strings.Contains(ds, "hostNetwork") || strings.Contains(ds, "privileged: true") {
+		t.Fatalf("deploy/capsrec-daemonset.yaml changed shape:\n%s", ds)
+	}
+	path := filepath.Join(t.TempDir(), "ds.yaml")
+	if err := os.WriteFile(path, []byte(ds), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.kubectl("apply", "-f", path).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		_ = c.kubectl("delete", "-f", path, "--wait=true", "--timeout=60s").Run()
+		testutil.AssertNothingLeft(t)
+	})
+	if out, err := c.kubectl("-n", "capsrec", "rollout", "status", "ds/capsrec", "--timeout=90s").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	deadline := time.Now().Add(30 * time.Second * testutil.Slow())
+	var logs []byte
+	for time.Now().Before(deadline) {
+		_ = c.kubectl("exec", "xwing", "--", "dmesg").Run()
+		logs, _ = c.kubectl("-n", "capsrec", "logs", "ds/capsrec").CombinedOutput()
+		for _, l := range bytes.Split(logs, []byte("\n")) {
+			var ev map[string]any
+			if json.Unmarshal(l, &ev) != nil {
+				continue
+			}
+			name, _ := jsonPath(ev, "process_kprobe.process.pod.name")
+			capName, _ := jsonPath(ev, "process_kprobe.args.1.capability_arg.name")
+			if name == "xwing" && capName == "CAP_SYSLOG" {
+				return
+			}
+		}
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("the standing recorder logged no CAP_SYSLOG check of xwing:\n%.4000s", logs)
+}
