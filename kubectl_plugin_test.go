@@ -508,3 +508,67 @@ func TestKubectlStandingRecorder(t *testing.T) {
 	}
 	t.Fatalf("the standing recorder logged no CAP_SYSLOG check of xwing:\n%.4000s", logs)
 }
+
+// --count, --duration and a reader that goes away (| head) end a remote
+// record as they end a local one: by itself, exit 0, nothing left behind.
+func TestKubectlRecordEnds(t *testing.T) {
+	c := k8sUp(t)
+	c.pluginEnv(t)
+	dmesgRestrict(t)
+	plugin := pluginBinary(t)
+	dir := t.TempDir()
+
+	count := testutil.StartReady(t, nil, filepath.Join(dir, "count"), plugin, "record", "xwing", "--count", "1", "--ready-file", filepath.Join(dir, "count"))
+	_ = c.kubectl("exec", "xwing", "--", "dmesg").Run()
+	count.Wait()
+	if n := len(count.Lines()); n != 1 {
+		t.Errorf("--count 1 printed %d lines", n)
+	}
+
+	start := time.Now()
+	out, errOut, err := c.plugin(t, "record", "xwing", "--duration", "2s")
+	if err != nil || !strings.Contains(errOut, "checks seen") || time.Since(start) > 60*time.Second {
+		t.Errorf("--duration 2s: %v after %s\n%s%s", err, time.Since(start), out, errOut)
+	}
+
+	// | head -1: the pipe closes after the first line.
+	cmd := exec.Command(plugin, "record", "xwing", "--all", "--ready-file", filepath.Join(dir, "head"))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 600; i++ {
+		if _, err := os.Stat(filepath.Join(dir, "head")); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = c.kubectl("exec", "xwing", "--", "dmesg").Run() // runc's setup: many lines with --all
+	buf := make([]byte, 1)
+	for buf[0] != '\n' {
+		if _, err := stdout.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stdout.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("| head: exit %v\n%s", err, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("| head: the plugin did not end\n%s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "not written (the reader of stdout went away)") {
+		t.Errorf("| head: the lines not written are not counted:\n%s", stderr.String())
+	}
+	c.assertNoNodePods(t)
+}
