@@ -622,7 +622,7 @@ func (w *podWatcher) add(infos []*enrich.Info) {
 		if in.HostPID == 0 || !w.f.Kernel(in.Container) {
 			continue
 		}
-		id, err := enrich.CgroupID(in.HostPID)
+		id, err := in.CgroupID()
 		if err != nil || w.added[id] {
 			continue
 		}

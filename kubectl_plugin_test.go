@@ -247,6 +247,19 @@ func TestKubectlProfileDeployment(t *testing.T) {
 		t.Errorf("the profile does not name the nodes it covers: %s", errOut)
 	}
 
+	// Without --duration, Ctrl-C ends the recording and the profile is printed.
+	interrupted := exec.Command(pluginBinary(t), "profile", "deploy/tiefighter", "-o", "json")
+	var iout, ierr bytes.Buffer
+	interrupted.Stdout, interrupted.Stderr = &iout, &ierr
+	if err := interrupted.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(8 * time.Second * testutil.Slow())
+	_ = interrupted.Process.Signal(syscall.SIGINT)
+	if err := interrupted.Wait(); err != nil || !strings.Contains(iout.String(), `"CAP_CHOWN"`) {
+		t.Errorf("profile ended by Ctrl-C: %v\n%s%s", err, iout.String(), ierr.String())
+	}
+
 	out, errOut, err = c.plugin(t, "profile", "deploy/tiefighter", "--duration", "3s", "--check", manifest)
 	if exitCode(err) != 1 || !strings.Contains(out, "grants capabilities it never needed: DAC_OVERRIDE") || strings.Contains(out, "CHOWN") {
 		t.Errorf("--check %s: exit %v, want 1 and the runtime's defaults less CHOWN:\n%s%s", manifest, err, out, errOut)

@@ -36,3 +36,21 @@ func TestParseCgroupSamples(t *testing.T) {
 		}
 	}
 }
+
+func TestSpecCgroupPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"kubepods-besteffort-pod0b6e1c4a_8d4b_4c53_9a7e_2f1d3c5b7a90.slice:cri-containerd:5f3c": "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod0b6e1c4a_8d4b_4c53_9a7e_2f1d3c5b7a90.slice/cri-containerd-5f3c.scope",
+		"kubepods-pod1.slice:crio:abc":              "/kubepods.slice/kubepods-pod1.slice/crio-abc.scope",
+		"system.slice:docker:abc":                   "/system.slice/docker-abc.scope",
+		"-.slice::x.slice":                          "/x.slice",
+		"/capsrec-k8s/kubepods/besteffort/pod1/abc": "/capsrec-k8s/kubepods/besteffort/pod1/abc",
+		"":                          "",
+		"nonsense":                  "",
+		"a.slice:b":                 "",
+		"machine.slice:libpod:0123": "/machine.slice/libpod-0123.scope",
+	} {
+		if got := SpecCgroupPath(in); got != want {
+			t.Errorf("SpecCgroupPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -89,6 +89,9 @@ type Info struct {
 	Container *recorder.Container
 	// HostPID is the container's first process on the host, to find its cgroup.
 	HostPID uint32
+	// CgroupsPath is the runtime spec's linux.cgroupsPath: the cgroup by
+	// name, whatever cgroup namespace we run in.
+	CgroupsPath string
 }
 
 // List returns every running container with its pod.
@@ -122,8 +125,13 @@ func (c *CRI) Lookup(ctx context.Context, id string) (*Info, error) {
 
 // verboseInfo is the part of ContainerStatus's verbose info["info"] capsrec reads.
 type verboseInfo struct {
-	PID       uint32 `json:"pid"`
-	SandboxID string `json:"sandboxID"`
+	PID         uint32 `json:"pid"`
+	SandboxID   string `json:"sandboxID"`
+	RuntimeSpec struct {
+		Linux struct {
+			CgroupsPath string `json:"cgroupsPath"`
+		} `json:"linux"`
+	} `json:"runtimeSpec"`
 }
 
 func (c *CRI) lookup(ctx context.Context, id string, pods map[string]*recorder.Pod) (*Info, error) {
@@ -165,7 +173,7 @@ func (c *CRI) lookup(ctx context.Context, id string, pods map[string]*recorder.P
 		}
 		ctr.Pod = pod
 	}
-	return &Info{Container: ctr, HostPID: vi.PID}, nil
+	return &Info{Container: ctr, HostPID: vi.PID, CgroupsPath: vi.RuntimeSpec.Linux.CgroupsPath}, nil
 }
 
 func (c *CRI) pod(ctx context.Context, sandbox string) *recorder.Pod {

@@ -5,11 +5,12 @@
 #
 #   bash vmtest/run.sh            all kernels
 #   VMTEST_KERNELS="5.10 sid" bash vmtest/run.sh
+#   VMTEST_KERNELS=6.12-cgroup2 bash vmtest/run.sh   cgroup v2 only: TestPureCgroupV2Pod
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${VMTEST_CACHE:-$root/.cache/vmtest}
-kernels=${VMTEST_KERNELS:-"5.10 6.1 6.12 sid"}
+kernels=${VMTEST_KERNELS:-"5.10 6.1 6.12 sid 6.12-cgroup2"}
 tests=${VMTEST_TESTS:-'TestRecordDmesgAsNobodyIsDenied|TestCallSiteClasses|TestUnavailableMethodIsOneLine|TestRecordEndsCleanly|TestRecordWithExternalBTF|TestProfileLive'}
 mkdir -p "$cache"/{debs,kernels,apt/lists/partial,apt/cache/archives/partial}
 
@@ -76,7 +77,7 @@ if [ -n "${VMTEST_BENCH:-}" ]; then
 fi
 cp -r "$root/testdata" "$build/rootfs/work/"
 cp /bin/busybox "$build/rootfs/bin/busybox"
-for app in sh mount mkdir dmesg chown cat echo sleep poweroff sync uname; do
+for app in sh mount mkdir dmesg chown cat echo sleep poweroff sync uname unshare; do
 	ln -s busybox "$build/rootfs/bin/$app"
 done
 cat >"$build/rootfs/init" <<'INIT'
@@ -90,6 +91,8 @@ mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 mount -t bpf bpf /sys/fs/bpf
 . /vmtest.env
+# A node as most production ones: cgroup v2 only (the kernel is booted with cgroup_no_v1=all).
+[ -n "$VMTEST_CGROUP2" ] && mount -t cgroup2 cgroup2 /sys/fs/cgroup
 echo "VMTEST-KERNEL: $(uname -r)"
 cd /work
 if [ -n "$VMTEST_BENCH" ]; then
@@ -109,20 +112,22 @@ chmod +x "$build/rootfs/init"
 # boot NAME VMLINUZ METHODS UNAVAILABLE: runs the tests, prints the log, fails on failure or skip.
 boot() {
 	local name=$1 kernel=$2 methods=$3 unavailable=$4
-	local run=$tests
+	local run=${cgroup2:+TestPureCgroupV2Pod} append=${cgroup2:+ cgroup_no_v1=all}
+	run=${run:-$tests}
 	# A kernel with every method has none to be refused.
 	[ -n "$unavailable" ] || run=$(sed 's/|\?TestUnavailableMethodIsOneLine//' <<<"$run")
 	cat >"$build/rootfs/vmtest.env" <<ENV
 export CAPSREC_BIN=/capsrec CAPSREC_REQUIRE_PRIVILEGED=1 CAPSREC_TEST_SLOW=1
 export CAPSREC_TEST_METHODS=$methods CAPSREC_TEST_UNAVAILABLE_METHODS=$unavailable
 export VMTEST_TESTS='$run' VMTEST_BENCH='${VMTEST_BENCH:-}'
+export VMTEST_CGROUP2='${cgroup2:-}' CAPSREC_REQUIRE_CGROUP2='${cgroup2:-}'
 ENV
 	local img=$build/initramfs-$name.cpio.gz out=$build/console-$name.log
 	(cd "$build/rootfs" && find . | cpio -o -H newc --quiet | gzip -1) >"$img"
 	log "$name: booting ${kernel#"$cache"/kernels/} ($methods)"
 	local start=$SECONDS
 	timeout 600 qemu-system-x86_64 -m 2048 -smp 2 -cpu max -nographic -no-reboot -nodefaults -serial stdio \
-		-kernel "$kernel" -initrd "$img" -append "console=ttyS0 panic=-1 quiet loglevel=3" >"$out" 2>&1 || true
+		-kernel "$kernel" -initrd "$img" -append "console=ttyS0 panic=-1 quiet loglevel=3$append" >"$out" 2>&1 || true
 	sed 's/\r$//' "$out" | grep -vE '^\s*$' | sed "s/^/[$name] /"
 	local status
 	status=$(sed -n 's/^VMTEST-EXIT: \([0-9]*\).*/\1/p' "$out" | tr -d '\r')
@@ -135,7 +140,10 @@ ENV
 
 failed=()
 for k in $kernels; do
+	cgroup2=
 	case $k in
+	# 6.12 once more, cgroup v2 only: a systemd-driver pod path answered by a small CRI server.
+	6.12-cgroup2) vmlinuz=$(fetch_kernel 6.12 '^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$') methods=fexit,kprobe unavailable=tracepoint cgroup2=1 ;;
 	5.10) vmlinuz=$(fetch_kernel 5.10 '^linux-image-5\.10\.0-[0-9]+-cloud-amd64$' "${private[@]}") methods=fexit,kprobe unavailable=tracepoint ;;
 	6.1) vmlinuz=$(fetch_kernel 6.1 '^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$') methods=fexit,kprobe unavailable=tracepoint ;;
 	6.12) vmlinuz=$(fetch_kernel 6.12 '^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$') methods=fexit,kprobe unavailable=tracepoint ;;
