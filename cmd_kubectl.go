@@ -158,6 +158,16 @@ func (s *pluginSession) nodePodSpec(ctx context.Context, node, fallbackImage str
 	return spec, nil
 }
 
+// startRecorder starts a recorder pod on node running capsrec with args:
+// from --image, or copied into fallbackImage. The caller deletes it.
+func (s *pluginSession) startRecorder(ctx context.Context, node, fallbackImage string, args []string) (*kubeplugin.NodePod, error) {
+	spec, err := s.nodePodSpec(ctx, node, fallbackImage, args)
+	if err != nil {
+		return nil, err
+	}
+	return s.startNodePod(ctx, spec)
+}
+
 // startNodePod creates the pod and, in copy mode, copies this binary in.
 func (s *pluginSession) startNodePod(ctx context.Context, spec kubeplugin.NodePodSpec) (*kubeplugin.NodePod, error) {
 	np, err := s.client.StartNodePod(ctx, spec, s.ready)

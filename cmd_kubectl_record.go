@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -70,11 +71,7 @@ func kubectlRecord(c *cli.Context, forwarded []cli.Flag) error {
 			image = ct.Image
 		}
 	}
-	spec, err := s.nodePodSpec(ctx, pod.Spec.NodeName, image, remoteRecordArgs(c, forwarded, pod.Namespace, pod.Name))
-	if err != nil {
-		return err
-	}
-	np, err := s.startNodePod(ctx, spec)
+	np, err := s.startRecorder(ctx, pod.Spec.NodeName, image, remoteRecordArgs(c, forwarded, pod.Namespace, pod.Name))
 	if err != nil {
 		return err
 	}
@@ -86,7 +83,11 @@ func kubectlRecord(c *cli.Context, forwarded []cli.Flag) error {
 		}
 		return writeReadyFile(c.String("ready-file"))
 	}
-	return streamNodePod(ctx, np, os.Stdout, os.Stderr, onReady)
+	var stdoutGone func() bool
+	if isPipe(os.Stdout) {
+		stdoutGone = func() bool { return readerGone(os.Stdout) }
+	}
+	return streamNodePod(ctx, np, os.Stdout, os.Stderr, onReady, stdoutGone)
 }
 
 // remoteRecordArgs is the record command the node pod runs.
@@ -109,7 +110,9 @@ func remoteRecordArgs(c *cli.Context, forwarded []cli.Flag, ns, pod string) []st
 // streamNodePod attaches to the recorder and copies its output here until it
 // ends. A signal, or a reader of stdout that went away, closes the recorder's
 // stdin: it stops, prints its summary line and exits, as a local record does.
-func streamNodePod(ctx context.Context, np *kubeplugin.NodePod, stdout, stderr io.Writer, onReady func() error) error {
+// stdoutGone, when set, tells a reader gone before the next write fails (a
+// quiet session would notice only at its next check).
+func streamNodePod(ctx context.Context, np *kubeplugin.NodePod, stdout, stderr io.Writer, onReady func() error, stdoutGone func() bool) error {
 	stdinR, stdinW := io.Pipe()
 	var once sync.Once
 	stopRecorder := func() { once.Do(func() { stdinW.Close() }) }
@@ -128,6 +131,22 @@ func streamNodePod(ctx context.Context, np *kubeplugin.NodePod, stdout, stderr i
 	out := &stopOnErrorWriter{w: stdout, onError: stopRecorder}
 	done := make(chan error, 1)
 	go func() { done <- np.Attach(streamCtx, stdinR, out, errOut) }()
+	if stdoutGone != nil {
+		go func() {
+			t := time.NewTicker(250 * time.Millisecond)
+			defer t.Stop()
+			for range t.C {
+				if streamCtx.Err() != nil {
+					return
+				}
+				if stdoutGone() {
+					out.failed.Store(true)
+					stopRecorder()
+					return
+				}
+			}
+		}()
+	}
 
 	var err error
 	select {
@@ -205,17 +224,17 @@ func (f *readyLineFilter) Flush() {
 type stopOnErrorWriter struct {
 	w       io.Writer
 	onError func()
-	failed  bool
+	failed  atomic.Bool
 	dropped int // lines
 }
 
 func (s *stopOnErrorWriter) Write(p []byte) (int, error) {
-	if !s.failed {
+	if !s.failed.Load() {
 		n, err := s.w.Write(p)
 		if err == nil {
 			return len(p), nil
 		}
-		s.failed = true
+		s.failed.Store(true)
 		s.onError()
 		p = p[n:]
 	}

@@ -76,23 +76,32 @@ func runProfile(c *cli.Context) error {
 		return err
 	}
 	if manifest := c.String("check"); manifest != "" {
-		findings, err := profile.CheckManifest(manifest, p)
-		if err != nil {
-			return err
+		differ, err := checkManifest(c, manifest, p)
+		if err == nil && differ {
+			err = cli.Exit("", 1)
 		}
-		for _, f := range findings {
-			fmt.Fprintln(c.App.Writer, textsafe.Visible(f.String()))
-		}
-		if len(findings) > 0 {
-			return cli.Exit("", 1)
-		}
-		fmt.Fprintln(c.App.Writer, "the manifest grants what the profile needs, and no more")
-		return nil
+		return err
 	}
 	if p.Skipped > 0 {
 		fmt.Fprintf(c.App.ErrWriter, "capsrec: skipped %d malformed lines\n", p.Skipped)
 	}
 	return profile.Write(c.App.Writer, p, format, colored)
+}
+
+// checkManifest prints where a workload manifest and the profile differ, or
+// that they agree.
+func checkManifest(c *cli.Context, manifest string, p *profile.Profile) (differ bool, err error) {
+	findings, err := profile.CheckManifest(manifest, p)
+	if err != nil {
+		return false, err
+	}
+	for _, f := range findings {
+		fmt.Fprintln(c.App.Writer, textsafe.Visible(f.String()))
+	}
+	if len(findings) == 0 {
+		fmt.Fprintln(c.App.Writer, "the manifest grants what the profile needs, and no more")
+	}
+	return len(findings) > 0, nil
 }
 
 // runLive is profile --live: the kernel counts checks per (cgroup, executable,

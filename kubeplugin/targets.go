@@ -63,36 +63,21 @@ func (c *Client) ResolveWorkload(ctx context.Context, ns, ref, selector string) 
 	if !ok || name == "" {
 		return w, fmt.Errorf("%q: want KIND/NAME (deploy/web, ds/agent, sts/db, rs/web-5d8f) or -l SELECTOR", ref)
 	}
-	var ls *metav1.LabelSelector
-	var err error
-	switch strings.ToLower(kind) {
-	case "deploy", "deployment", "deployments", "deployment.apps":
-		w.Kind = "deployment"
-		d, e := c.CS.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-		if err = e; e == nil {
-			ls = d.Spec.Selector
-		}
-	case "ds", "daemonset", "daemonsets", "daemonset.apps":
-		w.Kind = "daemonset"
-		d, e := c.CS.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
-		if err = e; e == nil {
-			ls = d.Spec.Selector
-		}
-	case "sts", "statefulset", "statefulsets", "statefulset.apps":
-		w.Kind = "statefulset"
-		d, e := c.CS.AppsV1().StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
-		if err = e; e == nil {
-			ls = d.Spec.Selector
-		}
-	case "rs", "replicaset", "replicasets", "replicaset.apps":
-		w.Kind = "replicaset"
-		d, e := c.CS.AppsV1().ReplicaSets(ns).Get(ctx, name, metav1.GetOptions{})
-		if err = e; e == nil {
-			ls = d.Spec.Selector
-		}
-	default:
+	w.Kind = kindNames[strings.ToLower(kind)]
+	if w.Kind == "" {
 		return w, fmt.Errorf("%q: kind %q is not deploy, ds, sts or rs", ref, kind)
 	}
+	// The four kinds keep their selector at spec.selector: one read for all.
+	raw, err := c.CS.AppsV1().RESTClient().Get().Namespace(ns).Resource(w.Kind + "s").Name(name).DoRaw(ctx)
+	var obj struct {
+		Spec struct {
+			Selector *metav1.LabelSelector `json:"selector"`
+		} `json:"spec"`
+	}
+	if err == nil {
+		err = json.Unmarshal(raw, &obj)
+	}
+	ls := obj.Spec.Selector
 	w.Name = name
 	if err != nil {
 		return w, c.Explain(err, fmt.Sprintf("%s %s/%s", w.Kind, ns, name))
@@ -101,6 +86,14 @@ func (c *Client) ResolveWorkload(ctx context.Context, ns, ref, selector string) 
 		return w, fmt.Errorf("%s %s/%s: its selector %v selects no pods reliably", w.Kind, ns, name, ls)
 	}
 	return w, nil
+}
+
+// kindNames are kubectl's spellings of the workload kinds profile takes.
+var kindNames = map[string]string{
+	"deploy": "deployment", "deployment": "deployment", "deployments": "deployment", "deployment.apps": "deployment",
+	"ds": "daemonset", "daemonset": "daemonset", "daemonsets": "daemonset", "daemonset.apps": "daemonset",
+	"sts": "statefulset", "statefulset": "statefulset", "statefulsets": "statefulset", "statefulset.apps": "statefulset",
+	"rs": "replicaset", "replicaset": "replicaset", "replicasets": "replicaset", "replicaset.apps": "replicaset",
 }
 
 // NodesOf lists the nodes that run the workload's pods now, with their running pods.
