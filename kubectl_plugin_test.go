@@ -247,6 +247,8 @@ func TestKubectlProfileDeployment(t *testing.T) {
 		t.Errorf("the profile does not name the nodes it covers: %s", errOut)
 	}
 
+	c.profileWithGhostNode(t)
+
 	// Without --duration, Ctrl-C ends the recording and the profile is printed.
 	interrupted := exec.Command(pluginBinary(t), "profile", "deploy/tiefighter", "-o", "json")
 	var iout, ierr bytes.Buffer
@@ -582,6 +584,52 @@ func TestKubectlRecordEnds(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "checks seen") {
 		t.Errorf("| head: no summary line from the node:\n%s", stderr.String())
+	}
+	c.assertNoNodePods(t)
+}
+
+// profileWithGhostNode profiles a workload with a pod on a second node that
+// has no kubelet (a Node object and a pod whose status says Running): the
+// profile covers the real node, names the other as failed, and exits 1.
+func (c *k8sCluster) profileWithGhostNode(t *testing.T) {
+	t.Helper()
+	ghost := `
+apiVersion: v1
+kind: Node
+metadata: {name: ghost-node, labels: {kubernetes.io/hostname: ghost-node}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: tiefighter-ghost, namespace: default, labels: {org: empire}}
+spec:
+  nodeName: ghost-node
+  containers: [{name: engine, image: docker.io/library/xwing-test:1}]
+`
+	path := filepath.Join(t.TempDir(), "ghost.yaml")
+	if err := os.WriteFile(path, []byte(ghost), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.kubectl("apply", "-f", path).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	defer func() {
+		_ = c.kubectl("delete", "pod", "tiefighter-ghost", "--grace-period=0", "--force").Run()
+		_ = c.kubectl("delete", "node", "ghost-node").Run()
+	}()
+	for _, patch := range [][]string{
+		{"node", "ghost-node", `{"status":{"nodeInfo":{"operatingSystem":"linux","architecture":"` + runtime.GOARCH + `","kernelVersion":"6.12.0"}}}`},
+		{"pod", "tiefighter-ghost", `{"status":{"phase":"Running"}}`},
+	} {
+		if out, err := c.kubectl("patch", patch[0], patch[1], "--subresource=status", "-p", patch[2]).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
+	out, errOut, err := c.plugin(t, "profile", "-l", "org=empire", "--duration", "3s", "--ready-timeout", "5s")
+	if exitCode(err) != 1 || !strings.Contains(out, "CAP_CHOWN") ||
+		!strings.Contains(errOut, "node ghost-node failed: the recorder pod on node ghost-node did not run within 5s") ||
+		!strings.Contains(errOut, "recorded on "+c.env["NODE_NAME"]+" (2 pods)") ||
+		!strings.Contains(errOut, "the profile lacks nodes ghost-node, which failed") {
+		t.Errorf("profile over two nodes, one without a kubelet: exit %v\n%s%s", err, out, errOut)
 	}
 	c.assertNoNodePods(t)
 }
