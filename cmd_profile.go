@@ -185,6 +185,7 @@ func runLive(c *cli.Context, format string, colored bool, filter profile.Filter)
 	if err != nil {
 		return err
 	}
+	st.Lost += ls.rec.Unjoined
 	fmt.Fprintln(c.App.ErrWriter, liveSummary(st))
 	return nil
 }

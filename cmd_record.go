@@ -295,6 +295,7 @@ func report(c *cli.Context, ls *session, st recordStats, prof *profile.Profile) 
 	if err != nil {
 		return err
 	}
+	kstats.Lost += ls.rec.Unjoined // their context was not known here: never shown with another's
 	fmt.Fprintln(c.App.ErrWriter, summaryLine(kstats, st))
 	if kstats.WalkMismatch > 0 {
 		if fast, slow, err := ls.sess.WalkMismatch(); err == nil {

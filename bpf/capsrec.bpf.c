@@ -54,6 +54,14 @@ struct {
 	__uint(max_entries, 8 << 20);
 } events SEC(".maps");
 
+/* The context last sent for each thread (tid): see struct ctx_key. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct ctx_sent);
+} ctx_sent SEC(".maps");
+
 /* One entry per CPU: a single lookup per check counts it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -163,6 +171,7 @@ struct {
 
 /* Keeps the event structs in the object's BTF for bpf2go -type. */
 const struct cap_event *const unused_cap_event __attribute__((unused)) = 0;
+const struct ctx_event *const unused_ctx_event __attribute__((unused)) = 0;
 const struct exec_event *const unused_exec_event __attribute__((unused)) = 0;
 const struct fork_event *const unused_fork_event __attribute__((unused)) = 0;
 const struct exit_event *const unused_exit_event __attribute__((unused)) = 0;
@@ -570,24 +579,32 @@ static __always_inline __s32 syscall_nr_btf(struct task_struct *task)
 #define READ(src, ...) ___arrow(src, __VA_ARGS__)
 #define SYSCALL_NR syscall_nr_btf
 #define FILL_CAP_EVENT fill_cap_event_btf
+#define FILL_CTX_KEY fill_ctx_key_btf
+#define FILL_CTX_EVENT fill_ctx_event_btf
 #define AGG_KEY agg_key_btf
 #define OVERRIDE_CREDS override_creds_btf
 #include "fill_cap_event.h"
 #undef READ
 #undef SYSCALL_NR
 #undef FILL_CAP_EVENT
+#undef FILL_CTX_KEY
+#undef FILL_CTX_EVENT
 #undef AGG_KEY
 #undef OVERRIDE_CREDS
 
 #define READ BPF_CORE_READ
 #define SYSCALL_NR syscall_nr_probe
 #define FILL_CAP_EVENT fill_cap_event_probe
+#define FILL_CTX_KEY fill_ctx_key_probe
+#define FILL_CTX_EVENT fill_ctx_event_probe
 #define AGG_KEY agg_key_probe
 #define OVERRIDE_CREDS override_creds_probe
 #include "fill_cap_event.h"
 #undef READ
 #undef SYSCALL_NR
 #undef FILL_CAP_EVENT
+#undef FILL_CTX_KEY
+#undef FILL_CTX_EVENT
 #undef AGG_KEY
 #undef OVERRIDE_CREDS
 
@@ -633,6 +650,67 @@ static __always_inline struct check_stats *stats_here(void)
 	return bpf_map_lookup_elem(&stats, &zero);
 }
 
+/* The key just built, per CPU: 112 bytes are too many for the stack next to the rest. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ctx_sent);
+} ctx_scratch SEC(".maps");
+
+static __always_inline bool same_key(const struct ctx_key *a, const struct ctx_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+
+#pragma unroll
+	for (int i = 0; i < sizeof(*a) / 8; i++)
+		if (x[i] != y[i])
+			return false;
+	return true;
+}
+
+/*
+ * Makes sure user space has the calling thread's context: sends a ctx_event
+ * when the context differs from the last one sent for this thread, or none is
+ * known (evicted, or never sent). Returns the context's seq, 0 when it could
+ * not be sent: then nothing is remembered, so the next check tries again, and
+ * no check is ever joined to a context user space did not get.
+ */
+static __always_inline __u32 send_context(struct check_stats *st, __u64 pid_tgid, const struct cred *cred, bool btf,
+					  __u64 *cgroup_id)
+{
+	__u32 tid = (__u32)pid_tgid, zero = 0;
+	struct ctx_sent *now, *last;
+	struct ctx_event *ev;
+
+	now = bpf_map_lookup_elem(&ctx_scratch, &zero);
+	if (!now)
+		return 0;
+	if (btf)
+		fill_ctx_key_btf(&now->key, bpf_get_current_task_btf(), cred);
+	else
+		fill_ctx_key_probe(&now->key, (struct task_struct *)bpf_get_current_task(), cred);
+	last = bpf_map_lookup_elem(&ctx_sent, &tid);
+	*cgroup_id = now->key.cgroup_id;
+	if (last && same_key(&last->key, &now->key))
+		return last->seq;
+	/* Never 0; a new entry starts anywhere, so that a reused tid's seq is not its predecessor's. */
+	now->seq = last ? last->seq + 1 : (__u32)bpf_ktime_get_ns();
+	now->seq += !now->seq;
+	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev)
+		return 0;
+	if (btf)
+		fill_ctx_event_btf(ev, bpf_get_current_task_btf(), pid_tgid, cred, &now->key, now->seq);
+	else
+		fill_ctx_event_probe(ev, (struct task_struct *)bpf_get_current_task(), pid_tgid, cred, &now->key, now->seq);
+	submit(ev, sizeof(*ev));
+	bpf_map_update_elem(&ctx_sent, &tid, now, BPF_ANY);
+	st->contexts++;
+	return now->seq;
+}
+
+
 static __always_inline bool noaudit(__u32 opts, bool has_opts)
 {
 	if (!has_opts)
@@ -655,6 +733,8 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 	struct check_stats *st;
 	struct cap_event *ev;
 	bool runtime, override;
+	__u64 cgroup_id = 0;
+	__u32 ctx_seq;
 	__u8 class;
 
 	if ((pid_tgid >> 32) == self_tgid)
@@ -690,17 +770,22 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 	}
 	if (aggregate && aggregated(st, cap, opts, ret, has_opts, btf, class, override))
 		return 0;
+	ctx_seq = send_context(st, pid_tgid, cred, btf, &cgroup_id);
+	if (!ctx_seq) {
+		st->lost++; /* its context could not be sent: the check is not sent either */
+		return 0;
+	}
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
 		st->lost++;
 		return 0;
 	}
 	if (btf)
-		fill_cap_event_btf(ev, bpf_get_current_task_btf(), pid_tgid, cred, targ_ns, cap, opts, ret, method, has_opts,
-				   &cs, class, override);
+		fill_cap_event_btf(ev, bpf_get_current_task_btf(), pid_tgid, targ_ns, cap, opts, ret, method, has_opts,
+				   &cs, class, override, cgroup_id, ctx_seq);
 	else
-		fill_cap_event_probe(ev, (struct task_struct *)bpf_get_current_task(), pid_tgid, cred, targ_ns, cap,
-				     opts, ret, method, has_opts, &cs, class, override);
+		fill_cap_event_probe(ev, (struct task_struct *)bpf_get_current_task(), pid_tgid, targ_ns, cap, opts, ret,
+				     method, has_opts, &cs, class, override, cgroup_id, ctx_seq);
 	submit(ev, sizeof(*ev));
 	return 0;
 }
@@ -967,7 +1052,10 @@ static __always_inline int on_exit(struct task_struct *task)
 	struct exit_event *ev;
 	__u32 tgid;
 
-	if (!track_processes || BPF_CORE_READ(task, pid) != BPF_CORE_READ(task, tgid))
+	__u32 tid = BPF_CORE_READ(task, pid);
+
+	bpf_map_delete_elem(&ctx_sent, &tid); /* every thread: its tid may come back as another's */
+	if (!track_processes || tid != BPF_CORE_READ(task, tgid))
 		return 0;
 	tgid = BPF_CORE_READ(task, tgid);
 	bpf_map_delete_elem(&runtime_tasks, &tgid);

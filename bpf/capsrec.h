@@ -18,6 +18,7 @@ enum event_type {
 	EVENT_FORK = 3,
 	EVENT_EXIT = 4,
 	EVENT_LEARN = 5,
+	EVENT_CTX = 6,
 };
 
 enum attach_method {
@@ -120,6 +121,7 @@ struct check_stats {
 	__u64 slow_walks;     /* call sites found by the kernel's unwinder (bpf_get_stack) */
 	__u64 walk_verified;  /* fast walks checked against the unwinder */
 	__u64 walk_mismatch;  /* ... that disagreed (the fast walk then turns itself off) */
+	__u64 contexts;       /* ctx_events sent: a task's context changed, or was not known */
 };
 
 struct event_header {
@@ -129,39 +131,84 @@ struct event_header {
 	__u64 ktime; /* CLOCK_BOOTTIME ns */
 };
 
+/*
+ * A check carries what changes from one check to the next. What a task's
+ * checks share, its context (credentials, namespaces, executable, cgroup),
+ * comes in a ctx_event, sent before the first check under each new context:
+ * user space joins a check to the last ctx_event of its thread (tid) whose seq
+ * is the check's ctx_seq.
+ */
 struct cap_event {
 	struct event_header hdr;
 	__u64 cgroup_id;
-	__u64 start_boottime; /* of the thread group leader */
-	__u64 cap_effective;
-	__u64 cap_permitted;
-	__u64 cap_inheritable;
-	__u64 exe_ino; /* the executable's inode and device: a binary's identity in the kernel */
 	__u64 call_site; /* return address into the kernel function that asked; 0 unknown */
-	__u32 exe_dev;
 	__u32 tid;
-	__u32 ptgid;
-	__u32 uid;
-	__u32 gid;
-	__u32 euid;
-	__u32 auid;
+	__u32 ctx_seq; /* the task's ctx_event this check was made under */
 	__s32 cap;
 	__s32 ret;
 	__u32 opts;       /* cap_capable's 4th argument; fexit and kprobe only */
 	__s32 syscall_nr; /* -1: not in a syscall, or unknown */
-	__u32 ns_pid;     /* tgid as seen in the task's own pid namespace */
 	__u32 target_ns_level;
 	__u32 target_ns_uid;
 	__u32 target_ns_gid;
 	__u32 target_ns_inum;
-	__u32 ns[NS_COUNT];
 	__u8 method;
 	__u8 override_creds; /* the checked cred is not the task's real_cred */
 	__u8 has_opts;
 	__u8 class; /* enum check_class */
 	__u8 site_probe; /* the call site alone says probe (opts aside): checked against opts in tests */
+	__u8 pad[3];
+};
+
+struct ctx_event {
+	struct event_header hdr;
+	__u64 cgroup_id;
+	__u64 start_boottime; /* of the thread group leader */
+	__u64 cap_effective;  /* of the checked cred */
+	__u64 cap_permitted;
+	__u64 cap_inheritable;
+	__u64 exe_ino; /* the executable's inode and device: a binary's identity in the kernel */
+	__u32 exe_dev;
+	__u32 tid;
+	__u32 seq;
+	__u32 ptgid;
+	__u32 uid;
+	__u32 gid;
+	__u32 euid;
+	__u32 auid;
+	__u32 ns_pid; /* tgid as seen in the task's own pid namespace */
+	__u32 ns[NS_COUNT];
 	char comm[TASK_COMM_LEN];
 	char cgroup_name[CGROUP_NAME_LEN];
+};
+
+/*
+ * What identifies the context last sent for a thread (ctx_sent, an LRU keyed
+ * by tid): when any of it differs at a check, a new ctx_event goes first. The
+ * pointers change when credentials, namespaces, executable or parent do;
+ * contents besides them guard against an object freed and reused at the same
+ * address, and start against a tid reused by a new thread.
+ */
+struct ctx_key {
+	__u64 cred; /* the checked cred */
+	__u64 real_cred;
+	__u64 nsproxy;
+	__u64 exe_file;
+	__u64 parent;
+	__u64 cgroup_id;
+	__u64 start; /* the thread's start_boottime */
+	__u64 cap_effective;
+	__u32 uid;
+	__u32 euid;
+	__u32 auid;
+	__u32 pad;
+	char comm[TASK_COMM_LEN];
+};
+
+struct ctx_sent {
+	struct ctx_key key;
+	__u32 seq;
+	__u32 pad;
 };
 
 /* profile --live: checks counted in the kernel per key; only a key's first check is sent. */

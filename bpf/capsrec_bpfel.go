@@ -45,40 +45,26 @@ type capsrecCapArgs struct {
 }
 
 type capsrecCapEvent struct {
-	_              structs.HostLayout
-	Hdr            capsrecEventHeader
-	CgroupId       uint64
-	StartBoottime  uint64
-	CapEffective   uint64
-	CapPermitted   uint64
-	CapInheritable uint64
-	ExeIno         uint64
-	CallSite       uint64
-	ExeDev         uint32
-	Tid            uint32
-	Ptgid          uint32
-	Uid            uint32
-	Gid            uint32
-	Euid           uint32
-	Auid           uint32
-	Cap            int32
-	Ret            int32
-	Opts           uint32
-	SyscallNr      int32
-	NsPid          uint32
-	TargetNsLevel  uint32
-	TargetNsUid    uint32
-	TargetNsGid    uint32
-	TargetNsInum   uint32
-	Ns             [10]uint32
-	Method         uint8
-	OverrideCreds  uint8
-	HasOpts        uint8
-	Class          uint8
-	SiteProbe      uint8
-	Comm           [16]int8
-	CgroupName     [128]int8
-	_              [3]byte
+	_             structs.HostLayout
+	Hdr           capsrecEventHeader
+	CgroupId      uint64
+	CallSite      uint64
+	Tid           uint32
+	CtxSeq        uint32
+	Cap           int32
+	Ret           int32
+	Opts          uint32
+	SyscallNr     int32
+	TargetNsLevel uint32
+	TargetNsUid   uint32
+	TargetNsGid   uint32
+	TargetNsInum  uint32
+	Method        uint8
+	OverrideCreds uint8
+	HasOpts       uint8
+	Class         uint8
+	SiteProbe     uint8
+	Pad           [3]uint8
 }
 
 type capsrecCheckStats struct {
@@ -96,6 +82,53 @@ type capsrecCheckStats struct {
 	SlowWalks    uint64
 	WalkVerified uint64
 	WalkMismatch uint64
+	Contexts     uint64
+}
+
+type capsrecCtxEvent struct {
+	_              structs.HostLayout
+	Hdr            capsrecEventHeader
+	CgroupId       uint64
+	StartBoottime  uint64
+	CapEffective   uint64
+	CapPermitted   uint64
+	CapInheritable uint64
+	ExeIno         uint64
+	ExeDev         uint32
+	Tid            uint32
+	Seq            uint32
+	Ptgid          uint32
+	Uid            uint32
+	Gid            uint32
+	Euid           uint32
+	Auid           uint32
+	NsPid          uint32
+	Ns             [10]uint32
+	Comm           [16]int8
+	CgroupName     [128]int8
+	_              [4]byte
+}
+
+type capsrecCtxSent struct {
+	_   structs.HostLayout
+	Key struct {
+		_            structs.HostLayout
+		Cred         uint64
+		RealCred     uint64
+		Nsproxy      uint64
+		ExeFile      uint64
+		Parent       uint64
+		CgroupId     uint64
+		Start        uint64
+		CapEffective uint64
+		Uid          uint32
+		Euid         uint32
+		Auid         uint32
+		Pad          uint32
+		Comm         [16]int8
+	}
+	Seq uint32
+	Pad uint32
 }
 
 type capsrecEventHeader struct {
@@ -206,6 +239,8 @@ type capsrecWalkState struct {
 const (
 	capsrecMapAgg                    = "agg"
 	capsrecMapCgroupFilter           = "cgroup_filter"
+	capsrecMapCtxScratch             = "ctx_scratch"
+	capsrecMapCtxSent                = "ctx_sent"
 	capsrecMapEvents                 = "events"
 	capsrecMapFrames                 = "frames"
 	capsrecMapKprobeArgs             = "kprobe_args"
@@ -245,6 +280,7 @@ const (
 	capsrecVarTextStart              = "text_start"
 	capsrecVarTrackProcesses         = "track_processes"
 	capsrecVarUnusedCapEvent         = "unused_cap_event"
+	capsrecVarUnusedCtxEvent         = "unused_ctx_event"
 	capsrecVarUnusedExeKey           = "unused_exe_key"
 	capsrecVarUnusedExecEvent        = "unused_exec_event"
 	capsrecVarUnusedExitEvent        = "unused_exit_event"
@@ -321,6 +357,8 @@ type capsrecProgramSpecs struct {
 type capsrecMapSpecs struct {
 	Agg          *ebpf.MapSpec `ebpf:"agg"`
 	CgroupFilter *ebpf.MapSpec `ebpf:"cgroup_filter"`
+	CtxScratch   *ebpf.MapSpec `ebpf:"ctx_scratch"`
+	CtxSent      *ebpf.MapSpec `ebpf:"ctx_sent"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	Frames       *ebpf.MapSpec `ebpf:"frames"`
 	KprobeArgs   *ebpf.MapSpec `ebpf:"kprobe_args"`
@@ -354,6 +392,7 @@ type capsrecVariableSpecs struct {
 	TextStart        *ebpf.VariableSpec `ebpf:"text_start"`
 	TrackProcesses   *ebpf.VariableSpec `ebpf:"track_processes"`
 	UnusedCapEvent   *ebpf.VariableSpec `ebpf:"unused_cap_event"`
+	UnusedCtxEvent   *ebpf.VariableSpec `ebpf:"unused_ctx_event"`
 	UnusedExeKey     *ebpf.VariableSpec `ebpf:"unused_exe_key"`
 	UnusedExecEvent  *ebpf.VariableSpec `ebpf:"unused_exec_event"`
 	UnusedExitEvent  *ebpf.VariableSpec `ebpf:"unused_exit_event"`
@@ -390,6 +429,8 @@ func (o *capsrecObjects) Close() error {
 type capsrecMaps struct {
 	Agg          *ebpf.Map `ebpf:"agg"`
 	CgroupFilter *ebpf.Map `ebpf:"cgroup_filter"`
+	CtxScratch   *ebpf.Map `ebpf:"ctx_scratch"`
+	CtxSent      *ebpf.Map `ebpf:"ctx_sent"`
 	Events       *ebpf.Map `ebpf:"events"`
 	Frames       *ebpf.Map `ebpf:"frames"`
 	KprobeArgs   *ebpf.Map `ebpf:"kprobe_args"`
@@ -407,6 +448,8 @@ func (m *capsrecMaps) Close() error {
 	return _CapsrecClose(
 		m.Agg,
 		m.CgroupFilter,
+		m.CtxScratch,
+		m.CtxSent,
 		m.Events,
 		m.Frames,
 		m.KprobeArgs,
@@ -441,6 +484,7 @@ type capsrecVariables struct {
 	TextStart        *ebpf.Variable `ebpf:"text_start"`
 	TrackProcesses   *ebpf.Variable `ebpf:"track_processes"`
 	UnusedCapEvent   *ebpf.Variable `ebpf:"unused_cap_event"`
+	UnusedCtxEvent   *ebpf.Variable `ebpf:"unused_ctx_event"`
 	UnusedExeKey     *ebpf.Variable `ebpf:"unused_exe_key"`
 	UnusedExecEvent  *ebpf.Variable `ebpf:"unused_exec_event"`
 	UnusedExitEvent  *ebpf.Variable `ebpf:"unused_exit_event"`

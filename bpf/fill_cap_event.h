@@ -1,50 +1,59 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The body of a cap_event, included twice by capsrec.bpf.c: once with READ as
- * plain loads through BTF pointers (tracepoint and fexit where the kernel has
- * bpf_get_current_task_btf: a load costs a nanosecond), once with READ as
- * BPF_CORE_READ probe reads (kprobe, and fexit on 5.10).
+ * The bodies of a check's records, included twice by capsrec.bpf.c: once with
+ * READ as plain loads through BTF pointers (tracepoint and fexit where the
+ * kernel has bpf_get_current_task_btf: a load costs a nanosecond), once with
+ * READ as BPF_CORE_READ probe reads (kprobe, and fexit on 5.10).
  */
-static __always_inline void FILL_CAP_EVENT(struct cap_event *ev, struct task_struct *task, __u64 pid_tgid,
-					   const struct cred *cred, struct user_namespace *targ_ns, int cap,
-					   __u32 opts, int ret, __u8 method, bool has_opts, struct call_site *cs, __u8 class,
-					   bool override)
+
+/* What identifies the task's context now: compared with what was last sent for it. */
+static __always_inline void FILL_CTX_KEY(struct ctx_key *k, struct task_struct *task, const struct cred *cred)
 {
+	const struct cred *real_cred = READ(task, real_cred);
+
+	k->cred = (__u64)cred;
+	k->real_cred = (__u64)real_cred;
+	k->nsproxy = (__u64)READ(task, nsproxy);
+	k->exe_file = (__u64)READ(task, mm, exe_file);
+	k->parent = (__u64)READ(task, real_parent);
+	k->cgroup_id = bpf_get_current_cgroup_id();
+	k->start = READ(task, start_boottime);
+	/* kernel_cap_t is u32[2] before 6.3 and u64 after: 8 bytes read raw either way. */
+	bpf_core_read(&k->cap_effective, sizeof(__u64), &cred->cap_effective);
+	k->uid = READ(real_cred, uid.val);
+	k->euid = READ(real_cred, euid.val);
+	k->auid = bpf_core_field_exists(task->loginuid) ? READ(task, loginuid.val) : (__u32)-1;
+	k->pad = 0;
+	bpf_get_current_comm(k->comm, sizeof(k->comm));
+}
+
+/* The context a ctx_key identifies, read whole: only when it changed. */
+static __always_inline void FILL_CTX_EVENT(struct ctx_event *ev, struct task_struct *task, __u64 pid_tgid,
+					   const struct cred *cred, const struct ctx_key *k, __u32 seq)
+{
+	/* Read again, not taken from the key: BTF loads need pointers the verifier trusts. */
 	const struct cred *real_cred = READ(task, real_cred);
 	struct task_struct *leader = READ(task, group_leader);
 	struct nsproxy *nsp = READ(task, nsproxy);
 	struct upid up = pid_upid(READ(leader, thread_pid));
 
-	ev->hdr.type = EVENT_CAP;
+	ev->hdr.type = EVENT_CTX;
 	ev->hdr.tgid = pid_tgid >> 32;
 	ev->hdr.ktime = bpf_ktime_get_boot_ns();
 	ev->tid = (__u32)pid_tgid;
-	ev->cgroup_id = bpf_get_current_cgroup_id();
+	ev->seq = seq;
+	ev->cgroup_id = k->cgroup_id;
 	ev->start_boottime = READ(leader, start_boottime);
 	ev->ptgid = READ(task, real_parent, tgid);
-	ev->uid = READ(real_cred, uid.val);
+	ev->uid = k->uid;
 	ev->gid = READ(real_cred, gid.val);
-	ev->euid = READ(real_cred, euid.val);
-	ev->auid = bpf_core_field_exists(task->loginuid) ? READ(task, loginuid.val) : (__u32)-1;
-	/* kernel_cap_t is u32[2] before 6.3 and u64 after: 8 bytes read raw either way. */
-	bpf_core_read(&ev->cap_effective, sizeof(__u64), &cred->cap_effective);
+	ev->euid = k->euid;
+	ev->auid = k->auid;
+	ev->cap_effective = k->cap_effective;
 	bpf_core_read(&ev->cap_permitted, sizeof(__u64), &cred->cap_permitted);
 	bpf_core_read(&ev->cap_inheritable, sizeof(__u64), &cred->cap_inheritable);
-	ev->cap = cap;
-	ev->ret = ret;
-	ev->opts = opts;
-	ev->has_opts = has_opts;
-	ev->call_site = cs->ip;
-	ev->site_probe = cs->probe;
-	ev->class = class;
-	ev->method = method;
-	ev->override_creds = override;
-	ev->syscall_nr = SYSCALL_NR(task);
 	ev->ns_pid = up.nr;
-	ev->target_ns_level = READ(targ_ns, level);
-	ev->target_ns_uid = READ(targ_ns, owner.val);
-	ev->target_ns_gid = READ(targ_ns, group.val);
-	ev->target_ns_inum = READ(targ_ns, ns.inum);
+	__builtin_memset(ev->ns, 0, sizeof(ev->ns));
 	if (nsp) {
 		ev->ns[NS_UTS] = READ(nsp, uts_ns, ns.inum);
 		ev->ns[NS_IPC] = READ(nsp, ipc_ns, ns.inum);
@@ -61,8 +70,37 @@ static __always_inline void FILL_CAP_EVENT(struct cap_event *ev, struct task_str
 	ev->exe_ino = READ(task, mm, exe_file, f_inode, i_ino);
 	ev->exe_dev = READ(task, mm, exe_file, f_inode, i_sb, s_dev);
 	ev->ns[NS_PID] = BPF_CORE_READ(up.ns, ns.inum);
-	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	__builtin_memcpy(ev->comm, k->comm, sizeof(ev->comm));
 	bpf_probe_read_kernel_str(ev->cgroup_name, sizeof(ev->cgroup_name), READ(task, cgroups, dfl_cgrp, kn, name));
+}
+
+/* A check: what changes from one to the next. */
+static __always_inline void FILL_CAP_EVENT(struct cap_event *ev, struct task_struct *task, __u64 pid_tgid,
+					   struct user_namespace *targ_ns, int cap, __u32 opts, int ret, __u8 method,
+					   bool has_opts, struct call_site *cs, __u8 class, bool override, __u64 cgroup_id,
+					   __u32 ctx_seq)
+{
+	ev->hdr.type = EVENT_CAP;
+	ev->hdr.tgid = pid_tgid >> 32;
+	ev->hdr.ktime = bpf_ktime_get_boot_ns();
+	ev->tid = (__u32)pid_tgid;
+	ev->ctx_seq = ctx_seq;
+	ev->cgroup_id = cgroup_id;
+	ev->cap = cap;
+	ev->ret = ret;
+	ev->opts = opts;
+	ev->has_opts = has_opts;
+	ev->call_site = cs->ip;
+	ev->site_probe = cs->probe;
+	ev->class = class;
+	ev->method = method;
+	ev->override_creds = override;
+	ev->pad[0] = ev->pad[1] = ev->pad[2] = 0;
+	ev->syscall_nr = SYSCALL_NR(task);
+	ev->target_ns_level = READ(targ_ns, level);
+	ev->target_ns_uid = READ(targ_ns, owner.val);
+	ev->target_ns_gid = READ(targ_ns, group.val);
+	ev->target_ns_inum = READ(targ_ns, ns.inum);
 }
 
 /* The aggregation key of a check: who (cgroup and executable), which capability, what verdict. */

@@ -43,6 +43,8 @@ const (
 	EventExit = 4
 	// EventLearn carries a stack sample the call-site walk learns frame sizes from.
 	EventLearn = 5
+	// EventCtx carries a thread's context: checks made under it refer to it by seq.
+	EventCtx = 6
 
 	NSCount = 10
 )
@@ -50,6 +52,7 @@ const (
 // Go names for the records of capsrec.h.
 type (
 	CapEvent    = capsrecCapEvent
+	CtxEvent    = capsrecCtxEvent
 	ExecEvent   = capsrecExecEvent
 	ForkEvent   = capsrecForkEvent
 	ExitEvent   = capsrecExitEvent
@@ -149,6 +152,8 @@ type Stats struct {
 	// kernel's unwinder; WalkVerified fast walks were checked against the unwinder,
 	// and WalkMismatch of them disagreed (the fast walk then turned itself off).
 	FastWalks, SlowWalks, WalkVerified, WalkMismatch uint64
+	// Contexts are the ctx_events sent: a thread's context changed, or was not known.
+	Contexts uint64
 }
 
 // AggKey is the kernel's aggregation key (capsrec.h's struct agg_key).
@@ -537,6 +542,7 @@ func (s *Session) Stats() (Stats, error) {
 		st.SlowWalks += c.SlowWalks
 		st.WalkVerified += c.WalkVerified
 		st.WalkMismatch += c.WalkMismatch
+		st.Contexts += c.Contexts
 	}
 	return st, nil
 }
@@ -587,6 +593,15 @@ func (s *Session) walkState() (capsrecWalkState, error) {
 func (s *Session) WalkMismatch() (fast, slow uint64, err error) {
 	ws, err := s.walkState()
 	return ws.MismatchFast, ws.MismatchSlow, err
+}
+
+// ForgetContext makes the kernel send a thread's context again before its next
+// check: user space lost it.
+func (s *Session) ForgetContext(tid uint32) error {
+	if err := s.coll.Maps["ctx_sent"].Delete(tid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("forgetting the context of thread %d: %w", tid, err)
+	}
+	return nil
 }
 
 // AddCgroup puts a cgroup (v2 id) into the cgroup filter's set.

@@ -43,6 +43,10 @@ type Recorder struct {
 	scratch Check
 	// sites caches call-site names: a few hundred call sites make nearly all checks.
 	sites map[uint64]string
+	// contexts are the threads' contexts by tid (see context.go).
+	contexts map[uint32]*taskContext
+	// Unjoined counts checks dropped because their context was not known here.
+	Unjoined uint64
 }
 
 // CallSiteName names the function holding return address ip, with the address.
@@ -83,6 +87,7 @@ func New(sess *bpf.Session, opts Options) (*Recorder, error) {
 		Procs: NewProcCache(opts.Node, clock, opts.ProcGrace, opts.MaxProcs)}
 	r.Procs.runtimes = opts.Runtimes
 	r.sites = map[uint64]string{}
+	r.contexts = map[uint32]*taskContext{}
 	// After the exec hook is attached, so that no process falls between the two.
 	if err := r.Procs.ScanProc(); err != nil {
 		rd.Close()
@@ -165,8 +170,14 @@ func (r *Recorder) decode(raw []byte) *Check {
 		if len(raw) >= int(unsafe.Sizeof(bpf.ForkEvent{})) {
 			r.Procs.OnFork((*bpf.ForkEvent)(unsafe.Pointer(&raw[0])))
 		}
+	case bpf.EventCtx:
+		if len(raw) >= int(unsafe.Sizeof(bpf.CtxEvent{})) {
+			r.onContext((*bpf.CtxEvent)(unsafe.Pointer(&raw[0])))
+		}
 	case bpf.EventExit:
-		r.Procs.OnExit((*bpf.EventHeader)(unsafe.Pointer(&raw[0])).Tgid)
+		tgid := (*bpf.EventHeader)(unsafe.Pointer(&raw[0])).Tgid
+		r.Procs.OnExit(tgid)
+		r.forgetProcess(tgid)
 	case bpf.EventLearn:
 		if len(raw) >= int(unsafe.Sizeof(bpf.LearnEvent{})) && r.opts.Learner != nil {
 			r.learn((*bpf.LearnEvent)(unsafe.Pointer(&raw[0])))
@@ -202,32 +213,38 @@ const (
 
 var methodNames = map[uint8]bpf.Method{1: bpf.MethodTracepoint, 2: bpf.MethodFexit, 3: bpf.MethodKprobe}
 
+// check joins a check to the context it was made under; nil when that is not known.
 func (r *Recorder) check(ev *bpf.CapEvent) *Check {
+	tc := r.context(ev.Tid, ev.CtxSeq)
+	if tc == nil {
+		return nil
+	}
+	cx := &tc.ev
 	c := &r.scratch
 	*c = Check{
 		Time:           r.clock.Wall(ev.Hdr.Ktime),
 		Ktime:          ev.Hdr.Ktime,
 		Tid:            ev.Tid,
-		NsPid:          ev.NsPid,
-		UID:            ev.Uid,
-		GID:            ev.Gid,
-		EUID:           ev.Euid,
-		AUID:           ev.Auid,
-		Comm:           cString(ev.Comm[:]),
+		NsPid:          cx.NsPid,
+		UID:            cx.Uid,
+		GID:            cx.Gid,
+		EUID:           cx.Euid,
+		AUID:           cx.Auid,
+		Comm:           tc.comm,
 		Cap:            ev.Cap,
 		Ret:            ev.Ret,
 		Method:         methodNames[ev.Method],
 		OverrideCreds:  ev.OverrideCreds != 0,
 		Syscall:        ev.SyscallNr,
 		TargetNS:       UserNS{Level: ev.TargetNsLevel, UID: ev.TargetNsUid, GID: ev.TargetNsGid, Inum: ev.TargetNsInum},
-		NS:             ev.Ns,
-		CapEffective:   ev.CapEffective,
-		CapPermitted:   ev.CapPermitted,
-		CapInheritable: ev.CapInheritable,
+		NS:             cx.Ns,
+		CapEffective:   cx.CapEffective,
+		CapPermitted:   cx.CapPermitted,
+		CapInheritable: cx.CapInheritable,
 		CgroupID:       ev.CgroupId,
-		CgroupName:     cString(ev.CgroupName[:]),
-		ExeIno:         ev.ExeIno,
-		ExeDev:         ev.ExeDev,
+		CgroupName:     tc.cgroupName,
+		ExeIno:         cx.ExeIno,
+		ExeDev:         cx.ExeDev,
 		Class:          Class(ev.Class),
 		SiteProbe:      ev.SiteProbe != 0,
 	}
@@ -244,13 +261,13 @@ func (r *Recorder) check(ev *bpf.CapEvent) *Check {
 		}
 	}
 	tgid := ev.Hdr.Tgid
-	c.Process = r.Procs.Lookup(tgid, ev.StartBoottime)
+	c.Process = r.Procs.Lookup(tgid, cx.StartBoottime)
 	if c.Process == nil {
 		// Gone before capsrec could see it: say what the kernel said.
-		c.Process = &Process{Tgid: tgid, Ptgid: ev.Ptgid, Ktime: ev.StartBoottime, StartBoot: ev.StartBoottime,
-			StartTime: r.clock.Wall(ev.StartBoottime), UID: ev.Uid, AUID: ev.Auid}
-		c.Process.ExecID = r.Procs.execID(ev.StartBoottime, tgid)
+		c.Process = &Process{Tgid: tgid, Ptgid: cx.Ptgid, Ktime: cx.StartBoottime, StartBoot: cx.StartBoottime,
+			StartTime: r.clock.Wall(cx.StartBoottime), UID: cx.Uid, AUID: cx.Auid}
+		c.Process.ExecID = r.Procs.execID(cx.StartBoottime, tgid)
 	}
-	c.Parent = r.Procs.Lookup(ev.Ptgid, 0)
+	c.Parent = r.Procs.Lookup(cx.Ptgid, 0)
 	return c
 }

@@ -11,7 +11,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${VMTEST_CACHE:-$root/.cache/vmtest}
 kernels=${VMTEST_KERNELS:-"5.10 6.1 6.12 sid 6.12-cgroup2"}
-tests=${VMTEST_TESTS:-'TestRecordDmesgAsNobodyIsDenied|TestCallSiteClasses|TestUnavailableMethodIsOneLine|TestRecordEndsCleanly|TestRecordWithExternalBTF|TestProfileLive'}
+tests=${VMTEST_TESTS:-'TestRecordDmesgAsNobodyIsDenied|TestCallSiteClasses|TestUnavailableMethodIsOneLine|TestRecordEndsCleanly|TestRecordWithExternalBTF|TestProfileLive|TestContextChangesBetweenChecks|TestContextAfterLostRecords'}
 mkdir -p "$cache"/{debs,kernels,apt/lists/partial,apt/cache/archives/partial}
 
 log() { printf 'vmtest: %s\n' "$*" >&2; }
@@ -91,8 +91,9 @@ mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 mount -t bpf bpf /sys/fs/bpf
 . /vmtest.env
-# A node as most production ones: cgroup v2 only (the kernel is booted with cgroup_no_v1=all).
-[ -n "$VMTEST_CGROUP2" ] && mount -t cgroup2 cgroup2 /sys/fs/cgroup
+# cgroup v2 (for checks that move between cgroups); for 6.12-cgroup2 the kernel is also booted with
+# cgroup_no_v1=all: a node as most production ones.
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
 echo "VMTEST-KERNEL: $(uname -r)"
 cd /work
 if [ -n "$VMTEST_BENCH" ]; then
@@ -120,7 +121,7 @@ boot() {
 export CAPSREC_BIN=/capsrec CAPSREC_REQUIRE_PRIVILEGED=1 CAPSREC_TEST_SLOW=1
 export CAPSREC_TEST_METHODS=$methods CAPSREC_TEST_UNAVAILABLE_METHODS=$unavailable
 export VMTEST_TESTS='$run' VMTEST_BENCH='${VMTEST_BENCH:-}'
-export VMTEST_CGROUP2='${cgroup2:-}' CAPSREC_REQUIRE_CGROUP2='${cgroup2:-}'
+export CAPSREC_REQUIRE_CGROUP2='${cgroup2:-}'
 ENV
 	local img=$build/initramfs-$name.cpio.gz out=$build/console-$name.log
 	(cd "$build/rootfs" && find . | cpio -o -H newc --quiet | gzip -1) >"$img"
