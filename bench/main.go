@@ -78,6 +78,7 @@ var (
 	capsBin  = flag.String("capsrec", "", "capsrec binary (default: build one)")
 	methods  = flag.String("methods", "", "attach methods to measure capsrec with, comma-separated (default: auto only)")
 	onlyProf = flag.Bool("profile-only", false, "measure only capsrec profile")
+	before   = flag.String("before", "", "a capsrec binary from before slim check records (issue 11): its rows run beside today's")
 )
 
 func run() error {
@@ -147,6 +148,10 @@ func run() error {
 			return runCapsrec(bin, self, n, 0, append([]string{"profile", "--live", "-o", "json"}, args...)...)
 		}
 	}
+	// The binary from before issue 11 (one fat record per check), same runs otherwise.
+	withBefore := func(paced int, args ...string) func(int) (*result, error) {
+		return func(n int) (*result, error) { return runCapsrec(*before, self, n, paced, args...) }
+	}
 	// The program as it was before call-site classification: the baseline of its cost target.
 	noCallSites := func(run func(int) (*result, error)) func(int) (*result, error) {
 		return func(n int) (*result, error) {
@@ -173,6 +178,13 @@ func run() error {
 			scenario{"capsrec, all filtered in kernel, no call sites (before)", *checks, noCallSites(capsrec("-o", "json", "--cap", "chown"))},
 			scenario{"capsrec, all filtered in kernel (--cap chown)", *checks, capsrec("-o", "json", "--cap", "chown")},
 			scenario{"capsrec profile --live (counted in kernel)", *checks, live()})
+		if *before != "" {
+			scenarios = append(scenarios,
+				scenario{"before issue 11: -o json > /dev/null", *checks, withBefore(0, "record", "-o", "json")},
+				scenario{"before issue 11: json at 200k/s", 400_000, withBefore(200_000, "record", "-o", "json")},
+				scenario{"before issue 11: -o compact > /dev/null", *checks, withBefore(0, "record", "-o", "compact")},
+				scenario{"before issue 11: profile --live", *checks, withBefore(0, "profile", "--live", "-o", "json")})
+		}
 	}
 	for _, m := range strings.Split(*methods, ",") {
 		if m == "" {

@@ -53,8 +53,7 @@ const Header = "TIME            SOURCE                    PROCESS               
 func (o *Compact) Write(c *recorder.Check) error {
 	o.buf = o.Append(o.buf[:0], c)
 	o.buf = append(o.buf, '\n')
-	_, err := o.w.Write(o.buf)
-	return err
+	return writeLine(o.w, o.buf)
 }
 
 // Flush writes out what is buffered.

@@ -43,8 +43,7 @@ func NewJSON(w io.Writer, node string, hostNS [len(recorder.NSNames)]uint32) *JS
 func (j *JSON) Write(c *recorder.Check) error {
 	j.buf = j.Append(j.buf[:0], c)
 	j.buf = append(j.buf, '\n')
-	_, err := j.w.Write(j.buf)
-	return err
+	return writeLine(j.w, j.buf)
 }
 
 // Flush writes out what is buffered.

@@ -2,6 +2,7 @@
 package output
 
 import (
+	"bufio"
 	"fmt"
 
 	"github.com/capsrec/capsrec/recorder"
@@ -38,4 +39,17 @@ func UseColor(mode string, isTerminal bool, noColorEnv bool) (bool, error) {
 		return isTerminal && !noColorEnv, nil
 	}
 	return false, fmt.Errorf("unknown --color %q (want auto, always or never)", mode)
+}
+
+// writeLine buffers one whole line: what the buffer holds is flushed first
+// when the line does not fit, so that the writer below only ever gets whole
+// lines, and a session cut short never leaves half a line on stdout.
+func writeLine(w *bufio.Writer, line []byte) error {
+	if w.Buffered() > 0 && w.Available() < len(line) {
+		if err := w.Flush(); err != nil {
+			return err
+		}
+	}
+	_, err := w.Write(line)
+	return err
 }

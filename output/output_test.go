@@ -139,3 +139,32 @@ func TestUseColor(t *testing.T) {
 		}
 	}
 }
+
+// wholeLines fails on a write that does not end a line.
+type wholeLines struct {
+	t      *testing.T
+	writes int
+}
+
+func (w *wholeLines) Write(p []byte) (int, error) {
+	w.writes++
+	if len(p) == 0 || p[len(p)-1] != '\n' {
+		w.t.Fatalf("write %d of %d bytes does not end a line", w.writes, len(p))
+	}
+	return len(p), nil
+}
+
+// The writers below JSON and compact get whole lines only, so that output cut
+// short (a stalled reader at the stop) never ends in half a line.
+func TestWritersPassWholeLines(t *testing.T) {
+	for _, w := range []Writer{NewJSON(&wholeLines{t: t}, "node", hostNS), NewCompact(&wholeLines{t: t}, false)} {
+		for i := range 5000 {
+			if err := w.Write(sampleChecks()[i%4]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
