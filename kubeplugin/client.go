@@ -13,9 +13,12 @@ import (
 	"os"
 	"strings"
 
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -25,41 +28,73 @@ type ClientFlags struct {
 	Kubeconfig, Context, Namespace string
 }
 
-// Client is a connection to one cluster, with the namespace kubectl would use.
-type Client struct {
-	CS        kubernetes.Interface
-	Config    *rest.Config
-	Namespace string
-	Server    string
+// scheme knows the few kinds the plugin reads and writes. Not client-go's
+// kubernetes clientset: it links every API group into the binary, which every
+// capsrec command then pays for at start (RSS and size, about doubled).
+var (
+	scheme = runtime.NewScheme()
+	codecs = serializer.NewCodecFactory(scheme)
+	params = runtime.NewParameterCodec(scheme)
+)
+
+func init() {
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, batchv1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			panic(err)
+		}
+	}
 }
 
-// Connect reads the kubeconfig as kubectl does (KUBECONFIG, ~/.kube/config,
-// in-cluster) and checks that the API server answers.
+// Client is a connection to one cluster, with the namespace kubectl would use.
+type Client struct {
+	core, batch, apps rest.Interface
+	Config            *rest.Config
+	Namespace         string
+	Server            string
+}
+
+// Connect reads the kubeconfig as kubectl does (client-go's loading rules:
+// --kubeconfig, else $KUBECONFIG, else ~/.kube/config; --context; in-cluster)
+// and checks that the API server answers.
 func Connect(ctx context.Context, f ClientFlags) (*Client, error) {
-	cf := genericclioptions.NewConfigFlags(true)
-	cf.KubeConfig, cf.Context, cf.Namespace = &f.Kubeconfig, &f.Context, &f.Namespace
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = f.Kubeconfig
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: f.Context}
+	overrides.Context.Namespace = f.Namespace
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
 	// client-go falls back to localhost:8080 with no configuration at all: say so instead.
-	if raw, err := cf.ToRawKubeConfigLoader().RawConfig(); err == nil && len(raw.Clusters) == 0 && os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
+	if raw, err := cc.RawConfig(); err == nil && len(raw.Clusters) == 0 && os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
 		return nil, errors.New("no kubeconfig: set KUBECONFIG or pass --kubeconfig (as for kubectl)")
 	}
-	cfg, err := cf.ToRESTConfig()
+	cfg, err := cc.ClientConfig()
 	if err != nil {
 		if clientcmd.IsEmptyConfig(err) {
 			return nil, errors.New("no kubeconfig: set KUBECONFIG or pass --kubeconfig (as for kubectl)")
 		}
 		return nil, fmt.Errorf("reading the kubeconfig: %w", err)
 	}
-	ns, _, err := cf.ToRawKubeConfigLoader().Namespace()
+	ns, _, err := cc.Namespace()
 	if err != nil {
 		return nil, fmt.Errorf("reading the kubeconfig's namespace: %w", err)
 	}
 	cfg.UserAgent = "kubectl-capsrec"
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("kubeconfig: %w", err)
+	c := &Client{Config: cfg, Namespace: ns, Server: cfg.Host}
+	for _, g := range []struct {
+		client  *rest.Interface
+		gv      schema.GroupVersion
+		apiPath string
+	}{
+		{&c.core, corev1.SchemeGroupVersion, "/api"},
+		{&c.batch, batchv1.SchemeGroupVersion, "/apis"},
+		{&c.apps, schema.GroupVersion{Group: "apps", Version: "v1"}, "/apis"},
+	} {
+		gc := rest.CopyConfig(cfg)
+		gc.GroupVersion, gc.APIPath, gc.NegotiatedSerializer = &g.gv, g.apiPath, codecs.WithoutConversion()
+		if *g.client, err = rest.RESTClientFor(gc); err != nil {
+			return nil, fmt.Errorf("kubeconfig: %w", err)
+		}
 	}
-	c := &Client{CS: cs, Config: cfg, Namespace: ns, Server: cfg.Host}
-	if _, err := cs.Discovery().ServerVersion(); err != nil {
+	if err := c.core.Get().AbsPath("/version").Do(ctx).Error(); err != nil {
 		return nil, c.Explain(err, "asking the API server for its version")
 	}
 	return c, nil

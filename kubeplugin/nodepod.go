@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/httpstream"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/utils/ptr"
 )
@@ -152,8 +151,8 @@ func (s NodePodSpec) job() *batchv1.Job {
 
 // StartNodePod creates the Job and waits until its pod runs. On error nothing is left.
 func (c *Client) StartNodePod(ctx context.Context, s NodePodSpec, ready time.Duration) (_ *NodePod, err error) {
-	job, err := c.CS.BatchV1().Jobs(s.Namespace).Create(ctx, s.job(), metav1.CreateOptions{})
-	if err != nil {
+	job := &batchv1.Job{}
+	if err := c.batch.Post().Namespace(s.Namespace).Resource("jobs").Body(s.job()).Do(ctx).Into(job); err != nil {
 		return nil, c.Explain(err, fmt.Sprintf("creating the recorder job on node %s in namespace %s", s.Node, s.Namespace))
 	}
 	np := &NodePod{c: c, spec: s, Job: job.Name}
@@ -176,7 +175,7 @@ func (c *Client) StartNodePod(ctx context.Context, s NodePodSpec, ready time.Dur
 func (np *NodePod) waitRunning(ctx context.Context, job *batchv1.Job) error {
 	sel := "batch.kubernetes.io/controller-uid=" + string(job.UID)
 	for {
-		pods, err := np.c.CS.CoreV1().Pods(np.spec.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+		pods, err := np.c.listPods(ctx, np.spec.Namespace, sel)
 		if err != nil {
 			return np.c.Explain(err, "waiting for the recorder pod")
 		}
@@ -226,9 +225,10 @@ func podFailed(p *corev1.Pod, s NodePodSpec) error {
 
 // jobFailed reads why the Job has no pod: the API refused it (admission, pod security).
 func (np *NodePod) jobFailed(ctx context.Context) error {
-	evs, err := np.c.CS.CoreV1().Events(np.spec.Namespace).List(ctx, metav1.ListOptions{
+	evs := &corev1.EventList{}
+	err := np.c.core.Get().Namespace(np.spec.Namespace).Resource("events").VersionedParams(&metav1.ListOptions{
 		FieldSelector: fields.AndSelectors(fields.OneTermEqualSelector("involvedObject.name", np.Job), fields.OneTermEqualSelector("involvedObject.kind", "Job")).String(),
-	})
+	}, params).Do(ctx).Into(evs)
 	if err != nil {
 		return nil
 	}
@@ -245,8 +245,8 @@ func (np *NodePod) lastState(ctx context.Context) string {
 	if np.Pod == "" {
 		return ": no pod was created"
 	}
-	p, err := np.c.CS.CoreV1().Pods(np.spec.Namespace).Get(ctx, np.Pod, metav1.GetOptions{})
-	if err != nil {
+	p := &corev1.Pod{}
+	if err := np.c.core.Get().Namespace(np.spec.Namespace).Resource("pods").Name(np.Pod).Do(ctx).Into(p); err != nil {
 		return ""
 	}
 	for _, st := range p.Status.ContainerStatuses {
@@ -268,9 +268,9 @@ func (np *NodePod) Delete() {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	bg := metav1.DeletePropagationBackground
-	_ = np.c.CS.BatchV1().Jobs(np.spec.Namespace).Delete(ctx, np.Job, metav1.DeleteOptions{PropagationPolicy: &bg})
+	_ = np.c.batch.Delete().Namespace(np.spec.Namespace).Resource("jobs").Name(np.Job).Body(&metav1.DeleteOptions{PropagationPolicy: &bg}).Do(ctx).Error()
 	if np.Pod != "" {
-		_ = np.c.CS.CoreV1().Pods(np.spec.Namespace).Delete(ctx, np.Pod, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+		_ = np.c.core.Delete().Namespace(np.spec.Namespace).Resource("pods").Name(np.Pod).Body(&metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}).Do(ctx).Error()
 	}
 }
 
@@ -295,8 +295,7 @@ func (np *NodePod) Attach(ctx context.Context, stdin io.Reader, stdout, stderr i
 }
 
 func (np *NodePod) stream(ctx context.Context, sub string, opts runtime.Object, so remotecommand.StreamOptions) error {
-	req := np.c.CS.CoreV1().RESTClient().Post().Resource("pods").Namespace(np.spec.Namespace).Name(np.Pod).SubResource(sub).
-		VersionedParams(opts, scheme.ParameterCodec)
+	req := np.c.core.Post().Resource("pods").Namespace(np.spec.Namespace).Name(np.Pod).SubResource(sub).VersionedParams(opts, params)
 	spdy, err := remotecommand.NewSPDYExecutor(np.c.Config, "POST", req.URL())
 	if err != nil {
 		return err

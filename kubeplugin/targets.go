@@ -14,7 +14,8 @@ import (
 
 // RunningPod finds a pod that runs, and checks the container asked for.
 func (c *Client) RunningPod(ctx context.Context, ns, name, container string) (*corev1.Pod, error) {
-	p, err := c.CS.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	p := &corev1.Pod{}
+	err := c.core.Get().Namespace(ns).Resource("pods").Name(name).Do(ctx).Into(p)
 	if err != nil {
 		return nil, c.Explain(err, fmt.Sprintf("pod %s/%s", ns, name))
 	}
@@ -68,7 +69,7 @@ func (c *Client) ResolveWorkload(ctx context.Context, ns, ref, selector string) 
 		return w, fmt.Errorf("%q: kind %q is not deploy, ds, sts or rs", ref, kind)
 	}
 	// The four kinds keep their selector at spec.selector: one read for all.
-	raw, err := c.CS.AppsV1().RESTClient().Get().Namespace(ns).Resource(w.Kind + "s").Name(name).DoRaw(ctx)
+	raw, err := c.apps.Get().Namespace(ns).Resource(w.Kind + "s").Name(name).DoRaw(ctx)
 	var obj struct {
 		Spec struct {
 			Selector *metav1.LabelSelector `json:"selector"`
@@ -98,7 +99,7 @@ var kindNames = map[string]string{
 
 // NodesOf lists the nodes that run the workload's pods now, with their running pods.
 func (c *Client) NodesOf(ctx context.Context, w Workload) (map[string][]string, error) {
-	pods, err := c.CS.CoreV1().Pods(w.Namespace).List(ctx, metav1.ListOptions{LabelSelector: w.Selector.String()})
+	pods, err := c.listPods(ctx, w.Namespace, w.Selector.String())
 	if err != nil {
 		return nil, c.Explain(err, "listing the pods of "+w.String())
 	}
@@ -129,8 +130,8 @@ const defaultRuntimeEndpoint = "unix:///run/containerd/containerd.sock"
 // kubelet's configuration (nodes/proxy configz), the kubeadm annotation, or
 // the default, in that order.
 func (c *Client) Node(ctx context.Context, name string) (NodeFacts, error) {
-	n, err := c.CS.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
+	n := &corev1.Node{}
+	if err := c.core.Get().Resource("nodes").Name(name).Do(ctx).Into(n); err != nil {
 		return NodeFacts{}, c.Explain(err, "node "+name)
 	}
 	f := NodeFacts{OS: n.Status.NodeInfo.OperatingSystem, Arch: n.Status.NodeInfo.Architecture, Kernel: n.Status.NodeInfo.KernelVersion, RuntimeEndpoint: defaultRuntimeEndpoint, EndpointFrom: "the default"}
@@ -146,7 +147,7 @@ func (c *Client) Node(ctx context.Context, name string) (NodeFacts, error) {
 }
 
 func kubeletEndpoint(ctx context.Context, c *Client, node string) string {
-	raw, err := c.CS.CoreV1().RESTClient().Get().Resource("nodes").Name(node).SubResource("proxy", "configz").DoRaw(ctx)
+	raw, err := c.core.Get().Resource("nodes").Name(node).SubResource("proxy", "configz").DoRaw(ctx)
 	if err != nil {
 		return ""
 	}
@@ -168,4 +169,10 @@ func KernelBefore(release string, major, minor int) bool {
 		return false
 	}
 	return ma < major || ma == major && mi < minor
+}
+
+func (c *Client) listPods(ctx context.Context, ns, selector string) (*corev1.PodList, error) {
+	pods := &corev1.PodList{}
+	err := c.core.Get().Namespace(ns).Resource("pods").VersionedParams(&metav1.ListOptions{LabelSelector: selector}, params).Do(ctx).Into(pods)
+	return pods, err
 }
