@@ -78,6 +78,7 @@ var (
 	capsBin  = flag.String("capsrec", "", "capsrec binary (default: build one)")
 	methods  = flag.String("methods", "", "attach methods to measure capsrec with, comma-separated (default: auto only)")
 	onlyProf = flag.Bool("profile-only", false, "measure only capsrec profile")
+	only     = flag.String("only", "", "run only the scenarios whose name matches this regexp (with the no-recorder and no-op baselines)")
 	before   = flag.String("before", "", "a capsrec binary from before slim check records (issue 11): its rows run beside today's")
 )
 
@@ -202,6 +203,19 @@ func run() error {
 	}
 	if _, err := exec.LookPath("bpftrace"); err == nil && *methods == "" && tracefs == nil {
 		scenarios = append(scenarios, scenario{"bpftrace printf > /dev/null", max(*checks/20, 10000), func(n int) (*result, error) { return runBpftrace(self, n) }})
+	}
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			return fmt.Errorf("-only: %w", err)
+		}
+		kept := scenarios[:0]
+		for i, sc := range scenarios {
+			if i < 2 || re.MatchString(sc.name) {
+				kept = append(kept, sc)
+			}
+		}
+		scenarios = kept
 	}
 	results := map[string]*result{}
 	for r := range *rounds {

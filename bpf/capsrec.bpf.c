@@ -576,7 +576,45 @@ static __always_inline __s32 syscall_nr_btf(struct task_struct *task)
 	return (__s32)((struct pt_regs *)bpf_task_pt_regs(task))->orig_ax;
 }
 
+/*
+ * A check's key is read on every check: plain loads where the verifier knows
+ * the pointer's type (a helper call costs tens of ns here). kernel_cap_t is
+ * u32[2] before 6.3 and u64 after: two 4-byte loads fit both.
+ */
+static __always_inline __u64 read_cap_btf(const kernel_cap_t *c)
+{
+	const __u32 *w = (const __u32 *)c;
+	return w[0] | (__u64)w[1] << 32;
+}
+
+static __always_inline __u64 read_cap_probe(const kernel_cap_t *c)
+{
+	__u64 v = 0;
+	bpf_core_read(&v, sizeof(v), c);
+	return v;
+}
+
+static __always_inline void read_comm_btf(char *dst, struct task_struct *task)
+{
+	const __u32 *src = (const __u32 *)task->comm;
+	__u32 *d = (__u32 *)dst;
+
+	d[0] = src[0];
+	d[1] = src[1];
+	d[2] = src[2];
+	d[3] = src[3];
+}
+
+static __always_inline void read_comm_probe(char *dst, struct task_struct *task)
+{
+	bpf_get_current_comm(dst, TASK_COMM_LEN);
+}
+
 #define READ(src, ...) ___arrow(src, __VA_ARGS__)
+/* What bpf_get_current_cgroup_id() returns, without the call. */
+#define READ_CGROUP_ID(task) ((task)->cgroups->dfl_cgrp->kn->id)
+#define READ_CAP read_cap_btf
+#define READ_COMM read_comm_btf
 #define SYSCALL_NR syscall_nr_btf
 #define FILL_CAP_EVENT fill_cap_event_btf
 #define FILL_CTX_KEY fill_ctx_key_btf
@@ -585,6 +623,9 @@ static __always_inline __s32 syscall_nr_btf(struct task_struct *task)
 #define OVERRIDE_CREDS override_creds_btf
 #include "fill_cap_event.h"
 #undef READ
+#undef READ_CGROUP_ID
+#undef READ_CAP
+#undef READ_COMM
 #undef SYSCALL_NR
 #undef FILL_CAP_EVENT
 #undef FILL_CTX_KEY
@@ -593,6 +634,9 @@ static __always_inline __s32 syscall_nr_btf(struct task_struct *task)
 #undef OVERRIDE_CREDS
 
 #define READ BPF_CORE_READ
+#define READ_CGROUP_ID(task) bpf_get_current_cgroup_id()
+#define READ_CAP read_cap_probe
+#define READ_COMM read_comm_probe
 #define SYSCALL_NR syscall_nr_probe
 #define FILL_CAP_EVENT fill_cap_event_probe
 #define FILL_CTX_KEY fill_ctx_key_probe
@@ -601,6 +645,9 @@ static __always_inline __s32 syscall_nr_btf(struct task_struct *task)
 #define OVERRIDE_CREDS override_creds_probe
 #include "fill_cap_event.h"
 #undef READ
+#undef READ_CGROUP_ID
+#undef READ_CAP
+#undef READ_COMM
 #undef SYSCALL_NR
 #undef FILL_CAP_EVENT
 #undef FILL_CTX_KEY

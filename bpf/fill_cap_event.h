@@ -16,15 +16,14 @@ static __always_inline void FILL_CTX_KEY(struct ctx_key *k, struct task_struct *
 	k->nsproxy = (__u64)READ(task, nsproxy);
 	k->exe_file = (__u64)READ(task, mm, exe_file);
 	k->parent = (__u64)READ(task, real_parent);
-	k->cgroup_id = bpf_get_current_cgroup_id();
+	k->cgroup_id = READ_CGROUP_ID(task);
 	k->start = READ(task, start_boottime);
-	/* kernel_cap_t is u32[2] before 6.3 and u64 after: 8 bytes read raw either way. */
-	bpf_core_read(&k->cap_effective, sizeof(__u64), &cred->cap_effective);
+	k->cap_effective = READ_CAP(&cred->cap_effective);
 	k->uid = READ(real_cred, uid.val);
 	k->euid = READ(real_cred, euid.val);
 	k->auid = bpf_core_field_exists(task->loginuid) ? READ(task, loginuid.val) : (__u32)-1;
 	k->pad = 0;
-	bpf_get_current_comm(k->comm, sizeof(k->comm));
+	READ_COMM(k->comm, task);
 }
 
 /* The context a ctx_key identifies, read whole: only when it changed. */

@@ -122,6 +122,7 @@ struct pid {
 
 struct kernfs_node {
 	const char *name;
+	u64 id; /* the cgroup id, since 5.5 */
 } __attribute__((preserve_access_index));
 
 struct cgroup {
