@@ -106,7 +106,7 @@ static __always_inline void FILL_CAP_EVENT(struct cap_event *ev, struct task_str
 static __always_inline void AGG_KEY(struct agg_key *k, struct task_struct *task, int cap, __u32 opts, int ret,
 				    bool has_opts, __u8 class, bool override)
 {
-	k->cgroup_id = bpf_get_current_cgroup_id();
+	k->cgroup_id = READ_CGROUP_ID(task);
 	k->exe_ino = READ(task, mm, exe_file, f_inode, i_ino);
 	k->exe_dev = READ(task, mm, exe_file, f_inode, i_sb, s_dev);
 	k->cap = cap;
