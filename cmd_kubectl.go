@@ -37,7 +37,7 @@ var nodePodFlags = []cli.Flag{
 	&cli.StringFlag{Name: "image", EnvVars: []string{"CAPSREC_IMAGE"}, Usage: "an image holding capsrec at /capsrec (make image); default: copy this binary into the pod's own image"},
 	&cli.StringFlag{Name: "copy-image", Usage: "without --image: the image to copy this binary into, which needs sh, cat, chmod, mv and sleep (default: the recorded pod's image, already on its node)"},
 	&cli.StringFlag{Name: "image-pull-policy", Value: string(corev1.PullIfNotPresent), Usage: "Always, IfNotPresent or Never"},
-	&cli.StringFlag{Name: "node-pod-namespace", Usage: "where the recorder pods run; it must admit privileged pods (default: the recorded pod's namespace)"},
+	&cli.StringFlag{Name: "node-pod-namespace", Usage: "where the recorder pods run; its pod security must admit hostPID pods with the BPF capabilities (default: the recorded pod's namespace)"},
 	&cli.StringFlag{Name: "runtime-endpoint", Usage: "the node's CRI socket (default: read from the kubelet's configuration)"},
 	&cli.DurationFlag{Name: "ready-timeout", Value: 2 * time.Minute, Usage: "how long a recorder pod may take to run"},
 	&cli.DurationFlag{Name: "pod-deadline", Usage: "the recorder pod ends after this long even if kubectl capsrec is killed (default: --duration plus 5m, or 24h)"},
