@@ -13,8 +13,8 @@ help: ## list the targets
 build: ## build the capsrec binary (no clang needed: the BPF object is committed)
 	CGO_ENABLED=0 $(GO) build -o $(BIN) .
 
-generate: ## rebuild the BPF object and Go bindings with clang, and the syscall table
-	$(GO) generate ./bpf ./syscalls
+generate: ## rebuild the BPF objects (capsrec's, the bench peer's) and Go bindings with clang, and the syscall table
+	$(GO) generate ./bpf ./syscalls ./bench/peer
 
 test: ## run every test; as root the real-kernel tests run too
 	$(GO) test $(TESTFLAGS) ./...

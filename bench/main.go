@@ -25,6 +25,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
+	"github.com/capsrec/capsrec/bench/peer"
 	"github.com/capsrec/capsrec/bpf"
 	"github.com/capsrec/capsrec/output"
 	"github.com/capsrec/capsrec/recorder"
@@ -195,6 +196,9 @@ func run() error {
 			scenario{"capsrec --attach " + m + " -o json > /dev/null", *checks, capsrec("--attach", m, "-o", "json")},
 			scenario{"capsrec --attach " + m + ", all filtered in kernel", *checks, capsrec("--attach", m, "-o", "json", "--cap", "chown")},
 			scenario{"capsrec profile --live --attach " + m, *checks, live("--attach", m)})
+		if m == "kprobe" {
+			scenarios = append(scenarios, scenario{"peer: libbpf-tools capable (kprobe, perf buffer)", *checks, runCapablePeer})
+		}
 	}
 	// bpftrace's tracepoint probes need tracefs mounted; the bench does not mount it (it leaves the host as it is).
 	_, tracefs := os.Stat("/sys/kernel/tracing/events/capability/cap_capable")
@@ -368,6 +372,25 @@ func runChecker(self string, n, rate int) (*result, error) {
 	return &result{nsPerCheck: []float64{ns}, checks: n}, nil
 }
 
+// runCapablePeer prices libbpf-tools' capable (kprobe + kretprobe, a perf
+// buffer, one formatted line per check) on the same checks.
+func runCapablePeer(n int) (*result, error) {
+	c, err := peer.Open(io.Discard)
+	if err != nil {
+		return nil, err
+	}
+	self, _ := os.Executable()
+	res, err := runChecker(self, n, 0)
+	bpfNs := bpfNsPerRun()
+	c.Close()
+	if err == nil {
+		res.bpfNs = bpfNs
+		res.printed, res.lost = int(c.Events), int(c.Lost)
+		res.eventsPerSec = float64(res.printed) / (res.nsPerCheck[0] * float64(n) / 1e9)
+	}
+	return res, err
+}
+
 func runNoop(n int) (*result, error) {
 	s, err := bpf.OpenNoop()
 	if err != nil {
@@ -384,7 +407,7 @@ func runNoop(n int) (*result, error) {
 
 // capPrograms are the programs on cap_capable, by the prefix of their names
 // the kernel keeps (15 characters; cilium/ebpf may give back the whole name).
-var capPrograms = []string{"tp_cap_capable", "fexit_cap_capab", "kprobe_cap_capa", "kretprobe_cap_c", "noop_cap_capabl"}
+var capPrograms = []string{"tp_cap_capable", "fexit_cap_capab", "kprobe_cap_capa", "kretprobe_cap_c", "noop_cap_capabl", "peer_capable_en", "peer_capable_ex"}
 
 func isCapProgram(name string) bool {
 	for _, p := range capPrograms {
