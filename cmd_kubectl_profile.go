@@ -50,6 +50,7 @@ func kubectlProfileCommand() *cli.Command {
 type nodeRun struct {
 	node   string
 	pods   []string
+	image  string // to copy capsrec into
 	prof   *profile.Profile
 	checks atomic.Int64
 	ready  atomic.Bool
@@ -99,14 +100,14 @@ func kubectlProfile(c *cli.Context) error {
 
 // recordNodes runs a recorder on every node at once and reads each one's JSON
 // into its own profile.
-func recordNodes(ctx context.Context, s *pluginSession, w kubeplugin.Workload, nodes map[string][]string, save *lockedWriter) []*nodeRun {
+func recordNodes(ctx context.Context, s *pluginSession, w kubeplugin.Workload, nodes map[string]*kubeplugin.NodePods, save *lockedWriter) []*nodeRun {
 	args := []string{"record", "-o", "json", "--color", "never", "--namespace", w.Namespace, "--selector", w.Selector.String()}
 	if d := s.c.Duration("duration"); d > 0 {
 		args = append(args, "--duration", d.String())
 	}
 	var runs []*nodeRun
-	for node, pods := range nodes {
-		runs = append(runs, &nodeRun{node: node, pods: pods, prof: profile.New()})
+	for node, np := range nodes {
+		runs = append(runs, &nodeRun{node: node, pods: np.Pods, image: np.Image, prof: profile.New()})
 	}
 	slices.SortFunc(runs, func(a, b *nodeRun) int { return strings.Compare(a.node, b.node) })
 	stopProgress := showProgress(s.c, runs)
@@ -115,7 +116,7 @@ func recordNodes(ctx context.Context, s *pluginSession, w kubeplugin.Workload, n
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.err = recordNode(ctx, s, w, r, args, save)
+			r.err = recordNode(ctx, s, r, args, save)
 		}()
 	}
 	wg.Wait()
@@ -123,12 +124,8 @@ func recordNodes(ctx context.Context, s *pluginSession, w kubeplugin.Workload, n
 	return runs
 }
 
-func recordNode(ctx context.Context, s *pluginSession, w kubeplugin.Workload, r *nodeRun, args []string, save *lockedWriter) error {
-	image, err := podImage(ctx, s, w.Namespace, r.pods[0])
-	if err != nil {
-		return err
-	}
-	np, err := s.startRecorder(ctx, r.node, image, args)
+func recordNode(ctx context.Context, s *pluginSession, r *nodeRun, args []string, save *lockedWriter) error {
+	np, err := s.startRecorder(ctx, r.node, r.image, args)
 	if err != nil {
 		return err
 	}
@@ -147,14 +144,6 @@ func recordNode(ctx context.Context, s *pluginSession, w kubeplugin.Workload, r 
 	err = streamNodePod(ctx, np, pw, &r.stderr, func() error { r.ready.Store(true); return nil }, nil)
 	pw.Close()
 	return errors.Join(err, <-read)
-}
-
-func podImage(ctx context.Context, s *pluginSession, ns, pod string) (string, error) {
-	p, err := s.client.RunningPod(ctx, ns, pod, "")
-	if err != nil {
-		return "", err
-	}
-	return p.Spec.Containers[0].Image, nil
 }
 
 // showProgress keeps one line on a terminal's stderr: nodes ready, checks seen.

@@ -97,17 +97,30 @@ var kindNames = map[string]string{
 	"rs": "replicaset", "replicaset": "replicaset", "replicasets": "replicaset", "replicaset.apps": "replicaset",
 }
 
+// NodePods are a workload's running pods on one node, and the image of the
+// first one's first container: already on the node, to copy capsrec into.
+type NodePods struct {
+	Pods  []string
+	Image string
+}
+
 // NodesOf lists the nodes that run the workload's pods now, with their running pods.
-func (c *Client) NodesOf(ctx context.Context, w Workload) (map[string][]string, error) {
+func (c *Client) NodesOf(ctx context.Context, w Workload) (map[string]*NodePods, error) {
 	pods, err := c.listPods(ctx, w.Namespace, w.Selector.String())
 	if err != nil {
 		return nil, c.Explain(err, "listing the pods of "+w.String())
 	}
-	nodes := map[string][]string{}
+	nodes := map[string]*NodePods{}
 	for _, p := range pods.Items {
-		if p.Status.Phase == corev1.PodRunning && p.Spec.NodeName != "" {
-			nodes[p.Spec.NodeName] = append(nodes[p.Spec.NodeName], p.Name)
+		if p.Status.Phase != corev1.PodRunning || p.Spec.NodeName == "" {
+			continue
 		}
+		n := nodes[p.Spec.NodeName]
+		if n == nil {
+			n = &NodePods{Image: p.Spec.Containers[0].Image}
+			nodes[p.Spec.NodeName] = n
+		}
+		n.Pods = append(n.Pods, p.Name)
 	}
 	if len(nodes) == 0 {
 		return nil, fmt.Errorf("%s: no pod runs (%d found): there is nothing to record", w, len(pods.Items))
