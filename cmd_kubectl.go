@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/capsrec/capsrec/enrich"
 	"github.com/capsrec/capsrec/kubeplugin"
 )
 
@@ -129,17 +130,17 @@ func (s *pluginSession) nodePodSpec(ctx context.Context, node, fallbackImage str
 	if err != nil {
 		return kubeplugin.NodePodSpec{}, err
 	}
-	spec := kubeplugin.NodePodSpec{Namespace: s.podNS, Node: node, PullPolicy: s.pullPolicy, RuntimeEndpoint: facts.RuntimeEndpoint, Deadline: s.deadline,
+	spec := kubeplugin.NodePodSpec{Namespace: s.podNS, Node: node, PullPolicy: s.pullPolicy, Deadline: s.deadline,
 		OldKernel: kubeplugin.KernelBefore(facts.Kernel, 5, 11)}
-	if ep := s.c.String("runtime-endpoint"); ep != "" {
-		if !strings.Contains(ep, "://") {
-			ep = "unix://" + ep
-		}
-		spec.RuntimeEndpoint = ep
+	ep, from := facts.RuntimeEndpoint, facts.EndpointFrom
+	if flag := s.c.String("runtime-endpoint"); flag != "" {
+		ep, from = flag, "--runtime-endpoint"
 	}
-	if !strings.HasPrefix(spec.RuntimeEndpoint, "unix:///") {
-		return spec, fmt.Errorf("node %s: runtime endpoint %q is not a unix socket path (see --runtime-endpoint)", node, spec.RuntimeEndpoint)
+	sock, ok := enrich.SocketPath(ep)
+	if !ok || !filepath.IsAbs(sock) {
+		return spec, fmt.Errorf("node %s: runtime endpoint %q (from %s) is not a unix socket path (see --runtime-endpoint)", node, ep, from)
 	}
+	spec.RuntimeEndpoint = "unix://" + sock
 	spec.Args = append([]string{"--runtime-endpoint", spec.RuntimeEndpoint}, args...)
 	if img := s.c.String("image"); img != "" {
 		spec.Image, spec.Binary = img, "/capsrec"

@@ -189,7 +189,7 @@ type readyLineFilter struct {
 func (f *readyLineFilter) Write(p []byte) (int, error) {
 	f.partial = append(f.partial, p...)
 	for {
-		i := strings.IndexByte(string(f.partial), '\n')
+		i := bytes.IndexByte(f.partial, '\n')
 		if i < 0 {
 			break
 		}

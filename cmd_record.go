@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -561,21 +560,22 @@ func classifyChecks(c *cli.Context, cfg *bpf.Config) (runtimePaths []string, sym
 	return runtimePaths, func() *callsite.Table { return result().syms }
 }
 
+// runtimeEndpoints are --runtime-endpoint, or else the defaults.
+func runtimeEndpoints(c *cli.Context) (endpoints []string, configured bool) {
+	if ep := c.String("runtime-endpoint"); ep != "" {
+		return []string{ep}, true
+	}
+	return enrich.DefaultEndpoints, false
+}
+
 // runtimeServerRoots are the roots of the runtime servers that listen on the
 // configured or default sockets: in a node pod the runtimes live there.
 func runtimeServerRoots(c *cli.Context) []runtimes.Root {
-	endpoints := enrich.DefaultEndpoints
-	if ep := c.String("runtime-endpoint"); ep != "" {
-		endpoints = []string{ep}
-	}
+	endpoints, _ := runtimeEndpoints(c)
 	var roots []runtimes.Root
 	for _, ep := range endpoints {
-		if sock, ok := strings.CutPrefix(ep, "unix://"); ok {
+		if sock, ok := enrich.SocketPath(ep); ok {
 			if r, err := runtimes.ServerRoot(sock); err == nil {
-				roots = append(roots, r)
-			}
-		} else if strings.HasPrefix(ep, "/") {
-			if r, err := runtimes.ServerRoot(ep); err == nil {
 				roots = append(roots, r)
 			}
 		}
@@ -587,11 +587,7 @@ func runtimeServerRoots(c *cli.Context) []runtimes.Root {
 // answers. With warn it says so once when none does, unless nothing was
 // configured and no default socket exists: a machine without containers.
 func dialRuntime(c *cli.Context, warn bool) (*enrich.CRI, error) {
-	endpoints := enrich.DefaultEndpoints
-	configured := c.String("runtime-endpoint") != ""
-	if configured {
-		endpoints = []string{c.String("runtime-endpoint")}
-	}
+	endpoints, configured := runtimeEndpoints(c)
 	cri, err := enrich.DialCRI(endpoints, 2*time.Second)
 	if err != nil && warn && (configured || enrich.AnySocket(endpoints)) {
 		fmt.Fprintf(c.App.ErrWriter, "capsrec: warning: %s; checks go on without pod fields\n", oneLine(err))

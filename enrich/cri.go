@@ -54,11 +54,16 @@ func AnySocket(endpoints []string) bool {
 	return false
 }
 
-func dial(endpoint string, timeout time.Duration) (*CRI, error) {
-	path, ok := strings.CutPrefix(endpoint, "unix://")
-	if !ok && strings.HasPrefix(endpoint, "/") {
-		path, ok = endpoint, true // a bare socket path, as crictl takes it
+// SocketPath is a runtime endpoint's socket: unix://PATH, or a bare path as crictl takes it.
+func SocketPath(endpoint string) (string, bool) {
+	if path, ok := strings.CutPrefix(endpoint, "unix://"); ok {
+		return path, true
 	}
+	return endpoint, strings.HasPrefix(endpoint, "/")
+}
+
+func dial(endpoint string, timeout time.Duration) (*CRI, error) {
+	path, ok := SocketPath(endpoint)
 	if !ok {
 		return nil, fmt.Errorf("runtime endpoint %q: only unix:// sockets (or a socket's path) are supported", endpoint)
 	}

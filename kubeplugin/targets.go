@@ -132,7 +132,7 @@ func (c *Client) NodesOf(ctx context.Context, w Workload) (map[string]*NodePods,
 type NodeFacts struct {
 	OS, Arch        string
 	Kernel          string // uname -r
-	RuntimeEndpoint string // unix:///...
+	RuntimeEndpoint string // as read: unix:///PATH or PATH
 	EndpointFrom    string // where RuntimeEndpoint was read
 }
 
@@ -152,9 +152,6 @@ func (c *Client) Node(ctx context.Context, name string) (NodeFacts, error) {
 		f.RuntimeEndpoint, f.EndpointFrom = ep, "the kubelet's configuration"
 	} else if ep := n.Annotations["kubeadm.alpha.kubernetes.io/cri-socket"]; ep != "" {
 		f.RuntimeEndpoint, f.EndpointFrom = ep, "the kubeadm annotation"
-	}
-	if !strings.Contains(f.RuntimeEndpoint, "://") {
-		f.RuntimeEndpoint = "unix://" + f.RuntimeEndpoint
 	}
 	return f, nil
 }
