@@ -78,7 +78,7 @@ func contextWorkerSteps() {
 		fail(err)
 	}
 	step(here())
-	if err := os.WriteFile(filepath.Join(os.Getenv("CAPSREC_TEST_CGROUP_DIR"), "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(cgroup, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		fail(err)
 	}
 	s := here()
@@ -169,7 +169,7 @@ func TestContextChangesBetweenChecks(t *testing.T) {
 	for _, method := range methodsUnderTest(t) {
 		t.Run(method, func(t *testing.T) {
 			cgroup := scratchCgroup(t)
-			worker, start, out := startWorker(t, "steps", "CAPSREC_TEST_CGROUP="+cgroup, "CAPSREC_TEST_CGROUP_DIR="+cgroup)
+			worker, start, out := startWorker(t, "steps", "CAPSREC_TEST_CGROUP="+cgroup)
 			s := testutil.Record(t, "--attach", method, "-o", "json", "--cap", "syslog", "--pid", strconv.Itoa(worker.Process.Pid))
 			_, _ = start.Write([]byte("go\n"))
 			start.Close()
