@@ -119,7 +119,10 @@ func runLive(c *cli.Context, format string, colored bool, filter profile.Filter)
 	if interval < 0 || duration < 0 {
 		return errors.New("--interval and --duration want 0 or more")
 	}
-	cfg := bpf.Config{SelfTgid: uint32(os.Getpid()), TrackProcesses: true, Aggregate: true, WakeupBytes: 1 << 20}
+	// Counted in the kernel, only a key's first check comes whole; most of the
+	// ring is for exec records (10 KiB each): 4 MiB holds 400, and costs 8 MiB of RSS.
+	cfg := bpf.Config{SelfTgid: uint32(os.Getpid()), TrackProcesses: true, Aggregate: true,
+		RingBufferSize: 4 << 20, WakeupBytes: 512 << 10}
 	if err := loadBTFFlag(c, &cfg); err != nil {
 		return err
 	}

@@ -52,7 +52,7 @@ var recordCommand = &cli.Command{
 		&cli.DurationFlag{Name: "duration", Usage: "stop after this long (e.g. 30s); 0 runs until Ctrl-C"},
 		&cli.IntFlag{Name: "count", Usage: "stop after printing this many checks; 0 means no limit"},
 		&cli.StringFlag{Name: "ready-file", Usage: "write this file once the hooks are attached (for scripts)"},
-		&cli.IntFlag{Name: "ring-buffer", Value: 4096, Usage: "ring buffer size in KiB, a power of two of at least 4; it costs twice its size in RSS (mapped twice), so 1048576 costs 2 GiB"},
+		&cli.IntFlag{Name: "ring-buffer", Value: 1024, Usage: "ring buffer size in KiB, a power of two of at least 4; it costs twice its size in RSS (mapped twice), so 1048576 costs 2 GiB"},
 		&cli.BoolFlag{Name: "summary", Usage: "at exit, print the session's capability profile on stderr", DefaultText: "when stderr is a terminal"},
 		&cli.StringSliceFlag{Name: "pod", Usage: "only checks in this pod (name or glob); repeatable; filtered in the kernel"},
 		&cli.StringSliceFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "only pods in this namespace (name or glob); repeatable"},
@@ -127,6 +127,9 @@ func runRecord(c *cli.Context) error {
 	if inNodePod() {
 		fmt.Fprintln(c.App.ErrWriter, nodePodReadyLine)
 	}
+	// Loading left garbage (the kernel's BTF, verifier logs): give it back now,
+	// not when the scavenger gets to it, so that a standing recorder is small.
+	debug.FreeOSMemory()
 	return record(c, plan, ls, enricher)
 }
 

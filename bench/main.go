@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -29,6 +30,7 @@ import (
 	"github.com/capsrec/capsrec/bpf"
 	"github.com/capsrec/capsrec/output"
 	"github.com/capsrec/capsrec/recorder"
+	"github.com/capsrec/capsrec/ring"
 )
 
 func main() {
@@ -73,14 +75,15 @@ type result struct {
 }
 
 var (
-	checks   = flag.Int("n", 2_000_000, "checks per run")
-	rounds   = flag.Int("rounds", 3, "rounds; each scenario's median is reported")
-	out      = flag.String("write", "", "also write the results as Markdown to this file")
-	capsBin  = flag.String("capsrec", "", "capsrec binary (default: build one)")
-	methods  = flag.String("methods", "", "attach methods to measure capsrec with, comma-separated (default: auto only)")
-	onlyProf = flag.Bool("profile-only", false, "measure only capsrec profile")
-	only     = flag.String("only", "", "run only the scenarios whose name matches this regexp (with the no-recorder and no-op baselines)")
-	before   = flag.String("before", "", "a capsrec binary from before slim check records (issue 11): its rows run beside today's")
+	checks     = flag.Int("n", 2_000_000, "checks per run")
+	rounds     = flag.Int("rounds", 3, "rounds; each scenario's median is reported")
+	out        = flag.String("write", "", "also write the results as Markdown to this file")
+	capsBin    = flag.String("capsrec", "", "capsrec binary (default: build one)")
+	methods    = flag.String("methods", "", "attach methods to measure capsrec with, comma-separated (default: auto only)")
+	onlyProf   = flag.Bool("profile-only", false, "measure only capsrec profile")
+	only       = flag.String("only", "", "run only the scenarios whose name matches this regexp (with the no-recorder and no-op baselines)")
+	before     = flag.String("before", "", "an earlier capsrec binary: its rows run beside today's")
+	beforeName = flag.String("before-name", "before", "what the -before rows are called")
 )
 
 func run() error {
@@ -150,7 +153,7 @@ func run() error {
 			return runCapsrec(bin, self, n, 0, append([]string{"profile", "--live", "-o", "json"}, args...)...)
 		}
 	}
-	// The binary from before issue 11 (one fat record per check), same runs otherwise.
+	// An earlier capsrec (-before), same runs otherwise.
 	withBefore := func(paced int, args ...string) func(int) (*result, error) {
 		return func(n int) (*result, error) { return runCapsrec(*before, self, n, paced, args...) }
 	}
@@ -166,7 +169,8 @@ func run() error {
 	// The no-op floor sits on the tracepoint, which older kernels lack.
 	if noop, err := bpf.OpenNoop(); err == nil {
 		noop.Close()
-		scenarios = append(scenarios, scenario{"no-op BPF program (floor)", *checks, runNoop})
+		scenarios = append(scenarios, scenario{"no-op BPF program (floor)", *checks, runNoop},
+			scenario{"record floor: reserve, stamp, submit", *checks, runRecordFloor})
 	}
 	if *methods == "" {
 		scenarios = append(scenarios,
@@ -182,10 +186,10 @@ func run() error {
 			scenario{"capsrec profile --live (counted in kernel)", *checks, live()})
 		if *before != "" {
 			scenarios = append(scenarios,
-				scenario{"before issue 11: -o json > /dev/null", *checks, withBefore(0, "record", "-o", "json")},
-				scenario{"before issue 11: json at 200k/s", 400_000, withBefore(200_000, "record", "-o", "json")},
-				scenario{"before issue 11: -o compact > /dev/null", *checks, withBefore(0, "record", "-o", "compact")},
-				scenario{"before issue 11: profile --live", *checks, withBefore(0, "profile", "--live", "-o", "json")})
+				scenario{*beforeName + ": -o json > /dev/null", *checks, withBefore(0, "record", "-o", "json")},
+				scenario{*beforeName + ": json at 200k/s", 400_000, withBefore(200_000, "record", "-o", "json")},
+				scenario{*beforeName + ": -o compact > /dev/null", *checks, withBefore(0, "record", "-o", "compact")},
+				scenario{*beforeName + ": profile --live", *checks, withBefore(0, "profile", "--live", "-o", "json")})
 		}
 	}
 	for _, m := range strings.Split(*methods, ",") {
@@ -304,9 +308,11 @@ func format(rs []*result, paced *result) string {
 		if r.bpfNs > 0 {
 			cells[5] = fmt.Sprintf("%.0f", r.bpfNs)
 		}
-		if r.rssKiB > 0 {
+		if r.rssKiB > 0 || r.eventsPerSec > 0 {
 			cells[6] = fmt.Sprintf("%.0f", r.eventsPerSec)
 			cells[7] = strconv.Itoa(r.lost)
+		}
+		if r.rssKiB > 0 {
 			cells[8] = fmt.Sprintf("%.1f MiB", float64(r.rssKiB)/1024)
 			if r.ready > 0 {
 				cells[9] = fmt.Sprintf("%d ms", r.ready.Milliseconds())
@@ -405,9 +411,48 @@ func runNoop(n int) (*result, error) {
 	return res, err
 }
 
+// runRecordFloor: a program that only reserves, stamps and submits one record
+// per check, drained as capsrec drains its ring: the least any design that
+// sends a record per check pays on this kernel.
+func runRecordFloor(n int) (*result, error) {
+	s, err := bpf.OpenRecordFloor()
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	rd, err := ring.New(s.Events())
+	if err != nil {
+		return nil, err
+	}
+	var stop atomic.Bool
+	done := make(chan int)
+	go func() {
+		defer rd.Close()
+		got := 0
+		for !stop.Load() {
+			if ok, _ := rd.Wait(time.Millisecond); ok {
+				k, _ := rd.Read(func([]byte) error { return nil })
+				got += k
+			}
+		}
+		done <- got
+	}()
+	self, _ := os.Executable()
+	res, err := runChecker(self, n, 0)
+	stop.Store(true)
+	got := <-done
+	if err != nil {
+		return nil, err
+	}
+	res.bpfNs = bpfNsPerRun()
+	res.printed, res.lost = got, max(0, n-got)
+	res.eventsPerSec = float64(got) / (res.nsPerCheck[0] * float64(n) / 1e9)
+	return res, nil
+}
+
 // capPrograms are the programs on cap_capable, by the prefix of their names
 // the kernel keeps (15 characters; cilium/ebpf may give back the whole name).
-var capPrograms = []string{"tp_cap_capable", "fexit_cap_capab", "kprobe_cap_capa", "kretprobe_cap_c", "noop_cap_capabl", "peer_capable_en", "peer_capable_ex"}
+var capPrograms = []string{"tp_cap_capable", "fexit_cap_capab", "kprobe_cap_capa", "kretprobe_cap_c", "noop_cap_capabl", "floor_cap_capab", "peer_capable_en", "peer_capable_ex"}
 
 func isCapProgram(name string) bool {
 	for _, p := range capPrograms {

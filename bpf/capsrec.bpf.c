@@ -46,7 +46,8 @@ const volatile __u32 verify_every = 1024;
  * it, or it walks the binary search once per constant index and never prunes. */
 __u32 n_sites = 0;
 
-/* Wake the reader only past this many bytes; below it the reader polls. 0: wake on every record. */
+/* Each CPU wakes the reader once it has sent this many bytes since its last
+ * wake-up; below that the reader polls. 0: wake on every record. */
 const volatile __u32 wakeup_bytes = 0;
 
 struct {
@@ -183,20 +184,26 @@ const struct walk_state *const unused_walk_state __attribute__((unused)) = 0;
 const struct walk_cache *const unused_walk_cache __attribute__((unused)) = 0;
 
 /*
- * Wakes the reader only for the record that carries the unread data across
- * wakeup_bytes: a reader that lags is awake and reading anyway, and a wake-up
- * per record (~800 ns) is what batching is for. Below the threshold the
- * reader finds records by polling.
+ * Wakes the reader once per wakeup_bytes this CPU sent: a reader that lags is
+ * awake and reading anyway, and a wake-up per record (~800 ns) is what
+ * batching is for. Counted per CPU, not asked of the ring (a helper call per
+ * record): the reader's poll picks up what a quiet CPU leaves below the mark.
  */
 static __always_inline void submit(void *rec, __u64 size)
 {
 	__u64 flags = 0;
 	if (wakeup_bytes) {
-		/* The reservation has already moved the producer: avail includes this record and its 8-byte header. */
-		__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+		__u32 zero = 0;
+		struct check_stats *st = bpf_map_lookup_elem(&stats, &zero);
+
 		flags = BPF_RB_NO_WAKEUP;
-		if (avail >= wakeup_bytes && avail < wakeup_bytes + size + 8)
-			flags = BPF_RB_FORCE_WAKEUP;
+		if (st) {
+			st->unwoken_bytes += size + 8;
+			if (st->unwoken_bytes >= wakeup_bytes) {
+				st->unwoken_bytes = 0;
+				flags = BPF_RB_FORCE_WAKEUP;
+			}
+		}
 	}
 	bpf_ringbuf_submit(rec, flags);
 }
@@ -219,7 +226,7 @@ static __always_inline bool comm_matches(void)
  * The filters that need only the check's entry arguments: the kprobe path runs
  * them before it stores anything, the others right away.
  */
-static __always_inline bool keep_check(__u64 pid_tgid, int cap)
+static __always_inline bool keep_check(__u64 pid_tgid, int cap, struct task_struct *task)
 {
 	if (cap < 0 || cap > 63 || !(cap_mask & (1ULL << cap)))
 		return false;
@@ -231,7 +238,8 @@ static __always_inline bool keep_check(__u64 pid_tgid, int cap)
 	if (filter_comm && !comm_matches())
 		return false;
 	if (filter_cgroups) {
-		__u64 cg = bpf_get_current_cgroup_id();
+		/* With a task BTF pointer, what bpf_get_current_cgroup_id() returns, without the call. */
+		__u64 cg = task ? task->cgroups->dfl_cgrp->kn->id : bpf_get_current_cgroup_id();
 		bool listed = bpf_map_lookup_elem(&cgroup_filter, &cg) != 0;
 		if (listed != (filter_cgroups == 1))
 			return false;
@@ -660,16 +668,16 @@ static __always_inline void read_comm_probe(char *dst, struct task_struct *task)
  * must also be sent whole: the key's first check (it names the subject), or
  * any check once the map is full.
  */
-static __always_inline bool aggregated(struct check_stats *st, int cap, __u32 opts, int ret, bool has_opts,
-				       bool btf, __u8 class, bool override)
+static __always_inline bool aggregated(struct check_stats *st, struct task_struct *task, int cap, __u32 opts, int ret,
+				       bool has_opts, bool btf, __u8 class, bool override)
 {
 	struct agg_key k = {};
 	struct agg_value *v, init = {.count = 1};
 
 	if (btf)
-		agg_key_btf(&k, bpf_get_current_task_btf(), cap, opts, ret, has_opts, class, override);
+		agg_key_btf(&k, task, cap, opts, ret, has_opts, class, override);
 	else
-		agg_key_probe(&k, (struct task_struct *)bpf_get_current_task(), cap, opts, ret, has_opts, class, override);
+		agg_key_probe(&k, task, cap, opts, ret, has_opts, class, override);
 	init.last_ktime = bpf_ktime_get_boot_ns();
 	v = bpf_map_lookup_elem(&agg, &k);
 	if (v) {
@@ -717,46 +725,34 @@ static __always_inline bool same_key(const struct ctx_key *a, const struct ctx_k
 }
 
 /*
- * Makes sure user space has the calling thread's context: sends a ctx_event
- * when the context differs from the last one sent for this thread, or none is
- * known (evicted, or never sent). Returns the context's seq, 0 when it could
- * not be sent: then nothing is remembered, so the next check tries again, and
- * no check is ever joined to a context user space did not get.
+ * Sends the calling thread's context, now (its key, filled): it differs from
+ * the one last sent for the thread (last), or none is known (evicted, or never
+ * sent). Returns the context's seq, 0 when it could not be sent: then nothing
+ * is remembered, so the next check tries again, and no check is ever joined to
+ * a context user space did not get.
  */
-static __always_inline __u32 send_context(struct check_stats *st, __u64 pid_tgid, const struct cred *cred, bool btf,
-					  __u64 *cgroup_id)
+static __always_inline __u32 send_context(struct check_stats *st, struct task_struct *task, __u64 pid_tgid,
+					  const struct cred *cred, bool btf, struct ctx_sent *now)
 {
-	__u32 tid = (__u32)pid_tgid, zero = 0;
-	struct ctx_sent *now, *last;
+	__u32 tid = (__u32)pid_tgid;
 	struct ctx_event *ev;
 
-	now = bpf_map_lookup_elem(&ctx_scratch, &zero);
-	if (!now)
-		return 0;
-	if (btf)
-		fill_ctx_key_btf(&now->key, bpf_get_current_task_btf(), cred);
-	else
-		fill_ctx_key_probe(&now->key, (struct task_struct *)bpf_get_current_task(), cred);
-	last = bpf_map_lookup_elem(&ctx_sent, &tid);
-	*cgroup_id = now->key.cgroup_id;
-	if (last && same_key(&last->key, &now->key))
-		return last->seq;
 	/* Never 0; a new entry starts anywhere, so that a reused tid's seq is not its predecessor's. */
-	now->seq = last ? last->seq + 1 : (__u32)bpf_ktime_get_ns();
+	now->seq = now->seq ? now->seq + 1 : (__u32)bpf_ktime_get_ns();
 	now->seq += !now->seq;
+	now->changed = 0;
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev)
 		return 0;
 	if (btf)
-		fill_ctx_event_btf(ev, bpf_get_current_task_btf(), pid_tgid, cred, &now->key, now->seq);
+		fill_ctx_event_btf(ev, task, pid_tgid, cred, &now->key, now->seq);
 	else
-		fill_ctx_event_probe(ev, (struct task_struct *)bpf_get_current_task(), pid_tgid, cred, &now->key, now->seq);
+		fill_ctx_event_probe(ev, task, pid_tgid, cred, &now->key, now->seq);
 	submit(ev, sizeof(*ev));
 	bpf_map_update_elem(&ctx_sent, &tid, now, BPF_ANY);
 	st->contexts++;
 	return now->seq;
 }
-
 
 static __always_inline bool noaudit(__u32 opts, bool has_opts)
 {
@@ -775,27 +771,54 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 					__u32 opts, int ret, __u8 method, bool has_opts, bool btf,
 					struct call_site *site)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid, zero = 0, ctx_seq;
 	struct call_site cs = {};
 	struct check_stats *st;
+	struct ctx_sent *now, *last;
+	struct task_struct *task;
 	struct cap_event *ev;
-	bool runtime, override;
-	__u64 cgroup_id = 0;
-	__u32 ctx_seq;
+	__u64 pid_tgid;
+	bool override;
 	__u8 class;
 
+	/* A helper call costs tens of ns here: with a BTF task, ids are two loads. */
+	if (btf) {
+		task = bpf_get_current_task_btf();
+		pid_tgid = (__u64)task->tgid << 32 | (__u32)task->pid;
+	} else {
+		task = (struct task_struct *)bpf_get_current_task();
+		pid_tgid = bpf_get_current_pid_tgid();
+	}
+	tid = (__u32)pid_tgid;
 	if ((pid_tgid >> 32) == self_tgid)
 		return 0;
 	st = stats_here();
 	if (!st)
 		return 0;
 	st->seen++;
-	if (!keep_check(pid_tgid, cap) || !keep_verdict(ret)) {
+	if (!keep_check(pid_tgid, cap, btf ? task : NULL) || !keep_verdict(ret)) {
 		st->filtered++;
 		return 0;
 	}
-	runtime = runtime_task(pid_tgid >> 32);
-	if (runtime && hidden(CLASS_RUNTIME)) {
+	now = bpf_map_lookup_elem(&ctx_scratch, &zero);
+	if (!now)
+		return 0;
+	if (btf)
+		fill_ctx_key_btf(&now->key, task, cred);
+	else
+		fill_ctx_key_probe(&now->key, task, cred);
+	/* The runtime mark rides with the context: it changes only at exec (which
+	 * forgets the thread's context) and fork (a new thread). What the lookup
+	 * found goes to the scratch, not the stack: the verifier then does not walk
+	 * the rest once per outcome. */
+	last = bpf_map_lookup_elem(&ctx_sent, &tid);
+	now->seq = last ? last->seq : 0;
+	now->changed = !last || !same_key(&last->key, &now->key);
+	if (now->changed)
+		now->runtime = runtime_task(pid_tgid >> 32);
+	else
+		now->runtime = last->runtime;
+	if (now->runtime && hidden(CLASS_RUNTIME)) {
 		st->hidden[CLASS_RUNTIME]++;
 		return 0;
 	}
@@ -806,18 +829,18 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 	if (cs.failed)
 		st->unwind_failed++;
 	if (btf)
-		override = override_creds_btf(bpf_get_current_task_btf(), cred);
+		override = override_creds_btf(task, cred);
 	else
-		override = override_creds_probe((struct task_struct *)bpf_get_current_task(), cred);
-	class = check_class(runtime, cs.probe || noaudit(opts, has_opts), override);
+		override = override_creds_probe(task, cred);
+	class = check_class(now->runtime, cs.probe || noaudit(opts, has_opts), override);
 	if (hidden(class)) {
 		if (class < CLASS_COUNT)
 			st->hidden[class]++;
 		return 0;
 	}
-	if (aggregate && aggregated(st, cap, opts, ret, has_opts, btf, class, override))
+	if (aggregate && aggregated(st, task, cap, opts, ret, has_opts, btf, class, override))
 		return 0;
-	ctx_seq = send_context(st, pid_tgid, cred, btf, &cgroup_id);
+	ctx_seq = now->changed ? send_context(st, task, pid_tgid, cred, btf, now) : now->seq;
 	if (!ctx_seq) {
 		st->lost++; /* its context could not be sent: the check is not sent either */
 		return 0;
@@ -828,11 +851,11 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 		return 0;
 	}
 	if (btf)
-		fill_cap_event_btf(ev, bpf_get_current_task_btf(), pid_tgid, targ_ns, cap, opts, ret, method, has_opts,
-				   &cs, class, override, cgroup_id, ctx_seq);
+		fill_cap_event_btf(ev, task, pid_tgid, targ_ns, cap, opts, ret, method, has_opts, &cs, class, override,
+				   now->key.cgroup_id, ctx_seq);
 	else
-		fill_cap_event_probe(ev, (struct task_struct *)bpf_get_current_task(), pid_tgid, targ_ns, cap, opts, ret,
-				     method, has_opts, &cs, class, override, cgroup_id, ctx_seq);
+		fill_cap_event_probe(ev, task, pid_tgid, targ_ns, cap, opts, ret, method, has_opts, &cs, class, override,
+				     now->key.cgroup_id, ctx_seq);
 	submit(ev, sizeof(*ev));
 	return 0;
 }
@@ -870,7 +893,7 @@ int BPF_KPROBE(kprobe_cap_capable, const struct cred *cred, struct user_namespac
 		return 0;
 	/* The call site must be read here: at the return cap_capable's frame is gone. */
 	struct check_stats *st = stats_here();
-	if (classify_sites && st && keep_check(pid_tgid, cap)) {
+	if (classify_sites && st && keep_check(pid_tgid, cap, NULL)) {
 		/* Always the kernel's unwinder here: where a kprobe's sp points differs
 		 * between kprobe mechanisms (int3, ftrace), and kprobes are the slow path anyway. */
 		__u64 ips[STACK_DEPTH];
@@ -1019,6 +1042,10 @@ static __always_inline int on_exec(struct task_struct *task, struct linux_binprm
 	bool unlinked;
 	__u8 runtime;
 
+	__u32 tid = BPF_CORE_READ(task, pid);
+
+	/* The runtime mark cached with the thread's context may change below. */
+	bpf_map_delete_elem(&ctx_sent, &tid);
 	if (!track_processes)
 		return 0;
 	exe = BPF_CORE_READ(task, mm, exe_file);
@@ -1156,5 +1183,30 @@ int BPF_PROG(raw_sched_process_exit, struct task_struct *task)
 SEC("tp_btf/cap_capable")
 int BPF_PROG(noop_cap_capable)
 {
+	return 0;
+}
+
+/* The floor of any design that sends a record per check: reserve one
+ * cap_event, stamp it (time, thread, capability, verdict) and submit it
+ * without waking the reader. Benchmarks only. */
+SEC("tp_btf/cap_capable")
+int BPF_PROG(floor_cap_capable, const struct cred *cred, struct user_namespace *targ_ns,
+	     const struct user_namespace *capable_ns, int cap, int ret)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct cap_event *ev;
+
+	if ((pid_tgid >> 32) == self_tgid)
+		return 0;
+	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev)
+		return 0;
+	ev->hdr.type = EVENT_CAP;
+	ev->hdr.tgid = pid_tgid >> 32;
+	ev->hdr.ktime = bpf_ktime_get_boot_ns();
+	ev->tid = (__u32)pid_tgid;
+	ev->cap = cap;
+	ev->ret = ret;
+	bpf_ringbuf_submit(ev, BPF_RB_NO_WAKEUP);
 	return 0;
 }

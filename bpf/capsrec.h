@@ -122,6 +122,7 @@ struct check_stats {
 	__u64 walk_verified;  /* fast walks checked against the unwinder */
 	__u64 walk_mismatch;  /* ... that disagreed (the fast walk then turns itself off) */
 	__u64 contexts;       /* ctx_events sent: a task's context changed, or was not known */
+	__u64 unwoken_bytes;  /* sent from this CPU since it last woke the reader */
 };
 
 struct event_header {
@@ -208,7 +209,9 @@ struct ctx_key {
 struct ctx_sent {
 	struct ctx_key key;
 	__u32 seq;
-	__u32 pad;
+	__u8 runtime; /* the thread's process runs a container runtime (runtime_tasks), as of this context */
+	__u8 changed; /* in the per-CPU scratch only: the key differs from the last sent, whose seq is seq */
+	__u8 pad[2];
 };
 
 /* profile --live: checks counted in the kernel per key; only a key's first check is sent. */

@@ -83,6 +83,7 @@ type capsrecCheckStats struct {
 	WalkVerified uint64
 	WalkMismatch uint64
 	Contexts     uint64
+	UnwokenBytes uint64
 }
 
 type capsrecCtxEvent struct {
@@ -127,8 +128,10 @@ type capsrecCtxSent struct {
 		Pad          uint32
 		Comm         [16]int8
 	}
-	Seq uint32
-	Pad uint32
+	Seq     uint32
+	Runtime uint8
+	Changed uint8
+	Pad     [2]uint8
 }
 
 type capsrecEventHeader struct {
@@ -254,6 +257,7 @@ const (
 	capsrecMapWalkStates             = "walk_states"
 	capsrecProgFexitCapCapable       = "fexit_cap_capable"
 	capsrecProgFexitCapCapableLegacy = "fexit_cap_capable_legacy"
+	capsrecProgFloorCapCapable       = "floor_cap_capable"
 	capsrecProgKprobeCapCapable      = "kprobe_cap_capable"
 	capsrecProgKretprobeCapCapable   = "kretprobe_cap_capable"
 	capsrecProgNoopCapCapable        = "noop_cap_capable"
@@ -339,6 +343,7 @@ type capsrecSpecs struct {
 type capsrecProgramSpecs struct {
 	FexitCapCapable       *ebpf.ProgramSpec `ebpf:"fexit_cap_capable"`
 	FexitCapCapableLegacy *ebpf.ProgramSpec `ebpf:"fexit_cap_capable_legacy"`
+	FloorCapCapable       *ebpf.ProgramSpec `ebpf:"floor_cap_capable"`
 	KprobeCapCapable      *ebpf.ProgramSpec `ebpf:"kprobe_cap_capable"`
 	KretprobeCapCapable   *ebpf.ProgramSpec `ebpf:"kretprobe_cap_capable"`
 	NoopCapCapable        *ebpf.ProgramSpec `ebpf:"noop_cap_capable"`
@@ -505,6 +510,7 @@ type capsrecVariables struct {
 type capsrecPrograms struct {
 	FexitCapCapable       *ebpf.Program `ebpf:"fexit_cap_capable"`
 	FexitCapCapableLegacy *ebpf.Program `ebpf:"fexit_cap_capable_legacy"`
+	FloorCapCapable       *ebpf.Program `ebpf:"floor_cap_capable"`
 	KprobeCapCapable      *ebpf.Program `ebpf:"kprobe_cap_capable"`
 	KretprobeCapCapable   *ebpf.Program `ebpf:"kretprobe_cap_capable"`
 	NoopCapCapable        *ebpf.Program `ebpf:"noop_cap_capable"`
@@ -521,6 +527,7 @@ func (p *capsrecPrograms) Close() error {
 	return _CapsrecClose(
 		p.FexitCapCapable,
 		p.FexitCapCapableLegacy,
+		p.FloorCapCapable,
 		p.KprobeCapCapable,
 		p.KretprobeCapCapable,
 		p.NoopCapCapable,

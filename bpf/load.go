@@ -74,8 +74,9 @@ type Config struct {
 	Verdict uint8
 	Pids    []uint32
 	Comm    string
-	// WakeupBytes batches reader wake-ups: the kernel wakes the reader only once
-	// this much data waits, and the reader polls for the rest. 0 wakes per record.
+	// WakeupBytes batches reader wake-ups: the kernel wakes the reader about once
+	// this much data waits (each CPU once it sent its share), and the reader
+	// polls for the rest. 0 wakes per record.
 	WakeupBytes uint32
 	// RingBufferSize in bytes, a power of two multiple of the page size; 0 keeps 8 MiB.
 	RingBufferSize uint32
@@ -383,7 +384,7 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, ptRegs, optsBitmask bool) 
 		"comm_filter":      comm,
 		"has_task_pt_regs": boolByte(ptRegs),
 		"track_processes":  boolByte(cfg.TrackProcesses),
-		"wakeup_bytes":     cfg.WakeupBytes,
+		"wakeup_bytes":     perCPUWakeup(cfg.WakeupBytes),
 		"aggregate":        boolByte(cfg.Aggregate),
 		"filter_cgroups":   uint8(cfg.Cgroups),
 		"opts_bitmask":     boolByte(optsBitmask),
@@ -404,6 +405,17 @@ func configure(spec *ebpf.CollectionSpec, cfg Config, ptRegs, optsBitmask bool) 
 		spec.Maps["events"].MaxEntries = cfg.RingBufferSize
 	}
 	return nil
+}
+
+// perCPUWakeup is each CPU's share of a wake-up threshold: the program counts
+// what it sent per CPU, without asking the ring. At least a page (so that a
+// node with many CPUs still batches) unless the threshold itself is less.
+func perCPUWakeup(total uint32) uint32 {
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil || cpus < 1 {
+		cpus = 1
+	}
+	return min(max(total/uint32(cpus), 4096), total)
 }
 
 // fillTables writes the call-site walk's state and table, and the runtime tables.
@@ -689,25 +701,35 @@ func CapCapableOpts(kernel *btf.Spec) OptsKind {
 
 // OpenNoop attaches a program that does nothing to the capability tracepoint:
 // the floor of what any hook there costs, for benchmarks.
-func OpenNoop() (*Session, error) {
+func OpenNoop() (*Session, error) { return openFloor("noop_cap_capable") }
+
+// OpenRecordFloor attaches a program that only reserves, stamps and submits one
+// check record per check, without waking the reader: the floor of any design
+// that sends a record per check, for benchmarks. Drain s.Events().
+func OpenRecordFloor() (*Session, error) { return openFloor("floor_cap_capable") }
+
+func openFloor(prog string) (*Session, error) {
 	spec, err := loadCapsrec()
 	if err != nil {
 		return nil, fmt.Errorf("reading the embedded BPF object: %w", err)
 	}
 	for name := range spec.Programs {
-		if name != "noop_cap_capable" {
+		if name != prog {
 			delete(spec.Programs, name)
 		}
 	}
+	if err := spec.Variables["self_tgid"].Set(uint32(os.Getpid())); err != nil {
+		return nil, fmt.Errorf("setting self_tgid: %w", err)
+	}
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
-		return nil, fmt.Errorf("loading the no-op program: %w", err)
+		return nil, fmt.Errorf("loading %s: %w", prog, err)
 	}
 	s := &Session{Method: MethodTracepoint, coll: coll}
-	l, err := link.AttachTracing(link.TracingOptions{Program: coll.Programs["noop_cap_capable"]})
+	l, err := link.AttachTracing(link.TracingOptions{Program: coll.Programs[prog]})
 	if err != nil {
 		s.Close()
-		return nil, fmt.Errorf("attaching the no-op program: %w", err)
+		return nil, fmt.Errorf("attaching %s: %w", prog, err)
 	}
 	s.links = append(s.links, l)
 	return s, nil

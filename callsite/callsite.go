@@ -192,7 +192,9 @@ func (t *Table) sort() {
 		idx[i] = i
 	}
 	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(t.addrs[a], t.addrs[b]) })
-	sorted := &Table{TextStart: t.TextStart, TextEnd: t.TextEnd}
+	// Sized up front: grown by append, the copies would hold twice the table.
+	sorted := &Table{TextStart: t.TextStart, TextEnd: t.TextEnd, addrs: make([]uint64, 0, len(t.addrs)),
+		nameOff: make([]uint32, 0, len(t.nameOff)), arena: make([]byte, 0, len(t.arena))}
 	for _, j := range idx {
 		sorted.addrs = append(sorted.addrs, t.addrs[j])
 		sorted.nameOff = append(sorted.nameOff, uint32(len(sorted.arena)))

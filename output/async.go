@@ -19,6 +19,7 @@ var ErrStalled = errors.New("the output's reader stalled")
 type Async struct {
 	w       io.Writer
 	ch      chan []byte
+	free    chan []byte // written buffers, for reuse: at full speed a copy each would feed the GC
 	stop    <-chan struct{}
 	done    chan struct{}
 	err     atomic.Pointer[error]
@@ -29,7 +30,8 @@ type Async struct {
 // NewAsync starts the writing goroutine; stop (a session's ctx.Done()) ends
 // any wait for room.
 func NewAsync(w io.Writer, queueBytes int, stop <-chan struct{}) *Async {
-	a := &Async{w: w, ch: make(chan []byte, max(queueBytes>>16, 1)), stop: stop, done: make(chan struct{})}
+	n := max(queueBytes>>16, 1)
+	a := &Async{w: w, ch: make(chan []byte, n), free: make(chan []byte, n+1), stop: stop, done: make(chan struct{})}
 	go a.run()
 	return a
 }
@@ -45,6 +47,10 @@ func (a *Async) run() {
 			continue
 		}
 		a.written.Add(int64(bytes.Count(b, []byte{'\n'})))
+		select {
+		case a.free <- b[:0]:
+		default:
+		}
 	}
 }
 
@@ -53,7 +59,12 @@ func (a *Async) Write(p []byte) (int, error) {
 	if err := a.err.Load(); err != nil {
 		return 0, *err
 	}
-	b := bytes.Clone(p)
+	var b []byte
+	select {
+	case b = <-a.free:
+	default:
+	}
+	b = append(b, p...)
 	select {
 	case a.ch <- b:
 	default:

@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 	"unsafe"
 
-	"github.com/cilium/ebpf/ringbuf"
-
 	"github.com/capsrec/capsrec/bpf"
 	"github.com/capsrec/capsrec/callsite"
+	"github.com/capsrec/capsrec/ring"
 )
 
 // Options tune a Recorder.
@@ -34,7 +32,7 @@ type Options struct {
 // Recorder turns ring-buffer records into Checks.
 type Recorder struct {
 	sess  *bpf.Session
-	rd    *ringbuf.Reader
+	rd    *ring.Reader
 	opts  Options
 	clock Clock
 	Procs *ProcCache
@@ -78,9 +76,9 @@ func New(sess *bpf.Session, opts Options) (*Recorder, error) {
 	if opts.MaxProcs <= 0 {
 		opts.MaxProcs = 1 << 16
 	}
-	rd, err := ringbuf.NewReader(sess.Events())
+	rd, err := ring.New(sess.Events())
 	if err != nil {
-		return nil, fmt.Errorf("opening the ring buffer: %w", err)
+		return nil, err
 	}
 	clock := NewClock()
 	r := &Recorder{sess: sess, rd: rd, opts: opts, clock: clock,
@@ -106,7 +104,13 @@ var ErrStop = errors.New("stop recording")
 // recorded, so that no check made before the stop is left unread.
 func (r *Recorder) Run(ctx context.Context, handle func(*Check) error, idle func() error) error {
 	defer r.rd.Close()
-	var rec ringbuf.Record
+	var handleErr error
+	deliver := func(raw []byte) error {
+		if c := r.decode(raw); c != nil {
+			handleErr = handle(c)
+		}
+		return handleErr
+	}
 	draining := false
 	for {
 		if !draining && ctx.Err() != nil {
@@ -115,9 +119,11 @@ func (r *Recorder) Run(ctx context.Context, handle func(*Check) error, idle func
 			}
 			draining = true
 		}
-		r.rd.SetDeadline(time.Now().Add(r.opts.Poll))
-		err := r.rd.ReadInto(&rec)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		ready, err := r.rd.Wait(r.opts.Poll)
+		if err != nil {
+			return err
+		}
+		if !ready {
 			r.Procs.Sweep()
 			if err := idle(); err != nil {
 				return stopOK(err)
@@ -127,15 +133,19 @@ func (r *Recorder) Run(ctx context.Context, handle func(*Check) error, idle func
 			}
 			continue
 		}
+		n, err := r.rd.Read(deliver)
 		if err != nil {
-			return fmt.Errorf("reading the ring buffer: %w", err)
-		}
-		if c := r.decode(rec.RawSample); c != nil {
-			if err := handle(c); err != nil {
-				return stopOK(err)
+			if handleErr != nil {
+				return stopOK(handleErr)
 			}
+			return err
 		}
-		if r.rd.AvailableBytes() == 0 {
+		if n == 0 {
+			// The next record is reserved and not yet committed (its program
+			// was preempted): wait for it without spinning.
+			time.Sleep(50 * time.Microsecond)
+		}
+		if r.rd.Available() == 0 {
 			if err := idle(); err != nil {
 				return stopOK(err)
 			}
