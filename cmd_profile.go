@@ -137,6 +137,7 @@ func runLive(c *cli.Context, format string, colored bool, filter profile.Filter)
 	if err := writeReadyFile(c.String("ready-file")); err != nil {
 		return err
 	}
+	settleForRecording()
 
 	cri, err := dialRuntime(c, true)
 	if err == nil {

@@ -16,11 +16,15 @@ type Enricher struct {
 	cri  *CRI // nil: no runtime, checks go on without pod fields
 	warn func(string)
 
+	// byCg is the kernel's cgroup id -> what its name or path said. It belongs
+	// to the one goroutine that resolves checks (a Queue's): it is asked for
+	// every check, and needs no lock.
+	byCg map[uint64]cgroupAnswer
+
 	mu      sync.Mutex
 	byID    map[string]*entry
-	byCg    map[uint64]cgroupAnswer // the kernel's cgroup id -> what its path said
-	missing map[string]time.Time    // ids the runtime did not know, and when asked
-	Lookups uint64                  // runtime lookups made
+	missing map[string]time.Time // ids the runtime did not know, and when asked
+	Lookups uint64               // runtime lookups made
 }
 
 type entry struct {
@@ -64,31 +68,28 @@ func (e *Enricher) Refresh(ctx context.Context) []*Info {
 	return infos
 }
 
-// ref finds the container id of a check: from the kernel's cgroup name, or
-// once per cgroup from /proc/PID/cgroup when the name alone does not say.
+// ref finds the container id of a check, once per cgroup: from the kernel's
+// cgroup name (which the cgroup id names), or from /proc/PID/cgroup when the
+// name alone does not say.
 func (e *Enricher) ref(c *recorder.Check) (CgroupRef, bool) {
-	if ref, ok := ParseCgroup(c.CgroupName); ok {
-		return ref, true
-	}
-	e.mu.Lock()
 	a, seen := e.byCg[c.CgroupID]
-	e.mu.Unlock()
 	if seen {
 		return a.ref, a.ok
 	}
-	if path, err := ProcCgroup(c.Process.Tgid); err == nil {
-		a.ref, a.ok = ParseCgroup(path)
+	if a.ref, a.ok = ParseCgroup(c.CgroupName); !a.ok {
+		if path, err := ProcCgroup(c.Process.Tgid); err == nil {
+			a.ref, a.ok = ParseCgroup(path)
+		}
 	}
-	e.mu.Lock()
 	if len(e.byCg) < 1<<16 {
 		e.byCg[c.CgroupID] = a
 	}
-	e.mu.Unlock()
 	return a.ref, a.ok
 }
 
 // Resolve sets c.Container when the cache knows it and returns a channel that is
-// closed once the answer is final; nil when it is final already.
+// closed once the answer is final; nil when it is final already. Resolve and
+// Fill are for one goroutine (see byCg).
 func (e *Enricher) Resolve(c *recorder.Check) <-chan struct{} {
 	ref, ok := e.ref(c)
 	if !ok {

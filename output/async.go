@@ -18,8 +18,8 @@ var ErrStalled = errors.New("the output's reader stalled")
 // Write queues up to about queueBytes and waits for room only until stop.
 type Async struct {
 	w       io.Writer
-	ch      chan []byte
-	free    chan []byte // written buffers, for reuse: at full speed a copy each would feed the GC
+	ch      chan chunk
+	free    chan []byte // written chunks, for reuse: at full speed a new one each would feed the GC
 	stop    <-chan struct{}
 	done    chan struct{}
 	err     atomic.Pointer[error]
@@ -27,54 +27,75 @@ type Async struct {
 	once    sync.Once
 }
 
+// chunk is whole lines and how many.
+type chunk struct {
+	b     []byte
+	lines int
+}
+
 // NewAsync starts the writing goroutine; stop (a session's ctx.Done()) ends
 // any wait for room.
 func NewAsync(w io.Writer, queueBytes int, stop <-chan struct{}) *Async {
-	n := max(queueBytes>>16, 1)
-	a := &Async{w: w, ch: make(chan []byte, n), free: make(chan []byte, n+1), stop: stop, done: make(chan struct{})}
+	n := max(queueBytes/chunkSize, 1)
+	a := &Async{w: w, ch: make(chan chunk, n), free: make(chan []byte, n+1), stop: stop, done: make(chan struct{})}
 	go a.run()
 	return a
 }
 
 func (a *Async) run() {
 	defer close(a.done)
-	for b := range a.ch {
+	for c := range a.ch {
 		if a.err.Load() != nil {
 			continue
 		}
-		if _, err := a.w.Write(b); err != nil {
+		if _, err := a.w.Write(c.b); err != nil {
 			a.err.Store(&err)
 			continue
 		}
-		a.written.Add(int64(bytes.Count(b, []byte{'\n'})))
+		a.written.Add(int64(c.lines))
 		select {
-		case a.free <- b[:0]:
+		case a.free <- c.b[:0]:
 		default:
 		}
 	}
 }
 
-// Write queues a copy of p: whole lines, as the writers above it flush them.
+// Write queues a copy of p: whole lines.
 func (a *Async) Write(p []byte) (int, error) {
-	if err := a.err.Load(); err != nil {
-		return 0, *err
-	}
-	var b []byte
-	select {
-	case b = <-a.free:
-	default:
-	}
-	b = append(b, p...)
-	select {
-	case a.ch <- b:
-	default:
-		select {
-		case a.ch <- b:
-		case <-a.stop:
-			return 0, ErrStalled
-		}
+	b := append(a.buffer(), p...)
+	if _, err := a.WriteChunk(b, bytes.Count(p, []byte{'\n'})); err != nil {
+		return 0, err
 	}
 	return len(p), nil
+}
+
+// WriteChunk queues b itself, which holds that many whole lines, and returns an
+// empty buffer to gather the next ones in: b is the writing goroutine's now.
+func (a *Async) WriteChunk(b []byte, lines int) ([]byte, error) {
+	if err := a.err.Load(); err != nil {
+		return b[:0], *err
+	}
+	c := chunk{b, lines}
+	select {
+	case a.ch <- c:
+	default:
+		select {
+		case a.ch <- c:
+		case <-a.stop:
+			return b[:0], ErrStalled
+		}
+	}
+	return a.buffer(), nil
+}
+
+// buffer is an empty chunk: a written one, or a new one.
+func (a *Async) buffer() []byte {
+	select {
+	case b := <-a.free:
+		return b
+	default:
+		return make([]byte, 0, chunkSize)
+	}
 }
 
 // Close lets the reader take what is queued, for as long as it takes unless

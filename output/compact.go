@@ -1,7 +1,6 @@
 package output
 
 import (
-	"bufio"
 	"io"
 	"path"
 	"strconv"
@@ -17,8 +16,7 @@ import (
 // Compact writes one line per check: time, source, binary[pid], uid,
 // capability, verdict (green granted, red denied), syscall, and notes.
 type Compact struct {
-	w                    *bufio.Writer
-	buf                  []byte
+	out                  *lines
 	granted, denied, dim *color.Color
 	grantedS, deniedS    string
 	timeLayout           string
@@ -27,7 +25,7 @@ type Compact struct {
 // NewCompact writes to w, in color when colored is true.
 func NewCompact(w io.Writer, colored bool) *Compact {
 	c := &Compact{
-		w:          bufio.NewWriterSize(w, 64<<10),
+		out:        newLines(w),
 		granted:    color.New(color.FgGreen),
 		denied:     color.New(color.FgRed, color.Bold),
 		dim:        color.New(color.Faint),
@@ -51,13 +49,16 @@ const Header = "TIME            SOURCE                    PROCESS               
 
 // Write formats one check.
 func (o *Compact) Write(c *recorder.Check) error {
-	o.buf = o.Append(o.buf[:0], c)
-	o.buf = append(o.buf, '\n')
-	return writeLine(o.w, o.buf)
+	b, err := o.out.room()
+	if err != nil {
+		return err
+	}
+	o.out.end(append(o.Append(b, c), '\n'))
+	return nil
 }
 
 // Flush writes out what is buffered.
-func (o *Compact) Flush() error { return o.w.Flush() }
+func (o *Compact) Flush() error { return o.out.Flush() }
 
 // Source names where a check came from: host, namespace/pod/container, or a
 // container id; names from the runtime are escaped (textsafe).

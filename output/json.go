@@ -1,12 +1,12 @@
 package output
 
 import (
-	"bufio"
 	"io"
 	"maps"
 	"slices"
 	"strconv"
 
+	"github.com/capsrec/capsrec/bpf"
 	"github.com/capsrec/capsrec/caps"
 	"github.com/capsrec/capsrec/recorder"
 	"github.com/capsrec/capsrec/syscalls"
@@ -17,10 +17,9 @@ const PolicyName = "capsrec"
 
 // JSON writes one Tetragon process_kprobe event per line.
 type JSON struct {
-	w      *bufio.Writer
+	out    *lines
 	node   string
 	hostNS [len(recorder.NSNames)]uint32
-	buf    []byte
 	// The parts of a process object that never change, by Process (immutable).
 	frags map[*recorder.Process][]byte
 	sets  map[uint64][]byte
@@ -28,6 +27,25 @@ type JSON struct {
 	lastNS     [len(recorder.NSNames)]uint32
 	lastNSJSON []byte
 	clock      secondCache
+	// What consecutive checks of one thread share, rendered once: the capability
+	// sets, and the context fields that close the capsrec object.
+	lastSets     [3]uint64
+	lastSetsJSON []byte
+	lastTail     contextTail
+	lastTailJSON []byte
+	lastCall     checkCall
+	lastCallJSON []byte
+	// A container's block, before and after its pid, by Container (immutable).
+	ctrs map[*recorder.Container][2][]byte
+	// `,"node_name":"NODE","time":`
+	nodeTime []byte
+}
+
+// contextTail is what the end of the capsrec object says of a check's thread.
+type contextTail struct {
+	comm, cgroupName string
+	euid, gid        uint32
+	cgroupID         uint64
 }
 
 // maxCachedProcesses bounds the fragment cache; past it the cache starts over.
@@ -35,19 +53,23 @@ const maxCachedProcesses = 8192
 
 // NewJSON writes to w; hostNS are the host's namespace inums, for is_host.
 func NewJSON(w io.Writer, node string, hostNS [len(recorder.NSNames)]uint32) *JSON {
-	return &JSON{w: bufio.NewWriterSize(w, 64<<10), node: node, hostNS: hostNS,
-		frags: map[*recorder.Process][]byte{}, sets: map[uint64][]byte{}}
+	nodeTime := appendString([]byte(`}},"node_name":`), node)
+	return &JSON{out: newLines(w), node: node, hostNS: hostNS, nodeTime: append(nodeTime, `,"time":`...),
+		frags: map[*recorder.Process][]byte{}, sets: map[uint64][]byte{}, ctrs: map[*recorder.Container][2][]byte{}}
 }
 
 // Write encodes one check.
 func (j *JSON) Write(c *recorder.Check) error {
-	j.buf = j.Append(j.buf[:0], c)
-	j.buf = append(j.buf, '\n')
-	return writeLine(j.w, j.buf)
+	b, err := j.out.room()
+	if err != nil {
+		return err
+	}
+	j.out.end(append(j.Append(b, c), '\n'))
+	return nil
 }
 
 // Flush writes out what is buffered.
-func (j *JSON) Flush() error { return j.w.Flush() }
+func (j *JSON) Flush() error { return j.out.Flush() }
 
 // Append encodes c without a newline.
 func (j *JSON) Append(b []byte, c *recorder.Check) []byte {
@@ -61,13 +83,11 @@ func (j *JSON) Append(b []byte, c *recorder.Check) []byte {
 		j.lastNSJSON = j.appendNamespaces(j.lastNSJSON[:0], &c.NS)
 	}
 	b = append(b, j.lastNSJSON...)
-	if c.CapPermitted|c.CapEffective|c.CapInheritable != 0 {
-		b = append(b, `,"cap":{`...)
-		b = j.appendSet(b, false, "permitted", c.CapPermitted)
-		b = j.appendSet(b, c.CapPermitted != 0, "effective", c.CapEffective)
-		b = j.appendSet(b, c.CapPermitted|c.CapEffective != 0, "inheritable", c.CapInheritable)
-		b = append(b, '}')
+	if sets := [3]uint64{c.CapPermitted, c.CapEffective, c.CapInheritable}; sets != j.lastSets || j.lastSetsJSON == nil {
+		j.lastSets = sets
+		j.lastSetsJSON = j.appendSets(j.lastSetsJSON[:0], c)
 	}
+	b = append(b, j.lastSetsJSON...)
 	b = append(b, '}')
 	if p := c.Parent; p != nil {
 		b = append(b, `,"parent":{`...)
@@ -77,42 +97,86 @@ func (j *JSON) Append(b []byte, c *recorder.Check) []byte {
 		b = j.appendContainer(b, c.Container, 0)
 		b = append(b, '}')
 	}
+	// From the arguments to the end of capsrec's per-check facts: consecutive
+	// checks from one place say the same, rendered once.
+	if call := (checkCall{c.TargetNS, c.Cap, c.Ret, c.Method, c.Syscall, c.OverrideCreds, c.Class, c.CallSite,
+		c.SiteProbe, c.AuditKnown, c.Audit, c.InSetID}); call != j.lastCall || j.lastCallJSON == nil {
+		j.lastCall = call
+		j.lastCallJSON = j.appendCall(j.lastCallJSON[:0], &call)
+	}
+	b = append(b, j.lastCallJSON...)
+	if tail := (contextTail{c.Comm, c.CgroupName, c.EUID, c.GID, c.CgroupID}); tail != j.lastTail || j.lastTailJSON == nil {
+		j.lastTail = tail
+		j.lastTailJSON = appendContextTail(j.lastTailJSON[:0], &tail)
+	}
+	b = append(b, j.lastTailJSON...)
+	b = append(b, j.nodeTime...)
+	b = j.clock.appendTimestamp(b, c.Time)
+	return append(b, '}')
+}
+
+// checkCall is what a check says of the call itself: cap_capable's arguments
+// and verdict, and where it came from.
+type checkCall struct {
+	targetNS                   recorder.UserNS
+	cap, ret                   int32
+	method                     bpf.Method
+	syscall                    int32
+	overrideCreds              bool
+	class                      recorder.Class
+	callSite                   string
+	siteProbe                  bool
+	auditKnown, audit, insetid bool
+}
+
+func (j *JSON) appendCall(b []byte, c *checkCall) []byte {
 	b = append(b, `,"function_name":"cap_capable","args":[{"user_ns_arg":{`...)
-	b = appendUint(b, false, "level", uint64(c.TargetNS.Level))
-	b = appendUint(b, true, "uid", uint64(c.TargetNS.UID))
-	b = appendUint(b, true, "gid", uint64(c.TargetNS.GID))
+	b = appendUint(b, false, "level", uint64(c.targetNS.Level))
+	b = appendUint(b, true, "uid", uint64(c.targetNS.UID))
+	b = appendUint(b, true, "gid", uint64(c.targetNS.GID))
 	b = append(b, `,"ns":`...)
-	b = j.appendNS(b, c.TargetNS.Inum, recorder.NSUser)
+	b = j.appendNS(b, c.targetNS.Inum, recorder.NSUser)
 	b = append(b, `}},{"capability_arg":{`...)
-	b = appendInt(b, false, "value", int64(c.Cap))
-	b = appendStr(b, true, "name", caps.Name(int(c.Cap)))
+	b = appendInt(b, false, "value", int64(c.cap))
+	b = appendStr(b, true, "name", caps.Name(int(c.cap)))
 	b = append(b, `}}],"return":{`...)
-	b = appendInt(b, false, "int_arg", int64(c.Ret))
+	b = appendInt(b, false, "int_arg", int64(c.ret))
 	b = append(b, `},"action":"KPROBE_ACTION_POST","policy_name":"`+PolicyName+`","capsrec":{`...)
-	b = appendStr(b, false, "attach", string(c.Method))
-	b = appendInt(b, true, "syscall", int64(c.Syscall))
-	if name := syscalls.Name(c.Syscall); name != "" {
+	b = appendStr(b, false, "attach", string(c.method))
+	b = appendInt(b, true, "syscall", int64(c.syscall))
+	if name := syscalls.Name(c.syscall); name != "" {
 		b = appendStr(b, true, "syscall_name", name)
 	}
-	b = appendBool(b, true, "override_creds", c.OverrideCreds)
-	b = appendStr(b, true, "class", c.Class.String())
-	if c.CallSite != "" {
-		b = appendStr(b, true, "call_site", c.CallSite)
-		b = appendBool(b, true, "call_site_probe", c.SiteProbe)
+	b = appendBool(b, true, "override_creds", c.overrideCreds)
+	b = appendStr(b, true, "class", c.class.String())
+	if c.callSite != "" {
+		b = appendStr(b, true, "call_site", c.callSite)
+		b = appendBool(b, true, "call_site_probe", c.siteProbe)
 	}
-	if c.AuditKnown {
-		b = appendBool(b, true, "audit", c.Audit)
-		b = appendBool(b, true, "insetid", c.InSetID)
+	if c.auditKnown {
+		b = appendBool(b, true, "audit", c.audit)
+		b = appendBool(b, true, "insetid", c.insetid)
 	}
-	b = appendStr(b, true, "comm", c.Comm)
-	b = appendUint(b, true, "euid", uint64(c.EUID))
-	b = appendUint(b, true, "gid", uint64(c.GID))
-	b = appendUint(b, true, "cgroup_id", c.CgroupID)
-	b = appendStr(b, true, "cgroup_name", c.CgroupName)
-	b = append(b, `}},"node_name":`...)
-	b = appendString(b, j.node)
-	b = append(b, `,"time":`...)
-	b = j.clock.appendTimestamp(b, c.Time)
+	return b
+}
+
+func appendContextTail(b []byte, t *contextTail) []byte {
+	b = appendStr(b, true, "comm", t.comm)
+	b = appendUint(b, true, "euid", uint64(t.euid))
+	b = appendUint(b, true, "gid", uint64(t.gid))
+	b = appendUint(b, true, "cgroup_id", t.cgroupID)
+	return appendStr(b, true, "cgroup_name", t.cgroupName)
+}
+
+// appendSets writes the process's cap object, left out when every set is empty.
+func (j *JSON) appendSets(b []byte, c *recorder.Check) []byte {
+	if c.CapPermitted|c.CapEffective|c.CapInheritable == 0 {
+		return b
+	}
+	b = append(b, `,"cap":{`...)
+	b = j.appendSet(b, false, "permitted", c.CapPermitted)
+	b = j.appendSet(b, c.CapPermitted != 0, "effective", c.CapEffective)
+	b = j.appendSet(b, c.CapPermitted|c.CapEffective != 0, "inheritable", c.CapInheritable)
 	return append(b, '}')
 }
 
@@ -188,11 +252,33 @@ func (j *JSON) appendSet(b []byte, comma bool, key string, set uint64) []byte {
 	return append(appendKey(b, comma, key), names...)
 }
 
-// appendContainer writes Tetragon's pod and docker fields; nsPid 0 leaves out container.pid.
+// appendContainer writes Tetragon's pod and docker fields; nsPid 0 leaves out
+// container.pid. All but the pid is rendered once per container.
 func (j *JSON) appendContainer(b []byte, ctr *recorder.Container, nsPid uint32) []byte {
 	if ctr == nil {
 		return b
 	}
+	parts, ok := j.ctrs[ctr]
+	if !ok {
+		if len(j.ctrs) >= maxCachedContainers {
+			clear(j.ctrs)
+		}
+		parts = renderContainer(ctr)
+		j.ctrs[ctr] = parts
+	}
+	b = append(b, parts[0]...)
+	if nsPid != 0 && ctr.Pod != nil {
+		b = appendUint(b, true, "pid", uint64(nsPid))
+	}
+	return append(b, parts[1]...)
+}
+
+// maxCachedContainers bounds the container blocks kept.
+const maxCachedContainers = 1024
+
+// renderContainer is a container's block, in two parts: before and after container.pid.
+func renderContainer(ctr *recorder.Container) (parts [2][]byte) {
+	var b []byte
 	if pod := ctr.Pod; pod != nil {
 		b = append(b, `,"pod":{`...)
 		b = appendStr(b, false, "namespace", pod.Namespace)
@@ -211,10 +297,8 @@ func (j *JSON) appendContainer(b []byte, ctr *recorder.Container, nsPid uint32) 
 			b = appendKey(b, true, "start_time")
 			b = appendTimestamp(b, ctr.StartTime)
 		}
-		if nsPid != 0 {
-			b = appendUint(b, true, "pid", uint64(nsPid))
-		}
-		b = append(b, '}')
+		parts[0] = b
+		b = []byte{'}'}
 		if len(pod.Labels) > 0 {
 			b = append(b, `,"pod_labels":{`...)
 			for i, k := range sortedKeys(pod.Labels) {
@@ -237,7 +321,8 @@ func (j *JSON) appendContainer(b []byte, ctr *recorder.Container, nsPid uint32) 
 	if len(id) > 31 {
 		id = id[:31]
 	}
-	return appendStr(b, true, "docker", id)
+	parts[1] = appendStr(b, true, "docker", id)
+	return parts
 }
 
 func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }

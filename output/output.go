@@ -2,8 +2,8 @@
 package output
 
 import (
-	"bufio"
 	"fmt"
+	"io"
 
 	"github.com/capsrec/capsrec/recorder"
 )
@@ -41,15 +41,58 @@ func UseColor(mode string, isTerminal bool, noColorEnv bool) (bool, error) {
 	return false, fmt.Errorf("unknown --color %q (want auto, always or never)", mode)
 }
 
-// writeLine buffers one whole line: what the buffer holds is flushed first
-// when the line does not fit, so that the writer below only ever gets whole
-// lines, and a session cut short never leaves half a line on stdout.
-func writeLine(w *bufio.Writer, line []byte) error {
-	if w.Buffered() > 0 && w.Available() < len(line) {
-		if err := w.Flush(); err != nil {
-			return err
+// A writer gathers lines in chunks of chunkSize and hands a chunk on when less
+// than lineRoom is left: a line that outgrew its chunk would copy the chunk.
+// Each chunk handed on wakes the writing goroutine: they are not small.
+const (
+	chunkSize = 64 << 10
+	lineRoom  = 16 << 10
+)
+
+// lines gathers whole lines and hands them on a chunk at a time, so that the
+// writer below only ever gets whole lines, and a session cut short never
+// leaves half a line on stdout. Encoders append straight into the chunk; an
+// Async below takes the chunk itself, not a copy, with its line count.
+type lines struct {
+	w     io.Writer
+	async *Async
+	buf   []byte
+	n     int // lines in buf
+}
+
+func newLines(w io.Writer) *lines {
+	l := &lines{w: w, buf: make([]byte, 0, chunkSize)}
+	l.async, _ = w.(*Async)
+	return l
+}
+
+// room is the chunk to append the next line to: handed on first when nearly full.
+func (l *lines) room() ([]byte, error) {
+	if cap(l.buf)-len(l.buf) < lineRoom {
+		if err := l.Flush(); err != nil {
+			return nil, err
 		}
 	}
-	_, err := w.Write(line)
+	return l.buf, nil
+}
+
+// end takes the chunk back with one more whole line appended.
+func (l *lines) end(b []byte) {
+	l.buf = b
+	l.n++
+}
+
+// Flush hands on what is gathered.
+func (l *lines) Flush() error {
+	if len(l.buf) == 0 {
+		return nil
+	}
+	if l.async != nil {
+		next, err := l.async.WriteChunk(l.buf, l.n)
+		l.buf, l.n = next, 0
+		return err
+	}
+	_, err := l.w.Write(l.buf)
+	l.buf, l.n = l.buf[:0], 0
 	return err
 }

@@ -3,7 +3,9 @@ package output
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
+	"io"
 	"path/filepath"
 	"testing"
 	"time"
@@ -165,6 +167,103 @@ func TestWritersPassWholeLines(t *testing.T) {
 		}
 		if err := w.Flush(); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// Through Async the writers hand over their chunks themselves: every line
+// arrives, whole and in order, and Close counts them.
+func TestAsyncTakesChunksWhole(t *testing.T) {
+	for _, name := range []string{"json", "compact"} {
+		t.Run(name, func(t *testing.T) {
+			var got bytes.Buffer
+			a := NewAsync(&got, 256<<10, make(chan struct{}))
+			var w, want Writer
+			var wantBuf bytes.Buffer
+			if name == "json" {
+				w, want = NewJSON(a, "node", hostNS), NewJSON(&wantBuf, "node", hostNS)
+			} else {
+				w, want = NewCompact(a, false), NewCompact(&wantBuf, false)
+			}
+			const n = 20000 // many chunks, and more than the queue holds at once
+			for i := range n {
+				if err := w.Write(sampleChecks()[i%4]); err != nil {
+					t.Fatal(err)
+				}
+				if err := want.Write(sampleChecks()[i%4]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := errors.Join(w.Flush(), want.Flush()); err != nil {
+				t.Fatal(err)
+			}
+			written, err := a.Close(time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if written != n {
+				t.Errorf("Close counted %d lines, want %d", written, n)
+			}
+			if !bytes.Equal(got.Bytes(), wantBuf.Bytes()) {
+				t.Errorf("through Async: %d bytes, not the %d written directly", got.Len(), wantBuf.Len())
+			}
+		})
+	}
+}
+
+// The JSON writer renders once what consecutive checks share; a check that
+// differs from the last in any one field must come out as it would alone.
+func TestJSONReusesOnlyWhatIsTheSame(t *testing.T) {
+	var variants []*recorder.Check
+	for _, base := range sampleChecks() {
+		variants = append(variants, base)
+		for _, change := range []func(c *recorder.Check){
+			func(c *recorder.Check) { c.Cap = 21 },
+			func(c *recorder.Check) { c.Ret = -13 },
+			func(c *recorder.Check) { c.TargetNS.Inum++ },
+			func(c *recorder.Check) { c.TargetNS.Level = 2 },
+			func(c *recorder.Check) { c.Syscall = 165 },
+			func(c *recorder.Check) { c.OverrideCreds = !c.OverrideCreds },
+			func(c *recorder.Check) { c.Class = recorder.ClassProbe },
+			func(c *recorder.Check) { c.CallSite = "other\"site" },
+			func(c *recorder.Check) { c.CallSite = "" },
+			func(c *recorder.Check) { c.SiteProbe = !c.SiteProbe },
+			func(c *recorder.Check) { c.AuditKnown, c.Audit, c.InSetID = true, true, true },
+			func(c *recorder.Check) { c.Comm = "other\x1b" },
+			func(c *recorder.Check) { c.EUID++ },
+			func(c *recorder.Check) { c.GID++ },
+			func(c *recorder.Check) { c.CgroupID++ },
+			func(c *recorder.Check) { c.CgroupName = "x.scope" },
+			func(c *recorder.Check) { c.CapPermitted, c.CapEffective = 1<<21, 0 },
+			func(c *recorder.Check) { c.CapInheritable = 1 },
+			func(c *recorder.Check) { c.NS[2]++ },
+			func(c *recorder.Check) { c.NsPid++ },
+		} {
+			v := *base
+			change(&v)
+			variants = append(variants, &v)
+		}
+	}
+	var shared bytes.Buffer
+	w := NewJSON(&shared, "node", hostNS)
+	var want []byte
+	if len(variants)%5 == 0 {
+		t.Fatal("the stride must be prime to the number of variants")
+	}
+	for i := range 2 * len(variants) {
+		c := variants[(i/2*5)%len(variants)] // each twice in a row, then another (5 is prime to 84)
+		if err := w.Write(c); err != nil {
+			t.Fatal(err)
+		}
+		want = append(NewJSON(io.Discard, "node", hostNS).Append(want, c), '\n')
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got := bytes.Split(shared.Bytes(), []byte{'\n'})
+	for i, line := range bytes.Split(want, []byte{'\n'}) {
+		if i >= len(got) || !bytes.Equal(got[i], line) {
+			t.Fatalf("line %d:\n got %s\nwant %s", i, got[min(i, len(got)-1)], line)
 		}
 	}
 }

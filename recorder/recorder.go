@@ -112,6 +112,7 @@ func (r *Recorder) Run(ctx context.Context, handle func(*Check) error, idle func
 		return handleErr
 	}
 	draining := false
+	busy := 0 // batches in a row that found the next record not yet committed
 	for {
 		if !draining && ctx.Err() != nil {
 			if err := r.sess.Detach(); err != nil {
@@ -140,9 +141,12 @@ func (r *Recorder) Run(ctx context.Context, handle func(*Check) error, idle func
 			}
 			return err
 		}
-		if n == 0 {
-			// The next record is reserved and not yet committed (its program
-			// was preempted): wait for it without spinning.
+		if n > 0 {
+			busy = 0
+		} else if busy++; busy > 1000 {
+			// The next record is reserved and not yet committed: its program
+			// is still filling it (ask again at once: a yield would sleep), or
+			// was preempted (then wait without spinning).
 			time.Sleep(50 * time.Microsecond)
 		}
 		if r.rd.Available() == 0 {
