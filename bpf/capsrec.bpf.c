@@ -754,6 +754,33 @@ static __always_inline __u32 send_context(struct check_stats *st, struct task_st
 	return now->seq;
 }
 
+/*
+ * Fills now with the thread's context key and what the last one sent for it
+ * says: its seq (0 none), whether the key changed, and the runtime mark. The
+ * mark rides with the context: it changes only at exec (which forgets the
+ * thread's context) and fork (a new thread). What the lookup found goes to the
+ * scratch, not the stack: the verifier then does not walk the rest once per
+ * outcome.
+ */
+static __always_inline void load_context(struct ctx_sent *now, struct task_struct *task, const struct cred *cred,
+					 __u64 pid_tgid, bool btf)
+{
+	__u32 tid = (__u32)pid_tgid;
+	struct ctx_sent *last;
+
+	if (btf)
+		fill_ctx_key_btf(&now->key, task, cred);
+	else
+		fill_ctx_key_probe(&now->key, task, cred);
+	last = bpf_map_lookup_elem(&ctx_sent, &tid);
+	now->seq = last ? last->seq : 0;
+	now->changed = !last || !same_key(&last->key, &now->key);
+	if (now->changed)
+		now->runtime = runtime_task(pid_tgid >> 32);
+	else
+		now->runtime = last->runtime;
+}
+
 static __always_inline bool noaudit(__u32 opts, bool has_opts)
 {
 	if (!has_opts)
@@ -771,10 +798,10 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 					__u32 opts, int ret, __u8 method, bool has_opts, bool btf,
 					struct call_site *site)
 {
-	__u32 tid, zero = 0, ctx_seq;
+	__u32 zero = 0, ctx_seq;
 	struct call_site cs = {};
 	struct check_stats *st;
-	struct ctx_sent *now, *last;
+	struct ctx_sent *now;
 	struct task_struct *task;
 	struct cap_event *ev;
 	__u64 pid_tgid;
@@ -789,7 +816,6 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 		task = (struct task_struct *)bpf_get_current_task();
 		pid_tgid = bpf_get_current_pid_tgid();
 	}
-	tid = (__u32)pid_tgid;
 	if ((pid_tgid >> 32) == self_tgid)
 		return 0;
 	st = stats_here();
@@ -803,21 +829,12 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 	now = bpf_map_lookup_elem(&ctx_scratch, &zero);
 	if (!now)
 		return 0;
-	if (btf)
-		fill_ctx_key_btf(&now->key, task, cred);
-	else
-		fill_ctx_key_probe(&now->key, task, cred);
-	/* The runtime mark rides with the context: it changes only at exec (which
-	 * forgets the thread's context) and fork (a new thread). What the lookup
-	 * found goes to the scratch, not the stack: the verifier then does not walk
-	 * the rest once per outcome. */
-	last = bpf_map_lookup_elem(&ctx_sent, &tid);
-	now->seq = last ? last->seq : 0;
-	now->changed = !last || !same_key(&last->key, &now->key);
-	if (now->changed)
+	/* profile --live counts most checks in the kernel: it reads the context
+	 * only for a check it sends (a probe read each, on older kernels). */
+	if (aggregate)
 		now->runtime = runtime_task(pid_tgid >> 32);
 	else
-		now->runtime = last->runtime;
+		load_context(now, task, cred, pid_tgid, btf);
 	if (now->runtime && hidden(CLASS_RUNTIME)) {
 		st->hidden[CLASS_RUNTIME]++;
 		return 0;
@@ -838,8 +855,11 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 			st->hidden[class]++;
 		return 0;
 	}
-	if (aggregate && aggregated(st, task, cap, opts, ret, has_opts, btf, class, override))
-		return 0;
+	if (aggregate) {
+		if (aggregated(st, task, cap, opts, ret, has_opts, btf, class, override))
+			return 0;
+		load_context(now, task, cred, pid_tgid, btf);
+	}
 	ctx_seq = now->changed ? send_context(st, task, pid_tgid, cred, btf, now) : now->seq;
 	if (!ctx_seq) {
 		st->lost++; /* its context could not be sent: the check is not sent either */
