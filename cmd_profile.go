@@ -134,10 +134,10 @@ func runLive(c *cli.Context, format string, colored bool, filter profile.Filter)
 		return err
 	}
 	defer ls.close()
+	settleForRecording()
 	if err := writeReadyFile(c.String("ready-file")); err != nil {
 		return err
 	}
-	settleForRecording()
 
 	cri, err := dialRuntime(c, true)
 	if err == nil {

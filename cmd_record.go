@@ -122,13 +122,14 @@ func runRecord(c *cli.Context) error {
 		w.add(enricher.Refresh(ls.ctx))
 		go w.run(ls.ctx)
 	}
+	// Before the ready file: checks made while it runs would wait in the ring.
+	settleForRecording()
 	if err := writeReadyFile(c.String("ready-file")); err != nil {
 		return err
 	}
 	if inNodePod() {
 		fmt.Fprintln(c.App.ErrWriter, nodePodReadyLine)
 	}
-	settleForRecording()
 	return record(c, plan, ls, enricher)
 }
 
