@@ -760,19 +760,19 @@ static __always_inline __u32 send_context(struct check_stats *st, struct task_st
  * mark rides with the context: it changes only at exec (which forgets the
  * thread's context) and fork (a new thread). What the lookup found goes to the
  * scratch, not the stack: the verifier then does not walk the rest once per
- * outcome.
+ * outcome. The key, tid, is the caller's, set once at the start: set here, the
+ * verifier did 40% more work.
  */
 static __always_inline void load_context(struct ctx_sent *now, struct task_struct *task, const struct cred *cred,
-					 __u64 pid_tgid, bool btf)
+					 __u64 pid_tgid, __u32 *tid, bool btf)
 {
-	__u32 tid = (__u32)pid_tgid;
 	struct ctx_sent *last;
 
 	if (btf)
 		fill_ctx_key_btf(&now->key, task, cred);
 	else
 		fill_ctx_key_probe(&now->key, task, cred);
-	last = bpf_map_lookup_elem(&ctx_sent, &tid);
+	last = bpf_map_lookup_elem(&ctx_sent, tid);
 	now->seq = last ? last->seq : 0;
 	now->changed = !last || !same_key(&last->key, &now->key);
 	if (now->changed)
@@ -798,7 +798,7 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 					__u32 opts, int ret, __u8 method, bool has_opts, bool btf,
 					struct call_site *site)
 {
-	__u32 zero = 0, ctx_seq;
+	__u32 tid, zero = 0, ctx_seq;
 	struct call_site cs = {};
 	struct check_stats *st;
 	struct ctx_sent *now;
@@ -816,6 +816,7 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 		task = (struct task_struct *)bpf_get_current_task();
 		pid_tgid = bpf_get_current_pid_tgid();
 	}
+	tid = (__u32)pid_tgid;
 	if ((pid_tgid >> 32) == self_tgid)
 		return 0;
 	st = stats_here();
@@ -834,7 +835,7 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 	if (aggregate)
 		now->runtime = runtime_task(pid_tgid >> 32);
 	else
-		load_context(now, task, cred, pid_tgid, btf);
+		load_context(now, task, cred, pid_tgid, &tid, btf);
 	if (now->runtime && hidden(CLASS_RUNTIME)) {
 		st->hidden[CLASS_RUNTIME]++;
 		return 0;
@@ -858,7 +859,7 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 	if (aggregate) {
 		if (aggregated(st, task, cap, opts, ret, has_opts, btf, class, override))
 			return 0;
-		load_context(now, task, cred, pid_tgid, btf);
+		load_context(now, task, cred, pid_tgid, &tid, btf);
 	}
 	ctx_seq = now->changed ? send_context(st, task, pid_tgid, cred, btf, now) : now->seq;
 	if (!ctx_seq) {
