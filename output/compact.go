@@ -49,12 +49,7 @@ const Header = "TIME            SOURCE                    PROCESS               
 
 // Write formats one check.
 func (o *Compact) Write(c *recorder.Check) error {
-	b, err := o.out.room()
-	if err != nil {
-		return err
-	}
-	o.out.end(append(o.Append(b, c), '\n'))
-	return nil
+	return o.out.write(o, c)
 }
 
 // Flush writes out what is buffered.

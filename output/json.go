@@ -18,7 +18,6 @@ const PolicyName = "capsrec"
 // JSON writes one Tetragon process_kprobe event per line.
 type JSON struct {
 	out    *lines
-	node   string
 	hostNS [len(recorder.NSNames)]uint32
 	// The parts of a process object that never change, by Process (immutable).
 	frags map[*recorder.Process][]byte
@@ -54,18 +53,13 @@ const maxCachedProcesses = 8192
 // NewJSON writes to w; hostNS are the host's namespace inums, for is_host.
 func NewJSON(w io.Writer, node string, hostNS [len(recorder.NSNames)]uint32) *JSON {
 	nodeTime := appendString([]byte(`}},"node_name":`), node)
-	return &JSON{out: newLines(w), node: node, hostNS: hostNS, nodeTime: append(nodeTime, `,"time":`...),
+	return &JSON{out: newLines(w), hostNS: hostNS, nodeTime: append(nodeTime, `,"time":`...),
 		frags: map[*recorder.Process][]byte{}, sets: map[uint64][]byte{}, ctrs: map[*recorder.Container][2][]byte{}}
 }
 
 // Write encodes one check.
 func (j *JSON) Write(c *recorder.Check) error {
-	b, err := j.out.room()
-	if err != nil {
-		return err
-	}
-	j.out.end(append(j.Append(b, c), '\n'))
-	return nil
+	return j.out.write(j, c)
 }
 
 // Flush writes out what is buffered.

@@ -66,20 +66,22 @@ func newLines(w io.Writer) *lines {
 	return l
 }
 
-// room is the chunk to append the next line to: handed on first when nearly full.
-func (l *lines) room() ([]byte, error) {
-	if cap(l.buf)-len(l.buf) < lineRoom {
-		if err := l.Flush(); err != nil {
-			return nil, err
-		}
-	}
-	return l.buf, nil
+// lineEncoder appends one check's line, without its newline.
+type lineEncoder interface {
+	Append(b []byte, c *recorder.Check) []byte
 }
 
-// end takes the chunk back with one more whole line appended.
-func (l *lines) end(b []byte) {
-	l.buf = b
+// write appends c's line, as enc encodes it, to the chunk: handed on first
+// when nearly full.
+func (l *lines) write(enc lineEncoder, c *recorder.Check) error {
+	if cap(l.buf)-len(l.buf) < lineRoom {
+		if err := l.Flush(); err != nil {
+			return err
+		}
+	}
+	l.buf = append(enc.Append(l.buf, c), '\n')
 	l.n++
+	return nil
 }
 
 // Flush hands on what is gathered.
