@@ -2,6 +2,7 @@ package main
 
 import (
 	"compress/gzip"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -9,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/capsrec/capsrec/internal/testutil"
 )
@@ -44,6 +47,11 @@ func TestBadInputOneLine(t *testing.T) {
 		// A bare socket path is taken, as crictl takes it; so are global flags after the subcommand.
 		{[]string{"record", "-r", "/nonexistent.sock", "--pod", "x"}, "runtime endpoint /nonexistent.sock: stat /nonexistent.sock"},
 		{[]string{"profile", "--btf", "/nonexistent/vmlinux", "--live"}, "--btf /nonexistent/vmlinux"},
+		{[]string{"profile", "--no-such-flag"}, "flag provided but not defined"},
+		{[]string{"profile", "--interval", "1m", notBTF}, "--interval goes with --live"},
+		{[]string{"profile", "--duration", "1m", notBTF}, "--duration goes with --live"},
+		{[]string{"record", "--runtime-binary", "/nonexistent/runc"}, "--runtime-binary /nonexistent/runc"},
+		{[]string{"record", "--runtime-binary", "/tmp"}, "--runtime-binary /tmp: not a regular file"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -52,17 +60,29 @@ func TestBadInputOneLine(t *testing.T) {
 	}
 }
 
+// assertOneLineError runs cmd, which must fail within a minute with one line on
+// stderr containing want, and nothing on stdout (no usage text).
 func assertOneLineError(t *testing.T, cmd *exec.Cmd, want string) {
 	t.Helper()
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	hung := time.AfterFunc(time.Minute*testutil.Slow(), func() { _ = cmd.Process.Kill() })
+	err := cmd.Wait()
+	if !hung.Stop() {
+		t.Fatalf("%v hung (killed after a minute)", cmd.Args)
+	}
 	if _, ok := err.(*exec.ExitError); !ok {
 		t.Fatalf("want a non-zero exit, got %v", err)
 	}
 	msg := strings.TrimRight(stderr.String(), "\n")
 	if strings.Contains(msg, "\n") || !strings.Contains(msg, want) || strings.Contains(msg, "panic") {
 		t.Errorf("stderr = %q, want one line containing %q", msg, want)
+	}
+	if stdout.Len() > 0 {
+		t.Errorf("stdout = %q, want nothing", stdout.String())
 	}
 }
 
@@ -79,6 +99,11 @@ func TestNotRootIsOneLine(t *testing.T) {
 	cmd := exec.Command(bin, "record")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	assertOneLineError(t, cmd, "record needs root")
+
+	// Root without the BPF capabilities (a container without them): said as such,
+	// not blamed on RLIMIT_MEMLOCK.
+	assertOneLineError(t, exec.Command("setpriv", "--bounding-set", "-all", "--inh-caps", "-all", bin, "record"),
+		"record needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN")
 }
 
 // Methods this kernel lacks (CAPSREC_TEST_UNAVAILABLE_METHODS, set by .ci/run
@@ -113,7 +138,7 @@ func TestHostileFiles(t *testing.T) {
 		return p
 	}
 	long := write("long.txt", []byte(strings.Repeat("x", 3<<20)))
-	deep := write("deep.txt", []byte(strings.Repeat("[", 10_000_000)))
+	deep := write("deep.txt", []byte(strings.Repeat("[", 5_000_000)))
 	xs := write("xs.txt", []byte(strings.Repeat("x\n", 5_000_000)))
 	// 1 GB of zeros with no newline, as 1 MB of gzip.
 	var bomb strings.Builder
@@ -125,6 +150,14 @@ func TestHostileFiles(t *testing.T) {
 	_ = zw.Close()
 	zeros := write("zeros.gz", []byte(bomb.String()))
 	empty := write("empty.json", nil)
+	indented := write("indented.json", []byte("{\n"+strings.Repeat(" \"k\": 1,\n", 2_000_000)+" \"k\": 1\n}\n"))
+	fifo := dir + "/fifo"
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	event := func(value string) string {
+		return write("cap"+value+".json", []byte(`{"process_kprobe":{"function_name":"cap_capable","args":[{"capability_arg":{"value":`+value+`}}],"return":{"int_arg":0}}}`+"\n"))
+	}
 	cases := []struct {
 		args []string
 		want string
@@ -136,7 +169,34 @@ func TestHostileFiles(t *testing.T) {
 		{[]string{"profile", "/dev/zero"}, "/dev/zero: not a regular file but a character device"},
 		{[]string{"profile", "--check", "/dev/zero", empty}, "/dev/zero: not a regular file"},
 		{[]string{"profile", dir}, dir + ": not a regular file but a directory"},
+		{[]string{"profile", indented}, indented + ": indented JSON larger than 8 MiB"},
 		{[]string{"--btf", "/dev/zero", "record"}, "--btf /dev/zero: /dev/zero: not a regular file"},
+		// A FIFO is refused before it is opened: opening it would wait for a writer.
+		{[]string{"profile", fifo}, fifo + ": not a regular file but a named pipe"},
+		{[]string{"profile", "--check", fifo, empty}, fifo + ": not a regular file but a named pipe"},
+		{[]string{"--btf", fifo, "record"}, fifo + ": not a regular file but a named pipe"},
+		// Capability numbers must be kernel capability numbers.
+		{[]string{"profile", event("9999")}, "capability 9999 out of range (0 to 63)"},
+		{[]string{"profile", event("-5")}, "capability -5 out of range"},
+		{[]string{"profile", event("9223372036854775808")}, "bad number"},
+		{[]string{"profile", event("1.5")}, "not a whole number: 1.5"},
+	}
+	// doctor reports the BTF it was given in its table, without waiting on it.
+	for _, env := range []string{"", "CAPSREC_BTF=" + fifo} {
+		cmd := exec.Command(testutil.Binary(t), "doctor")
+		if env == "" {
+			cmd.Args = append(cmd.Args[:1], "--btf", fifo, "doctor")
+		}
+		cmd.Env = append(os.Environ(), env)
+		cmd.WaitDelay = time.Second
+		done := time.AfterFunc(time.Minute*testutil.Slow(), func() { _ = cmd.Process.Kill() })
+		out, _ := cmd.CombinedOutput()
+		if !done.Stop() {
+			t.Errorf("doctor with the BTF %q hung", fifo)
+		}
+		if !strings.Contains(string(out), fifo+": not a regular file but a named pipe") {
+			t.Errorf("doctor (%s) does not say the BTF is a FIFO:\n%s", env, out)
+		}
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -155,6 +215,34 @@ func TestReadyFile(t *testing.T) {
 	testutil.RequireRoot(t)
 	assertOneLineError(t, exec.Command(testutil.Binary(t), "record", "--ready-file", "/nonexistent/dir/ready"),
 		"--ready-file /nonexistent/dir/ready: cannot write in /nonexistent/dir")
+	testutil.AssertNothingLeft(t)
+
+	// Whatever is not a file at the path stays: a device node, a socket, a FIFO, a directory.
+	dir := t.TempDir()
+	others := map[string]string{"null": "a character device", "sock": "a socket", "fifo": "a named pipe", "dir": "a directory"}
+	if err := syscall.Mknod(dir+"/null", syscall.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("unix", dir+"/sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := syscall.Mkfifo(dir+"/fifo", 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir+"/dir", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, kind := range others {
+		path := dir + "/" + name
+		before, _ := os.Lstat(path)
+		assertOneLineError(t, exec.Command(testutil.Binary(t), "record", "--ready-file", path),
+			"--ready-file "+path+": "+kind+" is there; only a file is replaced")
+		if after, err := os.Lstat(path); err != nil || !os.SameFile(before, after) {
+			t.Errorf("--ready-file %s: %s was removed or replaced", path, kind)
+		}
+	}
 	testutil.AssertNothingLeft(t)
 
 	ready := t.TempDir() + "/ready"

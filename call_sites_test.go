@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capsrec/capsrec/callsite"
 	"github.com/capsrec/capsrec/internal/testutil"
 )
 
@@ -44,15 +45,19 @@ func (c classified) capName() string {
 	return ""
 }
 
-// auditedProbes only test the answer of an audited check: the one place where
-// the call site says probe and opts say audited.
-var auditedProbes = map[string]bool{"cap_capset": true, "cap_inh_is_capped": true}
+// baseSite is a call site's function less the compiler's suffixes.
+func baseSite(name string) string {
+	base, _, _ := strings.Cut(name, ".")
+	return base
+}
 
 // TestCallSiteClasses runs host processes whose checks are known (an exec of
 // sleep, memory mapped and freed in a loop, chown to another uid, dmesg as
-// nobody) and checks each check's class; on fexit and kprobe, where the kernel
-// passes opts, the call site alone must agree with CAP_OPT_NOAUDIT on every
-// check seen.
+// nobody, a seccomp filter without no_new_privs, a capset that drops and one
+// that raises the inheritable set) and checks each check's class: a check is a
+// probe only at a proven probe site (callsite.Kinds), or at cap_capset when the
+// call does not raise the inheritable set; noaudit alone (fexit and kprobe see
+// opts) never makes one.
 func TestCallSiteClasses(t *testing.T) {
 	for _, method := range methodsUnderTest(t) {
 		t.Run(method, func(t *testing.T) {
@@ -89,7 +94,12 @@ func TestCallSiteClasses(t *testing.T) {
 			dmesg.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 			_ = dmesg.Run()
 			s.WaitFor("dmesg's CAP_SYSLOG", eventOf(t, dmesg.Process.Pid, "CAP_SYSLOG"))
+			gates := startHelper(t, "capsrec-gates", 0, "seccomp,inheritable")
+			gates.run(t)
+			s.WaitFor("the inheritable raise's CAP_SETPCAP", eventOf(t, gates.pid(), "CAP_SETPCAP"))
+			time.Sleep(100 * time.Millisecond * testutil.Slow())
 			s.Stop(syscall.SIGINT)
+			setpcap := map[string]int{}
 
 			seen := map[string]bool{}
 			var mine []string // the test process's own checks, for the failure message
@@ -125,19 +135,28 @@ func TestCallSiteClasses(t *testing.T) {
 					if cs.Class != "need" {
 						t.Errorf("dmesg's CAP_SYSLOG is %s (%s)", cs.Class, cs.CallSite)
 					}
-				}
-				// Where opts reach capsrec, the call site must say what they say.
-				if cs.Audit != nil && cs.Class != "runtime" {
-					noaudit := !*cs.Audit
-					if cs.CallSiteProbe != noaudit && !(cs.CallSiteProbe && auditedProbes[cs.CallSite]) {
-						t.Errorf("%s's %s at %s: call site says probe=%v, opts say noaudit=%v", filepath.Base(pk.Process.Binary), ev.capName(), cs.CallSite, cs.CallSiteProbe, noaudit)
+				case pid == gates.pid() && ev.capName() == "CAP_SYS_ADMIN" && strings.Contains(cs.CallSite, "seccomp"):
+					seen["seccomp"] = true
+					if cs.Class != "need" || (cs.Audit != nil && *cs.Audit) {
+						t.Errorf("a seccomp filter without no_new_privs: CAP_SYS_ADMIN is %s (audit %v), want a noaudit need", cs.Class, cs.Audit)
 					}
+				case pid == gates.pid() && ev.capName() == "CAP_SETPCAP":
+					setpcap[cs.Class]++
 				}
+				// A probe only where the call site is a proven probe; cap_capset's
+				// own verdict depends on the call, checked just above.
+				if k := callsite.Kinds[baseSite(cs.CallSite)]; k != callsite.Capset && cs.Class != "runtime" && cs.CallSiteProbe != (k == callsite.Probe) {
+					t.Errorf("%s's %s at %s: call_site_probe=%v, but the site is of kind %d", filepath.Base(pk.Process.Binary), ev.capName(), cs.CallSite, cs.CallSiteProbe, k)
+				}
+			}
+			// The drop asks CAP_SETPCAP and needs nothing; the raise needs it.
+			if setpcap["probe"] != 1 || setpcap["need"] != 1 {
+				t.Errorf("the capset drop and raise made CAP_SETPCAP checks of classes %v, want one probe and one need", setpcap)
 			}
 			// fexit and kprobe see only the out-of-line cap_capable: where the compiler
 			// inlined it into cap_vm_enough_memory (5.10), those probes never reach them.
 			seen["mmap probe"] = seen["mmap probe"] || method != "tracepoint"
-			for _, what := range []string{"mmap probe", "chown", "dmesg"} {
+			for _, what := range []string{"mmap probe", "chown", "dmesg", "seccomp"} {
 				if !seen[what] {
 					t.Errorf("no %s check recorded; the test process's checks: %q", what, mine)
 				}

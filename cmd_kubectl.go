@@ -52,10 +52,9 @@ func runKubectlPlugin(args []string) error {
 		Commands:        []*cli.Command{kubectlRecordCommand(), kubectlProfileCommand()},
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {},
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return fmt.Errorf("%w (see --help)", err)
-		},
+		OnUsageError:    usageError,
 	}
+	usageErrorsOnOneLine(app.Commands)
 	return app.Run(flagsFirst(sinkKubeFlags(args, app.Commands), app.Commands))
 }
 

@@ -64,6 +64,11 @@ func runProfile(c *cli.Context) error {
 		}
 		return runLive(c, format, colored, filter)
 	}
+	for _, live := range []string{"interval", "duration"} {
+		if c.IsSet(live) {
+			return fmt.Errorf("--%s goes with --live: files are read to their end", live)
+		}
+	}
 	files := c.Args().Slice()
 	if len(files) == 0 {
 		if isatty.IsTerminal(os.Stdin.Fd()) {

@@ -73,6 +73,9 @@ type recordStats struct {
 	// the stop, or writing failed; unwrittenWhy says which.
 	unwritten    uint64
 	unwrittenWhy string
+	// unremembered --unique keys printed past the filter's bound; evicted
+	// processes the recorder forgot early because its cache was full.
+	unremembered, evicted uint64
 }
 
 // recordPlan is what record's flags ask for, checked before anything loads.
@@ -284,6 +287,7 @@ func record(c *cli.Context, plan *recordPlan, ls *session, enricher *enrich.Enri
 		runErr = w.Flush()
 	}
 	runErr = finishOutput(ls, out, &st, runErr)
+	st.unremembered, st.evicted = plan.flt.Unremembered, ls.rec.Procs.Evicted
 	return errors.Join(runErr, report(c, ls, st, prof))
 }
 
@@ -293,7 +297,12 @@ func finishOutput(ls *session, out *output.Async, st *recordStats, runErr error)
 	if err := ls.sess.Detach(); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("detaching: %w", err))
 	}
-	written, werr := out.Close(500 * time.Millisecond)
+	// A reader may stall for ever; a file is written at the disk's pace.
+	wait, stalled := 500*time.Millisecond, "the reader of stdout stalled"
+	if fi, err := os.Stdout.Stat(); err == nil && fi.Mode().IsRegular() {
+		wait, stalled = time.Minute, "writing the output file took more than a minute"
+	}
+	written, werr := out.Close(wait)
 	if runErr == nil {
 		runErr = werr
 	}
@@ -302,7 +311,7 @@ func finishOutput(ls *session, out *output.Async, st *recordStats, runErr error)
 	st.unwritten = st.printed - min(uint64(max(written, 0)), st.printed)
 	switch {
 	case werr == nil:
-		st.unwrittenWhy = "the reader of stdout stalled"
+		st.unwrittenWhy = stalled
 	case errors.Is(werr, syscall.EPIPE):
 		st.unwrittenWhy = "the reader of stdout went away"
 	default:
@@ -367,6 +376,12 @@ func summaryLine(k bpf.Stats, u recordStats) string {
 	if k.MissedReturns > 0 {
 		s += fmt.Sprintf("; %d kretprobe returns missed", k.MissedReturns)
 	}
+	if u.unremembered > 0 {
+		s += fmt.Sprintf("; %d --unique keys past %d printed without being remembered (they may print again)", u.unremembered, filter.MaxUnique)
+	}
+	if u.evicted > 0 {
+		s += fmt.Sprintf("; %d processes forgotten early, the process cache being full (their late checks show less)", u.evicted)
+	}
 	return s
 }
 
@@ -395,6 +410,16 @@ func needRoot(cmd string) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("%s needs root (to load BPF programs): run it with sudo", cmd)
 	}
+	// Root in a container may lack them: say so, before RLIMIT_MEMLOCK is blamed.
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if unix.Capget(&hdr, &data[0]) == nil {
+		eff := uint64(data[0].Effective) | uint64(data[1].Effective)<<32
+		has := func(c int) bool { return eff&(1<<c) != 0 }
+		if !has(unix.CAP_SYS_ADMIN) && !(has(unix.CAP_BPF) && has(unix.CAP_PERFMON)) {
+			return fmt.Errorf("%s needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN, to load BPF programs; this root has neither (a container without them?)", cmd)
+		}
+	}
 	return nil
 }
 
@@ -404,6 +429,9 @@ func needRoot(cmd string) error {
 func prepareReadyFile(path string) error {
 	if path == "" {
 		return nil
+	}
+	if err := replaceableReadyFile(path); err != nil {
+		return err
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("--ready-file %s: removing the stale one: %v", path, bareError(err))
@@ -444,6 +472,10 @@ func writeReadyFile(path string) error {
 		err = cerr
 	}
 	if err == nil {
+		if err = replaceableReadyFile(path); err != nil {
+			os.Remove(tmp.Name())
+			return err
+		}
 		err = os.Rename(tmp.Name(), path)
 	}
 	if err != nil {
@@ -451,6 +483,17 @@ func writeReadyFile(path string) error {
 		return fmt.Errorf("--ready-file %s: %v", path, bareError(err))
 	}
 	return nil
+}
+
+// replaceableReadyFile refuses a path that holds anything but a file or a
+// symbolic link (a stale ready file): a device node, a socket, a FIFO or a
+// directory is never removed or replaced.
+func replaceableReadyFile(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode().IsRegular() || fi.Mode()&os.ModeSymlink != 0 {
+		return nil
+	}
+	return fmt.Errorf("--ready-file %s: %s is there; only a file is replaced", path, boundedfile.Kind(fi.Mode()))
 }
 
 func isPipe(f *os.File) bool {
@@ -511,7 +554,10 @@ func openSession(c *cli.Context, cfg bpf.Config, method bpf.Method, duration tim
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("lifting RLIMIT_MEMLOCK for BPF maps: %w", err)
 	}
-	runtimePaths, symbols := classifyChecks(c, &cfg)
+	runtimePaths, symbols, err := classifyChecks(c, &cfg)
+	if err != nil {
+		return nil, err
+	}
 	ropts := recorder.Options{Node: nodeName(c), Runtimes: runtimePaths}
 	if s.sess, err = bpf.Open(cfg, method); err != nil {
 		return nil, err
@@ -532,24 +578,29 @@ func openSession(c *cli.Context, cfg bpf.Config, method bpf.Method, duration tim
 	return s, nil
 }
 
-var runtimeBinaryFlag = &cli.StringSliceFlag{Name: "runtime-binary", Usage: "a container runtime executable besides those found (runc, crun, youki, runsc, conmon, containerd shims); repeatable"}
+var runtimeBinaryFlag = &cli.StringSliceFlag{Name: "runtime-binary", Usage: "a container runtime executable the runtime server runs besides those found in its root (runc, crun, youki, runsc, conmon, containerd shims); repeatable"}
 
 // classifyChecks gives the programs the call-site table from /proc/kallsyms and
 // the container runtime binaries. Without symbols every check counts as a need:
 // nothing is hidden that cannot be classified.
 // It returns the runtime binaries' paths (by the kernel's mark less one) and
 // what gives the kernel's symbols once they are read (nil without call sites).
-func classifyChecks(c *cli.Context, cfg *bpf.Config) (runtimePaths []string, symbols func() *callsite.Table) {
-	bins := runtimes.Find(c.StringSlice("runtime-binary"), runtimeServerRoots(c)...)
-	cfg.RuntimeExes = map[bpf.ExeKey]uint8{}
+func classifyChecks(c *cli.Context, cfg *bpf.Config) (runtimePaths []string, symbols func() *callsite.Table, err error) {
+	servers, pids := runtimeServers(c)
+	bins, err := runtimes.Find(c.StringSlice("runtime-binary"), servers...)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.RuntimeExes, cfg.RuntimeSizes = map[bpf.ExeKey]uint8{}, map[uint32]uint64{}
 	for i, b := range bins {
 		cfg.RuntimeExes[bpf.ExeKey{Ino: b.Ino, Dev: b.Dev}] = uint8(i + 1)
+		cfg.RuntimeSizes[uint32(i+1)] = uint64(b.Size)
 	}
-	cfg.RuntimeTgids = runtimes.Running(bins)
+	cfg.RuntimeTgids = runtimes.Marks(bins, servers, pids)
 	runtimePaths = runtimes.Paths(bins)
 
 	if os.Getenv("CAPSREC_BENCH_NO_CALL_SITES") != "" {
-		return runtimePaths, nil // make bench: the program as it was before call sites, for the ratio
+		return runtimePaths, nil, nil // make bench: the program as it was before call sites, for the ratio
 	}
 	// Tests check every fast walk against the kernel's unwinder.
 	if n, err := strconv.ParseUint(os.Getenv("CAPSREC_VERIFY_CALL_SITES"), 10, 32); err == nil {
@@ -583,7 +634,7 @@ func classifyChecks(c *cli.Context, cfg *bpf.Config) (runtimePaths []string, sym
 	}()
 	result := sync.OnceValue(func() loaded { return <-done })
 	cfg.Sites = func() bpf.SiteTable { return result().table }
-	return runtimePaths, func() *callsite.Table { return result().syms }
+	return runtimePaths, func() *callsite.Table { return result().syms }, nil
 }
 
 // runtimeEndpoints are --runtime-endpoint, or else the defaults.
@@ -594,19 +645,24 @@ func runtimeEndpoints(c *cli.Context) (endpoints []string, configured bool) {
 	return enrich.DefaultEndpoints, false
 }
 
-// runtimeServerRoots are the roots of the runtime servers that listen on the
-// configured or default sockets: in a node pod the runtimes live there.
-func runtimeServerRoots(c *cli.Context) []runtimes.Root {
+// runtimeServers are the runtime servers on the configured or default sockets
+// that answer a CRI call, and the host pids of their containers and pod
+// sandboxes: the runtime marks start there. A socket whose listener does not
+// answer CRI gives nothing: whatever listens there is not trusted.
+func runtimeServers(c *cli.Context) (servers []runtimes.Server, pids []uint32) {
 	endpoints, _ := runtimeEndpoints(c)
-	var roots []runtimes.Root
 	for _, ep := range endpoints {
-		if sock, ok := enrich.SocketPath(ep); ok {
-			if r, err := runtimes.ServerRoot(sock); err == nil {
-				roots = append(roots, r)
-			}
+		cri, err := enrich.DialCRI([]string{ep}, 2*time.Second)
+		if err != nil {
+			continue
 		}
+		if cri.ServerPID > 0 {
+			servers = append(servers, runtimes.NewServer(cri.ServerPID))
+			pids = append(pids, cri.RuntimePIDs(context.Background())...)
+		}
+		cri.Close()
 	}
-	return roots
+	return servers, pids
 }
 
 // dialRuntime connects to --runtime-endpoint, or to the first default that

@@ -181,11 +181,24 @@ func run(args []string) error {
 		EnableBashCompletion: true,
 		// Errors are printed once, by main, on one line.
 		ExitErrHandler: func(*cli.Context, error) {},
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return fmt.Errorf("%w (see --help)", err)
-		},
+		OnUsageError:   usageError,
 	}
+	usageErrorsOnOneLine(commands)
 	return app.Run(hoistGlobalFlags(args, commands, app.Flags))
+}
+
+// usageError is a flag or argument error: one line, never the whole usage.
+func usageError(_ *cli.Context, err error, _ bool) error {
+	return fmt.Errorf("%w (see --help)", err)
+}
+
+// usageErrorsOnOneLine gives every command usageError: urfave/cli prints a
+// command's usage for a bad flag unless the command says otherwise.
+func usageErrorsOnOneLine(commands []*cli.Command) {
+	for _, c := range commands {
+		c.OnUsageError = usageError
+		usageErrorsOnOneLine(c.Subcommands)
+	}
 }
 
 func nodeName(c *cli.Context) string {

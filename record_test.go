@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/internal/capops"
 	"github.com/capsrec/capsrec/internal/testutil"
 )
 
@@ -47,6 +50,28 @@ func runHelper(spec string) int {
 				fmt.Fprintln(os.Stderr, err)
 				return 1
 			}
+		case "seccomp", "inheritable": // see internal/capops
+			op := map[string]func() error{"seccomp": capops.SeccompFilter, "inheritable": capops.RaiseInheritable}[parts[0]]
+			if err := op(); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		case "listen": // accept and hang up on a unix socket until stdin closes
+			l, err := net.Listen("unix", parts[1])
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					c.Close()
+				}
+			}()
+			_, _ = io.Copy(io.Discard, os.Stdin)
 		}
 	}
 	return 0
@@ -91,7 +116,7 @@ func helperBinary(t testing.TB, name string) string {
 	return path
 }
 
-func startHelper(t testing.TB, name string, uid uint32, actions string) *helper {
+func startHelper(t testing.TB, name string, uid uint32, actions string, env ...string) *helper {
 	t.Helper()
 	path := helperBinary(t, name)
 	r, w, err := os.Pipe()
@@ -99,7 +124,7 @@ func startHelper(t testing.TB, name string, uid uint32, actions string) *helper 
 		t.Fatal(err)
 	}
 	cmd := exec.Command(path)
-	cmd.Env = append(os.Environ(), "CAPSREC_HELPER="+actions)
+	cmd.Env = append(append(os.Environ(), "CAPSREC_HELPER="+actions), env...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = r, os.Stderr, os.Stderr
 	if uid != 0 {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}

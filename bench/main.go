@@ -84,6 +84,7 @@ var (
 	only       = flag.String("only", "", "run only the scenarios whose name matches this regexp (with the no-recorder and no-op baselines)")
 	before     = flag.String("before", "", "an earlier capsrec binary: its rows run beside today's")
 	beforeName = flag.String("before-name", "before", "what the -before rows are called")
+	soakFor    = flag.Duration("soak", 0, "only the soak: record while processes churn this long, sampling RSS each minute")
 )
 
 func run() error {
@@ -122,6 +123,17 @@ func run() error {
 		return err
 	}
 
+	if *soakFor > 0 {
+		table, err := soak(bin, *soakFor)
+		if err != nil {
+			return err
+		}
+		fmt.Print(table)
+		if *out != "" {
+			return os.WriteFile(*out, []byte(table), 0o644)
+		}
+		return nil
+	}
 	if *onlyProf {
 		for _, n := range []int{100_000, 1_000_000} {
 			line, err := benchProfile(bin, n)

@@ -17,6 +17,8 @@ go run ./bench -rounds 3 -before "$out/capsrec-before" -before-name "before ($be
 # Pod filtering against a real containerd, and CRI lookups of a cold cache.
 go test -count=1 -run XXX -bench 'PodFilter' -benchtime 1x . >"$out/pods.txt"
 go test -count=1 -run XXX -bench 'CRILookup' -benchtime 200x . >>"$out/pods.txt"
+# RSS through process churn (issue 17): flat, whatever has run.
+go run ./bench -soak "${BENCH_SOAK:-30m}" -write "$out/soak.md" >/dev/null
 VMTEST_BENCH=1 VMTEST_KERNELS="${BENCH_KERNELS:-5.10 6.12}" bash vmtest/run.sh >"$out/vm.log"
 {
 	echo "# Benchmarks"
@@ -52,6 +54,14 @@ VMTEST_BENCH=1 VMTEST_KERNELS="${BENCH_KERNELS:-5.10 6.12}" bash vmtest/run.sh >
 	echo '```'
 	grep -E '^Benchmark' "$out/pods.txt"
 	echo '```'
+	echo
+	echo "## Soak: RSS through process churn"
+	echo
+	echo "\`capsrec record -o json > /dev/null\` while \`chown\` runs again and again (one exec, one"
+	echo "CAP_CHOWN check each), for \$BENCH_SOAK (30m by default); RSS sampled at ready and each minute."
+	echo "Target (issue 17): flat within a few MiB."
+	echo
+	cat "$out/soak.md"
 	for k in ${BENCH_KERNELS:-5.10 6.12}; do
 		echo
 		echo "## Debian $k in qemu (software emulation: compare ratios, not times)"

@@ -7,29 +7,49 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"golang.org/x/sys/unix"
 )
 
 // Open opens path for reading if it is a regular file of at most max bytes
-// (0: any size).
+// (0: any size). The type is checked before the open, so that a FIFO does not
+// block and a device is not acted on, and again on what was opened (without
+// blocking), so that a file swapped meanwhile is refused too.
 func Open(path string, max int64) (*os.File, error) {
-	f, err := os.Open(path)
+	before, err := os.Stat(path)
 	if err != nil {
 		return nil, err // *PathError names the file
 	}
-	fi, err := f.Stat()
+	if err := check(path, before, max); err != nil {
+		return nil, err
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	after, err := f.Stat()
+	if err == nil && !os.SameFile(before, after) {
+		err = fmt.Errorf("%s: replaced while opened", path)
+	}
+	if err == nil {
+		err = check(path, after, max)
+	}
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
+	return f, nil
+}
+
+func check(path string, fi os.FileInfo, max int64) error {
 	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("%s: not a regular file but %s", path, kind(fi.Mode()))
+		return fmt.Errorf("%s: not a regular file but %s", path, Kind(fi.Mode()))
 	}
 	if max > 0 && fi.Size() > max {
-		f.Close()
-		return nil, fmt.Errorf("%s: %d bytes, more than the %d this reads", path, fi.Size(), max)
+		return fmt.Errorf("%s: %d bytes, more than the %d this reads", path, fi.Size(), max)
 	}
-	return f, nil
+	return nil
 }
 
 // ReadFile reads a regular file of at most max bytes.
@@ -50,7 +70,8 @@ func ReadFile(path string, max int64) ([]byte, error) {
 	return data, nil
 }
 
-func kind(m os.FileMode) string {
+// Kind names a file type for a message: "a named pipe", "a directory", ...
+func Kind(m os.FileMode) string {
 	switch {
 	case m.IsDir():
 		return "a directory"

@@ -138,11 +138,22 @@ struct {
 	__type(value, __u8);
 } runtime_exes SEC(".maps");
 
+/* The runtime executables' sizes, by 1 + index: a re-exec of an unlinked copy
+ * keeps the mark only when the copy is the size of the binary it copies. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u64);
+} runtime_sizes SEC(".maps");
+
 /*
- * Processes (tgids) running a container runtime: marked when they exec a runtime
- * binary, inherited on fork and across the runtime's re-exec of itself (runc runs
- * from an unlinked memfd copy), cleared when they exec anything else (the
- * container's command) and on exit. Comm is never used: anyone can set it.
+ * Processes (tgids) of the container runtime server's tree (capsrec.h's MARK_*):
+ * the server, seeded by user space after a CRI call proved it the server; a
+ * runtime binary exec'd by a marked process; a runtime's re-exec of an unlinked
+ * copy of itself (runc init). Inherited on fork, cleared on exit and on any
+ * other exec (the container's command). A runtime binary exec'd by anyone else
+ * is an ordinary process. Comm is never used: anyone can set it.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -158,8 +169,9 @@ struct cap_args {
 	__s32 cap;
 	__u32 opts;
 	__u8 probe;
+	__u8 capset;
 	__u8 failed; /* no kernel stack could be read: the call site is unknown */
-	__u8 pad[6];
+	__u8 pad[5];
 };
 
 /* kprobe entry -> kretprobe: LRU so that entries whose return never came age out. */
@@ -299,6 +311,7 @@ __noinline __u32 site_kind(__u64 ip)
 struct call_site {
 	__u64 ip;
 	bool probe;
+	bool capset; /* cap_capset: need or probe by the call's arguments (capset_gates) */
 	bool failed;
 };
 
@@ -336,13 +349,9 @@ static __always_inline struct call_site classify_ips(__u64 *ips, long n)
 		}
 		if (kind == SITE_PLUMBING)
 			continue;
-		if (kind == SITE_NOAUDIT) {
-			cs.probe = true;
-			continue;
-		}
 		cs.ip = ip;
-		if (kind == SITE_PROBE)
-			cs.probe = true;
+		cs.probe = kind == SITE_PROBE;
+		cs.capset = kind == SITE_CAPSET;
 		break;
 	}
 	return cs;
@@ -402,7 +411,6 @@ static __always_inline __u64 window_at(struct learn_event *le, __u32 idx)
 static __always_inline enum walk_result fast_walk(struct learn_event *le, __u32 words, struct walk_state *ws,
 						  struct call_site *cs, struct walk_cache *c)
 {
-	bool probe = false;
 	__u32 idx;
 
 	c->n = 0;
@@ -424,20 +432,20 @@ static __always_inline enum walk_result fast_walk(struct learn_event *le, __u32 
 		if (f) {
 			if (f->delta <= 0 || (f->delta & 7))
 				return WALK_MISS;
-			if (f->kind == SITE_NOAUDIT)
-				probe = true;
 			idx += f->delta / 8;
 			continue;
 		}
 		__u32 kind = r >= text_start && r < text_end ? site_kind(r - 1) : SITE_UNKNOWN;
-		if (kind == SITE_GLUE || kind == SITE_PLUMBING || kind == SITE_NOAUDIT)
+		if (kind == SITE_GLUE || kind == SITE_PLUMBING)
 			return WALK_MISS_LEARN;
 		cs->ip = r;
-		cs->probe = probe || kind == SITE_PROBE;
+		cs->probe = kind == SITE_PROBE;
+		cs->capset = kind == SITE_CAPSET;
 		c->n = i + 1;
 		c->words = idx + 1;
 		c->site = cs->ip;
 		c->probe = cs->probe;
+		c->capset = cs->capset;
 		c->generation = ws->generation;
 		return WALK_FOUND;
 	}
@@ -461,6 +469,7 @@ static __always_inline bool cached_walk(struct learn_event *le, __u32 words, str
 	}
 	cs->ip = c->site;
 	cs->probe = c->probe;
+	cs->capset = c->capset;
 	return true;
 }
 
@@ -506,7 +515,7 @@ static __always_inline struct call_site find_call_site(void *ctx, void *anchor, 
 		if (verify_every && st->fast_walks % verify_every == 0) {
 			st->walk_verified++;
 			slow = unwind_call_site(ctx, ips, &n);
-			if (!slow.failed && (slow.ip != cs.ip || slow.probe != cs.probe)) {
+			if (!slow.failed && (slow.ip != cs.ip || slow.probe != cs.probe || slow.capset != cs.capset)) {
 				st->walk_mismatch++;
 				if (!ws->broken) {
 					ws->mismatch_fast = cs.ip;
@@ -535,9 +544,12 @@ static __always_inline struct call_site find_call_site(void *ctx, void *anchor, 
 	return cs;
 }
 
+/* The runtime server itself is marked only to pass the mark on: its own checks are not setup. */
 static __always_inline bool runtime_task(__u32 tgid)
 {
-	return bpf_map_lookup_elem(&runtime_tasks, &tgid) != 0;
+	__u8 *mark = bpf_map_lookup_elem(&runtime_tasks, &tgid);
+
+	return mark && *mark != MARK_SERVER;
 }
 
 static __always_inline __u8 check_class(bool runtime, bool probe, bool override_creds)
@@ -556,21 +568,21 @@ static __always_inline bool hidden(__u8 class)
 	return hide_classes & (1 << class);
 }
 
+/* The current task's user registers (its syscall's number and arguments); to be probe-read. */
+static __always_inline struct pt_regs *user_regs(struct task_struct *task)
+{
+	if (has_task_pt_regs) /* needs a trusted task pointer; both helpers exist wherever task_pt_regs does */
+		return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	/* task_pt_regs() on x86-64: the user registers sit at the top of the kernel stack. */
+	void *stack = BPF_CORE_READ(task, stack);
+	return (struct pt_regs *)(stack + THREAD_SIZE) - 1;
+}
+
 static __always_inline __s32 syscall_nr_probe(struct task_struct *task)
 {
-	struct pt_regs *regs;
-
 	if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
 		return -1;
-	if (has_task_pt_regs) {
-		/* Needs a trusted task pointer; both helpers exist wherever task_pt_regs does. */
-		regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	} else {
-		/* task_pt_regs() on x86-64: the user registers sit at the top of the kernel stack. */
-		void *stack = BPF_CORE_READ(task, stack);
-		regs = (struct pt_regs *)(stack + THREAD_SIZE) - 1;
-	}
-	return (__s32)BPF_CORE_READ(regs, orig_ax);
+	return (__s32)BPF_CORE_READ(user_regs(task), orig_ax);
 }
 
 /* On the BTF path the kernel has bpf_task_pt_regs (5.15) whenever it has the tracepoint or
@@ -781,11 +793,47 @@ static __always_inline void load_context(struct ctx_sent *now, struct task_struc
 		now->runtime = last->runtime;
 }
 
-static __always_inline bool noaudit(__u32 opts, bool has_opts)
+#define NR_CAPSET_X86_64 126
+#define CAP_VERSION_1 0x19980330 /* one __user_cap_data_struct; versions 2 and 3 have two */
+
+struct user_cap_header {
+	__u32 version;
+	int pid;
+};
+
+struct user_cap_data {
+	__u32 effective;
+	__u32 permitted;
+	__u32 inheritable;
+};
+
+/*
+ * Whether cap_capset's CAP_SETPCAP check gates the call: security/commoncap.c
+ * refuses (EPERM) a new inheritable set beyond the old inheritable and permitted
+ * sets unless the caller has CAP_SETPCAP, and asks on every capset. The set asked
+ * for is read from the syscall's own arguments; cred is the caller's (old)
+ * credentials. Anything unreadable (a 32-bit capset, a fault) counts as gating.
+ */
+static __always_inline bool capset_gates(struct task_struct *task, const struct cred *cred)
 {
-	if (!has_opts)
-		return false;
-	return opts_bitmask ? (opts & CAP_OPT_NOAUDIT) != 0 : opts == 0;
+	struct pt_regs *regs = user_regs(task);
+	struct user_cap_header h;
+	struct user_cap_data d[2] = {};
+	__u64 asked, had;
+
+	if (BPF_CORE_READ(regs, orig_ax) != NR_CAPSET_X86_64)
+		return true;
+	if (bpf_probe_read_user(&h, sizeof(h), (void *)BPF_CORE_READ(regs, di)) != 0)
+		return true;
+	if (h.version == CAP_VERSION_1) {
+		if (bpf_probe_read_user(&d[0], sizeof(d[0]), (void *)BPF_CORE_READ(regs, si)) != 0)
+			return true;
+	} else if (bpf_probe_read_user(d, sizeof(d), (void *)BPF_CORE_READ(regs, si)) != 0) {
+		return true;
+	}
+	asked = d[0].inheritable | (__u64)d[1].inheritable << 32;
+	had = read_cap_probe(&cred->cap_inheritable) | read_cap_probe(&cred->cap_permitted);
+	return (asked & ~had) != 0;
 }
 
 /*
@@ -850,7 +898,9 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 		override = override_creds_btf(task, cred);
 	else
 		override = override_creds_probe(task, cred);
-	class = check_class(now->runtime, cs.probe || noaudit(opts, has_opts), override);
+	if (cs.capset)
+		cs.probe = !capset_gates(task, cred);
+	class = check_class(now->runtime, cs.probe, override);
 	if (hidden(class)) {
 		if (class < CLASS_COUNT)
 			st->hidden[class]++;
@@ -924,6 +974,7 @@ int BPF_KPROBE(kprobe_cap_capable, const struct cred *cred, struct user_namespac
 		st->slow_walks++;
 		args.call_site = cs.ip;
 		args.probe = cs.probe;
+		args.capset = cs.capset;
 		args.failed = cs.failed;
 	}
 	/* An entry still here means its return was missed (maxactive). */
@@ -949,6 +1000,7 @@ int BPF_KRETPROBE(kretprobe_cap_capable, int ret)
 	bpf_map_delete_elem(&kprobe_args, &pid_tgid);
 	cs.ip = a.call_site;
 	cs.probe = a.probe;
+	cs.capset = a.capset;
 	cs.failed = a.failed;
 	return record_check(ctx, (const struct cred *)a.cred, (struct user_namespace *)a.targ_ns, a.cap, a.opts, ret,
 			    METHOD_KPROBE, true, false, &cs);
@@ -972,8 +1024,11 @@ static __always_inline void write_path(char *buf, __u32 *off_p, __u8 *truncated,
 	for (int i = 0; i < MAX_PATH_DEPTH; i++) {
 		struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 		struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+		/* A file of no directory (a memfd): its own parent, not its mount's root.
+		 * Its name is the whole path, as /proc/PID/exe shows it. */
+		bool pseudo = dentry == parent && dentry != mnt_root;
 
-		if (dentry == mnt_root || dentry == parent) {
+		if (!pseudo && (dentry == mnt_root || dentry == parent)) {
 			struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
 
 			if (dentry == mnt_root && mnt != mnt_parent) {
@@ -996,6 +1051,10 @@ static __always_inline void write_path(char *buf, __u32 *off_p, __u8 *truncated,
 		off = (off - 1) & (PATH_LEN - 1);
 		buf[off] = '/';
 		*off_p = off;
+		if (pseudo) {
+			*truncated = 0;
+			break;
+		}
 		dentry = parent;
 	}
 	if (*off_p == PATH_LEN - 1) {
@@ -1025,27 +1084,37 @@ static __always_inline void *reserve_proc(__u64 size)
 }
 
 /*
- * Marks or clears a process that execs as a container runtime: a runtime binary
- * marks it; a marked process stays marked when it re-execs an unlinked copy of
- * itself (runc's memfd clone) and loses the mark with anything else. Returns
- * the mark (1 + the runtime's index, 0 none).
+ * A process's runtime mark after it execs exe (capsrec.h's MARK_*): only a
+ * marked process can keep one. The server or a runtime execing a runtime binary
+ * marks it with that binary; a runtime (not its clone) execing an unlinked file
+ * of its own binary's size is its re-exec of itself (runc init from a memfd
+ * copy); anything else, and any exec of a clone (the container's command), ends
+ * the mark. Returns the mark, 0 none.
  */
 static __always_inline __u8 mark_runtime_exec(__u32 tgid, struct file *exe, bool unlinked)
 {
 	struct exe_key k = {};
 	__u8 *rt, *was, mark = 0;
+	__u32 idx;
+	__u64 *size;
 
+	was = bpf_map_lookup_elem(&runtime_tasks, &tgid);
+	if (!was)
+		return 0;
 	k.ino = BPF_CORE_READ(exe, f_inode, i_ino);
 	k.dev = BPF_CORE_READ(exe, f_inode, i_sb, s_dev);
 	rt = bpf_map_lookup_elem(&runtime_exes, &k);
-	was = bpf_map_lookup_elem(&runtime_tasks, &tgid);
-	if (rt)
+	if (rt && !(*was & MARK_CLONE)) {
 		mark = *rt;
-	else if (was && unlinked)
-		mark = *was;
+	} else if (unlinked && *was != MARK_SERVER && !(*was & MARK_CLONE)) {
+		idx = *was & MARK_INDEX;
+		size = bpf_map_lookup_elem(&runtime_sizes, &idx);
+		if (size && *size && *size == BPF_CORE_READ(exe, f_inode, i_size))
+			mark = *was | MARK_CLONE;
+	}
 	if (mark)
 		bpf_map_update_elem(&runtime_tasks, &tgid, &mark, BPF_ANY);
-	else if (was)
+	else
 		bpf_map_delete_elem(&runtime_tasks, &tgid);
 	return mark;
 }

@@ -28,8 +28,8 @@ enum attach_method {
 };
 
 /* Who a check belongs to (capsrec.class): the workload's own need, a kernel probe
- * (noaudit, or a caller that only tests the answer), the container runtime setting
- * a container up, or a check under borrowed credentials. */
+ * (a caller whose answer gates nothing: callsite.Kinds), the container runtime
+ * setting a container up, or a check under borrowed credentials. */
 enum check_class {
 	CLASS_NEED = 0,
 	CLASS_PROBE = 1,
@@ -40,12 +40,24 @@ enum check_class {
 
 /* What a kernel function is to the call-site walk (struct site_range.kind). */
 enum site_kind {
-	SITE_UNKNOWN = 0,  /* the caller: a need unless a probe wrapper came first */
+	SITE_UNKNOWN = 0,  /* the caller: a need */
 	SITE_GLUE = 1,     /* tracing machinery between the hook and cap_capable */
-	SITE_PLUMBING = 2, /* capable(), ns_capable(), security_capable(), ...: look further */
-	SITE_NOAUDIT = 3,  /* a noaudit wrapper (has_capability_noaudit, ...): a probe; look further for the name */
-	SITE_PROBE = 4,    /* a caller that only tests the answer: a probe, and the call site */
+	SITE_PLUMBING = 2, /* capable(), ns_capable(), the noaudit wrappers, ...: look further */
+	SITE_CAPSET = 3,   /* cap_capset: a need when the call raises the inheritable set beyond the
+			    * old inheritable and permitted sets (then the answer gates it), else a probe */
+	SITE_PROBE = 4,    /* a caller whose answer gates nothing: a probe, and the call site */
 };
+
+/*
+ * A process's runtime mark (runtime_tasks). Only the container runtime server's
+ * process tree carries one: the server itself (MARK_SERVER: its own checks are
+ * not runtime setup), a runtime binary it or its runtimes exec (1 + the binary's
+ * index), and that binary's re-exec of an unlinked copy of itself (| MARK_CLONE:
+ * runc init), whose next exec is the container's command and ends the mark.
+ */
+#define MARK_SERVER 0xff
+#define MARK_CLONE 0x40
+#define MARK_INDEX 0x3f
 
 #define MAX_SITES 128 /* sorted [start, end) ranges, padded with start = ~0 */
 #define STACK_DEPTH 12
@@ -81,7 +93,8 @@ struct walk_cache {
 	__u64 last_learn; /* ktime of this CPU's last learn event: at most one a millisecond */
 	__u64 site;
 	__u8 probe;
-	__u8 pad[7];
+	__u8 capset;
+	__u8 pad[6];
 	__u32 idx[WALK_PATH];
 	__u64 val[WALK_PATH];
 };
@@ -157,7 +170,7 @@ struct cap_event {
 	__u8 override_creds; /* the checked cred is not the task's real_cred */
 	__u8 has_opts;
 	__u8 class; /* enum check_class */
-	__u8 site_probe; /* the call site alone says probe (opts aside): checked against opts in tests */
+	__u8 site_probe; /* the call site says probe (for cap_capset: with the call's arguments) */
 	__u8 pad[3];
 };
 

@@ -40,8 +40,9 @@ type capsrecCapArgs struct {
 	Cap      int32
 	Opts     uint32
 	Probe    uint8
+	Capset   uint8
 	Failed   uint8
-	Pad      [6]uint8
+	Pad      [5]uint8
 }
 
 type capsrecCapEvent struct {
@@ -220,7 +221,8 @@ type capsrecWalkCache struct {
 	LastLearn  uint64
 	Site       uint64
 	Probe      uint8
-	Pad        [7]uint8
+	Capset     uint8
+	Pad        [6]uint8
 	Idx        [16]uint32
 	Val        [16]uint64
 }
@@ -249,6 +251,7 @@ const (
 	capsrecMapKprobeArgs             = "kprobe_args"
 	capsrecMapPidFilter              = "pid_filter"
 	capsrecMapRuntimeExes            = "runtime_exes"
+	capsrecMapRuntimeSizes           = "runtime_sizes"
 	capsrecMapRuntimeTasks           = "runtime_tasks"
 	capsrecMapSiteRanges             = "site_ranges"
 	capsrecMapStats                  = "stats"
@@ -369,6 +372,7 @@ type capsrecMapSpecs struct {
 	KprobeArgs   *ebpf.MapSpec `ebpf:"kprobe_args"`
 	PidFilter    *ebpf.MapSpec `ebpf:"pid_filter"`
 	RuntimeExes  *ebpf.MapSpec `ebpf:"runtime_exes"`
+	RuntimeSizes *ebpf.MapSpec `ebpf:"runtime_sizes"`
 	RuntimeTasks *ebpf.MapSpec `ebpf:"runtime_tasks"`
 	SiteRanges   *ebpf.MapSpec `ebpf:"site_ranges"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
@@ -441,6 +445,7 @@ type capsrecMaps struct {
 	KprobeArgs   *ebpf.Map `ebpf:"kprobe_args"`
 	PidFilter    *ebpf.Map `ebpf:"pid_filter"`
 	RuntimeExes  *ebpf.Map `ebpf:"runtime_exes"`
+	RuntimeSizes *ebpf.Map `ebpf:"runtime_sizes"`
 	RuntimeTasks *ebpf.Map `ebpf:"runtime_tasks"`
 	SiteRanges   *ebpf.Map `ebpf:"site_ranges"`
 	Stats        *ebpf.Map `ebpf:"stats"`
@@ -460,6 +465,7 @@ func (m *capsrecMaps) Close() error {
 		m.KprobeArgs,
 		m.PidFilter,
 		m.RuntimeExes,
+		m.RuntimeSizes,
 		m.RuntimeTasks,
 		m.SiteRanges,
 		m.Stats,

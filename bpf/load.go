@@ -95,9 +95,14 @@ type Config struct {
 	// HideClasses has bit n set to count checks of class n in the kernel, not send them.
 	HideClasses uint8
 	// RuntimeExes are container runtime executables (runc, crun, the shims), by
-	// identity; the value is 1 + the runtime's index. Processes running them are marked.
+	// identity; the value is 1 + the runtime's index. Processes of the runtime
+	// server's tree that exec them are marked.
 	RuntimeExes map[ExeKey]uint8
-	// RuntimeTgids are processes already running a runtime when capsrec starts.
+	// RuntimeSizes are their sizes, by 1 + index: a runtime's re-exec of an
+	// unlinked copy of itself is known by the size.
+	RuntimeSizes map[uint32]uint64
+	// RuntimeTgids are the runtime server's tree when capsrec starts, with their
+	// marks (runtimes.Mark*): the server, its shims, runtimes at work.
 	RuntimeTgids map[uint32]uint8
 	// VerifyEvery checks one fast call-site walk in this many against the
 	// kernel's unwinder; 0 keeps 1024.
@@ -432,6 +437,11 @@ func fillTables(coll *ebpf.Collection, cfg Config) error {
 	for k, v := range cfg.RuntimeExes {
 		if err := coll.Maps["runtime_exes"].Put(k, v); err != nil {
 			return fmt.Errorf("filling the runtime executables: %w", err)
+		}
+	}
+	for idx, size := range cfg.RuntimeSizes {
+		if err := coll.Maps["runtime_sizes"].Put(idx, size); err != nil {
+			return fmt.Errorf("filling the runtime executables' sizes: %w", err)
 		}
 	}
 	for tgid, v := range cfg.RuntimeTgids {

@@ -180,6 +180,7 @@ struct super_block {
 
 struct inode {
 	unsigned long i_ino;
+	long long i_size; /* loff_t */
 	struct super_block *i_sb;
 } __attribute__((preserve_access_index));
 

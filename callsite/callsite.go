@@ -21,11 +21,11 @@ import (
 type Kind uint32
 
 const (
-	Unknown  Kind = 0 // the caller asking: a need, unless a noaudit wrapper came first
+	Unknown  Kind = 0 // the caller asking: a need
 	Glue     Kind = 1 // tracing machinery between the hook and cap_capable
-	Plumbing Kind = 2 // capable(), security_capable(), ...: the walk looks further
-	NoAudit  Kind = 3 // a noaudit wrapper: a probe; the walk looks further for the name
-	Probe    Kind = 4 // a caller that only tests the answer: a probe, and the call site
+	Plumbing Kind = 2 // capable(), security_capable(), the noaudit wrappers, ...: the walk looks further
+	Capset   Kind = 3 // cap_capset: a need when the call raises the inheritable set, else a probe
+	Probe    Kind = 4 // a caller whose answer gates nothing: a probe, and the call site
 )
 
 // Kinds maps function names to their kind, for every kernel of the matrix (5.10
@@ -56,17 +56,26 @@ var Kinds = map[string]Kind{
 	"netlink_ns_capable": Plumbing, "netlink_capable": Plumbing, "netlink_net_capable": Plumbing,
 	"bpf_token_capable": Plumbing, "checkpoint_restore_ns_capable": Plumbing,
 
-	// Wrappers that pass CAP_OPT_NOAUDIT (or SECURITY_CAP_NOAUDIT before 5.1).
-	"ns_capable_noaudit": NoAudit, "has_ns_capability_noaudit": NoAudit, "has_capability_noaudit": NoAudit,
-	"checkpoint_restore_ns_capable_noaudit": NoAudit,
+	// Wrappers that pass CAP_OPT_NOAUDIT (or SECURITY_CAP_NOAUDIT before 5.1). Not
+	// auditing says nothing of whether the answer gates the operation (seccomp
+	// filters without no_new_privs ask through ns_capable_noaudit): their caller decides.
+	"ns_capable_noaudit": Plumbing, "has_ns_capability_noaudit": Plumbing, "has_capability_noaudit": Plumbing,
+	"checkpoint_restore_ns_capable_noaudit": Plumbing,
 
-	// Callers that only test the answer. Overcommit accounting asks CAP_SYS_ADMIN on
-	// every accountable mmap, brk, fork and exec to pick a memory reserve (noaudit).
+	// The probe sites: each caller's answer is proven, in the kernel sources of
+	// every kernel of the matrix, to gate nothing (docs/classes.md gives the lines).
+	// Every other caller is a need.
+	//
+	// Overcommit accounting asks CAP_SYS_ADMIN on every accountable mmap, brk,
+	// fork and exec only to size a reserve in its heuristic (security/commoncap.c
+	// cap_vm_enough_memory returns the answer as cap_sys_admin to
+	// mm/util.c __vm_enough_memory).
 	"cap_vm_enough_memory": Probe, "security_vm_enough_memory_mm": Probe, "__vm_enough_memory": Probe,
-	// capset asks CAP_SETPCAP (audited) only to know whether the inheritable set is capped.
-	"cap_inh_is_capped": Probe, "cap_capset": Probe,
-	// Noaudit calls of security_capable made directly.
-	"ptracer_capable": Probe, "kallsyms_show_value": Probe,
+	// capset asks CAP_SETPCAP on every call (cap_inh_is_capped, inlined into
+	// cap_capset); the answer gates the call only when the new inheritable set is
+	// beyond the old inheritable and permitted sets: the BPF program reads the
+	// call's arguments to tell.
+	"cap_inh_is_capped": Capset, "cap_capset": Capset,
 }
 
 // MaxRanges is capsrec.h's MAX_SITES: the BPF table's size.
@@ -273,7 +282,7 @@ func (t *Table) Func(ip uint64) string {
 func (t *Table) KindOf(ip uint64) Kind { return Kinds[baseName(t.Func(ip))] }
 
 // PassThrough tells whether the walk looks past a function of kind k.
-func (k Kind) PassThrough() bool { return k == Glue || k == Plumbing || k == NoAudit }
+func (k Kind) PassThrough() bool { return k == Glue || k == Plumbing }
 
 // Frame is a learned pass-through frame: the return address into a glue or
 // plumbing function, and how many bytes above its slot the caller's return

@@ -60,6 +60,9 @@ var All = []Capability{
 	{40, "CAP_CHECKPOINT_RESTORE", "checkpoint and restore processes (set_tid, map_files)"},
 }
 
+// MaxValue is the highest capability number a kernel's 64-bit sets can hold.
+const MaxValue = 63
+
 // Name gives CAP_<NAME> for a value, or CAP_<n> for one this table does not know.
 func Name(value int) string {
 	if value >= 0 && value < len(All) {

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -26,9 +29,12 @@ type CRI struct {
 	Endpoint       string
 	RuntimeName    string
 	RuntimeVersion string
-	conn           *grpc.ClientConn
-	rt             runtimeapi.RuntimeServiceClient
-	timeout        time.Duration
+	// ServerPID is the process that answered Version, as the kernel names the
+	// socket's peer (SO_PEERCRED) in our pid namespace; 0 when outside it.
+	ServerPID int
+	conn      *grpc.ClientConn
+	rt        runtimeapi.RuntimeServiceClient
+	timeout   time.Duration
 }
 
 // DialCRI connects to the first endpoint that answers Version within timeout.
@@ -70,7 +76,16 @@ func dial(endpoint string, timeout time.Duration) (*CRI, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("runtime endpoint %s: %w", endpoint, err)
 	}
-	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	var peer atomic.Int32 // the pid behind the connection grpc dialed last
+	dialer := func(ctx context.Context, _ string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, "unix", path)
+		if err == nil {
+			peer.Store(peerPID(conn))
+		}
+		return conn, err
+	}
+	conn, err := grpc.NewClient("passthrough:///"+path, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(dialer))
 	if err != nil {
 		return nil, fmt.Errorf("runtime endpoint %s: %w", endpoint, err)
 	}
@@ -83,7 +98,59 @@ func dial(endpoint string, timeout time.Duration) (*CRI, error) {
 		return nil, fmt.Errorf("runtime endpoint %s does not answer: %w", endpoint, err)
 	}
 	c.RuntimeName, c.RuntimeVersion = v.RuntimeName, v.RuntimeVersion
+	c.ServerPID = int(peer.Load())
 	return c, nil
+}
+
+// peerPID is the pid of a unix socket's peer, 0 when unknown or outside our pid namespace.
+func peerPID(conn net.Conn) int32 {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return 0
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var cred *unix.Ucred
+	if raw.Control(func(fd uintptr) { cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) }) != nil || cred == nil {
+		return 0
+	}
+	return cred.Pid
+}
+
+// RuntimePIDs are the host pids of every running container's and ready pod
+// sandbox's first process, as the runtime reports them: their parents are the
+// runtime's shims.
+func (c *CRI) RuntimePIDs(ctx context.Context) []uint32 {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var pids []uint32
+	add := func(info map[string]string) {
+		var vi verboseInfo
+		if raw, ok := info["info"]; ok && json.Unmarshal([]byte(raw), &vi) == nil && vi.PID > 0 {
+			pids = append(pids, vi.PID)
+		}
+	}
+	if ctrs, err := c.rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{
+		Filter: &runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}},
+	}); err == nil {
+		for _, ctr := range ctrs.Containers {
+			if st, err := c.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctr.Id, Verbose: true}); err == nil {
+				add(st.Info)
+			}
+		}
+	}
+	if pods, err := c.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{
+		Filter: &runtimeapi.PodSandboxFilter{State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}},
+	}); err == nil {
+		for _, p := range pods.Items {
+			if st, err := c.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.Id, Verbose: true}); err == nil {
+				add(st.Info)
+			}
+		}
+	}
+	return pids
 }
 
 // Close hangs up.

@@ -30,6 +30,9 @@ type Filter struct {
 	binaries []binaryPattern
 	unique   bool
 	seen     map[uniqueKey]struct{}
+	// Unremembered counts --unique checks printed without being remembered,
+	// past MaxUnique keys.
+	Unremembered uint64
 }
 
 type uniqueKey struct {
@@ -99,6 +102,9 @@ func (f *Filter) Matches(c *recorder.Check) bool {
 	return f.binaryMatches(c.Process.Binary) || (c.Process.RealBinary != "" && f.binaryMatches(c.Process.RealBinary))
 }
 
+// MaxUnique bounds the keys --unique remembers.
+const MaxUnique = 1 << 14
+
 // First tells, with --unique, whether c is the first of its binary, capability
 // and verdict (and container); without --unique every check is.
 func (f *Filter) First(c *recorder.Check) bool {
@@ -112,6 +118,12 @@ func (f *Filter) First(c *recorder.Check) bool {
 		}
 		if _, dup := f.seen[k]; dup {
 			return false
+		}
+		// Any user can make binary names without end: past the bound a new
+		// key prints, unremembered (it may print again), and is counted.
+		if len(f.seen) >= MaxUnique {
+			f.Unremembered++
+			return true
 		}
 		f.seen[k] = struct{}{}
 	}

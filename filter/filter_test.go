@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/capsrec/capsrec/bpf"
@@ -76,5 +77,19 @@ func TestUnique(t *testing.T) {
 		if keep[i] != want[i] {
 			t.Errorf("check %d kept = %v, want %v", i, keep[i], want[i])
 		}
+	}
+}
+
+// --unique remembers at most MaxUnique keys; past them checks print, counted.
+func TestUniqueBounded(t *testing.T) {
+	var cfg bpf.Config
+	f, _ := New(Options{Unique: true}, &cfg)
+	for i := range MaxUnique + 5 {
+		if !f.First(check(fmt.Sprintf("/tmp/%d", i), 34, -1)) {
+			t.Fatalf("check %d not first", i)
+		}
+	}
+	if len(f.seen) != MaxUnique || f.Unremembered != 5 {
+		t.Errorf("%d remembered, %d unremembered; want %d and 5", len(f.seen), f.Unremembered, MaxUnique)
 	}
 }

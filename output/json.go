@@ -45,6 +45,10 @@ type contextTail struct {
 	comm, cgroupName string
 	euid, gid        uint32
 	cgroupID         uint64
+	// executable is the process's executable as the kernel found it, when the
+	// binary it was run by says otherwise (a symlink, a hard link's other name,
+	// /dev/fd/N, a memfd or a deleted file: "... (deleted)").
+	executable string
 }
 
 // maxCachedProcesses bounds the fragment cache; past it the cache starts over.
@@ -99,7 +103,7 @@ func (j *JSON) Append(b []byte, c *recorder.Check) []byte {
 		j.lastCallJSON = j.appendCall(j.lastCallJSON[:0], &call)
 	}
 	b = append(b, j.lastCallJSON...)
-	if tail := (contextTail{c.Comm, c.CgroupName, c.EUID, c.GID, c.CgroupID}); tail != j.lastTail || j.lastTailJSON == nil {
+	if tail := (contextTail{c.Comm, c.CgroupName, c.EUID, c.GID, c.CgroupID, executable(c.Process)}); tail != j.lastTail || j.lastTailJSON == nil {
 		j.lastTail = tail
 		j.lastTailJSON = appendContextTail(j.lastTailJSON[:0], &tail)
 	}
@@ -159,7 +163,19 @@ func appendContextTail(b []byte, t *contextTail) []byte {
 	b = appendUint(b, true, "euid", uint64(t.euid))
 	b = appendUint(b, true, "gid", uint64(t.gid))
 	b = appendUint(b, true, "cgroup_id", t.cgroupID)
-	return appendStr(b, true, "cgroup_name", t.cgroupName)
+	b = appendStr(b, true, "cgroup_name", t.cgroupName)
+	if t.executable != "" {
+		b = appendStr(b, true, "executable", t.executable)
+	}
+	return b
+}
+
+// executable is p's real executable when its binary names another.
+func executable(p *recorder.Process) string {
+	if p == nil || p.RealBinary == p.Binary {
+		return ""
+	}
+	return p.RealBinary
 }
 
 // appendSets writes the process's cap object, left out when every set is empty.

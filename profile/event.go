@@ -2,6 +2,7 @@ package profile
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -76,7 +77,7 @@ func (f *fields) kprobeField(s *scanner, key []byte) error {
 					switch string(k) {
 					case "value":
 						f.hasValue = true
-						f.capValue, err = s.number()
+						f.capValue, err = s.integer()
 					case "name":
 						f.capName, err = s.str()
 					default:
@@ -181,6 +182,9 @@ func (f *fields) observation() (Observation, error) {
 	}
 	if !f.hasRet {
 		return Observation{}, errors.New("cap_capable event without return.int_arg")
+	}
+	if f.hasValue && (f.capValue < 0 || f.capValue > caps.MaxValue) {
+		return Observation{}, fmt.Errorf("capability %d out of range (0 to %d)", f.capValue, caps.MaxValue)
 	}
 	o := Observation{
 		Cap:           int(f.capValue),

@@ -118,6 +118,9 @@ func WriteTable(w io.Writer, p *Profile, colored bool) error {
 	if p.Ignored > 0 || p.Skipped > 0 {
 		fmt.Fprintf(w, "\n%d events of other hooks ignored, %d malformed lines skipped\n", p.Ignored, p.Skipped)
 	}
+	if p.Folded > 0 {
+		fmt.Fprintf(w, "\n%d checks of host binaries past the first %d are profiled together as %s\n", p.Folded, MaxHostBinaries, OtherBinaries)
+	}
 	return nil
 }
 
@@ -191,7 +194,8 @@ func writeJSON(w io.Writer, p *Profile) error {
 		Subjects []jsonSubject `json:"subjects"`
 		Ignored  uint64        `json:"ignored_events"`
 		Skipped  uint64        `json:"skipped_lines"`
-	}{Subjects: []jsonSubject{}, Ignored: p.Ignored, Skipped: p.Skipped}
+		Folded   uint64        `json:"folded_checks,omitempty"`
+	}{Subjects: []jsonSubject{}, Ignored: p.Ignored, Skipped: p.Skipped, Folded: p.Folded}
 	for _, sp := range p.Subjects() {
 		js := jsonSubject{Subject: sp.Subject, Pods: sp.Pods, Checks: sp.Checks, Capabilities: map[string]jsonCap{}, Recommendation: sp.Recommend()}
 		for _, c := range sp.SortedCaps() {

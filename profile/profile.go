@@ -156,6 +156,10 @@ type Profile struct {
 	Ignored uint64
 	// Skipped counts malformed lines passed over with --skip-invalid.
 	Skipped uint64
+	// Folded counts checks of host binaries past MaxHostBinaries, profiled
+	// together as OtherBinaries: any user can make binary names without end.
+	Folded uint64
+	hosts  int
 	// workloads caches Workload(pod): pods are few, checks many.
 	workloads map[string][2]string
 }
@@ -191,14 +195,37 @@ func addListed(list []string, v string) []string {
 	return append(list, v)
 }
 
+// MaxHostBinaries bounds the host binaries a profile holds apart; the checks
+// of more are profiled together as OtherBinaries, and counted in Folded.
+const MaxHostBinaries = 1024
+
+// OtherBinaries is the host subject past MaxHostBinaries.
+const OtherBinaries = "(other binaries)"
+
+// subject finds k's profile, or makes it; a host binary past MaxHostBinaries
+// finds OtherBinaries', and its n checks are counted as folded.
+func (p *Profile) subject(k Subject, n uint64) *SubjectProfile {
+	if sp := p.subjects[k]; sp != nil {
+		if sp.Subject.Binary == OtherBinaries && k.Binary != OtherBinaries {
+			p.Folded += n
+		}
+		return sp
+	}
+	if !k.IsContainer() && k.Binary != OtherBinaries {
+		if p.hosts >= MaxHostBinaries {
+			p.Folded += n
+			return p.subject(Subject{Binary: OtherBinaries}, 0)
+		}
+		p.hosts++
+	}
+	sp := &SubjectProfile{Subject: k, Caps: map[int]*CapStats{}}
+	p.subjects[k] = sp
+	return sp
+}
+
 // add counts n checks like o, the last of them at last.
 func (p *Profile) add(o Observation, n uint64, last time.Time) {
-	k := o.Subject.key()
-	sp := p.subjects[k]
-	if sp == nil {
-		sp = &SubjectProfile{Subject: k, Caps: map[int]*CapStats{}}
-		p.subjects[k] = sp
-	}
+	sp := p.subject(o.Subject.key(), n)
 	sp.Checks += n
 	sp.Pods = addListed(sp.Pods, o.Subject.Pod)
 	cs := sp.Caps[o.Cap]
@@ -261,10 +288,13 @@ func (o Observation) class() Class {
 func (p *Profile) Merge(q *Profile) {
 	p.Ignored += q.Ignored
 	p.Skipped += q.Skipped
+	p.Folded += q.Folded
 	for k, qs := range q.subjects {
-		ps := p.subjects[k]
-		if ps == nil {
-			p.subjects[k] = qs
+		ps := p.subject(k, qs.Checks)
+		if ps.Checks == 0 && len(ps.Caps) == 0 {
+			subject := ps.Subject // OtherBinaries when folded
+			*ps = *qs             // new here: take it whole
+			ps.Subject = subject
 			continue
 		}
 		ps.Checks += qs.Checks

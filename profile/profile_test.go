@@ -346,3 +346,40 @@ func TestNotesNoCallSiteAndNonRoot(t *testing.T) {
 		t.Errorf("yaml lacks the non-root note:\n%s", buf.String())
 	}
 }
+
+// Host binaries past MaxHostBinaries (any user can make names without end) are
+// profiled together, counted and said; merging keeps the bound.
+func TestHostBinariesBounded(t *testing.T) {
+	p, q := New(), New()
+	for i := range MaxHostBinaries + 10 {
+		o := Observation{Cap: 0, Granted: true, Class: ClassNeed, Subject: Subject{Binary: "/tmp/b" + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + time.Duration(i).String()}}
+		p.Add(o)
+		q.Add(o)
+	}
+	if p.Folded != 10 || len(p.Subjects()) != MaxHostBinaries+1 {
+		t.Fatalf("folded %d, %d subjects; want 10 and %d", p.Folded, len(p.Subjects()), MaxHostBinaries+1)
+	}
+	p.Merge(q)
+	if p.Folded != 20 || len(p.Subjects()) != MaxHostBinaries+1 {
+		t.Errorf("after a merge: folded %d, %d subjects; want 20 and %d", p.Folded, len(p.Subjects()), MaxHostBinaries+1)
+	}
+	var out bytes.Buffer
+	if err := WriteTable(&out, p, false); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "20 checks of host binaries past the first 1024 are profiled together as (other binaries)") {
+		t.Errorf("the table does not say what was folded:\n%s", out.String()[max(0, out.Len()-400):])
+	}
+}
+
+// A UTF-8 byte order mark before JSON lines is skipped.
+func TestByteOrderMark(t *testing.T) {
+	data := writeCapsrecJSON(t, "n", []fixture{{binary: "/bin/chown", cap: 0, method: bpf.MethodTracepoint}})
+	p := New()
+	if err := Read("bom.json", bytes.NewReader(append([]byte{0xef, 0xbb, 0xbf}, data...)), ReadOptions{}, p); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Subjects()) != 1 {
+		t.Errorf("%d subjects, want 1", len(p.Subjects()))
+	}
+}

@@ -51,10 +51,11 @@ func readPath(path string, stdin io.Reader, opts ReadOptions, p *Profile) error 
 
 // Bounds on what one input may hold, so that memory stays bounded whatever it
 // is: a JSON line (capsrec's events are about 3 KiB), and a whole indented
-// document (indented JSON is read at once).
+// document (indented JSON is read at once: a few thousand events; more come as
+// JSON lines).
 const (
 	MaxLine   = 1 << 20
-	MaxPretty = 64 << 20
+	MaxPretty = 8 << 20
 )
 
 // Read adds the events of r, named name in errors, to p.
@@ -67,6 +68,10 @@ func Read(name string, r io.Reader, opts ReadOptions, p *Profile) error {
 		}
 		defer zr.Close()
 		br = bufio.NewReaderSize(zr, 1<<20)
+	}
+	// A byte order mark (editors on Windows write one) is not JSON: skip it.
+	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte{0xef, 0xbb, 0xbf}) {
+		_, _ = br.Discard(3)
 	}
 	if pretty, err := isPretty(br); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
@@ -209,9 +214,28 @@ func isPretty(br *bufio.Reader) (bool, error) {
 	return string(bytes.TrimSpace(first)) == "{", nil
 }
 
+// readAllInto is io.ReadAll into buf, growing it by half, not by double: the
+// peak stays near the input's size.
+func readAllInto(buf []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, make([]byte, cap(buf)/2)...)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
 // readPretty reads a stream of indented JSON values, or one array of them.
 func readPretty(name string, r io.Reader, opts ReadOptions, p *Profile) error {
-	data, err := io.ReadAll(io.LimitReader(r, MaxPretty+1))
+	data := make([]byte, 0, 64<<10)
+	data, err := readAllInto(data, io.LimitReader(r, MaxPretty+1))
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}

@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
@@ -168,6 +169,24 @@ func (s *scanner) number() (int64, error) {
 			return 0, s.fail("bad number")
 		}
 		return int64(f), nil
+	}
+	return v, nil
+}
+
+// integer reads a JSON number that is a whole number an int64 holds: 1.5, 1e3
+// and 2^63 are refused, not rounded.
+func (s *scanner) integer() (int64, error) {
+	s.ws()
+	start := s.pos
+	v, err := s.number()
+	if err != nil {
+		return 0, err
+	}
+	if bytes.ContainsAny(s.b[start:s.pos], ".eE") {
+		return 0, s.fail("not a whole number: " + string(s.b[start:s.pos]))
+	}
+	if _, perr := strconv.ParseInt(string(s.b[start:s.pos]), 10, 64); perr != nil {
+		return 0, s.fail("bad number: " + string(s.b[start:s.pos]))
 	}
 	return v, nil
 }

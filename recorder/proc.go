@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/runtimes"
 )
 
 // Process is what capsrec knows of a process (a thread group), kept from its
@@ -54,24 +55,34 @@ func NewClock() Clock {
 // Wall converts boot-time ns to UTC wall time.
 func (c Clock) Wall(boot uint64) time.Time { return time.Unix(0, c.bootEpoch+int64(boot)).UTC() }
 
-// ProcCache maps tgids to Processes. Exited processes stay for a grace period,
-// so that checks and children that arrive late still find them; the map is
-// bounded, and when full the longest-exited and then arbitrary entries go.
+// ProcCache maps tgids to Processes. An exited process stays while a check can
+// still ask for it: while children it forked live (their checks name it as
+// parent), then for a short grace (checks of its other threads, and the
+// enricher's wait, come after its exit record). The map is bounded: when full,
+// exited and then arbitrary entries go, counted in Evicted.
 type ProcCache struct {
 	node   string
 	clock  Clock
 	grace  time.Duration
 	max    int
 	procs  map[uint32]*Process
-	exited []*Process // in exit order
-	now    func() time.Time
+	exited []*Process // in exit order (or order of last child's exit)
+	// kids counts, by tgid, the forked children seen that have not exited;
+	// forkedBy is each such child's parent.
+	kids     map[uint32]int
+	forkedBy map[uint32]uint32
+	now      func() time.Time
 	// runtimes are the runtime binaries by the kernel's index (exec_event.runtime - 1).
 	runtimes []string
+	// Evicted counts processes forgotten before their time because the cache
+	// was full: exited ones within their grace period, then running ones.
+	Evicted uint64
 }
 
 // NewProcCache makes an empty cache; node names exec IDs as Tetragon's node_name does.
 func NewProcCache(node string, clock Clock, grace time.Duration, max int) *ProcCache {
-	return &ProcCache{node: node, clock: clock, grace: grace, max: max, procs: map[uint32]*Process{}, now: time.Now}
+	return &ProcCache{node: node, clock: clock, grace: grace, max: max, procs: map[uint32]*Process{},
+		kids: map[uint32]int{}, forkedBy: map[uint32]uint32{}, now: time.Now}
 }
 
 // Len is the number of processes held, exited ones in their grace period included.
@@ -89,13 +100,26 @@ func (pc *ProcCache) put(p *Process) {
 }
 
 func (pc *ProcCache) makeRoom() {
+	pc.Sweep()
+	if len(pc.procs) < pc.max {
+		return
+	}
+	n := len(pc.procs)
 	pc.sweep(time.Time{}, true)
 	for tgid := range pc.procs {
 		if len(pc.procs) < pc.max {
-			return
+			break
 		}
-		delete(pc.procs, tgid)
+		pc.forget(tgid)
 	}
+	pc.Evicted += uint64(n - len(pc.procs))
+}
+
+// forget drops a process and what is counted for it.
+func (pc *ProcCache) forget(tgid uint32) {
+	delete(pc.procs, tgid)
+	delete(pc.kids, tgid)
+	pc.childExited(tgid)
 }
 
 // Sweep forgets processes whose grace period has passed.
@@ -103,16 +127,26 @@ func (pc *ProcCache) Sweep() { pc.sweep(pc.now(), false) }
 
 func (pc *ProcCache) sweep(now time.Time, all bool) {
 	i := 0
+	var parents []*Process
 	for ; i < len(pc.exited); i++ {
 		p := pc.exited[i]
 		if !all && now.Sub(p.exitedAt) < pc.grace {
 			break
 		}
-		if pc.procs[p.Tgid] == p {
-			delete(pc.procs, p.Tgid)
+		if pc.procs[p.Tgid] != p {
+			continue
 		}
+		if !all && pc.kids[p.Tgid] > 0 {
+			parents = append(parents, p) // its children may still ask for it
+			continue
+		}
+		pc.forget(p.Tgid)
 	}
 	pc.exited = append(pc.exited[:0], pc.exited[i:]...)
+	for _, p := range parents {
+		p.exitedAt = now
+		pc.exited = append(pc.exited, p)
+	}
 }
 
 func flags(words ...string) string {
@@ -183,7 +217,7 @@ func (pc *ProcCache) OnExec(ev *bpf.ExecEvent) *Process {
 		binary = real // /dev/fd/3 says nothing of what ran
 	}
 	runtime := ""
-	if i := int(ev.Runtime) - 1; i >= 0 && i < len(pc.runtimes) {
+	if i := int(ev.Runtime&runtimes.MarkIndex) - 1; ev.Runtime != runtimes.MarkServer && i >= 0 && i < len(pc.runtimes) {
 		// runc re-execs itself from a memfd as /dev/fd/N: name it by what it is.
 		binary, runtime = pc.runtimes[i], path.Base(pc.runtimes[i])
 	}
@@ -244,10 +278,29 @@ func (pc *ProcCache) OnFork(ev *bpf.ForkEvent) *Process {
 	}
 	p.ExecID = pc.execID(p.Ktime, p.Tgid)
 	pc.put(p)
+	if _, ok := pc.procs[ev.Ptgid]; ok {
+		pc.childExited(p.Tgid) // a reused pid
+		pc.kids[ev.Ptgid]++
+		pc.forkedBy[p.Tgid] = ev.Ptgid
+	}
 	return p
 }
 
-// OnExit starts a process's grace period.
+// childExited forgets a forked child: its parent need not wait for it any more.
+func (pc *ProcCache) childExited(tgid uint32) {
+	parent, ok := pc.forkedBy[tgid]
+	if !ok {
+		return
+	}
+	delete(pc.forkedBy, tgid)
+	if n := pc.kids[parent]; n <= 1 {
+		delete(pc.kids, parent)
+	} else {
+		pc.kids[parent] = n - 1
+	}
+}
+
+// OnExit starts a process's grace period, and its parent's when it was the last child.
 func (pc *ProcCache) OnExit(tgid uint32) {
 	p := pc.procs[tgid]
 	if p == nil || p.exited {
@@ -256,6 +309,7 @@ func (pc *ProcCache) OnExit(tgid uint32) {
 	p.exited = true
 	p.exitedAt = pc.now()
 	pc.exited = append(pc.exited, p)
+	pc.childExited(tgid)
 }
 
 // Lookup finds tgid's process; startBoot, when not 0, must match so that a

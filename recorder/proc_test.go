@@ -101,3 +101,47 @@ func TestScanProcFindsThisProcess(t *testing.T) {
 		t.Errorf("start time %s is off", me.StartTime)
 	}
 }
+
+// An exited parent stays while a child it forked lives (the child's checks
+// name it), then for the grace period; churn leaves nothing behind.
+func TestExitedParentKeptForItsChildren(t *testing.T) {
+	pc := NewProcCache("n", Clock{}, 5*time.Second, 1<<10)
+	now := time.Unix(1000, 0)
+	pc.now = func() time.Time { return now }
+	pc.OnExec(execEvent(10, 1, 5, "/bin/sh", "sh\x00", "/"))
+	fork := &bpf.ForkEvent{Ptgid: 10, StartBoottime: 7}
+	fork.Hdr.Tgid, fork.Hdr.Ktime = 11, 7
+	pc.OnFork(fork)
+	pc.OnExit(10)
+	now = now.Add(time.Minute)
+	pc.Sweep()
+	if pc.Get(10) == nil {
+		t.Fatal("a parent went while its child lives")
+	}
+	pc.OnExit(11)
+	now = now.Add(time.Minute)
+	pc.Sweep() // the child goes; the parent's grace starts again
+	pc.Sweep()
+	now = now.Add(time.Minute)
+	pc.Sweep()
+	if pc.Len() != 0 || len(pc.kids) != 0 || len(pc.forkedBy) != 0 {
+		t.Errorf("left: %d processes, %v kids, %v forked", pc.Len(), pc.kids, pc.forkedBy)
+	}
+
+	// 10,000 short-lived processes, swept as the recorder does: bounded by
+	// what ran in the last grace period, nothing evicted.
+	for i := range uint32(10_000) {
+		f := &bpf.ForkEvent{Ptgid: 1, StartBoottime: uint64(i)}
+		f.Hdr.Tgid = 100 + i
+		pc.OnFork(f)
+		pc.OnExec(execEvent(100+i, 1, uint64(i), "/bin/true", "true\x00", "/"))
+		pc.OnExit(100 + i)
+		if i%100 == 0 {
+			now = now.Add(time.Second)
+			pc.Sweep()
+		}
+	}
+	if pc.Len() > 600 || pc.Evicted != 0 {
+		t.Errorf("after churn: %d processes held, %d evicted", pc.Len(), pc.Evicted)
+	}
+}

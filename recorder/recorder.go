@@ -71,7 +71,7 @@ func New(sess *bpf.Session, opts Options) (*Recorder, error) {
 		opts.Poll = 25 * time.Millisecond
 	}
 	if opts.ProcGrace <= 0 {
-		opts.ProcGrace = 30 * time.Second
+		opts.ProcGrace = 5 * time.Second // past the enricher's 2-second wait
 	}
 	if opts.MaxProcs <= 0 {
 		opts.MaxProcs = 1 << 16
@@ -113,7 +113,14 @@ func (r *Recorder) Run(ctx context.Context, handle func(*Check) error, idle func
 	}
 	draining := false
 	busy := 0 // batches in a row that found the next record not yet committed
+	swept := time.Now()
 	for {
+		// Every second, busy or not: a ring that is never quiet must not keep
+		// every process that ever ran.
+		if now := time.Now(); now.Sub(swept) >= time.Second {
+			r.Procs.Sweep()
+			swept = now
+		}
 		if !draining && ctx.Err() != nil {
 			if err := r.sess.Detach(); err != nil {
 				return fmt.Errorf("detaching: %w", err)
@@ -125,7 +132,6 @@ func (r *Recorder) Run(ctx context.Context, handle func(*Check) error, idle func
 			return err
 		}
 		if !ready {
-			r.Procs.Sweep()
 			if err := idle(); err != nil {
 				return stopOK(err)
 			}

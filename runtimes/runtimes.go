@@ -1,17 +1,18 @@
-// Package runtimes finds the container runtime binaries on the node (runc,
-// crun, youki, the containerd shims, conmon) by identity, so that the kernel
-// can tell a runtime setting a container up from the container's own code.
+// Package runtimes finds the container runtime's process tree on the node, so
+// that the kernel can tell a runtime setting a container up from the
+// container's own code. Only the runtime server (containerd, CRI-O), proven by
+// a CRI call over its socket, starts the tree: the runtime binaries are those
+// the server runs (found in its root, on its PATH), and a runtime binary run by
+// anyone else is an ordinary process.
 package runtimes
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,15 +24,27 @@ var Names = []string{
 	"containerd-shim-runsc-v1", "containerd-shim-kata-v2",
 }
 
-// Dirs are searched besides $PATH: where distributions and CRI-O put them.
+// Dirs are searched in the server's root besides its $PATH: where
+// distributions and CRI-O put them. All are root's to write.
 var Dirs = []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin",
 	"/usr/libexec/crio", "/usr/lib/cri-o-runc/sbin", "/usr/libexec/podman", "/opt/containerd/bin"}
+
+// The kernel's marks (capsrec.h's MARK_*).
+const (
+	MarkServer = 0xff // the runtime server: passes the mark on, its own checks are not setup
+	MarkClone  = 0x40 // a runtime's re-exec of an unlinked copy of itself (runc init)
+	MarkIndex  = 0x3f // 1 + the runtime binary's index
+)
+
+// MaxBinaries is how many runtime binaries a mark can name.
+const MaxBinaries = MarkIndex
 
 // Binary is one runtime executable and its identity as the kernel sees it.
 type Binary struct {
 	Path string
 	Ino  uint64
 	Dev  uint32 // the kernel's dev_t (major << 20 | minor), as super_block.s_dev
+	Size int64  // an unlinked copy of this size is the runtime's re-exec of itself
 }
 
 // KernelDev turns stat's st_dev into the kernel's internal dev_t.
@@ -39,84 +52,67 @@ func KernelDev(stDev uint64) uint32 {
 	return unix.Major(stDev)<<20 | unix.Minor(stDev)
 }
 
-// Find lists the runtime binaries present, extra paths first, one per identity:
-// on $PATH and in Dirs, then in Dirs and the PATH of each of roots (a runtime
-// server's root and environment: see ServerRoot).
-func Find(extra []string, roots ...Root) []Binary {
-	var paths []string
-	paths = append(paths, extra...)
-	dirs := append(filepath.SplitList(os.Getenv("PATH")), Dirs...)
-	for _, name := range Names {
-		for _, d := range dirs {
-			if d != "" {
-				paths = append(paths, filepath.Join(d, name))
+// Server is a container runtime server that answered a CRI call on its socket.
+type Server struct {
+	PID  int      // in our pid namespace (SO_PEERCRED of the connection the call went over)
+	Dir  string   // its root as we see it: /proc/PID/root
+	Path []string // its $PATH
+}
+
+// NewServer describes the server process pid: its root and PATH are where it runs
+// its runtimes from, also when we run in a pod whose image has none.
+func NewServer(pid int) Server {
+	proc := "/proc/" + strconv.Itoa(pid)
+	s := Server{PID: pid, Dir: proc + "/root"}
+	if env, err := os.ReadFile(proc + "/environ"); err == nil {
+		for _, kv := range strings.Split(string(env), "\x00") {
+			if p, ok := strings.CutPrefix(kv, "PATH="); ok {
+				s.Path = filepath.SplitList(p)
 			}
 		}
 	}
-	local := len(paths)
-	for _, r := range roots {
+	return s
+}
+
+// Find lists the runtime binaries, one per identity: extra first (--runtime-binary,
+// each of which must be a regular file), then those in each server's root, on
+// its PATH and in Dirs. capsrec's own PATH is never read: whoever runs capsrec
+// may not be whoever set it.
+func Find(extra []string, servers ...Server) ([]Binary, error) {
+	var found []Binary
+	seen := map[[2]uint64]bool{}
+	add := func(p, shown string) bool {
+		var st unix.Stat_t
+		if unix.Stat(p, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+			return false
+		}
+		if id := [2]uint64{st.Dev, st.Ino}; !seen[id] && len(found) < MaxBinaries {
+			seen[id] = true
+			found = append(found, Binary{Path: shown, Ino: st.Ino, Dev: KernelDev(st.Dev), Size: st.Size})
+		}
+		return true
+	}
+	for _, p := range extra {
+		// Stat, never open: a FIFO would block, a device would act.
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			return nil, fmt.Errorf("--runtime-binary %s: %w", p, err)
+		}
+		if !add(real, real) {
+			return nil, fmt.Errorf("--runtime-binary %s: not a regular file", p)
+		}
+	}
+	for _, s := range servers {
 		for _, name := range Names {
-			for _, d := range append(r.Path, Dirs...) {
+			for _, d := range append(s.Path, Dirs...) {
 				if filepath.IsAbs(d) {
-					paths = append(paths, r.Dir+filepath.Join(d, name))
+					// Symlinks would resolve in our root, not the server's: shown as the server sees it.
+					add(s.Dir+filepath.Join(d, name), filepath.Join(d, name))
 				}
 			}
 		}
 	}
-	var found []Binary
-	seen := map[[2]uint64]bool{}
-	for i, p := range paths {
-		var st unix.Stat_t
-		if unix.Stat(p, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
-			continue
-		}
-		id := [2]uint64{st.Dev, st.Ino}
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		real := p
-		if i >= local {
-			real = "/" + strings.SplitN(p, "/", 5)[4] // /proc/PID/root/usr/bin/x: symlinks would resolve in our root
-		} else {
-			if r, err := filepath.EvalSymlinks(p); err == nil {
-				real = r
-			}
-		}
-		found = append(found, Binary{Path: real, Ino: st.Ino, Dev: KernelDev(st.Dev)})
-		if len(found) == 63 { // the kernel's mark is a byte: 1 + index
-			break
-		}
-	}
-	return found
-}
-
-// Running finds the processes that run a runtime binary now (the shims live
-// long), as tgid -> 1 + the binary's index.
-func Running(bins []Binary) map[uint32]uint8 {
-	byID := map[[2]uint64]uint8{}
-	for i, b := range bins {
-		byID[[2]uint64{uint64(b.Dev), b.Ino}] = uint8(i + 1)
-	}
-	running := map[uint32]uint8{}
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return running
-	}
-	for _, e := range entries {
-		pid, err := strconv.ParseUint(e.Name(), 10, 32)
-		if err != nil {
-			continue
-		}
-		var st unix.Stat_t
-		if unix.Stat("/proc/"+e.Name()+"/exe", &st) != nil {
-			continue
-		}
-		if mark, ok := byID[[2]uint64{uint64(KernelDev(st.Dev)), st.Ino}]; ok {
-			running[uint32(pid)] = mark
-		}
-	}
-	return running
+	return found, nil
 }
 
 // Paths are the binaries' paths, indexed like their marks less one.
@@ -128,44 +124,120 @@ func Paths(bins []Binary) []string {
 	return p
 }
 
-// Root is where a runtime server (containerd, CRI-O) finds its binaries.
-type Root struct {
-	Dir  string   // /proc/PID/root
-	Path []string // its $PATH
+// proc is what Marks reads of one running process.
+type proc struct {
+	ppid     uint32
+	id       [2]uint64 // kernel dev, inode of its executable
+	size     int64
+	unlinked bool
 }
 
-// ServerRoot finds the process listening on a runtime's unix socket by the
-// kernel's record of it (SO_PEERCRED), not by name: its root and PATH are
-// where it runs runc from, also when we run in a pod whose image has none.
-func ServerRoot(socket string) (Root, error) {
-	conn, err := net.DialTimeout("unix", socket, time.Second)
-	if err != nil {
-		return Root{}, err
+// Marks are the kernel's marks (MarkServer, 1 + index, | MarkClone) for the
+// processes of the servers' trees that run now: each server; each runtime
+// binary that is the parent of a process the runtime reported as a container's
+// or a pod sandbox's (shims, reparented away from the server long ago); and
+// below those, what the kernel's rules would have marked (runtime binaries,
+// a runtime's unlinked copy of itself, forked children).
+func Marks(bins []Binary, servers []Server, runtimePIDs []uint32) map[uint32]uint8 {
+	marks := map[uint32]uint8{}
+	if len(servers) == 0 {
+		return marks
 	}
-	defer conn.Close()
-	raw, err := conn.(*net.UnixConn).SyscallConn()
-	if err != nil {
-		return Root{}, err
+	byID := map[[2]uint64]int{}
+	for i, b := range bins {
+		byID[[2]uint64{uint64(b.Dev), b.Ino}] = i
 	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) }); err != nil {
-		return Root{}, err
+	procs := readProcs()
+	for _, s := range servers {
+		marks[uint32(s.PID)] = MarkServer
 	}
-	if cerr != nil {
-		return Root{}, cerr
-	}
-	if cred.Pid <= 0 {
-		return Root{}, fmt.Errorf("%s: the server's pid is not in our pid namespace", socket)
-	}
-	proc := "/proc/" + strconv.Itoa(int(cred.Pid))
-	r := Root{Dir: proc + "/root"}
-	if env, err := os.ReadFile(proc + "/environ"); err == nil {
-		for _, kv := range strings.Split(string(env), "\x00") {
-			if p, ok := strings.CutPrefix(kv, "PATH="); ok {
-				r.Path = filepath.SplitList(p)
+	for _, pid := range runtimePIDs {
+		shim := procs[pid].ppid
+		if p, ok := procs[shim]; ok && marks[shim] == 0 {
+			if i, ok := byID[p.id]; ok {
+				marks[shim] = uint8(i + 1)
 			}
 		}
 	}
-	return r, nil
+	// Down the tree, as the kernel would have marked it at each exec and fork:
+	// a pass per generation; a runtime's tree is a few deep.
+	for range 8 {
+		changed := false
+		for pid, p := range procs {
+			parent, ok := marks[p.ppid]
+			if _, done := marks[pid]; done || !ok {
+				continue
+			}
+			if m := childMark(parent, p, procs[p.ppid], byID, bins); m != 0 {
+				marks[pid] = m
+				changed = true
+			}
+		}
+		if !changed {
+			break
+		}
+	}
+	return marks
+}
+
+// childMark is what a process running p, child of a process marked parent
+// running pp, would carry: the kernel's mark_runtime_exec, and fork.
+func childMark(parent uint8, p, pp proc, byID map[[2]uint64]int, bins []Binary) uint8 {
+	clone := parent != MarkServer && parent&MarkClone != 0
+	switch i, isRuntime := byID[p.id]; {
+	case p.id == pp.id && p.id != [2]uint64{}:
+		return parent // forked, not exec'd
+	case isRuntime && !clone:
+		return uint8(i + 1)
+	case p.unlinked && parent != MarkServer && !clone:
+		if i := int(parent&MarkIndex) - 1; i >= 0 && i < len(bins) && bins[i].Size == p.size {
+			return parent | MarkClone
+		}
+	}
+	return 0
+}
+
+func readProcs() map[uint32]proc {
+	procs := map[uint32]proc{}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return procs
+	}
+	for _, e := range entries {
+		pid, err := strconv.ParseUint(e.Name(), 10, 32)
+		if err != nil {
+			continue
+		}
+		dir := "/proc/" + e.Name()
+		var p proc
+		if p.ppid = ppidOf(dir); p.ppid == 0 && pid != 1 {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Stat(dir+"/exe", &st) == nil {
+			p.id, p.size = [2]uint64{uint64(KernelDev(st.Dev)), st.Ino}, st.Size
+			link, _ := os.Readlink(dir + "/exe")
+			p.unlinked = strings.HasSuffix(link, " (deleted)")
+		}
+		procs[uint32(pid)] = p
+	}
+	return procs
+}
+
+func ppidOf(dir string) uint32 {
+	stat, err := os.ReadFile(dir + "/stat")
+	if err != nil {
+		return 0
+	}
+	// comm may hold spaces and parentheses: the fields start after the last ')'.
+	i := strings.LastIndexByte(string(stat), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	v, _ := strconv.ParseUint(f[1], 10, 32)
+	return uint32(v)
 }

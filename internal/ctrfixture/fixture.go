@@ -137,17 +137,18 @@ func (c *Containerd) waitSocket() {
 
 func (c *Containerd) importImages() {
 	t := c.t
-	pauseBin := filepath.Join(c.Dir, "pause")
 	_, self, _, _ := runtime.Caller(0)
-	build := exec.Command("go", "build", "-o", pauseBin, "./pause")
+	build := exec.Command("go", "build", "-o", c.Dir+"/", "./pause", "./capop")
 	build.Dir = filepath.Dir(self)
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if pre := os.Getenv("CAPSREC_PAUSE_BIN"); pre != "" {
-		pauseBin = pre
-	} else if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building pause: %v\n%s", err, out)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building pause and capop: %v\n%s", err, out)
 	}
-	pause, err := os.ReadFile(pauseBin)
+	pause, err := os.ReadFile(filepath.Join(c.Dir, "pause"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	capop, err := os.ReadFile(filepath.Join(c.Dir, "capop"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +156,7 @@ func (c *Containerd) importImages() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := map[string]file{"bin/busybox": {data: busybox, mode: 0o755}, "tmp/.keep": {mode: 0o644},
+	app := map[string]file{"bin/busybox": {data: busybox, mode: 0o755}, "bin/capop": {data: capop, mode: 0o755}, "tmp/.keep": {mode: 0o644},
 		"etc/passwd": {data: []byte("root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n"), mode: 0o644},
 		"etc/group":  {data: []byte("root:x:0:\nnogroup:x:65534:\n"), mode: 0o644}}
 	for _, applet := range []string{"sh", "sleep", "dmesg", "chown", "cat", "ls", "touch", "id", "true", "chmod", "mknod", "chroot", "su", "kill"} {

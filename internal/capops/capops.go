@@ -1,0 +1,56 @@
+// Package capops makes the capability uses that the kernel checks on paths
+// that mostly probe or do not audit, for the tests that replay their profiles:
+// the test binary runs them on the host, capop in containers.
+package capops
+
+import (
+	"fmt"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// SeccompFilter installs an allow-everything filter. Without no_new_privs the
+// kernel asks CAP_SYS_ADMIN (ns_capable_noaudit) and refuses with EACCES.
+func SeccompFilter() error {
+	allow := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW}}
+	prog := unix.SockFprog{Len: 1, Filter: &allow[0]}
+	_, _, e := unix.RawSyscall(unix.SYS_PRCTL, unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&prog)))
+	if e != 0 {
+		return fmt.Errorf("prctl(PR_SET_SECCOMP): %w", e)
+	}
+	return nil
+}
+
+// RaiseInheritable uses CAP_CHOWN, drops it from the permitted set (a capset the
+// kernel asks CAP_SETPCAP for, and whose answer gates nothing), then puts it in the
+// inheritable set: beyond the old permitted set, which only CAP_SETPCAP allows.
+func RaiseInheritable() error {
+	f, err := os.CreateTemp("", "capop")
+	if err != nil {
+		return err
+	}
+	f.Close()
+	defer os.Remove(f.Name())
+	if err := os.Chown(f.Name(), 1234, 1234); err != nil {
+		return err
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("capget: %w", err)
+	}
+	const chown = 1 << unix.CAP_CHOWN
+	data[0].Effective &^= chown
+	data[0].Permitted &^= chown
+	data[0].Inheritable &^= chown
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("capset dropping CAP_CHOWN: %w", err)
+	}
+	data[0].Inheritable |= chown
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("capset raising the inheritable set: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,35 @@
+// Command capop makes, in a test container, the capability uses that the kernel
+// checks through noaudit or probing paths, so that their profiles can be
+// replayed. Exit 0: the operation succeeded; 1: the kernel refused it.
+//
+//	capop seccomp      install a seccomp filter without no_new_privs (CAP_SYS_ADMIN)
+//	capop inheritable  chown a file, drop CAP_CHOWN from the permitted set, then put
+//	                   it in the inheritable set (CAP_CHOWN, then CAP_SETPCAP)
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/capsrec/capsrec/internal/capops"
+)
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: capop seccomp|inheritable")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "seccomp":
+		err = capops.SeccompFilter()
+	case "inheritable":
+		err = capops.RaiseInheritable()
+	default:
+		err = fmt.Errorf("unknown operation %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "capop:", err)
+		os.Exit(1)
+	}
+}
