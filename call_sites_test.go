@@ -94,9 +94,9 @@ func TestCallSiteClasses(t *testing.T) {
 			dmesg.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 			_ = dmesg.Run()
 			s.WaitFor("dmesg's CAP_SYSLOG", eventOf(t, dmesg.Process.Pid, "CAP_SYSLOG"))
-			gates := startHelper(t, "capsrec-gates", 0, "seccomp,inheritable")
+			gates := startHelper(t, "capsrec-gates", 0, "seccomp,inheritable,syslog:1")
 			gates.run(t)
-			s.WaitFor("the inheritable raise's CAP_SETPCAP", eventOf(t, gates.pid(), "CAP_SETPCAP"))
+			s.WaitFor("the gates helper's last check", eventOf(t, gates.pid(), "CAP_SYSLOG"))
 			time.Sleep(100 * time.Millisecond * testutil.Slow())
 			s.Stop(syscall.SIGINT)
 			setpcap := map[string]int{}
@@ -149,8 +149,12 @@ func TestCallSiteClasses(t *testing.T) {
 					t.Errorf("%s's %s at %s: call_site_probe=%v, but the site is of kind %d", filepath.Base(pk.Process.Binary), ev.capName(), cs.CallSite, cs.CallSiteProbe, k)
 				}
 			}
-			// The drop asks CAP_SETPCAP and needs nothing; the raise needs it.
-			if setpcap["probe"] != 1 || setpcap["need"] != 1 {
+			// The drop asks CAP_SETPCAP and needs nothing; the raise needs it. Where
+			// the compiler inlined cap_capable into cap_capset (5.10), fexit and
+			// kprobe never see those checks at all.
+			if len(setpcap) == 0 && method != "tracepoint" {
+				t.Logf("no CAP_SETPCAP check: cap_capable is inlined into cap_capset on this kernel")
+			} else if setpcap["probe"] != 1 || setpcap["need"] != 1 {
 				t.Errorf("the capset drop and raise made CAP_SETPCAP checks of classes %v, want one probe and one need", setpcap)
 			}
 			// fexit and kprobe see only the out-of-line cap_capable: where the compiler

@@ -39,7 +39,8 @@ func kubectlProfileCommand() *cli.Command {
 			&cli.DurationFlag{Name: "duration", Usage: "how long to record; 0 records until Ctrl-C"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table, yaml (a securityContext per container) or json"},
 			&cli.StringFlag{Name: "color", Value: "auto", Usage: "auto, always or never"},
-			&cli.StringFlag{Name: "check", Usage: "compare a workload manifest (YAML) with the profile; exit 1 when they differ"},
+			&cli.StringFlag{Name: "check", Usage: "compare a workload manifest (YAML) with the profile; exit 1 when they differ, or when the profile is partial"},
+			allowPartialFlag,
 			&cli.StringFlag{Name: "save", Usage: "also write the recorded checks (JSON lines) to this file, for capsrec profile"},
 		),
 		Action: kubectlProfile,
@@ -211,6 +212,7 @@ func reportProfile(c *cli.Context, w kubeplugin.Workload, runs []*nodeRun, forma
 		}
 		return nil
 	}
+	warnPartial(c, "kubectl capsrec", merged)
 	if format == "yaml" {
 		fmt.Fprintf(c.App.Writer, "# %s, recorded on nodes %s\n", w, textsafe.Visible(strings.Join(covered, ", ")))
 	}

@@ -34,7 +34,8 @@ var profileCommand = &cli.Command{
 		&cli.StringSliceFlag{Name: "pod", Usage: "only this pod (glob); repeatable"},
 		&cli.StringSliceFlag{Name: "container", Usage: "only this container (glob); repeatable"},
 		&cli.BoolFlag{Name: "skip-invalid", Usage: "count malformed lines and go on, instead of stopping at the first"},
-		&cli.StringFlag{Name: "check", Usage: "compare a workload manifest (YAML) with the profile; exit 1 when they differ"},
+		&cli.StringFlag{Name: "check", Usage: "compare a workload manifest (YAML) with the profile; exit 1 when they differ, or when the profile is partial"},
+		allowPartialFlag,
 		&cli.BoolFlag{Name: "live", Usage: "profile this node's checks as they happen, counted in the kernel (busy nodes); needs root"},
 		runtimeBinaryFlag,
 		&cli.DurationFlag{Name: "interval", Usage: "with --live: also print the profile this often (e.g. 1m)"},
@@ -90,11 +91,37 @@ func runProfile(c *cli.Context) error {
 	if p.Skipped > 0 {
 		fmt.Fprintf(c.App.ErrWriter, "capsrec: skipped %d malformed lines\n", p.Skipped)
 	}
+	warnPartial(c, "capsrec", p)
 	return profile.Write(c.App.Writer, p, format, colored)
 }
 
+var allowPartialFlag = &cli.BoolFlag{Name: "allow-partial", Usage: "with --check: pass a profile that did not see every container start, or lost records"}
+
+// warnPartial says on stderr what the profile may lack: the containers whose
+// start it did not see, and losses. It returns whether the profile is partial.
+func warnPartial(c *cli.Context, who string, p *profile.Profile) bool {
+	partial := false
+	for _, sp := range p.Subjects() {
+		if !p.Partial(sp) {
+			continue
+		}
+		partial = true
+		if sp.Subject.IsContainer() && !sp.Coverage().StartObserved {
+			fmt.Fprintf(c.App.ErrWriter, "%s: %s: %s\n", who, sp.Subject.Title(), profile.StartNotObserved)
+		}
+	}
+	switch r := p.Recorded; {
+	case p.Len() == 0:
+	case r.Sessions == 0:
+		fmt.Fprintf(c.App.ErrWriter, "%s: the input says nothing of losses (no capsrec summary): the profile may be partial\n", who)
+	case r.Lost > 0:
+		fmt.Fprintf(c.App.ErrWriter, "%s: the recordings lost %d records: the profile is partial\n", who, r.Lost)
+	}
+	return partial
+}
+
 // checkManifest prints where a workload manifest and the profile differ, or
-// that they agree.
+// that they agree; a partial profile differs unless --allow-partial.
 func checkManifest(c *cli.Context, manifest string, p *profile.Profile) (differ bool, err error) {
 	findings, err := profile.CheckManifest(manifest, p)
 	if err != nil {
@@ -102,6 +129,11 @@ func checkManifest(c *cli.Context, manifest string, p *profile.Profile) (differ 
 	}
 	for _, f := range findings {
 		fmt.Fprintln(c.App.Writer, textsafe.Visible(f.String()))
+	}
+	partial := warnPartial(c, "capsrec", p)
+	if partial && !c.Bool("allow-partial") {
+		fmt.Fprintln(c.App.Writer, "the profile is partial (see above): it may lack needs; --allow-partial passes it")
+		return true, nil
 	}
 	if len(findings) == 0 {
 		fmt.Fprintln(c.App.Writer, "the manifest grants what the profile needs, and no more")

@@ -76,6 +76,33 @@ type recordStats struct {
 	// unremembered --unique keys printed past the filter's bound; evicted
 	// processes the recorder forgot early because its cache was full.
 	unremembered, evicted uint64
+	// other are the lines written that are no check: process_exec, the summary.
+	other uint64
+	// started is when the session began recording.
+	started time.Time
+}
+
+// emitExec handles a program's exec: in a container the pod filters keep, it is
+// a process_exec line (JSON) and says to the summary's profile that the
+// container was seen, and whether its start was.
+func emitExec(ch *recorder.Check, plan *recordPlan, pods *enrich.PodWatcher, prof *profile.Profile, w output.Writer, st *recordStats) error {
+	if ch.Container == nil {
+		return nil // a host program: its checks say all there is
+	}
+	if !plan.pods.Matches(ch.Container) {
+		if pods != nil {
+			pods.Dropped(ch)
+		}
+		return nil
+	}
+	if prof != nil {
+		prof.Seen(profile.FromCheck(ch), ch.IsStart())
+	}
+	if plan.format != output.FormatJSON {
+		return nil
+	}
+	st.other++
+	return w.Write(ch)
 }
 
 // recordPlan is what record's flags ask for, checked before anything loads.
@@ -107,23 +134,35 @@ func runRecord(c *cli.Context) error {
 			return fmt.Errorf("pod filters need the container runtime: %w", err)
 		}
 		defer cri.Close()
+		// The kernel's set before attach: the pods that run now, and every cgroup
+		// known to be none of theirs; what starts later is kept until known.
+		infos, err := cri.List(context.Background())
+		if err != nil {
+			return fmt.Errorf("pod filters need the container runtime: %w", err)
+		}
+		plan.cfg.CgroupSet = enrich.InitialSet(plan.pods, infos)
 	}
 	ls, err := openSession(c, plan.cfg, plan.method, plan.duration)
 	if err != nil {
 		return err
 	}
 	defer ls.close()
+	if plan.format == output.FormatJSON || plan.summary {
+		ls.rec.DeliverExecs() // containers that start, or need nothing, are seen
+	}
 	if cri == nil {
 		if cri, _ = dialRuntime(c, true); cri != nil {
 			defer cri.Close()
 		}
 	}
 	enricher := enrich.NewEnricher(cri, warnOnce(c))
+	var pods *enrich.PodWatcher
 	if plan.pods.KernelMode() != bpf.CgroupsAll && cri != nil {
 		// The pods that run now are in the kernel's set before the ready file; new ones join as they appear.
-		w := &podWatcher{e: enricher, f: plan.pods, sess: ls.sess, added: map[uint64]bool{}}
-		w.add(enricher.Refresh(ls.ctx))
-		go w.run(ls.ctx)
+		pods = enrich.NewPodWatcher(enricher, plan.pods, ls.sess.SetCgroup)
+		pods.Known(plan.cfg.CgroupSet)
+		pods.Add(enricher.Refresh(ls.ctx))
+		go pods.Run(ls.ctx)
 	}
 	// Before the ready file: checks made while it runs would wait in the ring.
 	settleForRecording()
@@ -133,7 +172,7 @@ func runRecord(c *cli.Context) error {
 	if inNodePod() {
 		fmt.Fprintln(c.App.ErrWriter, nodePodReadyLine)
 	}
-	return record(c, plan, ls, enricher)
+	return record(c, plan, ls, enricher, pods)
 }
 
 // settleForRecording readies the process for the read loop, once the hooks are on.
@@ -217,7 +256,7 @@ func planRecord(c *cli.Context) (*recordPlan, error) {
 }
 
 // record prints checks until the session ends, then the summary.
-func record(c *cli.Context, plan *recordPlan, ls *session, enricher *enrich.Enricher) error {
+func record(c *cli.Context, plan *recordPlan, ls *session, enricher *enrich.Enricher, pods *enrich.PodWatcher) error {
 	// A reader that stalls (| less) must not hold the hooks or the signals.
 	out := output.NewAsync(c.App.Writer, 4<<20, ls.ctx.Done())
 	var w output.Writer
@@ -236,7 +275,17 @@ func record(c *cli.Context, plan *recordPlan, ls *session, enricher *enrich.Enri
 
 	var st recordStats
 	emit := func(ch *recorder.Check) error {
-		if !plan.pods.Matches(ch.Container) || !plan.flt.Matches(ch) {
+		if ch.Exec {
+			return emitExec(ch, plan, pods, prof, w, &st)
+		}
+		if !plan.pods.Matches(ch.Container) {
+			if pods != nil {
+				pods.Dropped(ch) // no pod of the filter's: dropped in the kernel from now on
+			}
+			st.filtered++
+			return nil
+		}
+		if !plan.flt.Matches(ch) {
 			st.filtered++
 			return nil
 		}
@@ -279,9 +328,15 @@ func record(c *cli.Context, plan *recordPlan, ls *session, enricher *enrich.Enri
 		}
 		return nil
 	}
+	st.started = time.Now()
 	runErr := ls.rec.Run(ls.ctx, queue.Push, idle)
 	if runErr == nil {
 		runErr = queue.Flush(true)
+	}
+	if j, ok := w.(*output.JSON); ok && runErr == nil {
+		if runErr = writeSummaryLine(j, ls, st.started); runErr == nil {
+			st.other++
+		}
 	}
 	if runErr == nil {
 		runErr = w.Flush()
@@ -289,6 +344,17 @@ func record(c *cli.Context, plan *recordPlan, ls *session, enricher *enrich.Enri
 	runErr = finishOutput(ls, out, &st, runErr)
 	st.unremembered, st.evicted = plan.flt.Unremembered, ls.rec.Procs.Evicted
 	return errors.Join(runErr, report(c, ls, st, prof))
+}
+
+// writeSummaryLine ends a JSON stream with what the session says of itself:
+// its window and what it lost, so that a profile of it knows its coverage.
+func writeSummaryLine(j *output.JSON, ls *session, started time.Time) error {
+	k, err := ls.sess.Stats()
+	if err != nil {
+		return err
+	}
+	return j.WriteSummary(output.Summary{Start: started.UTC(), End: time.Now().UTC(), Seen: k.Seen,
+		Lost: k.Lost + ls.rec.Unjoined + k.LostProcess})
 }
 
 // finishOutput detaches (nothing more comes from the kernel), then gives the
@@ -308,7 +374,8 @@ func finishOutput(ls *session, out *output.Async, st *recordStats, runErr error)
 	}
 	// Every check formatted was written, or is counted here: still queued, or
 	// still in a writer's buffer when writing failed or the reader stalled.
-	st.unwritten = st.printed - min(uint64(max(written, 0)), st.printed)
+	lines := st.printed + st.other
+	st.unwritten = min(lines-min(uint64(max(written, 0)), lines), st.printed)
 	switch {
 	case werr == nil:
 		st.unwrittenWhy = stalled
@@ -339,6 +406,7 @@ func report(c *cli.Context, ls *session, st recordStats, prof *profile.Profile) 
 	if prof == nil {
 		return nil
 	}
+	prof.Session(st.started.UTC(), time.Now().UTC(), kstats.Lost+kstats.LostProcess)
 	fmt.Fprintln(c.App.ErrWriter)
 	stderrColor, _ := output.UseColor(c.String("color"), isatty.IsTerminal(os.Stderr.Fd()), os.Getenv("NO_COLOR") != "")
 	return profile.WriteTable(c.App.ErrWriter, prof, stderrColor)
@@ -685,41 +753,3 @@ func warnOnce(c *cli.Context) func(string) {
 	}
 }
 
-// podWatcher keeps the kernel's cgroup set in step with the pods: it polls the
-// runtime each second. Polling, not cgroup_mkdir: a cgroup exists before the
-// runtime can say which pod it belongs to, and a second is well within a
-// pod's start-up.
-type podWatcher struct {
-	e     *enrich.Enricher
-	f     *enrich.PodFilter
-	sess  *bpf.Session
-	added map[uint64]bool
-}
-
-func (w *podWatcher) add(infos []*enrich.Info) {
-	for _, in := range infos {
-		if in.HostPID == 0 || !w.f.Kernel(in.Container) {
-			continue
-		}
-		id, err := in.CgroupID()
-		if err != nil || w.added[id] {
-			continue
-		}
-		if w.sess.AddCgroup(id) == nil {
-			w.added[id] = true
-		}
-	}
-}
-
-func (w *podWatcher) run(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			w.add(w.e.Refresh(ctx))
-		}
-	}
-}

@@ -59,6 +59,14 @@ type profileJSON struct {
 		Binary         string `json:"binary"`
 		Capabilities   map[string]struct{ Verdict string }
 		Recommendation struct{ Drop, Add, Denied []string }
+		Coverage       struct {
+			StartObserved bool `json:"start_observed"`
+			Partial       bool `json:"partial"`
+		}
+	}
+	Recorded struct {
+		Sessions    int  `json:"sessions"`
+		LossesKnown bool `json:"losses_known"`
 	}
 }
 
@@ -162,17 +170,25 @@ func TestExactNeeds(t *testing.T) {
 		t.Errorf("the summary does not count hidden checks: %s", hidden.Stderr())
 	}
 
-	for name, lines := range map[string][][]byte{"--all": all.Lines(), "default": hidden.Lines()} {
+	// Every container is in the profile, the idle one too (add []), each seen
+	// from its start: the JSON holds their process_exec events and the summary.
+	for name, lines := range map[string][][]byte{"--all": all.AllLines(), "default": hidden.AllLines()} {
+		prof := profileOf(t, lines)
 		got := map[string][]string{}
-		for _, sub := range profileOf(t, lines).Subjects {
+		for _, sub := range prof.Subjects {
 			got[sub.Container] = sub.Recommendation.Add
+			if sub.Container != "" && (!sub.Coverage.StartObserved || sub.Coverage.Partial) {
+				t.Errorf("%s recording: %s's coverage %+v, want its start observed and nothing partial", name, sub.Container, sub.Coverage)
+			}
+		}
+		if prof.Recorded.Sessions != 1 || !prof.Recorded.LossesKnown {
+			t.Errorf("%s recording: recorded %+v, want one session whose losses are known", name, prof.Recorded)
 		}
 		for _, w := range workloads {
 			add, ok := got[w.name]
-			if !ok && len(w.want) == 0 {
-				continue // no need at all: the container may have left no check
-			}
-			if !slices.Equal(add, w.want) {
+			if !ok {
+				t.Errorf("%s recording: %s is not in the profile", name, w.name)
+			} else if !slices.Equal(add, w.want) {
 				t.Errorf("%s recording: %s's add = %v, want %v", name, w.name, add, w.want)
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/capsrec/capsrec/internal/ctrfixture"
 	"github.com/capsrec/capsrec/internal/testutil"
@@ -163,6 +164,35 @@ func TestPods(t *testing.T) {
 			return strings.Contains(string(l), "default/xwing/spaceship") && strings.Contains(string(l), "CAP_SYSLOG") && strings.Contains(string(l), "denied")
 		})
 		s.Stop(syscall.SIGINT)
+	})
+
+	// A container's first checks come microseconds after its exec, long before the
+	// runtime can say whose it is: with pod filters the kernel keeps checks of
+	// cgroups not known yet, and user space decides.
+	t.Run("a container's first instruction, its pod started after the recorder", func(t *testing.T) {
+		byName := testutil.Record(t, "-o", "json", "--attach", method, "--pod", "bwing", "--cap", "chown")
+		bySelector := testutil.Record(t, "-o", "json", "--attach", method, "-l", "app=ywing", "--cap", "chown")
+		c.Exec(xwing.Containers["spaceship"], "/bin/sh", "-c", "touch /tmp/x && chown 1234 /tmp/x") // not theirs
+		for _, name := range []string{"bwing", "ywing"} {
+			p := c.RunPod(name, "default", map[string]string{"app": name})
+			// Exec'd directly, no shell: the container's first instruction is the chown.
+			id := c.RunContainer(p, ctrfixture.ContainerSpec{Name: "first", Command: []string{"/bin/chown", "1234", "/etc/group"}})
+			if code := c.WaitExit(id, 30*time.Second*testutil.Slow()); code != 0 {
+				t.Fatalf("%s's chown exited %d", name, code)
+			}
+		}
+		for name, s := range map[string]*testutil.Session{"bwing": byName, "ywing": bySelector} {
+			s.WaitFor(name+"'s first CAP_CHOWN", func(l []byte) bool {
+				ev := podOf(t, l)
+				return ev.podName() == "default/"+name && strings.HasSuffix(ev.ProcessKprobe.Process.Binary, "chown")
+			})
+			s.Stop(syscall.SIGINT)
+			for _, l := range s.Lines() {
+				if ev := podOf(t, l); ev.podName() != "default/"+name {
+					t.Errorf("the %s session printed a check of %q", name, ev.podName())
+				}
+			}
+		}
 	})
 
 	t.Run("a pod started and removed during the session still resolves", func(t *testing.T) {

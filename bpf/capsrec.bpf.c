@@ -19,7 +19,7 @@ const volatile __u64 cap_mask = ~0ULL; /* bit n set: keep CAP n (caps 0..63) */
 const volatile __u8 verdict_filter = 0; /* 0 all, 1 granted only, 2 denied only */
 const volatile __u8 filter_pids = 0;
 const volatile __u8 filter_comm = 0;
-/* 1: keep only checks of the cgroups in cgroup_filter (pods); 2: drop them (--host). */
+/* 1: keep the checks of listed cgroups (pods) and of cgroups not known yet; 2: drop listed ones (--host). */
 const volatile __u8 filter_cgroups = 0;
 const volatile char comm_filter[TASK_COMM_LEN] = {};
 const volatile __u8 has_task_pt_regs = 0;
@@ -85,9 +85,15 @@ struct {
 	__type(value, struct agg_value);
 } agg SEC(".maps");
 
+/*
+ * The cgroup filter's set, by cgroup (v2) id: CGROUP_LISTED (the pods kept, or
+ * with --host the containers dropped) or CGROUP_EXCLUDED (pod filters: known to
+ * be no pod of the filter's). With pod filters a cgroup in neither is not known
+ * yet (a container starting): its checks are sent, and user space decides.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 8192);
+	__uint(max_entries, 16384);
 	__type(key, __u64);
 	__type(value, __u8);
 } cgroup_filter SEC(".maps");
@@ -252,8 +258,8 @@ static __always_inline bool keep_check(__u64 pid_tgid, int cap, struct task_stru
 	if (filter_cgroups) {
 		/* With a task BTF pointer, what bpf_get_current_cgroup_id() returns, without the call. */
 		__u64 cg = task ? task->cgroups->dfl_cgrp->kn->id : bpf_get_current_cgroup_id();
-		bool listed = bpf_map_lookup_elem(&cgroup_filter, &cg) != 0;
-		if (listed != (filter_cgroups == 1))
+		__u8 *set = bpf_map_lookup_elem(&cgroup_filter, &cg);
+		if (filter_cgroups == 1 ? set && *set != CGROUP_LISTED : set != 0)
 			return false;
 	}
 	return true;
@@ -1091,13 +1097,14 @@ static __always_inline void *reserve_proc(__u64 size)
  * copy); anything else, and any exec of a clone (the container's command), ends
  * the mark. Returns the mark, 0 none.
  */
-static __always_inline __u8 mark_runtime_exec(__u32 tgid, struct file *exe, bool unlinked)
+static __always_inline __u8 mark_runtime_exec(__u32 tgid, struct file *exe, bool unlinked, __u8 *handoff)
 {
 	struct exe_key k = {};
 	__u8 *rt, *was, mark = 0;
 	__u32 idx;
 	__u64 *size;
 
+	*handoff = 0;
 	was = bpf_map_lookup_elem(&runtime_tasks, &tgid);
 	if (!was)
 		return 0;
@@ -1112,10 +1119,13 @@ static __always_inline __u8 mark_runtime_exec(__u32 tgid, struct file *exe, bool
 		if (size && *size && *size == BPF_CORE_READ(exe, f_inode, i_size))
 			mark = *was | MARK_CLONE;
 	}
-	if (mark)
+	if (mark) {
 		bpf_map_update_elem(&runtime_tasks, &tgid, &mark, BPF_ANY);
-	else
+	} else {
+		/* A runtime (not the server) ran a program of no runtime: it handed over. */
+		*handoff = *was != MARK_SERVER;
 		bpf_map_delete_elem(&runtime_tasks, &tgid);
+	}
 	return mark;
 }
 
@@ -1130,7 +1140,7 @@ static __always_inline int on_exec(struct task_struct *task, struct linux_binprm
 	struct file *exe;
 	struct dentry *exe_dentry;
 	bool unlinked;
-	__u8 runtime;
+	__u8 runtime, handoff;
 
 	__u32 tid = BPF_CORE_READ(task, pid);
 
@@ -1141,11 +1151,15 @@ static __always_inline int on_exec(struct task_struct *task, struct linux_binprm
 	exe = BPF_CORE_READ(task, mm, exe_file);
 	exe_dentry = BPF_CORE_READ(exe, f_path.dentry);
 	unlinked = BPF_CORE_READ(exe_dentry, d_hash.pprev) == 0;
-	runtime = mark_runtime_exec(BPF_CORE_READ(task, tgid), exe, unlinked);
+	runtime = mark_runtime_exec(BPF_CORE_READ(task, tgid), exe, unlinked, &handoff);
 	ev = reserve_proc(sizeof(*ev));
 	if (!ev)
 		return 0;
 	ev->runtime = runtime;
+	ev->handoff = handoff;
+	ev->ns_pid = pid_upid(BPF_CORE_READ(task, group_leader, thread_pid)).nr;
+	ev->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+	bpf_probe_read_kernel_str(ev->cgroup_name, sizeof(ev->cgroup_name), BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, name));
 	ev->exe_unlinked = unlinked;
 	/* The executable's own path: what ran, whatever name it was run by (a
 	 * symlink, /dev/fd/N). */

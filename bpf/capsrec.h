@@ -55,6 +55,10 @@ enum site_kind {
  * index), and that binary's re-exec of an unlinked copy of itself (| MARK_CLONE:
  * runc init), whose next exec is the container's command and ends the mark.
  */
+/* cgroup_filter's values. */
+#define CGROUP_LISTED 1
+#define CGROUP_EXCLUDED 2
+
 #define MARK_SERVER 0xff
 #define MARK_CLONE 0x40
 #define MARK_INDEX 0x3f
@@ -262,7 +266,13 @@ struct exec_event {
 	__u32 exe_off;     /* the executable's own path is exe_path[exe_off:] up to its NUL */
 	__u8 exe_truncated;
 	__u8 cwd_unlinked; /* the cwd was removed */
-	__u8 pad[2];
+	/* A runtime (runc init) handed over to this program: a container's command,
+	 * or a command exec'd in one. Only the runtime's tree can. */
+	__u8 handoff;
+	__u8 pad;
+	__u32 ns_pid; /* tgid as seen in the task's own pid namespace (1: a container's first process) */
+	__u64 cgroup_id;
+	char cgroup_name[CGROUP_NAME_LEN];
 	char comm[TASK_COMM_LEN];
 	char filename[FILENAME_LEN];
 	char args[ARGS_LEN];

@@ -168,7 +168,12 @@ type capsrecExecEvent struct {
 	ExeOff        uint32
 	ExeTruncated  uint8
 	CwdUnlinked   uint8
-	Pad           [2]uint8
+	Handoff       uint8
+	Pad           uint8
+	NsPid         uint32
+	_             [4]byte
+	CgroupId      uint64
+	CgroupName    [128]int8
 	Comm          [16]int8
 	Filename      [1024]int8
 	Args          [1024]int8

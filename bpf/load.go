@@ -86,8 +86,12 @@ type Config struct {
 	KernelBTF *btf.Spec
 	// Aggregate counts checks in the kernel per AggKey and sends only each key's first.
 	Aggregate bool
-	// Cgroups turns on the cgroup filter: keep only the listed cgroups, or drop them.
+	// Cgroups turns on the cgroup filter: keep the listed cgroups (and those not
+	// known yet), or drop them.
 	Cgroups CgroupFilter
+	// CgroupSet fills the filter's set before the programs attach: id ->
+	// CgroupListed or CgroupExcluded.
+	CgroupSet map[uint64]uint8
 	// Sites gives the call-site walk's table once the programs are loaded and
 	// before they attach (so that reading it overlaps the verifier); nil: the
 	// programs do not read the stack and every check's call site is unknown.
@@ -439,6 +443,11 @@ func fillTables(coll *ebpf.Collection, cfg Config) error {
 			return fmt.Errorf("filling the runtime executables: %w", err)
 		}
 	}
+	for id, v := range cfg.CgroupSet {
+		if err := coll.Maps["cgroup_filter"].Put(id, v); err != nil {
+			break // full: the rest stay not known, and user space decides on their checks
+		}
+	}
 	for idx, size := range cfg.RuntimeSizes {
 		if err := coll.Maps["runtime_sizes"].Put(idx, size); err != nil {
 			return fmt.Errorf("filling the runtime executables' sizes: %w", err)
@@ -626,9 +635,16 @@ func (s *Session) ForgetContext(tid uint32) error {
 	return nil
 }
 
-// AddCgroup puts a cgroup (v2 id) into the cgroup filter's set.
-func (s *Session) AddCgroup(id uint64) error {
-	if err := s.coll.Maps["cgroup_filter"].Put(id, uint8(1)); err != nil {
+// The cgroup filter's values (capsrec.h's CGROUP_*).
+const (
+	CgroupListed   = 1 // kept (pod filters), or dropped (--host)
+	CgroupExcluded = 2 // pod filters: known to be no pod of theirs, dropped
+)
+
+// SetCgroup puts a cgroup (v2 id) into the cgroup filter's set as CgroupListed
+// or CgroupExcluded.
+func (s *Session) SetCgroup(id uint64, v uint8) error {
+	if err := s.coll.Maps["cgroup_filter"].Put(id, v); err != nil {
 		return fmt.Errorf("adding cgroup %d to the filter: %w", id, err)
 	}
 	return nil

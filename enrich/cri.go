@@ -233,6 +233,7 @@ func (c *CRI) lookup(ctx context.Context, id string, pods map[string]*recorder.P
 	if s.StartedAt > 0 {
 		ctr.StartTime = time.Unix(0, s.StartedAt).UTC()
 	}
+	ctr.HostPID = vi.PID
 	sandbox := vi.SandboxID
 	if sandbox == "" {
 		sandbox = s.Labels["io.kubernetes.sandbox.id"]

@@ -97,16 +97,20 @@ func (e *Enricher) Resolve(c *recorder.Check) <-chan struct{} {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// A runtime's hand-over in a container described before it started (no
+	// pid yet) asks again: whether it is the container's start depends on it.
+	starting := c.Exec && c.Handoff
 	if en, ok := e.byID[ref.ID]; ok {
 		select {
 		case <-en.done:
-			e.fill(c, ref, en.info)
-			return nil
+			if !starting || en.info == nil || en.info.HostPID != 0 || e.cri == nil {
+				e.fill(c, ref, en.info)
+				return nil
+			}
 		default:
 			return en.done
 		}
-	}
-	if e.cri == nil || time.Since(e.missing[ref.ID]) < retryMissing {
+	} else if e.cri == nil || time.Since(e.missing[ref.ID]) < retryMissing {
 		e.fill(c, ref, nil)
 		return nil
 	}
@@ -115,6 +119,12 @@ func (e *Enricher) Resolve(c *recorder.Check) <-chan struct{} {
 	e.Lookups++
 	go func() {
 		info, err := e.cri.Lookup(context.Background(), ref.ID)
+		// The runtime records a container's pid just after it starts it: at a
+		// hand-over, give it a moment (within the queue's wait).
+		for tries := 0; starting && err == nil && info.HostPID == 0 && tries < 15; tries++ {
+			time.Sleep(100 * time.Millisecond)
+			info, err = e.cri.Lookup(context.Background(), ref.ID)
+		}
 		e.mu.Lock()
 		if err != nil {
 			delete(e.byID, ref.ID)

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/capsrec/capsrec/bpf"
 	"github.com/capsrec/capsrec/caps"
@@ -71,6 +72,9 @@ func (j *JSON) Flush() error { return j.out.Flush() }
 
 // Append encodes c without a newline.
 func (j *JSON) Append(b []byte, c *recorder.Check) []byte {
+	if c.Exec {
+		return j.appendExec(b, c)
+	}
 	b = append(b, `{"process_kprobe":{"process":{`...)
 	b = append(b, j.fragment(c.Process)...)
 	b = appendUint(b, true, "uid", uint64(c.UID))
@@ -87,14 +91,7 @@ func (j *JSON) Append(b []byte, c *recorder.Check) []byte {
 	}
 	b = append(b, j.lastSetsJSON...)
 	b = append(b, '}')
-	if p := c.Parent; p != nil {
-		b = append(b, `,"parent":{`...)
-		b = append(b, j.fragment(p)...)
-		b = appendUint(b, true, "uid", uint64(p.UID))
-		b = appendUint(b, true, "tid", uint64(p.Tgid))
-		b = j.appendContainer(b, c.Container, 0)
-		b = append(b, '}')
-	}
+	b = j.appendParent(b, c)
 	// From the arguments to the end of capsrec's per-check facts: consecutive
 	// checks from one place say the same, rendered once.
 	if call := (checkCall{c.TargetNS, c.Cap, c.Ret, c.Method, c.Syscall, c.OverrideCreds, c.Class, c.CallSite,
@@ -111,6 +108,62 @@ func (j *JSON) Append(b []byte, c *recorder.Check) []byte {
 	b = append(b, j.nodeTime...)
 	b = j.clock.appendTimestamp(b, c.Time)
 	return append(b, '}')
+}
+
+// appendParent writes the parent object, when the parent is known.
+func (j *JSON) appendParent(b []byte, c *recorder.Check) []byte {
+	p := c.Parent
+	if p == nil {
+		return b
+	}
+	b = append(b, `,"parent":{`...)
+	b = append(b, j.fragment(p)...)
+	b = appendUint(b, true, "uid", uint64(p.UID))
+	b = appendUint(b, true, "tid", uint64(p.Tgid))
+	b = j.appendContainer(b, c.Container, 0)
+	return append(b, '}')
+}
+
+// appendExec writes Tetragon's process_exec event: a program's exec in a
+// container; capsrec.container_start when it was the container's start.
+func (j *JSON) appendExec(b []byte, c *recorder.Check) []byte {
+	b = append(b, `{"process_exec":{"process":{`...)
+	b = append(b, j.fragment(c.Process)...)
+	b = appendUint(b, true, "uid", uint64(c.UID))
+	b = appendUint(b, true, "tid", uint64(c.Tid))
+	b = j.appendContainer(b, c.Container, c.NsPid)
+	b = append(b, '}')
+	b = j.appendParent(b, c)
+	b = append(b, `,"capsrec":{"runtime_handoff":`...)
+	b = strconv.AppendBool(b, c.Handoff)
+	b = append(b, `,"container_start":`...)
+	b = strconv.AppendBool(b, c.IsStart())
+	b = append(b, '}')
+	b = append(b, j.nodeTime[1:]...) // one object to close, not two
+	b = j.clock.appendTimestamp(b, c.Time)
+	return append(b, '}')
+}
+
+// Summary is what a recording says of itself as its last line
+// (capsrec_summary), so that a profile of the stream knows its window and
+// whether it lost anything.
+type Summary struct {
+	Start, End time.Time
+	// Seen checks; Lost records (checks, contexts, process records) the
+	// ring had no room for or user space could not join.
+	Seen, Lost uint64
+}
+
+// WriteSummary writes the summary line.
+func (j *JSON) WriteSummary(s Summary) error {
+	b := []byte(`{"capsrec_summary":{"start_time":`)
+	b = appendTimestamp(b, s.Start)
+	b = appendKey(b, true, "end_time")
+	b = appendTimestamp(b, s.End)
+	b = appendUint(b, true, "seen", s.Seen)
+	b = appendUint(b, true, "lost", s.Lost)
+	b = append(b, j.nodeTime[1:len(j.nodeTime)-len(`,"time":`)]...)
+	return j.out.writeLine(append(b, '}'))
 }
 
 // checkCall is what a check says of the call itself: cap_capable's arguments

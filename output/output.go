@@ -84,6 +84,18 @@ func (l *lines) write(enc lineEncoder, c *recorder.Check) error {
 	return nil
 }
 
+// writeLine appends a whole line, given without its newline.
+func (l *lines) writeLine(line []byte) error {
+	if cap(l.buf)-len(l.buf) < len(line)+1 {
+		if err := l.Flush(); err != nil {
+			return err
+		}
+	}
+	l.buf = append(append(l.buf, line...), '\n')
+	l.n++
+	return nil
+}
+
 // Flush hands on what is gathered.
 func (l *lines) Flush() error {
 	if len(l.buf) == 0 {

@@ -31,6 +31,14 @@ type fields struct {
 	hasEUID, hasUID                  bool
 	syscall                          string
 	time                             string
+	// A process_exec event: a program's exec (in a container); start from
+	// capsrec.container_start, or for Tetragon's the container's pid 1.
+	exec, startKnown, start bool
+	containerPID            int64
+	// A capsrec_summary event: what a recording says of itself.
+	summary          bool
+	sumStart, sumEnd string
+	sumLost          int64
 }
 
 // parseEvent reads one JSON line into an Observation.
@@ -42,6 +50,12 @@ func parseEvent(line []byte) (Observation, error) {
 		case "process_kprobe":
 			f.kprobe = true
 			return s.object(func(k []byte) error { return f.kprobeField(s, k) })
+		case "process_exec":
+			f.exec = true
+			return s.object(func(k []byte) error { return f.execField(s, k) })
+		case "capsrec_summary":
+			f.summary = true
+			return s.object(func(k []byte) error { return f.summaryField(s, k) })
 		case "time":
 			var err error
 			f.time, err = s.str()
@@ -56,6 +70,39 @@ func parseEvent(line []byte) (Observation, error) {
 		return Observation{}, s.fail("data after the event")
 	}
 	return f.observation()
+}
+
+func (f *fields) execField(s *scanner, key []byte) error {
+	switch string(key) {
+	case "process":
+		return s.object(func(k []byte) error { return f.processField(s, k) })
+	case "capsrec":
+		return s.object(func(k []byte) error {
+			if string(k) != "container_start" {
+				return s.skip()
+			}
+			var err error
+			f.startKnown = true
+			f.start, err = s.boolean()
+			return err
+		})
+	}
+	return s.skip()
+}
+
+func (f *fields) summaryField(s *scanner, key []byte) error {
+	var err error
+	switch string(key) {
+	case "start_time":
+		f.sumStart, err = s.str()
+	case "end_time":
+		f.sumEnd, err = s.str()
+	case "lost":
+		f.sumLost, err = s.integer()
+	default:
+		err = s.skip()
+	}
+	return err
 }
 
 func (f *fields) kprobeField(s *scanner, key []byte) error {
@@ -148,6 +195,8 @@ func (f *fields) processField(s *scanner, key []byte) error {
 					switch string(k) {
 					case "name":
 						f.container, err = s.str()
+					case "pid":
+						f.containerPID, err = s.integer()
 					case "image":
 						err = s.object(func(k []byte) error {
 							if string(k) != "name" {
@@ -174,6 +223,12 @@ func (f *fields) processField(s *scanner, key []byte) error {
 }
 
 func (f *fields) observation() (Observation, error) {
+	if f.summary {
+		return f.summaryObservation()
+	}
+	if f.exec {
+		return f.execObservation()
+	}
 	if !f.kprobe || f.function != "cap_capable" {
 		return Observation{}, errNotCheck
 	}
@@ -233,6 +288,39 @@ func (f *fields) observation() (Observation, error) {
 		o.Subject = Subject{Binary: hostBinary(f.binary)}
 	}
 	return o, nil
+}
+
+// execObservation is a container's exec; a host program's is another hook's event.
+func (f *fields) execObservation() (Observation, error) {
+	if f.pod == "" && f.container == "" {
+		return Observation{}, errNotCheck
+	}
+	o := Observation{Exec: true, Binary: f.binary, Start: f.start}
+	if !f.startKnown { // Tetragon's: the container's first process is its pid 1
+		o.Start = f.containerPID == 1
+	}
+	o.Subject = Subject{Namespace: f.namespace, Pod: f.pod, Container: f.container, Image: f.image}
+	if f.workload != "" {
+		o.Subject.Workload, o.Subject.WorkloadRule = f.workload, "Tetragon's pod.workload"
+	}
+	if f.time != "" {
+		t, err := time.Parse(time.RFC3339Nano, f.time)
+		if err != nil {
+			return Observation{}, errors.New("time " + f.time + " is not RFC 3339")
+		}
+		o.Time = t
+	}
+	return o, nil
+}
+
+// summaryObservation carries a recording's own summary.
+func (f *fields) summaryObservation() (Observation, error) {
+	start, err1 := time.Parse(time.RFC3339Nano, f.sumStart)
+	end, err2 := time.Parse(time.RFC3339Nano, f.sumEnd)
+	if err1 != nil || err2 != nil || f.sumLost < 0 {
+		return Observation{}, errors.New("capsrec_summary without start_time, end_time (RFC 3339) and lost")
+	}
+	return Observation{session: &Recorded{Sessions: 1, Start: start, End: end, Lost: uint64(f.sumLost)}}, nil
 }
 
 func hostBinary(b string) string {

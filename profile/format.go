@@ -66,7 +66,11 @@ func visibleList(list []string, sep string) string {
 	return strings.Join(out, sep)
 }
 
-// WriteTable writes one block per subject: its capabilities, verdicts and the recommendation.
+// WriteTable writes one block per subject: its coverage, capabilities,
+// verdicts and the recommendation, within 120 columns: short verdict words
+// (explained once below), times of day (the date is in the coverage line), the
+// first binaries and syscalls with a count of the rest. Colors are put in
+// after the columns are laid out, so that they do not shift them.
 func WriteTable(w io.Writer, p *Profile, colored bool) error {
 	green, red, dim := color.New(color.FgGreen), color.New(color.FgRed, color.Bold), color.New(color.Faint)
 	for _, c := range []*color.Color{green, red, dim} {
@@ -80,40 +84,65 @@ func WriteTable(w io.Writer, p *Profile, colored bool) error {
 		_, err := fmt.Fprintln(w, "no capability checks recorded")
 		return err
 	}
+	used := map[Verdict]bool{}
 	for i, sp := range p.Subjects() {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
 		fmt.Fprintf(w, "%s: %d checks\n", sp.Subject.Title(), sp.Checks)
 		if sp.Subject.IsContainer() {
-			fmt.Fprintf(w, "  workload %s (%s); pods %s\n", textsafe.Visible(sp.Subject.Workload), textsafe.Visible(sp.Subject.WorkloadRule), visibleList(sp.Pods, ", "))
+			fmt.Fprintf(w, "  workload %s (%s); pods %s\n", textsafe.Visible(sp.Subject.Workload), textsafe.Visible(sp.Subject.WorkloadRule), firstOf(sp.Pods, 3, ", "))
 		}
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, line := range p.CoverageLines(sp) {
+			wrap(w, "  ", "    ", line, TableWidth)
+		}
+		var table strings.Builder
+		tw := tabwriter.NewWriter(&table, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  CAPABILITY\tGRANTED\tDENIED\tVERDICT\tBINARIES\tSYSCALLS\tFIRST\tLAST")
-		for _, c := range sp.SortedCaps() {
-			v := string(c.Verdict())
-			switch {
-			case c.IsNeed():
-				v = green.Sprint(v)
-			case c.Verdict() == DeniedTried:
-				v = red.Sprint(v)
-			default:
-				v = dim.Sprint(v)
-			}
-			fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", caps.Name(c.Cap), c.Granted, c.Denied, v,
-				visibleList(c.Binaries, ","), visibleList(c.Syscalls, ","), stamp(c.First), stamp(c.Last))
+		capsSorted := sp.SortedCaps()
+		for _, c := range capsSorted {
+			used[c.Verdict()] = true
+			fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", caps.Name(c.Cap), c.Granted, c.Denied, c.Verdict().Short(),
+				firstOf(c.Binaries, 1, ","), firstOf(c.Syscalls, 2, ","), timeOfDay(c.First), timeOfDay(c.Last))
 		}
 		tw.Flush()
+		rows := strings.Split(strings.TrimSuffix(table.String(), "\n"), "\n")
+		at := strings.Index(rows[0], "VERDICT")
+		for j, row := range rows {
+			if j > 0 && at >= 0 {
+				c := capsSorted[j-1]
+				word := c.Verdict().Short()
+				paint := dim
+				switch {
+				case c.IsNeed():
+					paint = green
+				case c.Verdict() == DeniedTried:
+					paint = red
+				}
+				row = row[:at] + paint.Sprint(word) + row[at+len(word):]
+			}
+			fmt.Fprintln(w, row)
+		}
 		r := sp.Recommend()
 		if sp.Subject.IsContainer() {
 			fmt.Fprintf(w, "  securityContext.capabilities: drop [%s], add [%s]\n", strings.Join(r.Drop, ", "), strings.Join(r.Add, ", "))
 			if len(r.UnusedDefaults) > 0 {
-				fmt.Fprintf(w, "  runtime defaults never needed: %s\n", strings.Join(r.UnusedDefaults, ", "))
+				wrap(w, "  runtime defaults never needed:", "    ", strings.Join(r.UnusedDefaults, ", "), TableWidth)
 			}
 		} else {
 			fmt.Fprintf(w, "  needs: [%s]\n", strings.Join(r.Add, ", "))
 		}
-		writeNotes(w, "  note: ", r)
+		for _, note := range notes(r) {
+			wrap(w, "  note:", "    ", note, TableWidth)
+		}
+	}
+	if len(used) > 0 {
+		fmt.Fprintln(w)
+	}
+	for _, v := range Verdicts {
+		if used[v] {
+			wrap(w, v.Short()+":", "    ", v.Explained(), TableWidth)
+		}
 	}
 	if p.Ignored > 0 || p.Skipped > 0 {
 		fmt.Fprintf(w, "\n%d events of other hooks ignored, %d malformed lines skipped\n", p.Ignored, p.Skipped)
@@ -124,6 +153,113 @@ func WriteTable(w io.Writer, p *Profile, colored bool) error {
 	return nil
 }
 
+// Explained is what a verdict means, for the table's legend.
+func (v Verdict) Explained() string {
+	switch v {
+	case Needed:
+		return "granted to the workload's own code: in the add list"
+	case NeededNoCallSite:
+		return "granted in an event without a call site (Tetragon input), not known to be noaudit: in the add list"
+	case DeniedTried:
+		return "the workload tried and was refused: add it only if that operation is wanted"
+	case ProbeOnly:
+		return "granted in kernel probes only: not needed"
+	case RuntimeOnly:
+		return "granted to the container runtime's setup only: not needed"
+	case OverrideOnly:
+		return "granted under override_creds (someone else's credentials) only: not needed"
+	}
+	return "denied in probes, runtime setup or override_creds only: not a need"
+}
+
+// firstOf shows the first n of list, escaped, and how many more there are.
+func firstOf(list []string, n int, sep string) string {
+	if len(list) <= n {
+		return visibleList(list, sep)
+	}
+	return fmt.Sprintf("%s +%d", visibleList(list[:n], sep), len(list)-n)
+}
+
+// timeOfDay is a check's time in the table: the date is in the coverage line.
+func timeOfDay(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("15:04:05")
+}
+
+// Partial tells whether the profile may lack a need of sp: its container's
+// start was not seen in every pod, or the recordings lost checks, or do not
+// say whether they did.
+func (p *Profile) Partial(sp *SubjectProfile) bool {
+	return (sp.Subject.IsContainer() && !sp.Coverage().StartObserved) || p.Recorded.Sessions == 0 || p.Recorded.Lost > 0
+}
+
+// StartNotObserved is the warning of a profile that did not see a container start.
+const StartNotObserved = "start not observed: start-time needs may be missing; use --restart"
+
+// CoverageLines say, for people, what the recordings saw of sp: for a
+// container whether its start was seen, then the window and what was lost.
+func (p *Profile) CoverageLines(sp *SubjectProfile) []string {
+	var lines []string
+	c := sp.Coverage()
+	if sp.Subject.IsContainer() {
+		if c.StartObserved {
+			lines = append(lines, fmt.Sprintf("coverage: start observed in %d of %d pods", c.PodsStarted, c.Pods))
+		} else {
+			lines = append(lines, fmt.Sprintf("coverage: %s (%d of %d pods)", StartNotObserved, c.PodsStarted, c.Pods))
+		}
+	}
+	first, last := c.First, c.Last
+	r := p.Recorded
+	if r.Sessions > 0 {
+		first, last = r.Start, r.End
+	}
+	window := "window " + span(first, last)
+	switch {
+	case r.Sessions == 0:
+		window += "; losses unknown (no capsrec summary in the input)"
+	case r.Lost > 0:
+		window += fmt.Sprintf("; %d records lost: partial", r.Lost)
+	default:
+		window += fmt.Sprintf("; %d recording(s), nothing lost", r.Sessions)
+	}
+	return append(lines, window)
+}
+
+// span is a time window in UTC, its date said once when it is one day.
+func span(a, b time.Time) string {
+	if a.IsZero() || b.IsZero() {
+		return "unknown"
+	}
+	a, b = a.UTC(), b.UTC()
+	if a.Format("2006-01-02") == b.Format("2006-01-02") {
+		return a.Format("2006-01-02 15:04:05") + " to " + b.Format("15:04:05") + " UTC"
+	}
+	return a.Format("2006-01-02 15:04:05") + " to " + b.Format("2006-01-02 15:04:05") + " UTC"
+}
+
+// wrap breaks text at spaces into lines of at most width, each after prefix
+// (the first) or indent (the rest).
+func wrap(w io.Writer, prefix, indent, text string, width int) {
+	line := prefix
+	for i, word := range strings.Fields(text) {
+		if i > 0 && len(line)+1+len(word) > width {
+			fmt.Fprintln(w, line)
+			line = indent + word
+			continue
+		}
+		if !strings.HasSuffix(line, " ") && line != "" {
+			line += " "
+		}
+		line += word
+	}
+	fmt.Fprintln(w, line)
+}
+
+// TableWidth is the width the profile table keeps to.
+const TableWidth = 120
+
 // NonRootNote and NoCallSiteNote explain a recommendation's limits.
 const (
 	NonRootNote    = "these needs were asked by a non-root user: capabilities.add alone does not raise a non-root process's effective set (kubernetes/kubernetes#56374); run as root with drop ALL + add, or give the binary file capabilities (setcap) or ambient ones"
@@ -131,11 +267,26 @@ const (
 )
 
 func writeNotes(w io.Writer, prefix string, r Recommendation) {
+	for _, note := range notes(r) {
+		fmt.Fprintln(w, prefix+note)
+	}
+}
+
+func notes(r Recommendation) []string {
+	var n []string
 	if r.NonRoot {
-		fmt.Fprintln(w, prefix+NonRootNote)
+		n = append(n, NonRootNote)
 	}
 	if r.NoCallSite {
-		fmt.Fprintln(w, prefix+NoCallSiteNote)
+		n = append(n, NoCallSiteNote)
+	}
+	return n
+}
+
+// writeCoverage writes the coverage lines as comments.
+func (p *Profile) writeCoverage(w io.Writer, sp *SubjectProfile) {
+	for _, line := range p.CoverageLines(sp) {
+		fmt.Fprintf(w, "# %s\n", line)
 	}
 }
 
@@ -165,6 +316,7 @@ func writeYAML(w io.Writer, p *Profile) error {
 			fmt.Fprintf(w, "# denied: %s: the workload tried and was refused; add only if that operation is wanted\n", strings.Join(r.Denied, ", "))
 		}
 		writeNotes(w, "# note: ", r)
+		p.writeCoverage(w, sp)
 		fmt.Fprintln(w, "capabilities:")
 		fmt.Fprintf(w, "  drop: [%s]\n", strings.Join(r.Drop, ", "))
 		fmt.Fprintf(w, "  add: [%s]\n", strings.Join(r.Add, ", "))
@@ -182,6 +334,19 @@ type jsonSubject struct {
 	Checks         uint64             `json:"checks"`
 	Capabilities   map[string]jsonCap `json:"capabilities"`
 	Recommendation Recommendation     `json:"recommendation"`
+	Coverage       jsonCoverage       `json:"coverage"`
+}
+
+type jsonCoverage struct {
+	Coverage
+	Partial bool `json:"partial"`
+}
+
+type jsonRecorded struct {
+	Recorded
+	Start       *time.Time `json:"start,omitempty"`
+	End         *time.Time `json:"end,omitempty"`
+	LossesKnown bool       `json:"losses_known"`
 }
 
 type jsonCap struct {
@@ -195,9 +360,15 @@ func writeJSON(w io.Writer, p *Profile) error {
 		Ignored  uint64        `json:"ignored_events"`
 		Skipped  uint64        `json:"skipped_lines"`
 		Folded   uint64        `json:"folded_checks,omitempty"`
-	}{Subjects: []jsonSubject{}, Ignored: p.Ignored, Skipped: p.Skipped, Folded: p.Folded}
+		Recorded jsonRecorded  `json:"recorded"`
+	}{Subjects: []jsonSubject{}, Ignored: p.Ignored, Skipped: p.Skipped, Folded: p.Folded,
+		Recorded: jsonRecorded{Recorded: p.Recorded, LossesKnown: p.Recorded.Sessions > 0}}
+	if r := p.Recorded; r.Sessions > 0 {
+		out.Recorded.Start, out.Recorded.End = &r.Start, &r.End
+	}
 	for _, sp := range p.Subjects() {
-		js := jsonSubject{Subject: sp.Subject, Pods: sp.Pods, Checks: sp.Checks, Capabilities: map[string]jsonCap{}, Recommendation: sp.Recommend()}
+		js := jsonSubject{Subject: sp.Subject, Pods: sp.Pods, Checks: sp.Checks, Capabilities: map[string]jsonCap{}, Recommendation: sp.Recommend(),
+			Coverage: jsonCoverage{Coverage: sp.Coverage(), Partial: p.Partial(sp)}}
 		for _, c := range sp.SortedCaps() {
 			js.Capabilities[caps.Name(c.Cap)] = jsonCap{CapStats: c, Verdict: c.Verdict()}
 		}
@@ -214,7 +385,9 @@ func writeDocker(w io.Writer, p *Profile) error {
 			continue
 		}
 		r := sp.Recommend()
-		fmt.Fprintf(w, "# %s\n--cap-drop=ALL", sp.Subject.Title())
+		fmt.Fprintf(w, "# %s\n", sp.Subject.Title())
+		p.writeCoverage(w, sp)
+		fmt.Fprint(w, "--cap-drop=ALL")
 		for _, a := range r.Add {
 			fmt.Fprintf(w, " --cap-add=%s", a)
 		}
@@ -235,6 +408,7 @@ func writeSystemd(w io.Writer, p *Profile) error {
 			}
 		}
 		fmt.Fprintf(w, "# %s\n", textsafe.Visible(sp.Subject.Binary))
+		p.writeCoverage(w, sp)
 		fmt.Fprintf(w, "CapabilityBoundingSet=%s\n", strings.Join(names, " "))
 		fmt.Fprintf(w, "AmbientCapabilities=%s\n", strings.Join(names, " "))
 	}

@@ -71,6 +71,11 @@ type Observation struct {
 	// EUID is the effective uid the check was made with; EUIDKnown false when the event lacks it.
 	EUID      uint32
 	EUIDKnown bool
+	// Exec: no check but a program's exec in the subject's container (a
+	// process_exec event); Start: that exec was the container's start.
+	Exec, Start bool
+	// session: no check but a recording's summary event.
+	session *Recorded
 }
 
 // maxListed bounds the binaries and syscalls kept per capability.
@@ -114,6 +119,28 @@ const (
 	DeniedProbe Verdict = "denied in probes, runtime setup or override_creds only: not a need"
 )
 
+// Short is the verdict's word in the profile table; Explained says it whole.
+func (v Verdict) Short() string {
+	switch v {
+	case Needed:
+		return "needed"
+	case NeededNoCallSite:
+		return "needed*"
+	case ProbeOnly:
+		return "probe"
+	case RuntimeOnly:
+		return "runtime"
+	case OverrideOnly:
+		return "override"
+	case DeniedTried:
+		return "denied"
+	}
+	return "refused"
+}
+
+// Verdicts are every verdict, in the order the table's legend explains them.
+var Verdicts = []Verdict{Needed, NeededNoCallSite, DeniedTried, ProbeOnly, RuntimeOnly, OverrideOnly, DeniedProbe}
+
 // Verdict says what the checks of this capability mean.
 func (c *CapStats) Verdict() Verdict {
 	switch {
@@ -147,6 +174,84 @@ type SubjectProfile struct {
 	Caps    map[int]*CapStats
 	// NonRootNeeds: some need was asked with a non-zero effective uid.
 	NonRootNeeds bool
+	// First and Last are the subject's first and last event, checks and execs.
+	First, Last time.Time
+	// seen and started are its pods (containers' subjects) seen at all, and
+	// those whose container start was seen (bounded: maxPods).
+	seen, started map[string]bool
+}
+
+// maxPods bounds the pods a subject's coverage counts.
+const maxPods = 1024
+
+// Coverage is what a recording saw of one container: a profile that did not
+// see a container start may miss what it needs only at start.
+type Coverage struct {
+	Pods          int       `json:"pods"`
+	PodsStarted   int       `json:"pods_started"`
+	StartObserved bool      `json:"start_observed"`
+	First         time.Time `json:"first"`
+	Last          time.Time `json:"last"`
+}
+
+func (sp *SubjectProfile) mergeCoverage(q *SubjectProfile) {
+	if !q.First.IsZero() && (sp.First.IsZero() || q.First.Before(sp.First)) {
+		sp.First = q.First
+	}
+	if q.Last.After(sp.Last) {
+		sp.Last = q.Last
+	}
+	if len(q.seen) > 0 && sp.seen == nil {
+		sp.seen, sp.started = map[string]bool{}, map[string]bool{}
+	}
+	for pod := range q.seen {
+		if len(sp.seen) < maxPods {
+			sp.seen[pod] = true
+		}
+	}
+	for pod := range q.started {
+		if len(sp.started) < maxPods {
+			sp.started[pod] = true
+		}
+	}
+}
+
+// Coverage says whether the start of every pod's container was seen.
+func (sp *SubjectProfile) Coverage() Coverage {
+	c := Coverage{Pods: len(sp.seen), PodsStarted: len(sp.started), First: sp.First, Last: sp.Last}
+	c.StartObserved = c.Pods > 0 && c.PodsStarted == c.Pods
+	return c
+}
+
+func (sp *SubjectProfile) see(o Observation, last time.Time) {
+	if !o.Time.IsZero() && (sp.First.IsZero() || o.Time.Before(sp.First)) {
+		sp.First = o.Time
+	}
+	if last.After(sp.Last) {
+		sp.Last = last
+	}
+	if !o.Subject.IsContainer() {
+		return
+	}
+	pod := o.Subject.Pod + "/" + o.Subject.Container // a pod of no name: the container
+	if sp.seen == nil {
+		sp.seen, sp.started = map[string]bool{}, map[string]bool{}
+	}
+	if len(sp.seen) < maxPods {
+		sp.seen[pod] = true
+	}
+	if o.Start && len(sp.started) < maxPods && sp.seen[pod] {
+		sp.started[pod] = true
+	}
+}
+
+// Recorded is what the recordings say of themselves (capsrec's summary
+// events): how many, their window, and the checks they lost. Sessions 0: not
+// known (Tetragon's events, or a recording cut short).
+type Recorded struct {
+	Sessions   int       `json:"sessions"`
+	Start, End time.Time `json:"-"`
+	Lost       uint64    `json:"lost"`
 }
 
 // Profile aggregates observations; memory grows with subjects and capabilities, not checks.
@@ -160,6 +265,8 @@ type Profile struct {
 	// together as OtherBinaries: any user can make binary names without end.
 	Folded uint64
 	hosts  int
+	// Recorded is what the recordings say of themselves.
+	Recorded Recorded
 	// workloads caches Workload(pod): pods are few, checks many.
 	workloads map[string][2]string
 }
@@ -175,6 +282,20 @@ func (p *Profile) Add(o Observation) { p.AddN(o, 1, o.Time) }
 // AddN counts n checks like o, the last of them at last. A container subject
 // without a workload gets one derived from its pod name.
 func (p *Profile) AddN(o Observation, n uint64, last time.Time) {
+	if r := o.session; r != nil {
+		p.Session(r.Start, r.End, r.Lost)
+		return
+	}
+	if o.Exec {
+		p.Seen(o, o.Start)
+		return
+	}
+	p.workload(&o)
+	p.add(o, n, last)
+}
+
+// workload names a container subject's workload when the event did not.
+func (p *Profile) workload(o *Observation) {
 	if o.Subject.IsContainer() && o.Subject.Workload == "" {
 		w, ok := p.workloads[o.Subject.Pod]
 		if !ok {
@@ -185,7 +306,6 @@ func (p *Profile) AddN(o Observation, n uint64, last time.Time) {
 		}
 		o.Subject.Workload, o.Subject.WorkloadRule = w[0], w[1]
 	}
-	p.add(o, n, last)
 }
 
 func addListed(list []string, v string) []string {
@@ -223,9 +343,33 @@ func (p *Profile) subject(k Subject, n uint64) *SubjectProfile {
 	return sp
 }
 
+// Seen says that o's container was seen (an exec in it), its start too when start.
+func (p *Profile) Seen(o Observation, start bool) {
+	if !o.Subject.IsContainer() {
+		return
+	}
+	o.Start = start
+	p.workload(&o)
+	p.subject(o.Subject.key(), 0).see(o, o.Time)
+}
+
+// Session adds what one recording says of itself.
+func (p *Profile) Session(start, end time.Time, lost uint64) {
+	r := &p.Recorded
+	if r.Sessions == 0 || start.Before(r.Start) {
+		r.Start = start
+	}
+	if end.After(r.End) {
+		r.End = end
+	}
+	r.Sessions++
+	r.Lost += lost
+}
+
 // add counts n checks like o, the last of them at last.
 func (p *Profile) add(o Observation, n uint64, last time.Time) {
 	sp := p.subject(o.Subject.key(), n)
+	sp.see(o, last)
 	sp.Checks += n
 	sp.Pods = addListed(sp.Pods, o.Subject.Pod)
 	cs := sp.Caps[o.Cap]
@@ -289,6 +433,10 @@ func (p *Profile) Merge(q *Profile) {
 	p.Ignored += q.Ignored
 	p.Skipped += q.Skipped
 	p.Folded += q.Folded
+	if q.Recorded.Sessions > 0 {
+		p.Session(q.Recorded.Start, q.Recorded.End, q.Recorded.Lost)
+		p.Recorded.Sessions += q.Recorded.Sessions - 1
+	}
 	for k, qs := range q.subjects {
 		ps := p.subject(k, qs.Checks)
 		if ps.Checks == 0 && len(ps.Caps) == 0 {
@@ -299,6 +447,7 @@ func (p *Profile) Merge(q *Profile) {
 		}
 		ps.Checks += qs.Checks
 		ps.NonRootNeeds = ps.NonRootNeeds || qs.NonRootNeeds
+		ps.mergeCoverage(qs)
 		for _, pod := range qs.Pods {
 			ps.Pods = addListed(ps.Pods, pod)
 		}

@@ -106,6 +106,19 @@ type Check struct {
 
 	// Container is set by enrichment for checks made inside a container.
 	Container *Container
+
+	// Exec marks an item that is no check but a process's exec (DeliverExecs):
+	// Process is the new program, and only the identity fields are set.
+	// Handoff: the runtime's copy of itself handed over to it (only the
+	// runtime's process tree can); at the container's first process
+	// (Container.HostPID), that is the container's start: see IsStart.
+	Exec, Handoff bool
+}
+
+// IsStart tells whether an exec item is its container's start: the runtime
+// handing over to the container's first process.
+func (c *Check) IsStart() bool {
+	return c.Exec && c.Handoff && c.Container != nil && c.Container.HostPID != 0 && c.Container.HostPID == c.Process.Tgid
 }
 
 // Granted reports the kernel's verdict.
@@ -119,7 +132,10 @@ type Container struct {
 	ImageName string
 	ImageID   string
 	StartTime time.Time
-	Pod       *Pod // nil for containers outside Kubernetes
+	// HostPID is the container's first process, on the host, as the runtime
+	// says (0 unknown): the process the runtime hands over to at its start.
+	HostPID uint32
+	Pod     *Pod // nil for containers outside Kubernetes
 }
 
 // Pod identifies a Kubernetes pod.

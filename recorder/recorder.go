@@ -45,7 +45,13 @@ type Recorder struct {
 	contexts map[uint32]*taskContext
 	// Unjoined counts checks dropped because their context was not known here.
 	Unjoined uint64
+	execs    bool
 }
+
+// DeliverExecs makes Run deliver each exec of a program that is no runtime's
+// as a Check with Exec set, so that containers are seen when they start, and
+// when they make no check at all.
+func (r *Recorder) DeliverExecs() { r.execs = true }
 
 // CallSiteName names the function holding return address ip, with the address.
 func (r *Recorder) CallSiteName(ip uint64) string { return fmt.Sprintf("%s (%#x)", r.callSite(ip), ip) }
@@ -184,7 +190,11 @@ func (r *Recorder) decode(raw []byte) *Check {
 		}
 	case bpf.EventExec:
 		if len(raw) >= int(unsafe.Sizeof(bpf.ExecEvent{})) {
-			r.Procs.OnExec((*bpf.ExecEvent)(unsafe.Pointer(&raw[0])))
+			ev := (*bpf.ExecEvent)(unsafe.Pointer(&raw[0]))
+			p := r.Procs.OnExec(ev)
+			if r.execs && p.Runtime == "" {
+				return r.exec(ev, p)
+			}
 		}
 	case bpf.EventFork:
 		if len(raw) >= int(unsafe.Sizeof(bpf.ForkEvent{})) {
@@ -232,6 +242,30 @@ const (
 )
 
 var methodNames = map[uint8]bpf.Method{1: bpf.MethodTracepoint, 2: bpf.MethodFexit, 3: bpf.MethodKprobe}
+
+// exec is the Exec item of a program's exec.
+func (r *Recorder) exec(ev *bpf.ExecEvent, p *Process) *Check {
+	c := &r.scratch
+	*c = Check{
+		Exec:       true,
+		Handoff:    ev.Handoff != 0,
+		Time:       p.StartTime,
+		Ktime:      ev.Hdr.Ktime,
+		Process:    p,
+		Parent:     r.Procs.Lookup(ev.Ptgid, 0),
+		Tid:        ev.Hdr.Tgid,
+		NsPid:      ev.NsPid,
+		UID:        ev.Uid,
+		GID:        ev.Gid,
+		EUID:       ev.Euid,
+		AUID:       ev.Auid,
+		Comm:       cString(ev.Comm[:]),
+		CgroupID:   ev.CgroupId,
+		CgroupName: cString(ev.CgroupName[:]),
+		Syscall:    -1,
+	}
+	return c
+}
 
 // check joins a check to the context it was made under; nil when that is not known.
 func (r *Recorder) check(ev *bpf.CapEvent) *Check {

@@ -163,8 +163,22 @@ func StartReady(t testing.TB, gate <-chan struct{}, ready, bin string, full ...s
 	}
 }
 
-// Lines returns the stdout lines so far.
+// Lines returns the stdout lines so far that are checks.
 func (s *Session) Lines() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var checks [][]byte
+	for _, l := range s.lines {
+		if !bytes.HasPrefix(l, []byte(`{"process_exec"`)) && !bytes.HasPrefix(l, []byte(`{"capsrec_summary"`)) {
+			checks = append(checks, l)
+		}
+	}
+	return checks
+}
+
+// AllLines are every line written: checks, and with -o json the containers'
+// process_exec events and the closing capsrec_summary.
+func (s *Session) AllLines() [][]byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([][]byte(nil), s.lines...)
