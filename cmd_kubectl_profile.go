@@ -31,13 +31,18 @@ func kubectlProfileCommand() *cli.Command {
 		Usage: "record a workload on every node that runs its pods, and print the capabilities it needs",
 		UsageText: `kubectl capsrec profile (deploy/NAME | ds/NAME | sts/NAME | rs/NAME | -l SELECTOR) --duration D [flags]
 
-   kubectl capsrec profile deploy/web -n shop --duration 10m
-   kubectl capsrec profile ds/agent --duration 5m -o yaml
-   kubectl capsrec profile -l app=web --duration 1m --check web.yaml   # exit 1 when they differ`,
+   kubectl capsrec profile deploy/web -n shop --restart --duration 1m -o patch   # from its pods' start
+   kubectl capsrec profile -l job-name=backup --wait --duration 5m             # then kubectl apply it
+   kubectl capsrec profile ds/agent --duration 5m -o yaml                      # its running pods only
+   kubectl capsrec profile -l app=web --duration 1m --check web.yaml           # exit 1 when they differ`,
 		Flags: append(flags,
 			&cli.StringFlag{Name: "selector", Aliases: []string{"l"}, Usage: "the workload's pods by label selector, instead of KIND/NAME"},
 			&cli.DurationFlag{Name: "duration", Usage: "how long to record; 0 records until Ctrl-C"},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table, yaml (a securityContext per container) or json"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table, yaml (a securityContext per container), json or patch (for kubectl patch --patch-file)"},
+			&cli.BoolFlag{Name: "restart", Usage: "record from the start of new pods: attach on every node they may land on, restart the workload as kubectl rollout restart does, wait for the rollout, then record --duration"},
+			&cli.BoolFlag{Name: "wait", Usage: "record pods that start during --duration (a Pod, Job or CronJob applied after the recorders are ready), on every node they may land on"},
+			&cli.IntFlag{Name: "max-nodes", Value: 20, Usage: "with --restart or --wait: record on at most this many nodes"},
+			&cli.DurationFlag{Name: "rollout-timeout", Value: 5 * time.Minute, Usage: "with --restart: how long the rollout may take"},
 			&cli.StringFlag{Name: "color", Value: "auto", Usage: "auto, always or never"},
 			&cli.StringFlag{Name: "check", Usage: "compare a workload manifest (YAML) with the profile; exit 1 when they differ, or when the profile is partial"},
 			allowPartialFlag,
@@ -55,14 +60,15 @@ type nodeRun struct {
 	prof   *profile.Profile
 	checks atomic.Int64
 	ready  atomic.Bool
+	ended  atomic.Bool
 	err    error
 	stderr strings.Builder // the recorder's stderr, for the report
 }
 
 func kubectlProfile(c *cli.Context) error {
 	format := c.String("output")
-	if !slices.Contains([]string{"table", "yaml", "json"}, format) {
-		return fmt.Errorf("-o %q: want table, yaml or json", format)
+	if !slices.Contains([]string{"table", "yaml", "json", "patch"}, format) {
+		return fmt.Errorf("-o %q: want table, yaml, json or patch", format)
 	}
 	colored, err := output.UseColor(c.String("color"), isatty.IsTerminal(os.Stdout.Fd()), os.Getenv("NO_COLOR") != "")
 	if err != nil {
@@ -71,10 +77,21 @@ func kubectlProfile(c *cli.Context) error {
 	if (c.NArg() == 0) == (c.String("selector") == "") || c.NArg() > 1 {
 		return errors.New("profile takes one workload: KIND/NAME (deploy/web) or -l SELECTOR")
 	}
+	fromStart := c.Bool("restart") || c.Bool("wait")
+	if c.Bool("restart") && c.Bool("wait") {
+		return errors.New("--restart and --wait exclude each other: --restart restarts a running workload, --wait waits for one to start")
+	}
+	if fromStart && c.Duration("duration") <= 0 {
+		return errors.New("--restart and --wait record for --duration after the pods start: give one")
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	signal.Ignore(syscall.SIGPIPE)
-	s, err := newPluginSession(ctx, c, c.Duration("duration"))
+	budget := c.Duration("duration")
+	if fromStart {
+		budget += c.Duration("rollout-timeout")
+	}
+	s, err := newPluginSession(ctx, c, budget)
 	if err != nil {
 		return err
 	}
@@ -82,7 +99,15 @@ func kubectlProfile(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	nodes, err := s.client.NodesOf(ctx, w)
+	if c.Bool("restart") && !w.Restartable() {
+		return fmt.Errorf("--restart restarts a Deployment, DaemonSet or StatefulSet, not %s: for a Pod, a Job or a CronJob, start kubectl capsrec profile -l SELECTOR --wait, then create it", w)
+	}
+	var nodes map[string]*kubeplugin.NodePods
+	if fromStart {
+		nodes, err = s.client.CandidateNodes(ctx, w, c.Int("max-nodes"))
+	} else {
+		nodes, err = s.client.NodesOf(ctx, w)
+	}
 	if err != nil {
 		return err
 	}
@@ -95,8 +120,143 @@ func kubectlProfile(c *cli.Context) error {
 		defer f.Close()
 		save = &lockedWriter{w: f}
 	}
+	if fromStart {
+		runs, err := recordFromStart(ctx, s, w, nodes, save)
+		if err != nil {
+			return err
+		}
+		return reportProfile(c, w, runs, format, colored)
+	}
 	runs := recordNodes(ctx, s, w, nodes, save)
+	// The pods ran before the recording: their containers are in the profile
+	// even when they did nothing, with their start not observed.
+	if w.Template != nil {
+		for _, r := range runs {
+			for _, pod := range r.pods {
+				for _, ctr := range append(slices.Clone(w.Template.Spec.InitContainers), w.Template.Spec.Containers...) {
+					r.prof.SeenRunning(w.Namespace, pod, ctr.Name, ctr.Image)
+				}
+			}
+		}
+	}
 	return reportProfile(c, w, runs, format, colored)
+}
+
+// recordFromStart records on every candidate node from before the workload's
+// new pods start: once every recorder is attached, --restart restarts the
+// workload and waits for its rollout, --wait says to start it; then
+// --duration more. With --restart the profile is of the new pods alone.
+func recordFromStart(ctx context.Context, s *pluginSession, w kubeplugin.Workload, nodes map[string]*kubeplugin.NodePods, save *lockedWriter) ([]*nodeRun, error) {
+	c := s.c
+	recCtx, stopRecording := context.WithCancel(ctx)
+	defer stopRecording()
+	runs, spools, wait := startNodes(recCtx, s, w, nodes, save)
+	defer func() {
+		stopRecording()
+		wait()
+		for _, f := range spools {
+			os.Remove(f.Name())
+			f.Close()
+		}
+	}()
+	if err := allReady(ctx, runs); err != nil {
+		return nil, err
+	}
+	var newPods []string
+	if c.Bool("restart") {
+		started := time.Now()
+		fmt.Fprintf(c.App.ErrWriter, "kubectl capsrec: recording on %d nodes; restarting %s\n", len(runs), w)
+		if err := s.client.Restart(ctx, w, started); err != nil {
+			return nil, err
+		}
+		if err := s.client.WaitRollout(ctx, w, started, c.Duration("rollout-timeout")); err != nil {
+			return nil, err
+		}
+		pods, err := s.client.RunningPods(ctx, w)
+		if err != nil {
+			return nil, err
+		}
+		newPods = pods
+		fmt.Fprintf(c.App.ErrWriter, "kubectl capsrec: rolled out (%s); recording %s more\n", strings.Join(newPods, ", "), c.Duration("duration"))
+	} else {
+		fmt.Fprintf(c.App.ErrWriter, "kubectl capsrec: recording on %d nodes for %s: start %s now\n", len(runs), c.Duration("duration"), w)
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(c.Duration("duration")):
+	}
+	stopRecording()
+	wait()
+	if newPods != nil {
+		// The old pods' last checks and the new pods' whole lives were recorded:
+		// the profile is of the new pods.
+		for i, r := range runs {
+			if r.err != nil {
+				continue
+			}
+			r.prof = profile.New()
+			if _, err := spools[i].Seek(0, io.SeekStart); err != nil {
+				r.err = err
+				continue
+			}
+			r.err = profile.Read(r.node, spools[i], profile.ReadOptions{Filter: profile.Filter{Pods: newPods}}, r.prof)
+		}
+	}
+	return runs, nil
+}
+
+// startNodes starts a recorder on each node, each one's JSON also spooled to
+// a file; wait waits for them all to end.
+func startNodes(ctx context.Context, s *pluginSession, w kubeplugin.Workload, nodes map[string]*kubeplugin.NodePods, save *lockedWriter) (runs []*nodeRun, spools []*os.File, wait func()) {
+	args := []string{"record", "-o", "json", "--color", "never", "--namespace", w.Namespace, "--selector", w.Selector.String()}
+	for node, np := range nodes {
+		runs = append(runs, &nodeRun{node: node, pods: np.Pods, image: np.Image, prof: profile.New()})
+	}
+	slices.SortFunc(runs, func(a, b *nodeRun) int { return strings.Compare(a.node, b.node) })
+	var wg sync.WaitGroup
+	for _, r := range runs {
+		f, err := os.CreateTemp("", "capsrec-spool-*.json")
+		spools = append(spools, f)
+		if err != nil {
+			r.err = err
+			r.ended.Store(true)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tee := &lockedWriter{w: f}
+			if save != nil {
+				tee = &lockedWriter{w: io.MultiWriter(f, save)}
+			}
+			r.err = recordNode(ctx, s, r, args, tee)
+			r.ended.Store(true)
+		}()
+	}
+	return runs, spools, wg.Wait
+}
+
+// allReady waits until every recorder is attached; one that failed first is an error.
+func allReady(ctx context.Context, runs []*nodeRun) error {
+	for {
+		ready := 0
+		for _, r := range runs {
+			if r.ended.Load() && !r.ready.Load() { // r.err is written before ended
+				return fmt.Errorf("the recorder on node %s did not start: %v", textsafe.Visible(r.node), r.err)
+			}
+			if r.ready.Load() {
+				ready++
+			}
+		}
+		if ready == len(runs) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // recordNodes runs a recorder on every node at once and reads each one's JSON
@@ -201,7 +361,7 @@ func reportProfile(c *cli.Context, w kubeplugin.Workload, runs []*nodeRun, forma
 	if len(covered) == 0 {
 		return fmt.Errorf("no node recorded %s", w)
 	}
-	fmt.Fprintf(c.App.ErrWriter, "kubectl capsrec: %s recorded on %s: %d checks\n", w, textsafe.Visible(strings.Join(covered, ", ")), checks)
+	fmt.Fprintf(c.App.ErrWriter, "kubectl capsrec: %s recorded on %s: %d events\n", w, textsafe.Visible(strings.Join(covered, ", ")), checks)
 	if manifest := c.String("check"); manifest != "" {
 		differ, err := checkManifest(c, manifest, merged)
 		if err != nil {
@@ -216,7 +376,13 @@ func reportProfile(c *cli.Context, w kubeplugin.Workload, runs []*nodeRun, forma
 	if format == "yaml" {
 		fmt.Fprintf(c.App.Writer, "# %s, recorded on nodes %s\n", w, textsafe.Visible(strings.Join(covered, ", ")))
 	}
-	if err := profile.Write(c.App.Writer, merged, format, colored); err != nil {
+	var err error
+	if format == "patch" {
+		err = profile.WritePatch(c.App.Writer, merged, map[string]profile.PatchTarget{w.Namespace + "/" + w.Name: patchTarget(w)})
+	} else {
+		err = profile.Write(c.App.Writer, merged, format, colored)
+	}
+	if err != nil {
 		return err
 	}
 	if len(failed) > 0 {
@@ -225,7 +391,19 @@ func reportProfile(c *cli.Context, w kubeplugin.Workload, runs []*nodeRun, forma
 	return nil
 }
 
-// countingReader counts the lines (checks) that pass.
+// patchTarget names w for -o patch, with its init containers from its template.
+func patchTarget(w kubeplugin.Workload) profile.PatchTarget {
+	t := profile.PatchTarget{Kind: w.Kind, Name: w.Name, Namespace: w.Namespace, Init: map[string]bool{}}
+	if w.Template != nil {
+		t.InitKnown = true
+		for _, ic := range w.Template.Spec.InitContainers {
+			t.Init[ic.Name] = true
+		}
+	}
+	return t
+}
+
+// countingReader counts the lines (events) that pass.
 type countingReader struct {
 	r     io.Reader
 	lines *atomic.Int64

@@ -107,7 +107,7 @@ func warnPartial(c *cli.Context, who string, p *profile.Profile) bool {
 		}
 		partial = true
 		if sp.Subject.IsContainer() && !sp.Coverage().StartObserved {
-			fmt.Fprintf(c.App.ErrWriter, "%s: %s: %s\n", who, sp.Subject.Title(), profile.StartNotObserved)
+			profile.Wrap(c.App.ErrWriter, who+":", "  ", sp.Subject.Short()+": "+profile.StartNotObserved, profile.TableWidth)
 		}
 	}
 	switch r := p.Recorded; {

@@ -665,6 +665,9 @@ func classifyChecks(c *cli.Context, cfg *bpf.Config) (runtimePaths []string, sym
 		cfg.RuntimeSizes[uint32(i+1)] = uint64(b.Size)
 	}
 	cfg.RuntimeTgids = runtimes.Marks(bins, servers, pids)
+	if os.Getenv("CAPSREC_DEBUG_RUNTIME") != "" {
+		fmt.Fprintf(c.App.ErrWriter, "capsrec: runtime servers %+v, binaries %+v, %d marked now %v\n", servers, bins, len(cfg.RuntimeTgids), cfg.RuntimeTgids)
+	}
 	runtimePaths = runtimes.Paths(bins)
 
 	if os.Getenv("CAPSREC_BENCH_NO_CALL_SITES") != "" {

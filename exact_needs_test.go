@@ -100,14 +100,13 @@ func TestExactNeeds(t *testing.T) {
 	dmesgRestrict(t)
 	c := ctrfixture.Start(t)
 	t.Setenv("CONTAINER_RUNTIME_ENDPOINT", c.Endpoint)
-	pod := c.RunPod("needs", "default", map[string]string{"app": "needs"})
-
 	// --all keeps runtime setup and probes in the recording; the profile must
 	// leave them out all the same, and the default view must not print them.
-	// No --pod: the workloads' containers live shorter than the pod filter's
-	// one-second poll; the profile is read per container name instead.
+	// No --pod: the profile is read per container name. The pod starts after
+	// the recorders: its shim is started by containerd during the session.
 	all := testutil.Record(t, "-o", "json", "--attach", method, "--all")
 	hidden := testutil.Record(t, "-o", "json", "--attach", method)
+	pod := c.RunPod("needs", "default", map[string]string{"app": "needs"})
 	exits := map[string]int32{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup

@@ -1108,12 +1108,15 @@ static __always_inline __u8 mark_runtime_exec(__u32 tgid, struct file *exe, bool
 	was = bpf_map_lookup_elem(&runtime_tasks, &tgid);
 	if (!was)
 		return 0;
+	/* MARK_SERVER has every bit set: it is no clone. */
+	bool server = *was == MARK_SERVER, clone = !server && (*was & MARK_CLONE);
+
 	k.ino = BPF_CORE_READ(exe, f_inode, i_ino);
 	k.dev = BPF_CORE_READ(exe, f_inode, i_sb, s_dev);
 	rt = bpf_map_lookup_elem(&runtime_exes, &k);
-	if (rt && !(*was & MARK_CLONE)) {
+	if (rt && !clone) {
 		mark = *rt;
-	} else if (unlinked && *was != MARK_SERVER && !(*was & MARK_CLONE)) {
+	} else if (unlinked && !server && !clone) {
 		idx = *was & MARK_INDEX;
 		size = bpf_map_lookup_elem(&runtime_sizes, &idx);
 		if (size && *size && *size == BPF_CORE_READ(exe, f_inode, i_size))
@@ -1123,7 +1126,7 @@ static __always_inline __u8 mark_runtime_exec(__u32 tgid, struct file *exe, bool
 		bpf_map_update_elem(&runtime_tasks, &tgid, &mark, BPF_ANY);
 	} else {
 		/* A runtime (not the server) ran a program of no runtime: it handed over. */
-		*handoff = *was != MARK_SERVER;
+		*handoff = !server;
 		bpf_map_delete_elem(&runtime_tasks, &tgid);
 	}
 	return mark;

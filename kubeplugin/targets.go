@@ -36,6 +36,8 @@ func (c *Client) RunningPod(ctx context.Context, ns, name, container string) (*c
 type Workload struct {
 	Kind, Name, Namespace string // Kind is "" for a bare -l selector
 	Selector              labels.Selector
+	// Template is the workload's pod template; nil for a bare -l selector.
+	Template *corev1.PodTemplateSpec
 }
 
 func (w Workload) String() string {
@@ -72,14 +74,15 @@ func (c *Client) ResolveWorkload(ctx context.Context, ns, ref, selector string) 
 	raw, err := c.apps.Get().Namespace(ns).Resource(w.Kind + "s").Name(name).DoRaw(ctx)
 	var obj struct {
 		Spec struct {
-			Selector *metav1.LabelSelector `json:"selector"`
+			Selector *metav1.LabelSelector  `json:"selector"`
+			Template corev1.PodTemplateSpec `json:"template"`
 		} `json:"spec"`
 	}
 	if err == nil {
 		err = json.Unmarshal(raw, &obj)
 	}
 	ls := obj.Spec.Selector
-	w.Name = name
+	w.Name, w.Template = name, &obj.Spec.Template
 	if err != nil {
 		return w, c.Explain(err, fmt.Sprintf("%s %s/%s", w.Kind, ns, name))
 	}

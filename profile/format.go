@@ -15,7 +15,7 @@ import (
 )
 
 // Formats of capsrec profile's -o.
-var Formats = []string{"table", "yaml", "json", "docker", "systemd"}
+var Formats = []string{"table", "yaml", "json", "docker", "systemd", "patch"}
 
 // CheckFormat rejects a format capsrec cannot write.
 func CheckFormat(f string) error {
@@ -40,6 +40,8 @@ func Write(w io.Writer, p *Profile, format string, colored bool) error {
 		return writeDocker(w, p)
 	case "systemd":
 		return writeSystemd(w, p)
+	case "patch":
+		return WritePatch(w, p, nil)
 	}
 	return CheckFormat(format)
 }
@@ -55,6 +57,16 @@ func (s Subject) Title() string {
 		t += " (image " + v(s.Image) + ")"
 	}
 	return t
+}
+
+// Short names a subject in one-line messages: namespace/workload/container,
+// or the host binary.
+func (s Subject) Short() string {
+	v := textsafe.Visible
+	if !s.IsContainer() {
+		return "host " + v(s.Binary)
+	}
+	return v(s.Namespace) + "/" + v(s.Workload) + "/" + v(s.Container)
 }
 
 // visibleList escapes each element and joins them with sep.
@@ -89,21 +101,21 @@ func WriteTable(w io.Writer, p *Profile, colored bool) error {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "%s: %d checks\n", sp.Subject.Title(), sp.Checks)
+		Wrap(w, "", "  ", fmt.Sprintf("%s: %d checks", sp.Subject.Title(), sp.Checks), TableWidth)
 		if sp.Subject.IsContainer() {
-			fmt.Fprintf(w, "  workload %s (%s); pods %s\n", textsafe.Visible(sp.Subject.Workload), textsafe.Visible(sp.Subject.WorkloadRule), firstOf(sp.Pods, 3, ", "))
+			Wrap(w, "  workload", "    ", fmt.Sprintf("%s (%s); pods %s", textsafe.Visible(sp.Subject.Workload), textsafe.Visible(sp.Subject.WorkloadRule), firstOf(sp.Pods, 3, ", ")), TableWidth)
 		}
 		for _, line := range p.CoverageLines(sp) {
-			wrap(w, "  ", "    ", line, TableWidth)
+			Wrap(w, "  ", "    ", line, TableWidth)
 		}
 		var table strings.Builder
 		tw := tabwriter.NewWriter(&table, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  CAPABILITY\tGRANTED\tDENIED\tVERDICT\tBINARIES\tSYSCALLS\tFIRST\tLAST")
+		fmt.Fprintln(tw, "  CAPABILITY\tGRANT\tDENY\tVERDICT\tBINARIES\tSYSCALLS\tFIRST\tLAST")
 		capsSorted := sp.SortedCaps()
 		for _, c := range capsSorted {
 			used[c.Verdict()] = true
 			fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", caps.Name(c.Cap), c.Granted, c.Denied, c.Verdict().Short(),
-				firstOf(c.Binaries, 1, ","), firstOf(c.Syscalls, 2, ","), timeOfDay(c.First), timeOfDay(c.Last))
+				cell(c.Binaries, 32, true), cell(c.Syscalls, 16, false), timeOfDay(c.First), timeOfDay(c.Last))
 		}
 		tw.Flush()
 		rows := strings.Split(strings.TrimSuffix(table.String(), "\n"), "\n")
@@ -127,13 +139,13 @@ func WriteTable(w io.Writer, p *Profile, colored bool) error {
 		if sp.Subject.IsContainer() {
 			fmt.Fprintf(w, "  securityContext.capabilities: drop [%s], add [%s]\n", strings.Join(r.Drop, ", "), strings.Join(r.Add, ", "))
 			if len(r.UnusedDefaults) > 0 {
-				wrap(w, "  runtime defaults never needed:", "    ", strings.Join(r.UnusedDefaults, ", "), TableWidth)
+				Wrap(w, "  runtime defaults never needed:", "    ", strings.Join(r.UnusedDefaults, ", "), TableWidth)
 			}
 		} else {
 			fmt.Fprintf(w, "  needs: [%s]\n", strings.Join(r.Add, ", "))
 		}
 		for _, note := range notes(r) {
-			wrap(w, "  note:", "    ", note, TableWidth)
+			Wrap(w, "  note:", "    ", note, TableWidth)
 		}
 	}
 	if len(used) > 0 {
@@ -141,7 +153,7 @@ func WriteTable(w io.Writer, p *Profile, colored bool) error {
 	}
 	for _, v := range Verdicts {
 		if used[v] {
-			wrap(w, v.Short()+":", "    ", v.Explained(), TableWidth)
+			Wrap(w, v.Short()+":", "    ", v.Explained(), TableWidth)
 		}
 	}
 	if p.Ignored > 0 || p.Skipped > 0 {
@@ -178,6 +190,27 @@ func firstOf(list []string, n int, sep string) string {
 		return visibleList(list, sep)
 	}
 	return fmt.Sprintf("%s +%d", visibleList(list[:n], sep), len(list)-n)
+}
+
+// cell shows the first of list, escaped, with a count of the rest, in at most
+// width columns: a path keeps its end (the binary's name), a name its start.
+func cell(list []string, width int, keepEnd bool) string {
+	if len(list) == 0 {
+		return "-"
+	}
+	more := ""
+	if len(list) > 1 {
+		more = fmt.Sprintf(" +%d", len(list)-1)
+	}
+	first := []rune(textsafe.Visible(list[0]))
+	if room := width - len(more); len(first) > room {
+		if keepEnd {
+			first = append([]rune("..."), first[len(first)-(room-3):]...)
+		} else {
+			first = append(first[:room-3], []rune("...")...)
+		}
+	}
+	return string(first) + more
 }
 
 // timeOfDay is a check's time in the table: the date is in the coverage line.
@@ -239,9 +272,9 @@ func span(a, b time.Time) string {
 	return a.Format("2006-01-02 15:04:05") + " to " + b.Format("2006-01-02 15:04:05") + " UTC"
 }
 
-// wrap breaks text at spaces into lines of at most width, each after prefix
+// Wrap breaks text at spaces into lines of at most width, each after prefix
 // (the first) or indent (the rest).
-func wrap(w io.Writer, prefix, indent, text string, width int) {
+func Wrap(w io.Writer, prefix, indent, text string, width int) {
 	line := prefix
 	for i, word := range strings.Fields(text) {
 		if i > 0 && len(line)+1+len(word) > width {

@@ -353,6 +353,21 @@ func (p *Profile) Seen(o Observation, start bool) {
 	p.subject(o.Subject.key(), 0).see(o, o.Time)
 }
 
+// SeenRunning says that a container ran in pod during the recording, as the
+// cluster's API says, though the recording may have seen nothing of it: it
+// is in the profile, and its start was not observed unless an exec said so.
+func (p *Profile) SeenRunning(namespace, pod, container, image string) {
+	o := Observation{Subject: Subject{Namespace: namespace, Pod: pod, Container: container, Image: image}}
+	p.workload(&o)
+	for k, sp := range p.subjects {
+		if k.IsContainer() && k.Namespace == namespace && k.Workload == o.Subject.Workload && k.Container == container {
+			sp.see(o, time.Time{})
+			return
+		}
+	}
+	p.subject(o.Subject.key(), 0).see(o, time.Time{})
+}
+
 // Session adds what one recording says of itself.
 func (p *Profile) Session(start, end time.Time, lost uint64) {
 	r := &p.Recorded

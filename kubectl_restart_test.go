@@ -1,0 +1,118 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+)
+
+// applyAndRollOut applies a manifest, removes it at the end, and waits for its rollout.
+func (c *k8sCluster) applyAndRollOut(t *testing.T, manifest, workload string) {
+	t.Helper()
+	if out, err := c.kubectl("apply", "-f", manifest).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = c.kubectl("delete", "-f", manifest, "--wait=false").Run() })
+	if out, err := c.kubectl("rollout", "status", workload, "--timeout=90s").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+}
+
+// patchRollsOut applies a patch file to workload and tells whether its
+// rollout completes (within the manifest's progress deadline).
+func (c *k8sCluster) patchRollsOut(t *testing.T, workload, patch string) (bool, string) {
+	t.Helper()
+	if out, err := c.kubectl("patch", workload, "--patch-file", patch).CombinedOutput(); err != nil {
+		t.Fatalf("kubectl patch %s --patch-file: %v: %s\n%s", workload, err, out, mustRead(t, patch))
+	}
+	out, err := c.kubectl("rollout", "status", workload, "--timeout=60s").CombinedOutput()
+	return err == nil, string(out)
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// addList reads the add list of a patch's container.
+func addList(patch, container string) []string {
+	_, rest, ok := strings.Cut(patch, `- name: "`+container+`"`)
+	if !ok {
+		return nil
+	}
+	_, rest, _ = strings.Cut(rest, "add: [")
+	list, _, _ := strings.Cut(rest, "]")
+	if list == "" {
+		return []string{}
+	}
+	return strings.Split(list, ", ")
+}
+
+// TestKubectlProfileRestart: a web server whose needs are all at start
+// (chown its data directory, bind port 987, switch to uid 1234), running
+// before capsrec starts. Profiled as it runs, the profile says its start was
+// not observed and --check fails; with --restart its add list is exact, and
+// replayed with kubectl patch --patch-file it rolls out and serves, while
+// any one capability less fails the rollout.
+func TestKubectlProfileRestart(t *testing.T) {
+	c := k8sUp(t)
+	c.pluginEnv(t)
+	c.applyAndRollOut(t, "test/k8s/testdata/web.yaml", "deploy/web")
+	want := []string{"CHOWN", "SETGID", "SETUID", "NET_BIND_SERVICE"} // in capability order
+
+	out, errOut, err := c.plugin(t, "profile", "deploy/web", "--duration", "3s", "-o", "yaml")
+	if err != nil || !strings.Contains(out, "start not observed") || !strings.Contains(errOut, "start not observed") {
+		t.Errorf("a profile of the running server must say its start was not observed: %v\n%s%s", err, out, errOut)
+	}
+	out, errOut, err = c.plugin(t, "profile", "deploy/web", "--duration", "3s", "--check", "test/k8s/testdata/web.yaml")
+	if exitCode(err) != 1 || !strings.Contains(out, "the profile is partial") {
+		t.Errorf("--check of a profile that did not see the start: exit %v, want 1 and partial:\n%s%s", err, out, errOut)
+	}
+
+	patch := filepath.Join(t.TempDir(), "web.patch.yaml")
+	out, errOut, err = c.plugin(t, "profile", "deploy/web", "--restart", "--duration", "3s", "-o", "patch")
+	if err != nil {
+		t.Fatalf("profile --restart: %v\n%s%s", err, out, errOut)
+	}
+	if err := os.WriteFile(patch, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := addList(out, "server"); !slices.Equal(got, want) || !strings.Contains(out, "start observed in 1 of 1 pods") {
+		t.Fatalf("--restart -o patch: add %v, want %v, start observed:\n%s%s", got, want, out, errOut)
+	}
+
+	// Replay: exactly the add list rolls out and serves; one less does not roll out.
+	if ok, status := c.patchRollsOut(t, "deploy/web", patch); !ok {
+		t.Fatalf("the profile's own patch did not roll out: %s", status)
+	}
+	if conn, err := net.DialTimeout("tcp", "127.0.0.1:987", 5*time.Second); err != nil {
+		t.Errorf("the server does not serve with drop ALL + add %v: %v", want, err)
+	} else {
+		conn.Close()
+	}
+	for i := range want {
+		less := slices.Delete(slices.Clone(want), i, i+1)
+		variant := filepath.Join(t.TempDir(), fmt.Sprintf("less-%d.yaml", i))
+		text := strings.Replace(out, "add: ["+strings.Join(want, ", ")+"]", "add: ["+strings.Join(less, ", ")+"]", 1)
+		if err := os.WriteFile(variant, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := c.patchRollsOut(t, "deploy/web", variant); ok {
+			t.Errorf("drop ALL + add %v rolled out: %s was not needed", less, want[i])
+		}
+		if ok, status := c.patchRollsOut(t, "deploy/web", patch); !ok { // back to good before the next
+			t.Fatalf("the profile's patch did not roll out again: %s", status)
+		}
+	}
+	c.assertNoNodePods(t)
+}

@@ -1,0 +1,128 @@
+package profile
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/capsrec/capsrec/textsafe"
+)
+
+// PatchTarget is a workload as the API names it, and which of its containers
+// are init containers: known when the pod template was read (kubectl capsrec),
+// else guessed from the pod names (capsrec profile).
+type PatchTarget struct {
+	Kind, Name, Namespace string // Kind: deployment, daemonset, statefulset, ...; "" unknown
+	Init                  map[string]bool
+	InitKnown             bool
+}
+
+// kindOfRule guesses the kind a workload rule (Workload's) points to.
+func kindOfRule(rule string) string {
+	switch {
+	case strings.HasPrefix(rule, "Deployment"):
+		return "deployment"
+	case strings.HasPrefix(rule, "StatefulSet"):
+		return "statefulset"
+	case strings.HasPrefix(rule, "DaemonSet"):
+		return "daemonset" // or a Job's: its pods are named alike
+	}
+	return ""
+}
+
+// WritePatch writes, per workload, a strategic merge patch that `kubectl
+// patch KIND/NAME --patch-file` applies as is: each container (init
+// containers apart, by name) drops ALL and adds what it needs. targets names
+// the workloads by namespace/workload; a workload missing there is named by
+// its pods' names.
+func WritePatch(w io.Writer, p *Profile, targets map[string]PatchTarget) error {
+	byWorkload := map[string][]*SubjectProfile{}
+	var order []string
+	for _, sp := range p.Subjects() {
+		if !sp.Subject.IsContainer() {
+			continue
+		}
+		k := sp.Subject.Namespace + "/" + sp.Subject.Workload
+		if _, ok := byWorkload[k]; !ok {
+			order = append(order, k)
+		}
+		byWorkload[k] = append(byWorkload[k], sp)
+	}
+	if len(order) == 0 {
+		_, err := fmt.Fprintln(w, "# no containers in this profile")
+		return err
+	}
+	slices.Sort(order)
+	for i, k := range order {
+		if i > 0 {
+			fmt.Fprintln(w, "---")
+		}
+		subjects := byWorkload[k]
+		t, ok := targets[k]
+		if !ok {
+			s := subjects[0].Subject
+			t = PatchTarget{Kind: kindOfRule(s.WorkloadRule), Name: s.Workload, Namespace: s.Namespace}
+		}
+		p.writeWorkloadPatch(w, t, subjects)
+	}
+	return nil
+}
+
+func (p *Profile) writeWorkloadPatch(w io.Writer, t PatchTarget, subjects []*SubjectProfile) {
+	v := textsafe.Visible
+	kind := t.Kind
+	if kind == "" {
+		kind = "KIND"
+	}
+	fmt.Fprintf(w, "# kubectl patch %s/%s -n %s --patch-file FILE\n", kind, v(t.Name), v(t.Namespace))
+	switch t.Kind {
+	case "daemonset":
+		if !t.InitKnown {
+			fmt.Fprintf(w, "# (pods named NAME-<5> belong to a DaemonSet or a Job: a Job's template cannot be patched)\n")
+		}
+	case "":
+		fmt.Fprintf(w, "# the kind is not known from the pod names: a bare Pod's containers cannot be patched, only its manifest\n")
+	}
+	var containers, inits []*SubjectProfile
+	for _, sp := range subjects {
+		if t.Init[sp.Subject.Container] {
+			inits = append(inits, sp)
+		} else {
+			containers = append(containers, sp)
+		}
+	}
+	if !t.InitKnown {
+		fmt.Fprintf(w, "# init containers are not known here: move any of these to initContainers (kubectl capsrec knows them)\n")
+	}
+	for _, sp := range subjects {
+		for _, line := range p.CoverageLines(sp) {
+			fmt.Fprintf(w, "# %s: %s\n", v(sp.Subject.Container), line)
+		}
+		for _, note := range notes(sp.Recommend()) {
+			fmt.Fprintf(w, "# %s: note: %s\n", v(sp.Subject.Container), note)
+		}
+	}
+	fmt.Fprintln(w, "spec:\n  template:\n    spec:")
+	for _, part := range []struct {
+		key  string
+		list []*SubjectProfile
+	}{{"containers", containers}, {"initContainers", inits}} {
+		if len(part.list) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "      %s:\n", part.key)
+		for _, sp := range part.list {
+			r := sp.Recommend()
+			fmt.Fprintf(w, "      - name: %s\n", yamlString(sp.Subject.Container))
+			fmt.Fprintf(w, "        securityContext:\n          capabilities:\n")
+			fmt.Fprintf(w, "            drop: [%s]\n            add: [%s]\n", strings.Join(r.Drop, ", "), strings.Join(r.Add, ", "))
+		}
+	}
+}
+
+// yamlString quotes a name for YAML: container names are DNS labels, but a
+// recording may hold anything.
+func yamlString(s string) string {
+	return fmt.Sprintf("%q", s)
+}
