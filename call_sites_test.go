@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,6 +101,7 @@ func TestCallSiteClasses(t *testing.T) {
 			time.Sleep(100 * time.Millisecond * testutil.Slow())
 			s.Stop(syscall.SIGINT)
 			setpcap := map[string]int{}
+			var setpcapSites []string
 
 			seen := map[string]bool{}
 			var mine []string // the test process's own checks, for the failure message
@@ -142,6 +144,7 @@ func TestCallSiteClasses(t *testing.T) {
 					}
 				case pid == gates.pid() && ev.capName() == "CAP_SETPCAP":
 					setpcap[cs.Class]++
+					setpcapSites = append(setpcapSites, fmt.Sprintf("%s at %s (call_site_probe %v)", cs.Class, cs.CallSite, cs.CallSiteProbe))
 				}
 				// A probe only where the call site is a proven probe; cap_capset's
 				// own verdict depends on the call, checked just above.
@@ -155,7 +158,7 @@ func TestCallSiteClasses(t *testing.T) {
 			if len(setpcap) == 0 && method != "tracepoint" {
 				t.Logf("no CAP_SETPCAP check: cap_capable is inlined into cap_capset on this kernel")
 			} else if setpcap["probe"] != 1 || setpcap["need"] != 1 {
-				t.Errorf("the capset drop and raise made CAP_SETPCAP checks of classes %v, want one probe and one need", setpcap)
+				t.Errorf("the capset drop and raise made CAP_SETPCAP checks %q, want one probe and one need", setpcapSites)
 			}
 			// fexit and kprobe see only the out-of-line cap_capable: where the compiler
 			// inlined it into cap_vm_enough_memory (5.10), those probes never reach them.

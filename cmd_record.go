@@ -85,7 +85,7 @@ type recordStats struct {
 // emitExec handles a program's exec: in a container the pod filters keep, it is
 // a process_exec line (JSON) and says to the summary's profile that the
 // container was seen, and whether its start was.
-func emitExec(ch *recorder.Check, plan *recordPlan, pods *enrich.PodWatcher, prof *profile.Profile, w output.Writer, st *recordStats) error {
+func emitExec(ch *recorder.Check, plan *recordPlan, pods *enrich.PodWatcher, prof *profile.Profile, w output.Writer, st *recordStats, attached time.Time) error {
 	if ch.Container == nil {
 		return nil // a host program: its checks say all there is
 	}
@@ -95,8 +95,9 @@ func emitExec(ch *recorder.Check, plan *recordPlan, pods *enrich.PodWatcher, pro
 		}
 		return nil
 	}
+	ch.Start = ch.StartOf(attached)
 	if prof != nil {
-		prof.Seen(profile.FromCheck(ch), ch.IsStart())
+		prof.Seen(profile.FromCheck(ch), ch.Start)
 	}
 	if plan.format != output.FormatJSON {
 		return nil
@@ -276,7 +277,7 @@ func record(c *cli.Context, plan *recordPlan, ls *session, enricher *enrich.Enri
 	var st recordStats
 	emit := func(ch *recorder.Check) error {
 		if ch.Exec {
-			return emitExec(ch, plan, pods, prof, w, &st)
+			return emitExec(ch, plan, pods, prof, w, &st, ls.attached)
 		}
 		if !plan.pods.Matches(ch.Container) {
 			if pods != nil {
@@ -582,6 +583,9 @@ type session struct {
 	cleanup []func()
 	sess    *bpf.Session
 	rec     *recorder.Recorder
+	// attached is when the hooks were attached: a container the runtime says
+	// started after it was seen from its start.
+	attached time.Time
 }
 
 func (s *session) close() {
@@ -630,6 +634,7 @@ func openSession(c *cli.Context, cfg bpf.Config, method bpf.Method, duration tim
 	if s.sess, err = bpf.Open(cfg, method); err != nil {
 		return nil, err
 	}
+	s.attached = time.Now()
 	s.cleanup = append(s.cleanup, func() { s.sess.Close() })
 	if symbols != nil {
 		ropts.Symbols = symbols()
@@ -755,4 +760,3 @@ func warnOnce(c *cli.Context) func(string) {
 		once.Do(func() { fmt.Fprintf(c.App.ErrWriter, "capsrec: warning: %s; checks go on without pod fields\n", msg) })
 	}
 }
-

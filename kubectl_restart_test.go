@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 // applyAndRollOut applies a manifest, removes it at the end, and waits for its rollout.

@@ -103,7 +103,7 @@ func (e *Enricher) Resolve(c *recorder.Check) <-chan struct{} {
 	if en, ok := e.byID[ref.ID]; ok {
 		select {
 		case <-en.done:
-			if !starting || en.info == nil || en.info.HostPID != 0 || e.cri == nil {
+			if !starting || en.info == nil || !en.info.Container.StartTime.IsZero() || e.cri == nil {
 				e.fill(c, ref, en.info)
 				return nil
 			}
@@ -119,9 +119,9 @@ func (e *Enricher) Resolve(c *recorder.Check) <-chan struct{} {
 	e.Lookups++
 	go func() {
 		info, err := e.cri.Lookup(context.Background(), ref.ID)
-		// The runtime records a container's pid just after it starts it: at a
+		// The runtime records a container's start just after it starts it: at a
 		// hand-over, give it a moment (within the queue's wait).
-		for tries := 0; starting && err == nil && info.HostPID == 0 && tries < 15; tries++ {
+		for tries := 0; starting && err == nil && info.Container.StartTime.IsZero() && tries < 15; tries++ {
 			time.Sleep(100 * time.Millisecond)
 			info, err = e.cri.Lookup(context.Background(), ref.ID)
 		}

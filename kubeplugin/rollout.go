@@ -46,7 +46,11 @@ func (c *Client) CandidateNodes(ctx context.Context, w Workload, max int) (map[s
 		if _, ok := nodes[n.Name]; ok || !ready(n) || (w.Template != nil && !Admits(&w.Template.Spec, n, w.Kind == "daemonset")) {
 			continue
 		}
-		nodes[n.Name] = &NodePods{Image: image}
+		img := image
+		if img == "" {
+			img = c.imageOnNode(ctx, n.Name)
+		}
+		nodes[n.Name] = &NodePods{Image: img}
 	}
 	if len(nodes) == 0 {
 		return nil, fmt.Errorf("%s: no Ready node admits its pods (nodeSelector, affinity, taints)", w)
@@ -55,6 +59,24 @@ func (c *Client) CandidateNodes(ctx context.Context, w Workload, max int) (map[s
 		return nil, fmt.Errorf("%s: %d nodes may run its new pods, more than --max-nodes %d", w, len(nodes), max)
 	}
 	return nodes, nil
+}
+
+// imageOnNode is the image of a pod that runs on node: there already, for a
+// recorder to copy capsrec into when nothing else names one.
+func (c *Client) imageOnNode(ctx context.Context, node string) string {
+	pods := &corev1.PodList{}
+	err := c.core.Get().Resource("pods").VersionedParams(&metav1.ListOptions{FieldSelector: "spec.nodeName=" + node + ",status.phase=Running"}, params).Do(ctx).Into(pods)
+	if err != nil {
+		return ""
+	}
+	for _, p := range pods.Items {
+		for _, ctr := range p.Spec.Containers {
+			if ctr.Image != "" {
+				return ctr.Image
+			}
+		}
+	}
+	return ""
 }
 
 func ready(n *corev1.Node) bool {

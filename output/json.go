@@ -137,7 +137,7 @@ func (j *JSON) appendExec(b []byte, c *recorder.Check) []byte {
 	b = append(b, `,"capsrec":{"runtime_handoff":`...)
 	b = strconv.AppendBool(b, c.Handoff)
 	b = append(b, `,"container_start":`...)
-	b = strconv.AppendBool(b, c.IsStart())
+	b = strconv.AppendBool(b, c.Start)
 	b = append(b, '}')
 	b = append(b, j.nodeTime[1:]...) // one object to close, not two
 	b = j.clock.appendTimestamp(b, c.Time)

@@ -109,16 +109,21 @@ type Check struct {
 
 	// Exec marks an item that is no check but a process's exec (DeliverExecs):
 	// Process is the new program, and only the identity fields are set.
-	// Handoff: the runtime's copy of itself handed over to it (only the
-	// runtime's process tree can); at the container's first process
-	// (Container.HostPID), that is the container's start: see IsStart.
-	Exec, Handoff bool
+	// Handoff: a runtime handed over to it (only the runtime's process tree
+	// can). Start: that hand-over was its container's start, as the recorder
+	// decided (StartOf).
+	Exec, Handoff, Start bool
 }
 
-// IsStart tells whether an exec item is its container's start: the runtime
-// handing over to the container's first process.
-func (c *Check) IsStart() bool {
-	return c.Exec && c.Handoff && c.Container != nil && c.Container.HostPID != 0 && c.Container.HostPID == c.Process.Tgid
+// StartOf tells whether an exec item is its container's start: a runtime's
+// hand-over to the container's first process (the runtime's pid for it), or
+// in a container the runtime says started once the hooks were attached.
+func (c *Check) StartOf(attached time.Time) bool {
+	if !c.Exec || !c.Handoff || c.Container == nil {
+		return false
+	}
+	ctr := c.Container
+	return (ctr.HostPID != 0 && ctr.HostPID == c.Process.Tgid) || (!ctr.StartTime.IsZero() && !ctr.StartTime.Before(attached))
 }
 
 // Granted reports the kernel's verdict.
