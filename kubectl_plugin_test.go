@@ -277,7 +277,7 @@ func TestKubectlProfileDeployment(t *testing.T) {
 	if err := os.WriteFile(exact, []byte(withCaps), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, errOut, err = c.plugin(t, "profile", "-l", "app.kubernetes.io/name=tiefighter", "--duration", "3s", "--check", exact)
+	out, errOut, err = c.plugin(t, "profile", "deploy/tiefighter", "--restart", "--duration", "3s", "--check", exact)
 	if err != nil || !strings.Contains(out, "grants what the profile needs, and no more") {
 		t.Errorf("--check of drop ALL + add CHOWN: %v\n%s%s", err, out, errOut)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/capsrec/capsrec/internal/testutil"
 )
 
 // applyAndRollOut applies a manifest, removes it at the end, and waits for its rollout.
@@ -23,15 +26,60 @@ func (c *k8sCluster) applyAndRollOut(t *testing.T, manifest, workload string) {
 	}
 }
 
-// patchRollsOut applies a patch file to workload and tells whether its
-// rollout completes (within the manifest's progress deadline).
-func (c *k8sCluster) patchRollsOut(t *testing.T, workload, patch string) (bool, string) {
+// patchRollsOut applies a patch file to workload, its pods labelled
+// proof=label, and tells whether they come up: all Ready, none restarted or
+// failed (a failed start crash-loops long before any progress deadline).
+func (c *k8sCluster) patchRollsOut(t *testing.T, workload, patch, label string) (bool, string) {
 	t.Helper()
-	if out, err := c.kubectl("patch", workload, "--patch-file", patch).CombinedOutput(); err != nil {
-		t.Fatalf("kubectl patch %s --patch-file: %v: %s\n%s", workload, err, out, mustRead(t, patch))
+	text := strings.Replace(mustRead(t, patch), "  template:\n", "  template:\n    metadata:\n      labels:\n        proof: "+label+"\n", 1)
+	labelled := filepath.Join(t.TempDir(), label+".yaml")
+	if err := os.WriteFile(labelled, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	out, err := c.kubectl("rollout", "status", workload, "--timeout=60s").CombinedOutput()
-	return err == nil, string(out)
+	if out, err := c.kubectl("patch", workload, "--patch-file", labelled).CombinedOutput(); err != nil {
+		t.Fatalf("kubectl patch %s --patch-file: %v: %s\n%s", workload, err, out, text)
+	}
+	deadline := time.Now().Add(90 * time.Second * testutil.Slow())
+	for {
+		out, err := c.kubectl("get", "pods", "-l", "proof="+label, "-o", "json").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var l struct {
+			Items []struct {
+				Status struct {
+					Conditions        []struct{ Type, Status string }
+					ContainerStatuses []struct {
+						RestartCount int
+						State        struct{ Terminated, Waiting *struct{ Reason string } }
+					}
+				}
+			}
+		}
+		if err := json.Unmarshal(out, &l); err != nil {
+			t.Fatal(err)
+		}
+		ready := 0
+		for _, p := range l.Items {
+			for _, st := range p.Status.ContainerStatuses {
+				if st.RestartCount > 0 || st.State.Terminated != nil || (st.State.Waiting != nil && st.State.Waiting.Reason == "CrashLoopBackOff") {
+					return false, string(out)
+				}
+			}
+			for _, cond := range p.Status.Conditions {
+				if cond.Type == "Ready" && cond.Status == "True" {
+					ready++
+				}
+			}
+		}
+		if len(l.Items) > 0 && ready == len(l.Items) {
+			return true, ""
+		}
+		if time.Now().After(deadline) {
+			return false, "not ready in time: " + string(out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 func mustRead(t *testing.T, path string) string {
@@ -91,7 +139,7 @@ func TestKubectlProfileRestart(t *testing.T) {
 	}
 
 	// Replay: exactly the add list rolls out and serves; one less does not roll out.
-	if ok, status := c.patchRollsOut(t, "deploy/web", patch); !ok {
+	if ok, status := c.patchRollsOut(t, "deploy/web", patch, "exact"); !ok {
 		t.Fatalf("the profile's own patch did not roll out: %s", status)
 	}
 	if conn, err := net.DialTimeout("tcp", "127.0.0.1:987", 5*time.Second); err != nil {
@@ -106,11 +154,8 @@ func TestKubectlProfileRestart(t *testing.T) {
 		if err := os.WriteFile(variant, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if ok, _ := c.patchRollsOut(t, "deploy/web", variant); ok {
+		if ok, _ := c.patchRollsOut(t, "deploy/web", variant, fmt.Sprintf("less-%d", i)); ok {
 			t.Errorf("drop ALL + add %v rolled out: %s was not needed", less, want[i])
-		}
-		if ok, status := c.patchRollsOut(t, "deploy/web", patch); !ok { // back to good before the next
-			t.Fatalf("the profile's patch did not roll out again: %s", status)
 		}
 	}
 	c.assertNoNodePods(t)
