@@ -40,19 +40,25 @@ func (c *k8sCluster) patchRollsOut(t *testing.T, workload, patch, label string) 
 		t.Fatalf("kubectl patch %s --patch-file: %v: %s\n%s", workload, err, out, text)
 	}
 	deadline := time.Now().Add(90 * time.Second * testutil.Slow())
+	var readySince time.Time
 	for {
 		out, err := c.kubectl("get", "pods", "-l", "proof="+label, "-o", "json").Output()
 		if err != nil {
 			t.Fatal(err)
 		}
+		type containerStatus struct {
+			RestartCount int
+			State        struct {
+				Terminated *struct{ ExitCode int }
+				Waiting    *struct{ Reason string }
+			}
+		}
 		var l struct {
 			Items []struct {
 				Status struct {
-					Conditions        []struct{ Type, Status string }
-					ContainerStatuses []struct {
-						RestartCount int
-						State        struct{ Terminated, Waiting *struct{ Reason string } }
-					}
+					Conditions            []struct{ Type, Status string }
+					ContainerStatuses     []containerStatus
+					InitContainerStatuses []containerStatus
 				}
 			}
 		}
@@ -61,8 +67,10 @@ func (c *k8sCluster) patchRollsOut(t *testing.T, workload, patch, label string) 
 		}
 		ready := 0
 		for _, p := range l.Items {
-			for _, st := range p.Status.ContainerStatuses {
-				if st.RestartCount > 0 || st.State.Terminated != nil || (st.State.Waiting != nil && st.State.Waiting.Reason == "CrashLoopBackOff") {
+			for i, st := range append(p.Status.ContainerStatuses, p.Status.InitContainerStatuses...) {
+				main := i < len(p.Status.ContainerStatuses) // an init container ends, with 0
+				if st.RestartCount > 0 || (st.State.Terminated != nil && (main || st.State.Terminated.ExitCode != 0)) ||
+					(st.State.Waiting != nil && st.State.Waiting.Reason == "CrashLoopBackOff") {
 					return false, string(out)
 				}
 			}
@@ -72,8 +80,15 @@ func (c *k8sCluster) patchRollsOut(t *testing.T, workload, patch, label string) 
 				}
 			}
 		}
+		// Ready, and still up 3 seconds later: a start that fails comes quickly.
 		if len(l.Items) > 0 && ready == len(l.Items) {
-			return true, ""
+			if readySince.IsZero() {
+				readySince = time.Now()
+			} else if time.Since(readySince) > 3*time.Second {
+				return true, ""
+			}
+		} else {
+			readySince = time.Time{}
 		}
 		if time.Now().After(deadline) {
 			return false, "not ready in time: " + string(out)
@@ -157,6 +172,64 @@ func TestKubectlProfileRestart(t *testing.T) {
 		if ok, _ := c.patchRollsOut(t, "deploy/web", variant, fmt.Sprintf("less-%d", i)); ok {
 			t.Errorf("drop ALL + add %v rolled out: %s was not needed", less, want[i])
 		}
+	}
+	c.assertNoNodePods(t)
+}
+
+// TestKubectlProfileRestartInitContainers: a DaemonSet and a StatefulSet,
+// each with an init container that needs what its main container does not.
+// --restart -o patch gives each container its own add list, init containers
+// under initContainers; the patches roll out, and one capability less fails.
+func TestKubectlProfileRestartInitContainers(t *testing.T) {
+	c := k8sUp(t)
+	c.pluginEnv(t)
+	if out, err := c.kubectl("apply", "-f", "test/k8s/testdata/agent-db.yaml").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = c.kubectl("delete", "-f", "test/k8s/testdata/agent-db.yaml", "--wait=false").Run() })
+	for _, w := range []struct {
+		ref, label       string
+		init, main       string
+		initAdd, mainAdd []string
+	}{
+		{"ds/agent", "agent", "prep", "run", []string{"CHOWN"}, []string{"MKNOD"}},
+		{"sts/db", "db", "init", "main", []string{"SYS_CHROOT"}, []string{"DAC_OVERRIDE"}},
+	} {
+		t.Run(w.ref, func(t *testing.T) {
+			if out, err := c.kubectl("rollout", "status", w.ref, "--timeout=90s").CombinedOutput(); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			out, errOut, err := c.plugin(t, "profile", w.ref, "--restart", "--duration", "3s", "-o", "patch")
+			if err != nil {
+				t.Fatalf("profile --restart: %v\n%s%s", err, out, errOut)
+			}
+			containers, inits, _ := strings.Cut(out, "initContainers:")
+			if got := addList(inits, w.init); !slices.Equal(got, w.initAdd) {
+				t.Errorf("%s: init container %s add %v, want %v under initContainers:\n%s", w.ref, w.init, got, w.initAdd, out)
+			}
+			if got := addList(containers, w.main); !slices.Equal(got, w.mainAdd) {
+				t.Errorf("%s: container %s add %v, want %v:\n%s", w.ref, w.main, got, w.mainAdd, out)
+			}
+			patch := filepath.Join(t.TempDir(), "patch.yaml")
+			if err := os.WriteFile(patch, []byte(out), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if ok, status := c.patchRollsOut(t, w.ref, patch, w.label+"-exact"); !ok {
+				t.Fatalf("the profile's patch did not roll out: %s", status)
+			}
+			for i, remove := range []string{w.initAdd[0], w.mainAdd[0]} {
+				variant := filepath.Join(t.TempDir(), fmt.Sprintf("less-%d.yaml", i))
+				if err := os.WriteFile(variant, []byte(strings.Replace(out, "add: ["+remove+"]", "add: []", 1)), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if ok, _ := c.patchRollsOut(t, w.ref, variant, fmt.Sprintf("%s-less-%d", w.label, i)); ok {
+					pods, _ := c.kubectl("get", "pods", "-o", "wide", "--show-labels").CombinedOutput()
+					t.Errorf("%s without %s rolled out: it was not needed\n%s\n%s", w.ref, remove, mustRead(t, variant), pods)
+				}
+				// A StatefulSet does not replace a pod that never came up: delete it.
+				_ = c.kubectl("delete", "pods", "-l", "app.kubernetes.io/name="+w.label, "--wait=false").Run()
+			}
+		})
 	}
 	c.assertNoNodePods(t)
 }
