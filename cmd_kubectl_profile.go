@@ -99,8 +99,13 @@ func kubectlProfile(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("restart") && !w.Restartable() {
-		return fmt.Errorf("--restart restarts a Deployment, DaemonSet or StatefulSet, not %s: for a Pod, a Job or a CronJob, start kubectl capsrec profile -l SELECTOR --wait, then create it", w)
+	if c.Bool("restart") {
+		if !w.Restartable() {
+			return fmt.Errorf("--restart restarts a Deployment, DaemonSet or StatefulSet, not %s: for a Pod, a Job or a CronJob, use --wait with -l SELECTOR and create it once the recorders are ready", w)
+		}
+		if err := s.client.CanRestart(ctx, w); err != nil {
+			return err
+		}
 	}
 	var nodes map[string]*kubeplugin.NodePods
 	if fromStart {
@@ -165,7 +170,7 @@ func recordFromStart(ctx context.Context, s *pluginSession, w kubeplugin.Workloa
 	var newPods []string
 	if c.Bool("restart") {
 		started := time.Now()
-		fmt.Fprintf(c.App.ErrWriter, "kubectl capsrec: recording on %d nodes; restarting %s\n", len(runs), w)
+		progress(c, "kubectl capsrec: recording on %d nodes; restarting %s\n", len(runs), w)
 		if err := s.client.Restart(ctx, w, started); err != nil {
 			return nil, err
 		}
@@ -177,7 +182,7 @@ func recordFromStart(ctx context.Context, s *pluginSession, w kubeplugin.Workloa
 			return nil, err
 		}
 		newPods = pods
-		fmt.Fprintf(c.App.ErrWriter, "kubectl capsrec: rolled out (%s); recording %s more\n", strings.Join(newPods, ", "), c.Duration("duration"))
+		progress(c, "kubectl capsrec: rolled out (%s); recording %s more\n", strings.Join(newPods, ", "), c.Duration("duration"))
 	} else {
 		fmt.Fprintf(c.App.ErrWriter, "kubectl capsrec: recording on %d nodes for %s: start %s now\n", len(runs), c.Duration("duration"), w)
 	}
@@ -203,6 +208,13 @@ func recordFromStart(ctx context.Context, s *pluginSession, w kubeplugin.Workloa
 		}
 	}
 	return runs, nil
+}
+
+// progress says how a long step goes, on a terminal: a fault stays one line.
+func progress(c *cli.Context, format string, args ...any) {
+	if isatty.IsTerminal(os.Stderr.Fd()) {
+		fmt.Fprintf(c.App.ErrWriter, format, args...)
+	}
 }
 
 // startNodes starts a recorder on each node, each one's JSON also spooled to

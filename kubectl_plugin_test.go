@@ -390,7 +390,7 @@ func TestKubectlFaults(t *testing.T) {
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata: {name: capsrec-test-viewer, namespace: default}
-rules: [{apiGroups: [""], resources: [pods], verbs: [get, list]}]
+rules: [{apiGroups: [""], resources: [pods], verbs: [get, list]}, {apiGroups: [apps], resources: [deployments], verbs: [get, list]}]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
@@ -424,6 +424,29 @@ metadata: {name: ghost, namespace: default}
 spec:
   hostNetwork: true
   containers: [{name: c, image: docker.io/library/no-such-image:0, imagePullPolicy: Never}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: badimage, namespace: default}
+spec:
+  selector: {matchLabels: {app: badimage}}
+  template:
+    metadata: {labels: {app: badimage}}
+    spec:
+      hostNetwork: true
+      containers: [{name: c, image: docker.io/library/no-such-image:0, imagePullPolicy: Never}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: nowhere, namespace: default}
+spec:
+  selector: {matchLabels: {app: nowhere}}
+  template:
+    metadata: {labels: {app: nowhere}}
+    spec:
+      hostNetwork: true
+      nodeSelector: {capsrec-test: no-such-node}
+      containers: [{name: c, image: docker.io/library/xwing-test:1, imagePullPolicy: Never}]
 `
 	fixtures := filepath.Join(t.TempDir(), "faults.yaml")
 	if err := os.WriteFile(fixtures, []byte(rbac), 0o644); err != nil {
@@ -456,6 +479,10 @@ spec:
 		{"node pod refused", nil, []string{"record", "xwing", "--node-pod-namespace", "capsrec-test-quota"}, "was refused: Error creating: pods"},
 		{"profile of nothing", nil, []string{"profile", "-l", "app=no-such-app", "--duration", "1s"}, "no pod runs (0 found)"},
 		{"profile of a bad kind", nil, []string{"profile", "cronjob/x", "--duration", "1s"}, `kind "cronjob" is not deploy, ds, sts or rs`},
+		{"restart of bare pods", nil, []string{"profile", "-l", "app.kubernetes.io/name=xwing", "--restart", "--duration", "1s"}, "use --wait"},
+		{"restart that no node admits", nil, []string{"profile", "deploy/nowhere", "--restart", "--duration", "1s"}, "no Ready node admits its pods"},
+		{"restart never rolled out", nil, []string{"profile", "deploy/badimage", "--restart", "--duration", "1s"}, "the rollout of deployment/badimage in namespace default failed: pod badimage-"},
+		{"restart forbidden", nil, []string{"profile", "deploy/badimage", "--restart", "--duration", "1s", "--kubeconfig", c.env["VIEWER_KUBECONFIG"]}, "forbidden: we cannot patch deployment/badimage"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(pluginBinary(t), tc.args...)

@@ -46,9 +46,11 @@ func (c *Client) CandidateNodes(ctx context.Context, w Workload, max int) (map[s
 		if _, ok := nodes[n.Name]; ok || !ready(n) || (w.Template != nil && !Admits(&w.Template.Spec, n, w.Kind == "daemonset")) {
 			continue
 		}
-		img := image
+		// An image a running pod there has is surely on the node; the
+		// template's may be on no node yet (or never be pullable).
+		img := c.imageOnNode(ctx, n.Name)
 		if img == "" {
-			img = c.imageOnNode(ctx, n.Name)
+			img = image
 		}
 		nodes[n.Name] = &NodePods{Image: img}
 	}
@@ -151,6 +153,31 @@ func requirementMatches(e corev1.NodeSelectorRequirement, set labels.Set) bool {
 	}
 	r, err := labels.NewRequirement(e.Key, op, e.Values)
 	return err == nil && r.Matches(set)
+}
+
+// CanRestart asks the API server whether we may patch w (a
+// SelfSubjectAccessReview), before anything is started on a node.
+func (c *Client) CanRestart(ctx context.Context, w Workload) error {
+	review := fmt.Sprintf(`{"apiVersion":"authorization.k8s.io/v1","kind":"SelfSubjectAccessReview","spec":{"resourceAttributes":{"namespace":%q,"verb":"patch","group":"apps","resource":%q,"name":%q}}}`,
+		w.Namespace, w.Kind+"s", w.Name)
+	raw, err := c.core.Post().AbsPath("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews").SetHeader("Content-Type", "application/json").
+		Body([]byte(review)).DoRaw(ctx)
+	if err != nil {
+		return c.Explain(err, "asking whether we may restart "+w.String())
+	}
+	var answer struct {
+		Status struct {
+			Allowed bool   `json:"allowed"`
+			Reason  string `json:"reason"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal(raw, &answer); err != nil {
+		return fmt.Errorf("asking whether we may restart %s: %w", w, err)
+	}
+	if !answer.Status.Allowed {
+		return fmt.Errorf("forbidden: we cannot patch %s, which --restart does (RBAC: verb patch on %ss.apps)", w, w.Kind)
+	}
+	return nil
 }
 
 // Restart does what kubectl rollout restart does: it stamps the pod template,
@@ -293,13 +320,16 @@ func (c *Client) warnings(ctx context.Context, w Workload, since time.Time) stri
 			last = e.EventTime.Time
 		}
 		if ours[e.InvolvedObject.Name] && !last.Before(since.Add(-time.Second)) {
-			lines = append(lines, fmt.Sprintf("\n  pod %s: %s: %s", e.InvolvedObject.Name, e.Reason, oneLine(e.Message)))
+			lines = append(lines, fmt.Sprintf("pod %s: %s: %s", e.InvolvedObject.Name, e.Reason, oneLine(e.Message)))
 		}
 	}
-	if len(lines) > 10 {
-		lines = lines[len(lines)-10:]
+	if len(lines) == 0 {
+		return ""
 	}
-	return strings.Join(lines, "")
+	if len(lines) > 5 {
+		lines = lines[len(lines)-5:]
+	}
+	return "; its pods' warnings: " + strings.Join(lines, "; ")
 }
 
 // RunningPods are the names of w's pods that run now.
