@@ -4,6 +4,7 @@ import (
 	"compress/gzip"
 	"net"
 	"os"
+	"path/filepath"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -306,5 +307,33 @@ func TestRecordToFullDevice(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "0 printed") || !strings.Contains(stderr.String(), "not written (writing stdout failed)") {
 		t.Errorf("the summary counts unwritten checks as printed:\n%s", stderr.String())
+	}
+}
+
+// Output to a regular file is written whole at the end of a busy session,
+// however long the disk takes (up to a minute): no line is lost to a "stalled
+// reader", which a file is not.
+func TestRecordToRegularFile(t *testing.T) {
+	testutil.RequireRoot(t)
+	dmesgRestrict(t)
+	out, err := os.Create(filepath.Join(t.TempDir(), "out.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	h := startHelper(t, "", 0, "syslog:200000")
+	cmd := exec.Command(testutil.Binary(t), "record", "-o", "json", "--pid", strconv.Itoa(h.pid()), "--cap", "syslog", "--duration", "4s")
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = out, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second * testutil.Slow())
+	h.run(t)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("%v: %s", err, stderr.String())
+	}
+	if strings.Contains(stderr.String(), "stalled") || strings.Contains(stderr.String(), "not written") {
+		t.Errorf("writing a file counted as a stalled reader:\n%s", stderr.String())
 	}
 }

@@ -85,14 +85,11 @@ type recordStats struct {
 // emitExec handles a program's exec: in a container the pod filters keep, it is
 // a process_exec line (JSON) and says to the summary's profile that the
 // container was seen, and whether its start was.
-func emitExec(ch *recorder.Check, plan *recordPlan, pods *enrich.PodWatcher, prof *profile.Profile, w output.Writer, st *recordStats, attached time.Time) error {
+func emitExec(ch *recorder.Check, plan *recordPlan, prof *profile.Profile, w output.Writer, st *recordStats, attached time.Time) error {
 	if ch.Container == nil {
 		return nil // a host program: its checks say all there is
 	}
 	if !plan.pods.Matches(ch.Container) {
-		if pods != nil {
-			pods.Dropped(ch)
-		}
 		return nil
 	}
 	ch.Start = ch.StartOf(attached)
@@ -135,8 +132,10 @@ func runRecord(c *cli.Context) error {
 			return fmt.Errorf("pod filters need the container runtime: %w", err)
 		}
 		defer cri.Close()
-		// The kernel's set before attach: the pods that run now, and every cgroup
-		// known to be none of theirs; what starts later is kept until known.
+		// The kernel's set before attach: the pods that run now; every cgroup
+		// made before they were listed is decided, what is made later is kept
+		// until it is.
+		plan.cfg.CgroupWatermark = enrich.Highest()
 		infos, err := cri.List(context.Background())
 		if err != nil {
 			return fmt.Errorf("pod filters need the container runtime: %w", err)
@@ -157,11 +156,10 @@ func runRecord(c *cli.Context) error {
 		}
 	}
 	enricher := enrich.NewEnricher(cri, warnOnce(c))
-	var pods *enrich.PodWatcher
 	if plan.pods.KernelMode() != bpf.CgroupsAll && cri != nil {
 		// The pods that run now are in the kernel's set before the ready file; new ones join as they appear.
-		pods = enrich.NewPodWatcher(enricher, plan.pods, ls.sess.SetCgroup)
-		pods.Known(plan.cfg.CgroupSet)
+		pods := enrich.NewPodWatcher(enricher, plan.pods, ls.sess.AddCgroup, ls.sess.SetCgroupWatermark)
+		pods.Start(plan.cfg.CgroupSet, plan.cfg.CgroupWatermark)
 		pods.Add(enricher.Refresh(ls.ctx))
 		go pods.Run(ls.ctx)
 	}
@@ -173,7 +171,7 @@ func runRecord(c *cli.Context) error {
 	if inNodePod() {
 		fmt.Fprintln(c.App.ErrWriter, nodePodReadyLine)
 	}
-	return record(c, plan, ls, enricher, pods)
+	return record(c, plan, ls, enricher)
 }
 
 // settleForRecording readies the process for the read loop, once the hooks are on.
@@ -257,7 +255,7 @@ func planRecord(c *cli.Context) (*recordPlan, error) {
 }
 
 // record prints checks until the session ends, then the summary.
-func record(c *cli.Context, plan *recordPlan, ls *session, enricher *enrich.Enricher, pods *enrich.PodWatcher) error {
+func record(c *cli.Context, plan *recordPlan, ls *session, enricher *enrich.Enricher) error {
 	// A reader that stalls (| less) must not hold the hooks or the signals.
 	out := output.NewAsync(c.App.Writer, 4<<20, ls.ctx.Done())
 	var w output.Writer
@@ -277,12 +275,9 @@ func record(c *cli.Context, plan *recordPlan, ls *session, enricher *enrich.Enri
 	var st recordStats
 	emit := func(ch *recorder.Check) error {
 		if ch.Exec {
-			return emitExec(ch, plan, pods, prof, w, &st, ls.attached)
+			return emitExec(ch, plan, prof, w, &st, ls.attached)
 		}
 		if !plan.pods.Matches(ch.Container) {
-			if pods != nil {
-				pods.Dropped(ch) // no pod of the filter's: dropped in the kernel from now on
-			}
 			st.filtered++
 			return nil
 		}

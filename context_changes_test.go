@@ -142,7 +142,7 @@ func startWorker(t *testing.T, mode string, env ...string) (*exec.Cmd, *os.File,
 }
 
 // scratchCgroup makes a cgroup v2 directory for the test, removed after it.
-func scratchCgroup(t *testing.T) string {
+func scratchCgroup(t testing.TB) string {
 	t.Helper()
 	root := ""
 	for _, r := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
@@ -155,8 +155,8 @@ func scratchCgroup(t *testing.T) string {
 	if root == "" {
 		t.Fatal("no cgroup v2 hierarchy at /sys/fs/cgroup or /sys/fs/cgroup/unified")
 	}
-	dir := filepath.Join(root, fmt.Sprintf("capsrec-context-test-%d", os.Getpid()))
-	if err := os.Mkdir(dir, 0o755); err != nil {
+	dir, err := os.MkdirTemp(root, "capsrec-test-")
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.Remove(dir) })

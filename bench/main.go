@@ -28,6 +28,7 @@ import (
 
 	"github.com/capsrec/capsrec/bench/peer"
 	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/internal/bpfstats"
 	"github.com/capsrec/capsrec/output"
 	"github.com/capsrec/capsrec/recorder"
 	"github.com/capsrec/capsrec/ring"
@@ -399,7 +400,7 @@ func runCapablePeer(n int) (*result, error) {
 	}
 	self, _ := os.Executable()
 	res, err := runChecker(self, n, 0)
-	bpfNs := bpfNsPerRun()
+	bpfNs := bpfstats.NsPerRun()
 	c.Close()
 	if err == nil {
 		res.bpfNs = bpfNs
@@ -418,7 +419,7 @@ func runNoop(n int) (*result, error) {
 	self, _ := os.Executable()
 	res, err := runChecker(self, n, 0)
 	if err == nil {
-		res.bpfNs = bpfNsPerRun()
+		res.bpfNs = bpfstats.NsPerRun()
 	}
 	return res, err
 }
@@ -456,54 +457,10 @@ func runRecordFloor(n int) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.bpfNs = bpfNsPerRun()
+	res.bpfNs = bpfstats.NsPerRun()
 	res.printed, res.lost = got, max(0, n-got)
 	res.eventsPerSec = float64(got) / (res.nsPerCheck[0] * float64(n) / 1e9)
 	return res, nil
-}
-
-// capPrograms are the programs on cap_capable, by the prefix of their names
-// the kernel keeps (15 characters; cilium/ebpf may give back the whole name).
-var capPrograms = []string{"tp_cap_capable", "fexit_cap_capab", "kprobe_cap_capa", "kretprobe_cap_c", "noop_cap_capabl", "floor_cap_capab", "peer_capable_en", "peer_capable_ex"}
-
-func isCapProgram(name string) bool {
-	for _, p := range capPrograms {
-		if strings.HasPrefix(name, p) {
-			return true
-		}
-	}
-	return false
-}
-
-// bpfNsPerRun sums the run time of the programs on cap_capable over the checks
-// they ran for: what the hook costs, without the reader.
-func bpfNsPerRun() float64 {
-	var total time.Duration
-	var runs uint64
-	var id ebpf.ProgramID
-	for {
-		next, err := ebpf.ProgramGetNextID(id)
-		if err != nil {
-			break
-		}
-		id = next
-		p, err := ebpf.NewProgramFromID(id)
-		if err != nil {
-			continue
-		}
-		info, ierr := p.Info()
-		st, serr := p.Stats()
-		p.Close()
-		if ierr != nil || serr != nil || !isCapProgram(info.Name) {
-			continue
-		}
-		total += st.Runtime
-		runs = max(runs, st.RunCount)
-	}
-	if runs == 0 {
-		return 0
-	}
-	return float64(total.Nanoseconds()) / float64(runs)
 }
 
 var summaryRE = regexp.MustCompile(`(\d+) checks seen, (?:\d+ sent whole, )?(\d+) (?:printed|aggregated), (\d+) filtered, (\d+) lost`)
@@ -543,7 +500,7 @@ func runCapsrec(bin, self string, n, rate int, args ...string) (*result, error) 
 		_ = cmd.Process.Kill()
 		return nil, err
 	}
-	res.bpfNs = bpfNsPerRun()
+	res.bpfNs = bpfstats.NsPerRun()
 	time.Sleep(200 * time.Millisecond)
 	_ = cmd.Process.Signal(os.Interrupt)
 	if err := cmd.Wait(); err != nil {

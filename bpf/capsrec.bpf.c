@@ -36,6 +36,8 @@ const volatile __u8 classify_sites = 0;
 /* The core kernel's text: frames outside it before the first kernel frame are BPF
  * programs and trampolines. Written after load, with the call-site table, so that
  * reading /proc/kallsyms overlaps the verifier's work. */
+/* Pod filters: every cgroup id up to here is decided (see cgroup_filter). */
+__u64 cgroup_watermark = 0;
 __u64 text_start = 0;
 __u64 text_end = 0;
 
@@ -86,10 +88,12 @@ struct {
 } agg SEC(".maps");
 
 /*
- * The cgroup filter's set, by cgroup (v2) id: CGROUP_LISTED (the pods kept, or
- * with --host the containers dropped) or CGROUP_EXCLUDED (pod filters: known to
- * be no pod of the filter's). With pod filters a cgroup in neither is not known
- * yet (a container starting): its checks are sent, and user space decides.
+ * The cgroup filter's set, by cgroup (v2) id: the pods kept, or with --host
+ * the containers dropped. With pod filters a cgroup not in it is dropped only
+ * when it is at most cgroup_watermark: cgroup ids grow with each cgroup made,
+ * and user space has decided every one up to there; a newer one (a container
+ * starting, whose pod the runtime cannot name yet) is kept, and user space
+ * decides on its checks.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -258,8 +262,8 @@ static __always_inline bool keep_check(__u64 pid_tgid, int cap, struct task_stru
 	if (filter_cgroups) {
 		/* With a task BTF pointer, what bpf_get_current_cgroup_id() returns, without the call. */
 		__u64 cg = task ? task->cgroups->dfl_cgrp->kn->id : bpf_get_current_cgroup_id();
-		__u8 *set = bpf_map_lookup_elem(&cgroup_filter, &cg);
-		if (filter_cgroups == 1 ? set && *set != CGROUP_LISTED : set != 0)
+		bool listed = bpf_map_lookup_elem(&cgroup_filter, &cg) != 0;
+		if (filter_cgroups == 1 ? !listed && cg <= cgroup_watermark : listed)
 			return false;
 	}
 	return true;

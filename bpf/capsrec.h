@@ -55,10 +55,6 @@ enum site_kind {
  * index), and that binary's re-exec of an unlinked copy of itself (| MARK_CLONE:
  * runc init), whose next exec is the container's command and ends the mark.
  */
-/* cgroup_filter's values. */
-#define CGROUP_LISTED 1
-#define CGROUP_EXCLUDED 2
-
 #define MARK_SERVER 0xff
 #define MARK_CLONE 0x40
 #define MARK_INDEX 0x3f

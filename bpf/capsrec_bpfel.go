@@ -278,6 +278,7 @@ const (
 	capsrecProgTpCapCapable          = "tp_cap_capable"
 	capsrecVarAggregate              = "aggregate"
 	capsrecVarCapMask                = "cap_mask"
+	capsrecVarCgroupWatermark        = "cgroup_watermark"
 	capsrecVarClassifySites          = "classify_sites"
 	capsrecVarCommFilter             = "comm_filter"
 	capsrecVarFilterCgroups          = "filter_cgroups"
@@ -392,6 +393,7 @@ type capsrecMapSpecs struct {
 type capsrecVariableSpecs struct {
 	Aggregate        *ebpf.VariableSpec `ebpf:"aggregate"`
 	CapMask          *ebpf.VariableSpec `ebpf:"cap_mask"`
+	CgroupWatermark  *ebpf.VariableSpec `ebpf:"cgroup_watermark"`
 	ClassifySites    *ebpf.VariableSpec `ebpf:"classify_sites"`
 	CommFilter       *ebpf.VariableSpec `ebpf:"comm_filter"`
 	FilterCgroups    *ebpf.VariableSpec `ebpf:"filter_cgroups"`
@@ -486,6 +488,7 @@ func (m *capsrecMaps) Close() error {
 type capsrecVariables struct {
 	Aggregate        *ebpf.Variable `ebpf:"aggregate"`
 	CapMask          *ebpf.Variable `ebpf:"cap_mask"`
+	CgroupWatermark  *ebpf.Variable `ebpf:"cgroup_watermark"`
 	ClassifySites    *ebpf.Variable `ebpf:"classify_sites"`
 	CommFilter       *ebpf.Variable `ebpf:"comm_filter"`
 	FilterCgroups    *ebpf.Variable `ebpf:"filter_cgroups"`

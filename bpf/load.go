@@ -86,12 +86,14 @@ type Config struct {
 	KernelBTF *btf.Spec
 	// Aggregate counts checks in the kernel per AggKey and sends only each key's first.
 	Aggregate bool
-	// Cgroups turns on the cgroup filter: keep the listed cgroups (and those not
-	// known yet), or drop them.
+	// Cgroups turns on the cgroup filter: keep the listed cgroups (and those
+	// made after CgroupWatermark), or drop them.
 	Cgroups CgroupFilter
-	// CgroupSet fills the filter's set before the programs attach: id ->
-	// CgroupListed or CgroupExcluded.
-	CgroupSet map[uint64]uint8
+	// CgroupSet lists cgroups before the programs attach.
+	CgroupSet []uint64
+	// CgroupWatermark: with CgroupsOnly, every cgroup id up to it is decided
+	// (listed or dropped); newer ones are kept until user space decides.
+	CgroupWatermark uint64
 	// Sites gives the call-site walk's table once the programs are loaded and
 	// before they attach (so that reading it overlaps the verifier); nil: the
 	// programs do not read the stack and every check's call site is unknown.
@@ -443,10 +445,13 @@ func fillTables(coll *ebpf.Collection, cfg Config) error {
 			return fmt.Errorf("filling the runtime executables: %w", err)
 		}
 	}
-	for id, v := range cfg.CgroupSet {
-		if err := coll.Maps["cgroup_filter"].Put(id, v); err != nil {
-			break // full: the rest stay not known, and user space decides on their checks
+	for _, id := range cfg.CgroupSet {
+		if err := coll.Maps["cgroup_filter"].Put(id, uint8(1)); err != nil {
+			return fmt.Errorf("filling the cgroup filter: %w", err)
 		}
+	}
+	if err := coll.Variables["cgroup_watermark"].Set(cfg.CgroupWatermark); err != nil {
+		return fmt.Errorf("setting the cgroup watermark: %w", err)
 	}
 	for idx, size := range cfg.RuntimeSizes {
 		if err := coll.Maps["runtime_sizes"].Put(idx, size); err != nil {
@@ -635,17 +640,18 @@ func (s *Session) ForgetContext(tid uint32) error {
 	return nil
 }
 
-// The cgroup filter's values (capsrec.h's CGROUP_*).
-const (
-	CgroupListed   = 1 // kept (pod filters), or dropped (--host)
-	CgroupExcluded = 2 // pod filters: known to be no pod of theirs, dropped
-)
-
-// SetCgroup puts a cgroup (v2 id) into the cgroup filter's set as CgroupListed
-// or CgroupExcluded.
-func (s *Session) SetCgroup(id uint64, v uint8) error {
-	if err := s.coll.Maps["cgroup_filter"].Put(id, v); err != nil {
+// AddCgroup puts a cgroup (v2 id) into the cgroup filter's set.
+func (s *Session) AddCgroup(id uint64) error {
+	if err := s.coll.Maps["cgroup_filter"].Put(id, uint8(1)); err != nil {
 		return fmt.Errorf("adding cgroup %d to the filter: %w", id, err)
+	}
+	return nil
+}
+
+// SetCgroupWatermark says that every cgroup id up to id is decided.
+func (s *Session) SetCgroupWatermark(id uint64) error {
+	if err := s.coll.Variables["cgroup_watermark"].Set(id); err != nil {
+		return fmt.Errorf("setting the cgroup watermark: %w", err)
 	}
 	return nil
 }

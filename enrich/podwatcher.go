@@ -4,123 +4,152 @@ import (
 	"context"
 	"io/fs"
 	"path/filepath"
-	"sync"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/capsrec/capsrec/bpf"
-	"github.com/capsrec/capsrec/recorder"
 )
 
 // PodWatcher keeps the kernel's cgroup filter in step with the pods. With pod
-// filters the kernel drops only the checks of cgroups known to be no pod of
-// the filter's, and keeps those of cgroups not known yet: a container's first
-// checks, made microseconds after its exec and long before the runtime can say
-// whose it is, are sent, and user space decides. Known means: there when the
-// session started and no matching container's, or a container the runtime
-// reported (polled each second), or a cgroup whose check user space dropped
-// for being a host process's or another pod's.
+// filters the kernel keeps the checks of the listed cgroups (the matching
+// pods' containers) and of every cgroup made after the watermark, and drops
+// the rest. Cgroup ids grow with each cgroup made, so the watermark says
+// "decided up to here": a container's first checks, made microseconds after
+// its exec and long before the runtime can say whose it is, are sent, and
+// user space decides. Each second the watcher lists the runtime's containers
+// and moves the watermark past every cgroup decided since: a host cgroup, a
+// container the runtime described, or one it has not described in
+// undescribedFor (a pod sandbox, or no container of the runtime's).
 type PodWatcher struct {
-	e   *Enricher
-	f   *PodFilter
-	set func(id uint64, v uint8) error
+	e         *Enricher
+	f         *PodFilter
+	add       func(id uint64) error
+	watermark func(id uint64) error
 
-	mu    sync.Mutex
-	known map[uint64]uint8 // what the kernel's set holds, as far as we put it there
+	mark   uint64
+	listed map[uint64]bool
+	// undescribed are container cgroups the runtime did not describe yet, and since when.
+	undescribed map[uint64]time.Time
 }
 
-// maxKnown is the kernel's cgroup_filter size.
-const maxKnown = 16384
+// undescribedFor is how long a container's cgroup may go undescribed by the
+// runtime before it counts as none of the filter's: the runtime describes a
+// container when it creates it, before it starts.
+const undescribedFor = 5 * time.Second
 
-// NewPodWatcher watches for f; set writes the kernel's set (Session.SetCgroup).
-func NewPodWatcher(e *Enricher, f *PodFilter, set func(id uint64, v uint8) error) *PodWatcher {
-	return &PodWatcher{e: e, f: f, set: set, known: map[uint64]uint8{}}
+// NewPodWatcher watches for f; add lists a cgroup in the kernel, watermark moves
+// the kernel's watermark (Session.AddCgroup, SetCgroupWatermark).
+func NewPodWatcher(e *Enricher, f *PodFilter, add, watermark func(id uint64) error) *PodWatcher {
+	return &PodWatcher{e: e, f: f, add: add, watermark: watermark, listed: map[uint64]bool{}, undescribed: map[uint64]time.Time{}}
 }
 
-// InitialSet is the kernel's set at attach: with pod filters every cgroup that
-// exists now is excluded but the matching containers' (listed); with --host
-// the containers are listed (dropped).
-func InitialSet(f *PodFilter, infos []*Info) map[uint64]uint8 {
-	set := map[uint64]uint8{}
-	if f.KernelMode() == bpf.CgroupsOnly {
-		if root, err := cgroup2Root(); err == nil {
-			_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-				if err != nil || !d.IsDir() || len(set) >= maxKnown {
-					return nil
-				}
-				var st syscall.Stat_t
-				if syscall.Stat(p, &st) == nil {
-					set[st.Ino] = bpf.CgroupExcluded
-				}
-				return nil
-			})
-		}
-	}
+// InitialSet is the kernel's set at attach: the matching containers' cgroups.
+// Its watermark is Highest, taken before the runtime listed infos, so that a
+// cgroup made meanwhile is above it.
+func InitialSet(f *PodFilter, infos []*Info) (listed []uint64) {
 	for _, in := range infos {
 		if in.HostPID == 0 || !f.Kernel(in.Container) {
 			continue
 		}
 		if id, err := in.CgroupID(); err == nil {
-			set[id] = bpf.CgroupListed
+			listed = append(listed, id)
 		}
 	}
-	return set
+	return listed
 }
 
-// Known records what the kernel's set was filled with at attach.
-func (w *PodWatcher) Known(set map[uint64]uint8) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for id, v := range set {
-		w.known[id] = v
-	}
+// Highest is the highest cgroup id now: with pod filters, taken before the
+// runtime is listed, it is the initial watermark.
+func Highest() uint64 {
+	var top uint64
+	walkCgroups(func(id uint64, _ string) {
+		top = max(top, id)
+	})
+	return top
 }
 
-// put writes id's value into the kernel's set unless it holds it already.
-func (w *PodWatcher) put(id uint64, v uint8) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if old, ok := w.known[id]; (ok && old == v) || (!ok && len(w.known) >= maxKnown) {
+// walkCgroups calls fn with each cgroup's id and path below the cgroup2 root.
+func walkCgroups(fn func(id uint64, path string)) {
+	root, err := cgroup2Root()
+	if err != nil {
 		return
 	}
-	if w.set(id, v) == nil {
-		w.known[id] = v
+	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		var st syscall.Stat_t
+		if syscall.Stat(p, &st) == nil {
+			fn(st.Ino, strings.TrimPrefix(p, root))
+		}
+		return nil
+	})
+}
+
+// Start records what the kernel was given at attach.
+func (w *PodWatcher) Start(listed []uint64, mark uint64) {
+	w.mark = mark
+	for _, id := range listed {
+		w.listed[id] = true
 	}
 }
 
-// Add lists the matching containers' cgroups; with pod filters the other
-// containers' are excluded.
+// Add lists the matching containers' cgroups, then, with pod filters, moves
+// the watermark past what is decided.
 func (w *PodWatcher) Add(infos []*Info) {
-	podMode := w.f.KernelMode() == bpf.CgroupsOnly
+	described := map[uint64]bool{}
 	for _, in := range infos {
 		if in.HostPID == 0 {
-			continue
-		}
-		keep := w.f.Kernel(in.Container)
-		if !keep && !podMode {
 			continue
 		}
 		id, err := in.CgroupID()
 		if err != nil {
 			continue
 		}
-		if keep {
-			w.put(id, bpf.CgroupListed)
-		} else {
-			w.put(id, bpf.CgroupExcluded)
+		described[id] = true
+		if w.f.Kernel(in.Container) && !w.listed[id] && w.add(id) == nil {
+			w.listed[id] = true
 		}
+	}
+	if w.f.KernelMode() == bpf.CgroupsOnly {
+		w.advance(described)
 	}
 }
 
-// Dropped is told of each check user space dropped for the pod filter: a host
-// process's cgroup, or another pod's container's, is excluded in the kernel
-// from then on. A container the runtime has not described yet is left alone.
-func (w *PodWatcher) Dropped(c *recorder.Check) {
-	if w.f.KernelMode() != bpf.CgroupsOnly || c.CgroupID == 0 {
-		return
+// advance moves the watermark up to the first cgroup above it still
+// undecided: a container's the runtime has not described (for less than
+// undescribedFor).
+func (w *PodWatcher) advance(described map[uint64]bool) {
+	now := time.Now()
+	top, hold := w.mark, uint64(0)
+	walkCgroups(func(id uint64, path string) {
+		if id <= w.mark {
+			return
+		}
+		if _, isContainer := ParseCgroup(path); isContainer && !described[id] && !w.listed[id] {
+			first, seen := w.undescribed[id]
+			if !seen {
+				first = now
+				w.undescribed[id] = now
+			}
+			if now.Sub(first) < undescribedFor && (hold == 0 || id < hold) {
+				hold = id
+			}
+		}
+		top = max(top, id)
+	})
+	mark := top
+	if hold != 0 {
+		mark = hold - 1
 	}
-	if c.Container == nil || (c.Container.Pod != nil && !w.f.Matches(c.Container)) {
-		w.put(c.CgroupID, bpf.CgroupExcluded)
+	if mark > w.mark && w.watermark(mark) == nil {
+		w.mark = mark
+		for id := range w.undescribed {
+			if id <= mark {
+				delete(w.undescribed, id)
+			}
+		}
 	}
 }
 
