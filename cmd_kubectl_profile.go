@@ -443,6 +443,13 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
+// read is what was written to buf, the writer's, so far.
+func (l *lockedWriter) read(buf *bytes.Buffer) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return buf.String()
+}
+
 // lineWriter hands whole lines to a shared writer, so that nodes' lines do not mix.
 type lineWriter struct {
 	dst *lockedWriter

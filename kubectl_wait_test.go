@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -80,23 +79,23 @@ func TestKubectlProfileWait(t *testing.T) {
 	c := k8sUp(t)
 	c.pluginEnv(t)
 	cmd := exec.Command(pluginBinary(t), "profile", "-l", "capsrec-test=wait", "--wait", "--duration", "15s", "-o", "json")
-	var stdout bytes.Buffer
-	stderr := &syncBuffer{}
+	var stdout, errBuf bytes.Buffer
+	stderr := &lockedWriter{w: &errBuf} // the command writes it while the test reads it
 	cmd.Stdout, cmd.Stderr = &stdout, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	for deadline := time.Now().Add(90 * time.Second * testutil.Slow()); !strings.Contains(stderr.String(), "now\n"); time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(90 * time.Second * testutil.Slow()); !strings.Contains(stderr.read(&errBuf), "now\n"); time.Sleep(100 * time.Millisecond) {
 		select {
 		case err := <-exited:
-			t.Fatalf("profile --wait ended before it was ready: %v: %s", err, stderr.String())
+			t.Fatalf("profile --wait ended before it was ready: %v: %s", err, stderr.read(&errBuf))
 		default:
 		}
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
-			t.Fatalf("the recorders were not ready: %s", stderr.String())
+			t.Fatalf("the recorders were not ready: %s", stderr.read(&errBuf))
 		}
 	}
 	manifest := waitManifest(t, "", nil)
@@ -105,7 +104,7 @@ func TestKubectlProfileWait(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = c.kubectl("delete", "-f", manifest, "--wait=false").Run() })
 	if err := <-exited; err != nil {
-		t.Fatalf("profile --wait: %v\n%s%s", err, stdout.String(), stderr.String())
+		t.Fatalf("profile --wait: %v\n%s%s", err, stdout.String(), stderr.read(&errBuf))
 	}
 	var prof profileJSON
 	if err := json.Unmarshal(stdout.Bytes(), &prof); err != nil {
@@ -124,7 +123,7 @@ func TestKubectlProfileWait(t *testing.T) {
 	}
 	for name, add := range want {
 		if !slices.Equal(got[name], add) {
-			t.Errorf("%s's add = %v, want %v\n%s", name, got[name], add, stderr.String())
+			t.Errorf("%s's add = %v, want %v\n%s", name, got[name], add, stderr.read(&errBuf))
 		}
 	}
 
@@ -150,22 +149,4 @@ func TestKubectlProfileWait(t *testing.T) {
 		}
 	}
 	c.assertNoNodePods(t)
-}
-
-// syncBuffer is a bytes.Buffer a command writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -272,13 +272,11 @@ func (f *fields) observation() (Observation, error) {
 	case f.hasUID:
 		o.EUID, o.EUIDKnown = uint32(f.uid), true
 	}
-	if f.time != "" {
-		t, err := time.Parse(time.RFC3339Nano, f.time)
-		if err != nil {
-			return Observation{}, errors.New("time " + f.time + " is not RFC 3339")
-		}
-		o.Time = t
+	t, err := f.eventTime()
+	if err != nil {
+		return Observation{}, err
 	}
+	o.Time = t
 	if f.pod != "" || f.container != "" {
 		o.Subject = Subject{Namespace: f.namespace, Pod: f.pod, Container: f.container, Image: f.image}
 		if f.workload != "" {
@@ -288,6 +286,18 @@ func (f *fields) observation() (Observation, error) {
 		o.Subject = Subject{Binary: hostBinary(f.binary)}
 	}
 	return o, nil
+}
+
+// eventTime is the event's time; zero when it has none.
+func (f *fields) eventTime() (time.Time, error) {
+	if f.time == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, f.time)
+	if err != nil {
+		return time.Time{}, errors.New("time " + f.time + " is not RFC 3339")
+	}
+	return t, nil
 }
 
 // execObservation is a container's exec; a host program's is another hook's event.
@@ -303,13 +313,11 @@ func (f *fields) execObservation() (Observation, error) {
 	if f.workload != "" {
 		o.Subject.Workload, o.Subject.WorkloadRule = f.workload, "Tetragon's pod.workload"
 	}
-	if f.time != "" {
-		t, err := time.Parse(time.RFC3339Nano, f.time)
-		if err != nil {
-			return Observation{}, errors.New("time " + f.time + " is not RFC 3339")
-		}
-		o.Time = t
+	t, err := f.eventTime()
+	if err != nil {
+		return Observation{}, err
 	}
+	o.Time = t
 	return o, nil
 }
 
