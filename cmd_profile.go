@@ -191,6 +191,10 @@ func runLive(c *cli.Context, format string, colored bool, filter profile.Filter)
 			return err
 		}
 		p, unattributed := live.Snapshot(entries, ls.rec.Wall, filter)
+		// What the session lost so far: the profile says whether it is whole.
+		if st, err := ls.sess.Stats(); err == nil {
+			p.Session(ls.attached.UTC(), time.Now().UTC(), st.Lost+st.LostProcess+ls.rec.Unjoined)
+		}
 		if !final {
 			fmt.Fprintf(c.App.Writer, "--- %s\n", time.Now().UTC().Format(time.RFC3339))
 		}
