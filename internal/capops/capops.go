@@ -6,6 +6,7 @@ package capops
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -27,6 +28,9 @@ func SeccompFilter() error {
 // kernel asks CAP_SETPCAP for, and whose answer gates nothing), then puts it in the
 // inheritable set: beyond the old permitted set, which only CAP_SETPCAP allows.
 func RaiseInheritable() error {
+	// capset changes the calling thread's credentials alone: both calls on one thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	f, err := os.CreateTemp("", "capop")
 	if err != nil {
 		return err
