@@ -126,7 +126,7 @@ func (c *Client) NodesOf(ctx context.Context, w Workload) (map[string]*NodePods,
 		n.Pods = append(n.Pods, p.Name)
 	}
 	if len(nodes) == 0 {
-		return nil, fmt.Errorf("%s: no pod runs (%d found): there is nothing to record", w, len(pods.Items))
+		return nil, fmt.Errorf("%s: no pod runs (%d found): there is nothing to record; --wait records pods that start", w, len(pods.Items))
 	}
 	return nodes, nil
 }
