@@ -132,15 +132,15 @@ func runRecord(c *cli.Context) error {
 			return fmt.Errorf("pod filters need the container runtime: %w", err)
 		}
 		defer cri.Close()
-		// The kernel's set before attach: the pods that run now; every cgroup
-		// made before they were listed is decided, what is made later is kept
-		// until it is.
-		plan.cfg.CgroupWatermark = enrich.Highest()
+		// The kernel's set before attach: the pods that run now listed, every
+		// cgroup decided up to the first container the runtime did not
+		// describe; what is made later is kept until it is decided.
 		infos, err := cri.List(context.Background())
 		if err != nil {
 			return fmt.Errorf("pod filters need the container runtime: %w", err)
 		}
 		plan.cfg.CgroupSet = enrich.InitialSet(plan.pods, infos)
+		plan.cfg.CgroupWatermark = enrich.InitialWatermark(infos, cri.RuntimePIDs(context.Background()))
 	}
 	ls, err := openSession(c, plan.cfg, plan.method, plan.duration)
 	if err != nil {

@@ -104,13 +104,23 @@ func (in *Info) CgroupID() (uint64, error) {
 	if p := SpecCgroupPath(in.CgroupsPath); p != "" && syscall.Stat(filepath.Join(root, p), &st) == nil {
 		return st.Ino, nil
 	}
-	p, err := ProcCgroup(in.HostPID)
+	return cgroupOfPID(in.HostPID)
+}
+
+// cgroupOfPID is the cgroup (v2) id of a process, from /proc/PID/cgroup.
+func cgroupOfPID(pid uint32) (uint64, error) {
+	root, err := cgroup2Root()
+	if err != nil {
+		return 0, err
+	}
+	p, err := ProcCgroup(pid)
 	if err != nil {
 		return 0, err
 	}
 	if strings.HasPrefix(p, "/..") {
-		return 0, fmt.Errorf("cgroup %s of pid %d is outside our cgroup namespace", p, in.HostPID)
+		return 0, fmt.Errorf("cgroup %s of pid %d is outside our cgroup namespace", p, pid)
 	}
+	var st syscall.Stat_t
 	if err := syscall.Stat(filepath.Join(root, p), &st); err != nil {
 		return 0, err
 	}

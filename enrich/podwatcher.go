@@ -45,8 +45,7 @@ func NewPodWatcher(e *Enricher, f *PodFilter, add, watermark func(id uint64) err
 }
 
 // InitialSet is the kernel's set at attach: the matching containers' cgroups.
-// Its watermark is Highest, taken before the runtime listed infos, so that a
-// cgroup made meanwhile is above it.
+// Its watermark is InitialWatermark.
 func InitialSet(f *PodFilter, infos []*Info) (listed []uint64) {
 	for _, in := range infos {
 		if in.HostPID == 0 || !f.Kernel(in.Container) {
@@ -59,14 +58,32 @@ func InitialSet(f *PodFilter, infos []*Info) (listed []uint64) {
 	return listed
 }
 
-// Highest is the highest cgroup id now: with pod filters, taken before the
-// runtime is listed, it is the initial watermark.
-func Highest() uint64 {
-	var top uint64
-	walkCgroups(func(id uint64, _ string) {
-		top = max(top, id)
-	})
-	return top
+// InitialWatermark is the kernel's watermark at attach: below the first
+// container cgroup the runtime did not describe (one being made, or made since
+// it was listed), else the highest cgroup id. Described are the running
+// containers of infos and the cgroups of pids (RuntimePIDs: pod sandboxes too).
+func InitialWatermark(infos []*Info, pids []uint32) uint64 {
+	described := describedBy(infos)
+	for _, pid := range pids {
+		if id, err := cgroupOfPID(pid); err == nil {
+			described[id] = true
+		}
+	}
+	w := &PodWatcher{undescribed: map[uint64]time.Time{}}
+	return w.decided(described, time.Now())
+}
+
+func describedBy(infos []*Info) map[uint64]bool {
+	described := map[uint64]bool{}
+	for _, in := range infos {
+		if in.HostPID == 0 {
+			continue
+		}
+		if id, err := in.CgroupID(); err == nil {
+			described[id] = true
+		}
+	}
+	return described
 }
 
 // walkCgroups calls fn with each cgroup's id and path below the cgroup2 root.
@@ -118,10 +135,22 @@ func (w *PodWatcher) Add(infos []*Info) {
 }
 
 // advance moves the watermark up to the first cgroup above it still
-// undecided: a container's the runtime has not described (for less than
-// undescribedFor).
+// undecided.
 func (w *PodWatcher) advance(described map[uint64]bool) {
-	now := time.Now()
+	if mark := w.decided(described, time.Now()); mark > w.mark && w.watermark(mark) == nil {
+		w.mark = mark
+		for id := range w.undescribed {
+			if id <= mark {
+				delete(w.undescribed, id)
+			}
+		}
+	}
+}
+
+// decided is the highest cgroup id below the first one above the watermark
+// still undecided: a container's the runtime has not described (for less than
+// undescribedFor).
+func (w *PodWatcher) decided(described map[uint64]bool, now time.Time) uint64 {
 	top, hold := w.mark, uint64(0)
 	walkCgroups(func(id uint64, path string) {
 		if id <= w.mark {
@@ -139,18 +168,10 @@ func (w *PodWatcher) advance(described map[uint64]bool) {
 		}
 		top = max(top, id)
 	})
-	mark := top
 	if hold != 0 {
-		mark = hold - 1
+		return hold - 1
 	}
-	if mark > w.mark && w.watermark(mark) == nil {
-		w.mark = mark
-		for id := range w.undescribed {
-			if id <= mark {
-				delete(w.undescribed, id)
-			}
-		}
-	}
+	return top
 }
 
 // Run polls the runtime each second until ctx ends. Polling, not cgroup_mkdir:
