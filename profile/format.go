@@ -323,13 +323,6 @@ func (p *Profile) writeCoverage(w io.Writer, sp *SubjectProfile) {
 	}
 }
 
-func stamp(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.UTC().Format("2006-01-02T15:04:05Z")
-}
-
 // writeYAML writes, per container, a securityContext document that parses
 // into Kubernetes' SecurityContext; comments say which container and why.
 func writeYAML(w io.Writer, p *Profile) error {

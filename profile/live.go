@@ -25,6 +25,8 @@ func FromCheck(c *recorder.Check) Observation {
 		Class:         fromRecorderClass(c.Class),
 		EUID:          c.EUID,
 		EUIDKnown:     true,
+		Exec:          c.Exec,
+		Start:         c.Start,
 	}
 	if o.Binary == "" {
 		o.Binary = c.Comm

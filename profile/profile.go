@@ -201,18 +201,21 @@ func (sp *SubjectProfile) mergeCoverage(q *SubjectProfile) {
 	if q.Last.After(sp.Last) {
 		sp.Last = q.Last
 	}
-	if len(q.seen) > 0 && sp.seen == nil {
+	for pod := range q.seen {
+		sp.seePod(pod, q.started[pod])
+	}
+}
+
+// seePod counts a pod of the subject seen, and its start when started (bounded: maxPods).
+func (sp *SubjectProfile) seePod(pod string, started bool) {
+	if sp.seen == nil {
 		sp.seen, sp.started = map[string]bool{}, map[string]bool{}
 	}
-	for pod := range q.seen {
-		if len(sp.seen) < maxPods {
-			sp.seen[pod] = true
-		}
+	if len(sp.seen) < maxPods {
+		sp.seen[pod] = true
 	}
-	for pod := range q.started {
-		if len(sp.started) < maxPods {
-			sp.started[pod] = true
-		}
+	if started && sp.seen[pod] && len(sp.started) < maxPods {
+		sp.started[pod] = true
 	}
 }
 
@@ -233,16 +236,7 @@ func (sp *SubjectProfile) see(o Observation, last time.Time) {
 	if !o.Subject.IsContainer() {
 		return
 	}
-	pod := o.Subject.Pod + "/" + o.Subject.Container // a pod of no name: the container
-	if sp.seen == nil {
-		sp.seen, sp.started = map[string]bool{}, map[string]bool{}
-	}
-	if len(sp.seen) < maxPods {
-		sp.seen[pod] = true
-	}
-	if o.Start && len(sp.started) < maxPods && sp.seen[pod] {
-		sp.started[pod] = true
-	}
+	sp.seePod(o.Subject.Pod+"/"+o.Subject.Container, o.Start) // a pod of no name: the container
 }
 
 // Recorded is what the recordings say of themselves (capsrec's summary
@@ -283,11 +277,11 @@ func (p *Profile) Add(o Observation) { p.AddN(o, 1, o.Time) }
 // without a workload gets one derived from its pod name.
 func (p *Profile) AddN(o Observation, n uint64, last time.Time) {
 	if r := o.session; r != nil {
-		p.Session(r.Start, r.End, r.Lost)
+		p.addRecorded(*r)
 		return
 	}
 	if o.Exec {
-		p.Seen(o, o.Start)
+		p.seen(o)
 		return
 	}
 	p.workload(&o)
@@ -322,14 +316,11 @@ const MaxHostBinaries = 1024
 // OtherBinaries is the host subject past MaxHostBinaries.
 const OtherBinaries = "(other binaries)"
 
-// subject finds k's profile, or makes it; a host binary past MaxHostBinaries
-// finds OtherBinaries', and its n checks are counted as folded.
-func (p *Profile) subject(k Subject, n uint64) *SubjectProfile {
+// subject finds k's profile, or makes it (made); a host binary past
+// MaxHostBinaries finds OtherBinaries', and its n checks are counted as folded.
+func (p *Profile) subject(k Subject, n uint64) (sp *SubjectProfile, made bool) {
 	if sp := p.subjects[k]; sp != nil {
-		if sp.Subject.Binary == OtherBinaries && k.Binary != OtherBinaries {
-			p.Folded += n
-		}
-		return sp
+		return sp, false
 	}
 	if !k.IsContainer() && k.Binary != OtherBinaries {
 		if p.hosts >= MaxHostBinaries {
@@ -338,19 +329,19 @@ func (p *Profile) subject(k Subject, n uint64) *SubjectProfile {
 		}
 		p.hosts++
 	}
-	sp := &SubjectProfile{Subject: k, Caps: map[int]*CapStats{}}
+	sp = &SubjectProfile{Subject: k, Caps: map[int]*CapStats{}}
 	p.subjects[k] = sp
-	return sp
+	return sp, true
 }
 
-// Seen says that o's container was seen (an exec in it), its start too when start.
-func (p *Profile) Seen(o Observation, start bool) {
+// seen says that o's container was seen (an exec in it), its start too when o.Start.
+func (p *Profile) seen(o Observation) {
 	if !o.Subject.IsContainer() {
 		return
 	}
-	o.Start = start
 	p.workload(&o)
-	p.subject(o.Subject.key(), 0).see(o, o.Time)
+	sp, _ := p.subject(o.Subject.key(), 0)
+	sp.see(o, o.Time)
 }
 
 // SeenRunning says that a container ran in pod during the recording, as the
@@ -365,25 +356,34 @@ func (p *Profile) SeenRunning(namespace, pod, container, image string) {
 			return
 		}
 	}
-	p.subject(o.Subject.key(), 0).see(o, time.Time{})
+	sp, _ := p.subject(o.Subject.key(), 0)
+	sp.see(o, time.Time{})
 }
 
 // Session adds what one recording says of itself.
 func (p *Profile) Session(start, end time.Time, lost uint64) {
+	p.addRecorded(Recorded{Sessions: 1, Start: start, End: end, Lost: lost})
+}
+
+// addRecorded adds what recordings say of themselves: their sessions, window and losses.
+func (p *Profile) addRecorded(q Recorded) {
+	if q.Sessions == 0 {
+		return
+	}
 	r := &p.Recorded
-	if r.Sessions == 0 || start.Before(r.Start) {
-		r.Start = start
+	if r.Sessions == 0 || q.Start.Before(r.Start) {
+		r.Start = q.Start
 	}
-	if end.After(r.End) {
-		r.End = end
+	if q.End.After(r.End) {
+		r.End = q.End
 	}
-	r.Sessions++
-	r.Lost += lost
+	r.Sessions += q.Sessions
+	r.Lost += q.Lost
 }
 
 // add counts n checks like o, the last of them at last.
 func (p *Profile) add(o Observation, n uint64, last time.Time) {
-	sp := p.subject(o.Subject.key(), n)
+	sp, _ := p.subject(o.Subject.key(), n)
 	sp.see(o, last)
 	sp.Checks += n
 	sp.Pods = addListed(sp.Pods, o.Subject.Pod)
@@ -448,13 +448,10 @@ func (p *Profile) Merge(q *Profile) {
 	p.Ignored += q.Ignored
 	p.Skipped += q.Skipped
 	p.Folded += q.Folded
-	if q.Recorded.Sessions > 0 {
-		p.Session(q.Recorded.Start, q.Recorded.End, q.Recorded.Lost)
-		p.Recorded.Sessions += q.Recorded.Sessions - 1
-	}
+	p.addRecorded(q.Recorded)
 	for k, qs := range q.subjects {
-		ps := p.subject(k, qs.Checks)
-		if ps.Checks == 0 && len(ps.Caps) == 0 {
+		ps, made := p.subject(k, qs.Checks)
+		if made {
 			subject := ps.Subject // OtherBinaries when folded
 			*ps = *qs             // new here: take it whole
 			ps.Subject = subject

@@ -383,3 +383,20 @@ func TestByteOrderMark(t *testing.T) {
 		t.Errorf("%d subjects, want 1", len(p.Subjects()))
 	}
 }
+
+// Merging keeps what each side saw: a container one node saw only start (an
+// exec, no check) and another saw checking stays started.
+func TestMergeKeepsCoverage(t *testing.T) {
+	subject := Subject{Namespace: "prod", Pod: "web-7d4b9c8f6d-q8w2k", Container: "app"}
+	p, q := New(), New()
+	p.Add(Observation{Exec: true, Start: true, Subject: subject, Time: t0})
+	q.Add(Observation{Cap: 0, Granted: true, Class: ClassNeed, Subject: subject, Time: t0.Add(time.Second)})
+	p.Merge(q)
+	subjects := p.Subjects()
+	if len(subjects) != 1 {
+		t.Fatalf("%d subjects, want 1", len(subjects))
+	}
+	if c := subjects[0].Coverage(); !c.StartObserved || c.Pods != 1 || subjects[0].Checks != 1 {
+		t.Errorf("coverage %+v, %d checks; want the start kept and the check counted", c, subjects[0].Checks)
+	}
+}

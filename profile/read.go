@@ -214,28 +214,9 @@ func isPretty(br *bufio.Reader) (bool, error) {
 	return string(bytes.TrimSpace(first)) == "{", nil
 }
 
-// readAllInto is io.ReadAll into buf, growing it by half, not by double: the
-// peak stays near the input's size.
-func readAllInto(buf []byte, r io.Reader) ([]byte, error) {
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, make([]byte, cap(buf)/2)...)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
-}
-
 // readPretty reads a stream of indented JSON values, or one array of them.
 func readPretty(name string, r io.Reader, opts ReadOptions, p *Profile) error {
-	data := make([]byte, 0, 64<<10)
-	data, err := readAllInto(data, io.LimitReader(r, MaxPretty+1))
+	data, err := io.ReadAll(io.LimitReader(r, MaxPretty+1))
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}

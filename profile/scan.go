@@ -182,11 +182,15 @@ func (s *scanner) integer() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if bytes.ContainsAny(s.b[start:s.pos], ".eE") {
-		return 0, s.fail("not a whole number: " + string(s.b[start:s.pos]))
+	text := s.b[start:s.pos]
+	if bytes.ContainsAny(text, ".eE") {
+		return 0, s.fail("not a whole number: " + string(text))
 	}
-	if _, perr := strconv.ParseInt(string(s.b[start:s.pos]), 10, 64); perr != nil {
-		return 0, s.fail("bad number: " + string(s.b[start:s.pos]))
+	// number reads up to 18 digits exactly; past them it rounds through a float.
+	if len(bytes.TrimPrefix(text, []byte{'-'})) > 18 {
+		if _, err := strconv.ParseInt(string(text), 10, 64); err != nil {
+			return 0, s.fail("bad number: " + string(text))
+		}
 	}
 	return v, nil
 }
