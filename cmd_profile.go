@@ -166,7 +166,7 @@ func runLive(c *cli.Context, format string, colored bool, filter profile.Filter)
 	if err := needRoot("profile --live"); err != nil {
 		return err
 	}
-	ls, err := openSession(c, cfg, method, duration)
+	ls, err := openSession(c, cfg, method, duration, findRuntimeTree(c))
 	if err != nil {
 		return err
 	}
@@ -192,8 +192,8 @@ func runLive(c *cli.Context, format string, colored bool, filter profile.Filter)
 		}
 		p, unattributed := live.Snapshot(entries, ls.rec.Wall, filter)
 		// What the session lost so far: the profile says whether it is whole.
-		if st, err := ls.sess.Stats(); err == nil {
-			p.Session(ls.attached.UTC(), time.Now().UTC(), st.Lost+st.LostProcess+ls.rec.Unjoined)
+		if st, err := ls.stats(); err == nil {
+			p.Session(ls.attached.UTC(), time.Now().UTC(), recordsLost(st))
 		}
 		if !final {
 			fmt.Fprintf(c.App.Writer, "--- %s\n", time.Now().UTC().Format(time.RFC3339))
@@ -226,11 +226,10 @@ func runLive(c *cli.Context, format string, colored bool, filter profile.Filter)
 	if err := print(true); err != nil {
 		return err
 	}
-	st, err := ls.sess.Stats()
+	st, err := ls.stats()
 	if err != nil {
 		return err
 	}
-	st.Lost += ls.rec.Unjoined
 	fmt.Fprintln(c.App.ErrWriter, liveSummary(st))
 	return nil
 }

@@ -78,8 +78,6 @@ type recordStats struct {
 	unremembered, evicted uint64
 	// other are the lines written that are no check: process_exec, the summary.
 	other uint64
-	// started is when the session began recording.
-	started time.Time
 }
 
 // emitExec handles a program's exec: in a container the pod filters keep, it is
@@ -94,7 +92,7 @@ func emitExec(ch *recorder.Check, plan *recordPlan, prof *profile.Profile, w out
 	}
 	ch.Start = ch.StartOf(attached)
 	if prof != nil {
-		prof.Seen(profile.FromCheck(ch), ch.Start)
+		prof.Add(profile.FromCheck(ch)) // a container seen, and maybe its start
 	}
 	if plan.format != output.FormatJSON {
 		return nil
@@ -124,6 +122,9 @@ func runRecord(c *cli.Context) error {
 	if err := needRoot("record"); err != nil {
 		return err
 	}
+	// Where the runtime marks start; its pids also tell the pod filter which
+	// cgroups are pod sandboxes.
+	tree := findRuntimeTree(c)
 	// Pod filters cannot work without the runtime: ask it first. Otherwise after
 	// attaching, so that an attach error stands alone on stderr.
 	var cri *enrich.CRI
@@ -140,9 +141,9 @@ func runRecord(c *cli.Context) error {
 			return fmt.Errorf("pod filters need the container runtime: %w", err)
 		}
 		plan.cfg.CgroupSet = enrich.InitialSet(plan.pods, infos)
-		plan.cfg.CgroupWatermark = enrich.InitialWatermark(infos, cri.RuntimePIDs(context.Background()))
+		plan.cfg.CgroupWatermark = enrich.InitialWatermark(infos, tree.pids)
 	}
-	ls, err := openSession(c, plan.cfg, plan.method, plan.duration)
+	ls, err := openSession(c, plan.cfg, plan.method, plan.duration, tree)
 	if err != nil {
 		return err
 	}
@@ -324,13 +325,12 @@ func record(c *cli.Context, plan *recordPlan, ls *session, enricher *enrich.Enri
 		}
 		return nil
 	}
-	st.started = time.Now()
 	runErr := ls.rec.Run(ls.ctx, queue.Push, idle)
 	if runErr == nil {
 		runErr = queue.Flush(true)
 	}
 	if j, ok := w.(*output.JSON); ok && runErr == nil {
-		if runErr = writeSummaryLine(j, ls, st.started); runErr == nil {
+		if runErr = writeSummaryLine(j, ls); runErr == nil {
 			st.other++
 		}
 	}
@@ -344,13 +344,12 @@ func record(c *cli.Context, plan *recordPlan, ls *session, enricher *enrich.Enri
 
 // writeSummaryLine ends a JSON stream with what the session says of itself:
 // its window and what it lost, so that a profile of it knows its coverage.
-func writeSummaryLine(j *output.JSON, ls *session, started time.Time) error {
-	k, err := ls.sess.Stats()
+func writeSummaryLine(j *output.JSON, ls *session) error {
+	k, err := ls.stats()
 	if err != nil {
 		return err
 	}
-	return j.WriteSummary(output.Summary{Start: started.UTC(), End: time.Now().UTC(), Seen: k.Seen,
-		Lost: k.Lost + ls.rec.Unjoined + k.LostProcess})
+	return j.WriteSummary(output.Summary{Start: ls.attached.UTC(), End: time.Now().UTC(), Seen: k.Seen, Lost: recordsLost(k)})
 }
 
 // finishOutput detaches (nothing more comes from the kernel), then gives the
@@ -388,11 +387,10 @@ func finishOutput(ls *session, out *output.Async, st *recordStats, runErr error)
 
 // report prints the summary line and, with --summary, the session's profile, on stderr.
 func report(c *cli.Context, ls *session, st recordStats, prof *profile.Profile) error {
-	kstats, err := ls.sess.Stats()
+	kstats, err := ls.stats()
 	if err != nil {
 		return err
 	}
-	kstats.Lost += ls.rec.Unjoined // their context was not known here: never shown with another's
 	fmt.Fprintln(c.App.ErrWriter, summaryLine(kstats, st))
 	if kstats.WalkMismatch > 0 {
 		if fast, slow, err := ls.sess.WalkMismatch(); err == nil {
@@ -402,7 +400,7 @@ func report(c *cli.Context, ls *session, st recordStats, prof *profile.Profile) 
 	if prof == nil {
 		return nil
 	}
-	prof.Session(st.started.UTC(), time.Now().UTC(), kstats.Lost+kstats.LostProcess)
+	prof.Session(ls.attached.UTC(), time.Now().UTC(), recordsLost(kstats))
 	fmt.Fprintln(c.App.ErrWriter)
 	stderrColor, _ := output.UseColor(c.String("color"), isatty.IsTerminal(os.Stderr.Fd()), os.Getenv("NO_COLOR") != "")
 	return profile.WriteTable(c.App.ErrWriter, prof, stderrColor)
@@ -583,6 +581,18 @@ type session struct {
 	attached time.Time
 }
 
+// stats are the kernel's counts, the checks user space could not join to
+// their context counted as lost: they are never shown with another's.
+func (s *session) stats() (bpf.Stats, error) {
+	k, err := s.sess.Stats()
+	k.Lost += s.rec.Unjoined
+	return k, err
+}
+
+// recordsLost are the records a session lost, checks and process records: a
+// profile of it is partial.
+func recordsLost(k bpf.Stats) uint64 { return k.Lost + k.LostProcess }
+
 func (s *session) close() {
 	for i := len(s.cleanup) - 1; i >= 0; i-- {
 		s.cleanup[i]()
@@ -591,7 +601,7 @@ func (s *session) close() {
 
 // openSession handles signals and --duration, loads and attaches the
 // programs, scans /proc, and writes --ready-file.
-func openSession(c *cli.Context, cfg bpf.Config, method bpf.Method, duration time.Duration) (_ *session, err error) {
+func openSession(c *cli.Context, cfg bpf.Config, method bpf.Method, duration time.Duration, tree runtimeTree) (_ *session, err error) {
 	s := &session{}
 	defer func() {
 		if err != nil {
@@ -621,7 +631,7 @@ func openSession(c *cli.Context, cfg bpf.Config, method bpf.Method, duration tim
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("lifting RLIMIT_MEMLOCK for BPF maps: %w", err)
 	}
-	runtimePaths, symbols, err := classifyChecks(c, &cfg)
+	runtimePaths, symbols, err := classifyChecks(c, &cfg, tree)
 	if err != nil {
 		return nil, err
 	}
@@ -653,8 +663,8 @@ var runtimeBinaryFlag = &cli.StringSliceFlag{Name: "runtime-binary", Usage: "a c
 // nothing is hidden that cannot be classified.
 // It returns the runtime binaries' paths (by the kernel's mark less one) and
 // what gives the kernel's symbols once they are read (nil without call sites).
-func classifyChecks(c *cli.Context, cfg *bpf.Config) (runtimePaths []string, symbols func() *callsite.Table, err error) {
-	servers, pids := runtimeServers(c)
+func classifyChecks(c *cli.Context, cfg *bpf.Config, tree runtimeTree) (runtimePaths []string, symbols func() *callsite.Table, err error) {
+	servers := tree.servers
 	bins, err := runtimes.Find(c.StringSlice("runtime-binary"), servers...)
 	if err != nil {
 		return nil, nil, err
@@ -664,7 +674,7 @@ func classifyChecks(c *cli.Context, cfg *bpf.Config) (runtimePaths []string, sym
 		cfg.RuntimeExes[bpf.ExeKey{Ino: b.Ino, Dev: b.Dev}] = uint8(i + 1)
 		cfg.RuntimeSizes[uint32(i+1)] = uint64(b.Size)
 	}
-	cfg.RuntimeTgids = runtimes.Marks(bins, servers, pids)
+	cfg.RuntimeTgids = runtimes.Marks(bins, servers, tree.pids)
 	if os.Getenv("CAPSREC_DEBUG_RUNTIME") != "" {
 		fmt.Fprintf(c.App.ErrWriter, "capsrec: runtime servers %+v, binaries %+v, %d marked now %v\n", servers, bins, len(cfg.RuntimeTgids), cfg.RuntimeTgids)
 	}
@@ -716,11 +726,17 @@ func runtimeEndpoints(c *cli.Context) (endpoints []string, configured bool) {
 	return enrich.DefaultEndpoints, false
 }
 
-// runtimeServers are the runtime servers on the configured or default sockets
-// that answer a CRI call, and the host pids of their containers and pod
-// sandboxes: the runtime marks start there. A socket whose listener does not
+// runtimeTree is where the runtime marks start: the runtime servers on the
+// configured or default sockets that answer a CRI call, and the host pids of
+// their containers and pod sandboxes.
+type runtimeTree struct {
+	servers []runtimes.Server
+	pids    []uint32
+}
+
+// findRuntimeTree asks each socket once. A socket whose listener does not
 // answer CRI gives nothing: whatever listens there is not trusted.
-func runtimeServers(c *cli.Context) (servers []runtimes.Server, pids []uint32) {
+func findRuntimeTree(c *cli.Context) (tree runtimeTree) {
 	endpoints, _ := runtimeEndpoints(c)
 	for _, ep := range endpoints {
 		cri, err := enrich.DialCRI([]string{ep}, 2*time.Second)
@@ -728,12 +744,12 @@ func runtimeServers(c *cli.Context) (servers []runtimes.Server, pids []uint32) {
 			continue
 		}
 		if cri.ServerPID > 0 {
-			servers = append(servers, runtimes.NewServer(cri.ServerPID))
-			pids = append(pids, cri.RuntimePIDs(context.Background())...)
+			tree.servers = append(tree.servers, runtimes.NewServer(cri.ServerPID))
+			tree.pids = append(tree.pids, cri.RuntimePIDs(context.Background())...)
 		}
 		cri.Close()
 	}
-	return servers, pids
+	return tree
 }
 
 // dialRuntime connects to --runtime-endpoint, or to the first default that
