@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -159,10 +160,15 @@ func SpecCgroupPath(p string) string {
 	return path + "/" + name + ".scope"
 }
 
-// cgroup2Root is where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or .../unified when hybrid).
-// The last mount wins: in a node pod the host's hierarchy is mounted over the
-// container's own (whose root is the container's cgroup, on v1 and v2 alike).
-func cgroup2Root() (string, error) {
+// cgroup2Root is where the cgroup v2 hierarchy is mounted, read once: the pod
+// watcher asks each second, for every container, and mounts stay put.
+var cgroup2Root = sync.OnceValues(readCgroup2Root)
+
+// readCgroup2Root finds where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup,
+// or .../unified when hybrid). The last mount wins: in a node pod the host's
+// hierarchy is mounted over the container's own (whose root is the container's
+// cgroup, on v1 and v2 alike).
+func readCgroup2Root() (string, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return "", err

@@ -47,11 +47,8 @@ func NewPodWatcher(e *Enricher, f *PodFilter, add, watermark func(id uint64) err
 // InitialSet is the kernel's set at attach: the matching containers' cgroups.
 // Its watermark is InitialWatermark.
 func InitialSet(f *PodFilter, infos []*Info) (listed []uint64) {
-	for _, in := range infos {
-		if in.HostPID == 0 || !f.Kernel(in.Container) {
-			continue
-		}
-		if id, err := in.CgroupID(); err == nil {
+	for id, in := range cgroupsOf(infos) {
+		if f.Kernel(in.Container) {
 			listed = append(listed, id)
 		}
 	}
@@ -63,27 +60,28 @@ func InitialSet(f *PodFilter, infos []*Info) (listed []uint64) {
 // it was listed), else the highest cgroup id. Described are the running
 // containers of infos and the cgroups of pids (RuntimePIDs: pod sandboxes too).
 func InitialWatermark(infos []*Info, pids []uint32) uint64 {
-	described := describedBy(infos)
+	described := cgroupsOf(infos)
 	for _, pid := range pids {
 		if id, err := cgroupOfPID(pid); err == nil {
-			described[id] = true
+			described[id] = nil
 		}
 	}
 	w := &PodWatcher{undescribed: map[uint64]time.Time{}}
 	return w.decided(described, time.Now())
 }
 
-func describedBy(infos []*Info) map[uint64]bool {
-	described := map[uint64]bool{}
+// cgroupsOf are the cgroups of the running containers of infos, by id.
+func cgroupsOf(infos []*Info) map[uint64]*Info {
+	byID := map[uint64]*Info{}
 	for _, in := range infos {
 		if in.HostPID == 0 {
 			continue
 		}
 		if id, err := in.CgroupID(); err == nil {
-			described[id] = true
+			byID[id] = in
 		}
 	}
-	return described
+	return byID
 }
 
 // walkCgroups calls fn with each cgroup's id and path below the cgroup2 root.
@@ -115,16 +113,8 @@ func (w *PodWatcher) Start(listed []uint64, mark uint64) {
 // Add lists the matching containers' cgroups, then, with pod filters, moves
 // the watermark past what is decided.
 func (w *PodWatcher) Add(infos []*Info) {
-	described := map[uint64]bool{}
-	for _, in := range infos {
-		if in.HostPID == 0 {
-			continue
-		}
-		id, err := in.CgroupID()
-		if err != nil {
-			continue
-		}
-		described[id] = true
+	described := cgroupsOf(infos)
+	for id, in := range described {
 		if w.f.Kernel(in.Container) && !w.listed[id] && w.add(id) == nil {
 			w.listed[id] = true
 		}
@@ -136,7 +126,7 @@ func (w *PodWatcher) Add(infos []*Info) {
 
 // advance moves the watermark up to the first cgroup above it still
 // undecided.
-func (w *PodWatcher) advance(described map[uint64]bool) {
+func (w *PodWatcher) advance(described map[uint64]*Info) {
 	if mark := w.decided(described, time.Now()); mark > w.mark && w.watermark(mark) == nil {
 		w.mark = mark
 		for id := range w.undescribed {
@@ -149,14 +139,15 @@ func (w *PodWatcher) advance(described map[uint64]bool) {
 
 // decided is the highest cgroup id below the first one above the watermark
 // still undecided: a container's the runtime has not described (for less than
-// undescribedFor).
-func (w *PodWatcher) decided(described map[uint64]bool, now time.Time) uint64 {
+// undescribedFor). described holds the ids the runtime did describe.
+func (w *PodWatcher) decided(described map[uint64]*Info, now time.Time) uint64 {
 	top, hold := w.mark, uint64(0)
 	walkCgroups(func(id uint64, path string) {
 		if id <= w.mark {
 			return
 		}
-		if _, isContainer := ParseCgroup(path); isContainer && !described[id] && !w.listed[id] {
+		_, isDescribed := described[id]
+		if _, isContainer := ParseCgroup(path); isContainer && !isDescribed && !w.listed[id] {
 			first, seen := w.undescribed[id]
 			if !seen {
 				first = now
