@@ -63,6 +63,9 @@ type nodeRun struct {
 	ended  atomic.Bool
 	err    error
 	stderr strings.Builder // the recorder's stderr, for the report
+	// spool, when set, keeps the node's JSON instead of profiling it as it
+	// comes: the profile is read from it once the pods to profile are known.
+	spool *os.File
 }
 
 func kubectlProfile(c *cli.Context) error {
@@ -155,19 +158,21 @@ func recordFromStart(ctx context.Context, s *pluginSession, w kubeplugin.Workloa
 	c := s.c
 	recCtx, stopRecording := context.WithCancel(ctx)
 	defer stopRecording()
-	runs, spools, wait := startNodes(recCtx, s, w, nodes, save)
+	runs, wait := startNodes(recCtx, s, w, nodes, save, true)
 	defer func() {
 		stopRecording()
 		wait()
-		for _, f := range spools {
-			os.Remove(f.Name())
-			f.Close()
+		for _, r := range runs {
+			if r.spool != nil {
+				os.Remove(r.spool.Name())
+				r.spool.Close()
+			}
 		}
 	}()
 	if err := allReady(ctx, runs); err != nil {
 		return nil, err
 	}
-	var newPods []string
+	var only profile.Filter
 	if c.Bool("restart") {
 		started := time.Now()
 		progress(c, "kubectl capsrec: recording on %d nodes; restarting %s\n", len(runs), w)
@@ -177,11 +182,12 @@ func recordFromStart(ctx context.Context, s *pluginSession, w kubeplugin.Workloa
 		if err := s.client.WaitRollout(ctx, w, started, c.Duration("rollout-timeout")); err != nil {
 			return nil, err
 		}
-		pods, err := s.client.RunningPods(ctx, w)
+		newPods, err := s.client.RunningPods(ctx, w)
 		if err != nil {
 			return nil, err
 		}
-		newPods = pods
+		// The old pods' last checks were recorded too: the profile is of the new pods.
+		only.Pods = newPods
 		progress(c, "kubectl capsrec: rolled out (%s); recording %s more\n", strings.Join(newPods, ", "), c.Duration("duration"))
 	} else {
 		fmt.Fprintf(c.App.ErrWriter, "kubectl capsrec: recording on %d nodes for %s: start %s now\n", len(runs), c.Duration("duration"), w)
@@ -192,19 +198,12 @@ func recordFromStart(ctx context.Context, s *pluginSession, w kubeplugin.Workloa
 	}
 	stopRecording()
 	wait()
-	if newPods != nil {
-		// The old pods' last checks and the new pods' whole lives were recorded:
-		// the profile is of the new pods.
-		for i, r := range runs {
-			if r.err != nil {
-				continue
-			}
-			r.prof = profile.New()
-			if _, err := spools[i].Seek(0, io.SeekStart); err != nil {
-				r.err = err
-				continue
-			}
-			r.err = profile.Read(r.node, spools[i], profile.ReadOptions{Filter: profile.Filter{Pods: newPods}}, r.prof)
+	for _, r := range runs {
+		if r.err != nil {
+			continue
+		}
+		if _, r.err = r.spool.Seek(0, io.SeekStart); r.err == nil {
+			r.err = profile.Read(r.node, r.spool, profile.ReadOptions{Filter: only}, r.prof)
 		}
 	}
 	return runs, nil
@@ -217,35 +216,34 @@ func progress(c *cli.Context, format string, args ...any) {
 	}
 }
 
-// startNodes starts a recorder on each node, each one's JSON also spooled to
-// a file; wait waits for them all to end.
-func startNodes(ctx context.Context, s *pluginSession, w kubeplugin.Workload, nodes map[string]*kubeplugin.NodePods, save *lockedWriter) (runs []*nodeRun, spools []*os.File, wait func()) {
+// startNodes starts a recorder on each node; with spool each one's JSON goes to
+// a file of its own. wait waits for them all to end. Without spool the
+// recorders stop after --duration, if one is given.
+func startNodes(ctx context.Context, s *pluginSession, w kubeplugin.Workload, nodes map[string]*kubeplugin.NodePods, save *lockedWriter, spool bool) (runs []*nodeRun, wait func()) {
 	args := []string{"record", "-o", "json", "--color", "never", "--namespace", w.Namespace, "--selector", w.Selector.String()}
+	if d := s.c.Duration("duration"); d > 0 && !spool {
+		args = append(args, "--duration", d.String())
+	}
 	for node, np := range nodes {
 		runs = append(runs, &nodeRun{node: node, pods: np.Pods, image: np.Image, prof: profile.New()})
 	}
 	slices.SortFunc(runs, func(a, b *nodeRun) int { return strings.Compare(a.node, b.node) })
 	var wg sync.WaitGroup
 	for _, r := range runs {
-		f, err := os.CreateTemp("", "capsrec-spool-*.json")
-		spools = append(spools, f)
-		if err != nil {
-			r.err = err
-			r.ended.Store(true)
-			continue
+		if spool {
+			if r.spool, r.err = os.CreateTemp("", "capsrec-spool-*.json"); r.err != nil {
+				r.ended.Store(true)
+				continue
+			}
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tee := &lockedWriter{w: f}
-			if save != nil {
-				tee = &lockedWriter{w: io.MultiWriter(f, save)}
-			}
-			r.err = recordNode(ctx, s, r, args, tee)
+			r.err = recordNode(ctx, s, r, args, save)
 			r.ended.Store(true)
 		}()
 	}
-	return runs, spools, wg.Wait
+	return runs, wg.Wait
 }
 
 // allReady waits until every recorder is attached; one that failed first is an error.
@@ -274,25 +272,9 @@ func allReady(ctx context.Context, runs []*nodeRun) error {
 // recordNodes runs a recorder on every node at once and reads each one's JSON
 // into its own profile.
 func recordNodes(ctx context.Context, s *pluginSession, w kubeplugin.Workload, nodes map[string]*kubeplugin.NodePods, save *lockedWriter) []*nodeRun {
-	args := []string{"record", "-o", "json", "--color", "never", "--namespace", w.Namespace, "--selector", w.Selector.String()}
-	if d := s.c.Duration("duration"); d > 0 {
-		args = append(args, "--duration", d.String())
-	}
-	var runs []*nodeRun
-	for node, np := range nodes {
-		runs = append(runs, &nodeRun{node: node, pods: np.Pods, image: np.Image, prof: profile.New()})
-	}
-	slices.SortFunc(runs, func(a, b *nodeRun) int { return strings.Compare(a.node, b.node) })
+	runs, wait := startNodes(ctx, s, w, nodes, save, false)
 	stopProgress := showProgress(s.c, runs)
-	var wg sync.WaitGroup
-	for _, r := range runs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.err = recordNode(ctx, s, r, args, save)
-		}()
-	}
-	wg.Wait()
+	wait()
 	stopProgress()
 	return runs
 }
@@ -309,6 +291,11 @@ func recordNode(ctx context.Context, s *pluginSession, r *nodeRun, args []string
 		var src io.Reader = &countingReader{r: pr, lines: &r.checks}
 		if save != nil {
 			src = io.TeeReader(src, &lineWriter{dst: save})
+		}
+		if r.spool != nil {
+			_, err := io.Copy(r.spool, src)
+			read <- err
+			return
 		}
 		err := profile.Read(r.node, src, profile.ReadOptions{}, r.prof)
 		_, _ = io.Copy(io.Discard, pr) // a bad line stops the profile, not the stream
