@@ -83,15 +83,11 @@ func mustLookPath(t *testing.T, name string) string {
 func (e evasion) start(t *testing.T, so, dir string) {
 	t.Helper()
 	env := []string{"LD_PRELOAD=" + so, "EV_CASE=" + e.name, "EV_ACT=" + e.act, "EV_HOW=" + e.how, "EV_DIR=" + dir, "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
-	var cmd *exec.Cmd
-	if e.wrap != "" {
-		cmd = exec.Command("/bin/sh", "-c", fmt.Sprintf(e.wrap, strings.Join(e.run, " ")))
-	} else {
-		cmd = exec.Command(e.run[0], e.run[1:]...)
-		cmd.Env = env
-	}
+	cmd := exec.Command(e.run[0], e.run[1:]...)
+	cmd.Env = env
 	if e.wrap != "" {
 		// The shell must not load the library itself: it is passed to the command only.
+		cmd = exec.Command("/bin/sh", "-c", fmt.Sprintf(e.wrap, strings.Join(e.run, " ")))
 		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "EVIL_ENV=" + strings.Join(env, " ")}
 	}
 	if e.uid != 0 {

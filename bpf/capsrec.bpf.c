@@ -19,7 +19,7 @@ const volatile __u64 cap_mask = ~0ULL; /* bit n set: keep CAP n (caps 0..63) */
 const volatile __u8 verdict_filter = 0; /* 0 all, 1 granted only, 2 denied only */
 const volatile __u8 filter_pids = 0;
 const volatile __u8 filter_comm = 0;
-/* 1: keep the checks of listed cgroups (pods) and of cgroups not known yet; 2: drop listed ones (--host). */
+/* 1: keep the checks of listed cgroups (pods) and of those above cgroup_watermark; 2: drop listed ones (--host). */
 const volatile __u8 filter_cgroups = 0;
 const volatile char comm_filter[TASK_COMM_LEN] = {};
 const volatile __u8 has_task_pt_regs = 0;
@@ -33,11 +33,11 @@ const volatile __u8 opts_bitmask = 1;
 const volatile __u8 hide_classes = 0;
 /* Walk the kernel stack to find and classify each check's call site. */
 const volatile __u8 classify_sites = 0;
+/* Pod filters: every cgroup id up to here is decided (see cgroup_filter). */
+__u64 cgroup_watermark = 0;
 /* The core kernel's text: frames outside it before the first kernel frame are BPF
  * programs and trampolines. Written after load, with the call-site table, so that
  * reading /proc/kallsyms overlaps the verifier's work. */
-/* Pod filters: every cgroup id up to here is decided (see cgroup_filter). */
-__u64 cgroup_watermark = 0;
 __u64 text_start = 0;
 __u64 text_end = 0;
 
@@ -97,7 +97,7 @@ struct {
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 8192);
 	__type(key, __u64);
 	__type(value, __u8);
 } cgroup_filter SEC(".maps");

@@ -300,7 +300,7 @@ func (pc *ProcCache) childExited(tgid uint32) {
 	}
 }
 
-// OnExit starts a process's grace period, and its parent's when it was the last child.
+// OnExit starts a process's grace period; its parent need no longer wait for it.
 func (pc *ProcCache) OnExit(tgid uint32) {
 	p := pc.procs[tgid]
 	if p == nil || p.exited {
