@@ -14,13 +14,13 @@ build: ## build the capsrec binary (no clang needed: the BPF object is committed
 	CGO_ENABLED=0 $(GO) build -o $(BIN) .
 
 generate: ## rebuild the BPF objects (capsrec's, the bench peer's) and Go bindings with clang, and the syscall table
-	$(GO) generate ./bpf ./syscalls ./bench/peer
+	$(GO) generate ./bpf ./internal/syscalls ./bench/peer
 
 test: ## run every test; as root the real-kernel tests run too
 	$(GO) test $(TESTFLAGS) ./...
 
 vmtest: ## boot Debian kernels 5.10 to the newest in qemu and run the privileged tests there
-	bash vmtest/run.sh
+	bash test/vm/run.sh
 
 bench: ## ns added per check on this kernel and, for fexit and kprobe, in qemu; writes BENCHMARKS.md
 	bash bench/run.sh

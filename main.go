@@ -1,32 +1,34 @@
 // Command capsrec records the Linux capability checks of processes, containers
-// and pods, and turns them into capability profiles.
+// and pods, and turns them into capability profiles. Installed as
+// kubectl-capsrec, it is the kubectl plugin.
 package main
 
 import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
+	"path/filepath"
 
 	"github.com/cilium/ebpf"
 	"github.com/urfave/cli/v2"
 
-	"github.com/capsrec/capsrec/textsafe"
+	capsrec "github.com/capsrec/capsrec/cli"
+	"github.com/capsrec/capsrec/cli/kubectl"
+	"github.com/capsrec/capsrec/internal/textsafe"
 )
 
-var version = "dev"
-
 func main() {
-	run, prefix := run, "capsrec: "
-	if isKubectlPlugin(os.Args[0]) {
-		run, prefix = runKubectlPlugin, "kubectl capsrec: "
+	run, prefix := capsrec.Run, "capsrec: "
+	if filepath.Base(os.Args[0]) == kubectl.PluginName {
+		run, prefix = kubectl.Run, "kubectl capsrec: "
 	}
 	if err := run(os.Args); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			fmt.Fprintf(os.Stderr, "%+v\n", ve)
 		}
-		if msg := oneLine(err); msg != "" {
+		// A verifier log goes above, in full; the error itself on one line.
+		if msg := textsafe.OneLine(err.Error()); msg != "" {
 			fmt.Fprintln(os.Stderr, prefix+textsafe.Visible(msg))
 		}
 		code := 1
@@ -36,178 +38,4 @@ func main() {
 		}
 		os.Exit(code)
 	}
-}
-
-// oneLine keeps an error to one line: a verifier log goes above it, in full.
-func oneLine(err error) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
-}
-
-// hoistGlobalFlags moves global flags found after the subcommand to before it
-// (capsrec record -r SOCK, as kubectl and crictl users write it): urfave/cli
-// knows them only there. globals are the app's own flags.
-func hoistGlobalFlags(args []string, commands []*cli.Command, globals []cli.Flag) []string {
-	takesValue := flagValues(globals)
-	isGlobal := func(a string) (name string, value, ok bool) {
-		name, _, hasValue := strings.Cut(a, "=")
-		v, ok := takesValue[name]
-		return name, v && !hasValue, ok
-	}
-	sub := -1
-	for i := 1; i < len(args) && sub < 0; i++ {
-		for _, c := range commands {
-			if args[i] == c.Name {
-				sub = i
-			}
-		}
-		if _, value, ok := isGlobal(args[i]); ok && value {
-			i++ // a global flag before the subcommand: skip its value
-		}
-	}
-	if sub < 0 {
-		return args
-	}
-	var hoisted, rest []string
-	for i := sub + 1; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			rest = append(rest, args[i:]...)
-			break
-		}
-		_, value, ok := isGlobal(a)
-		if !ok {
-			rest = append(rest, a)
-			continue
-		}
-		hoisted = append(hoisted, a)
-		if value && i+1 < len(args) {
-			hoisted = append(hoisted, args[i+1])
-			i++
-		}
-	}
-	out := append([]string{}, args[:sub]...)
-	out = append(out, hoisted...)
-	out = append(out, args[sub])
-	return append(out, rest...)
-}
-
-// flagValues maps each flag's spellings ("-r", "--btf") to whether a value follows it.
-func flagValues(flags []cli.Flag) map[string]bool {
-	takesValue := map[string]bool{}
-	for _, f := range flags {
-		value := true
-		if d, ok := f.(cli.DocGenerationFlag); ok {
-			value = d.TakesValue()
-		}
-		for _, n := range f.Names() {
-			if len(n) == 1 {
-				takesValue["-"+n] = value
-			} else {
-				takesValue["--"+n] = value
-			}
-		}
-	}
-	return takesValue
-}
-
-// flagsFirst moves a subcommand's arguments after its flags, as kubectl takes
-// them (kubectl capsrec record xwing -o json): urfave/cli stops reading flags
-// at the first argument.
-func flagsFirst(args []string, commands []*cli.Command) []string {
-	if len(args) < 2 {
-		return args
-	}
-	var cmd *cli.Command
-	for _, c := range commands {
-		if c.HasName(args[1]) {
-			cmd = c
-		}
-	}
-	if cmd == nil {
-		return args
-	}
-	takesValue := flagValues(cmd.Flags)
-	flags, positional := []string{}, []string{}
-	for i := 2; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "--":
-			positional = append(positional, args[i+1:]...)
-			i = len(args)
-		case strings.HasPrefix(a, "-") && a != "-":
-			flags = append(flags, a)
-			name, _, hasValue := strings.Cut(a, "=")
-			if takesValue[name] && !hasValue && i+1 < len(args) {
-				flags = append(flags, args[i+1])
-				i++
-			}
-		default:
-			positional = append(positional, a)
-		}
-	}
-	out := append(append([]string{}, args[:2]...), flags...)
-	if len(positional) > 0 {
-		out = append(append(out, "--"), positional...)
-	}
-	return out
-}
-
-func run(args []string) error {
-	commands := []*cli.Command{recordCommand, profileCommand, capsCommand, doctorCommand}
-	app := &cli.App{
-		Name:    "capsrec",
-		Usage:   "record Linux capability checks of processes, containers and pods, and profile them",
-		Version: version,
-		Flags: []cli.Flag{
-			&cli.StringFlag{
-				Name:    "node-name",
-				Usage:   "node name in JSON events and exec IDs (Tetragon's node_name)",
-				EnvVars: []string{"NODE_NAME"},
-			},
-			&cli.StringFlag{
-				Name:    "runtime-endpoint",
-				Aliases: []string{"r"},
-				Usage:   "the container runtime's CRI socket (default: containerd's, then CRI-O's)",
-				EnvVars: []string{"CONTAINER_RUNTIME_ENDPOINT"},
-			},
-			&cli.StringFlag{
-				Name:    "btf",
-				Usage:   "kernel BTF file for kernels without /sys/kernel/btf/vmlinux (as BTFHub provides)",
-				EnvVars: []string{"CAPSREC_BTF"},
-			},
-		},
-		Commands:             commands,
-		HideHelpCommand:      true,
-		EnableBashCompletion: true,
-		// Errors are printed once, by main, on one line.
-		ExitErrHandler: func(*cli.Context, error) {},
-		OnUsageError:   usageError,
-	}
-	usageErrorsOnOneLine(commands)
-	return app.Run(hoistGlobalFlags(args, commands, app.Flags))
-}
-
-// usageError is a flag or argument error: one line, never the whole usage.
-func usageError(_ *cli.Context, err error, _ bool) error {
-	return fmt.Errorf("%w (see --help)", err)
-}
-
-// usageErrorsOnOneLine gives every command usageError: urfave/cli prints a
-// command's usage for a bad flag unless the command says otherwise.
-func usageErrorsOnOneLine(commands []*cli.Command) {
-	for _, c := range commands {
-		c.OnUsageError = usageError
-		usageErrorsOnOneLine(c.Subcommands)
-	}
-}
-
-func nodeName(c *cli.Context) string {
-	if n := c.String("node-name"); n != "" {
-		return n
-	}
-	n, err := os.Hostname()
-	if err != nil {
-		return "localhost"
-	}
-	return n
 }

@@ -31,7 +31,7 @@ import (
 	"github.com/capsrec/capsrec/internal/bpfstats"
 	"github.com/capsrec/capsrec/output"
 	"github.com/capsrec/capsrec/recorder"
-	"github.com/capsrec/capsrec/ring"
+	"github.com/capsrec/capsrec/recorder/ring"
 )
 
 func main() {

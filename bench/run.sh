@@ -15,11 +15,11 @@ git worktree add -q --detach "$out/before-src" "$before_rev"
 git worktree remove --force "$out/before-src"
 go run ./bench -rounds 3 -before "$out/capsrec-before" -before-name "before ($before_rev)" -write "$out/host.md"
 # Pod filtering against a real containerd, and CRI lookups of a cold cache.
-go test -count=1 -run XXX -bench 'PodFilter' -benchtime 1x . >"$out/pods.txt"
-go test -count=1 -run XXX -bench 'CRILookup' -benchtime 200x . >>"$out/pods.txt"
+go test -count=1 -run XXX -bench 'PodFilter' -benchtime 1x ./test/e2e >"$out/pods.txt"
+go test -count=1 -run XXX -bench 'CRILookup' -benchtime 200x ./test/e2e >>"$out/pods.txt"
 # RSS through process churn (issue 17): flat, whatever has run.
 go run ./bench -soak "${BENCH_SOAK:-30m}" -write "$out/soak.md" >/dev/null
-VMTEST_BENCH=1 VMTEST_KERNELS="${BENCH_KERNELS:-5.10 6.12}" bash vmtest/run.sh >"$out/vm.log"
+VMTEST_BENCH=1 VMTEST_KERNELS="${BENCH_KERNELS:-5.10 6.12}" bash test/vm/run.sh >"$out/vm.log"
 {
 	echo "# Benchmarks"
 	echo

@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/capsrec/capsrec/bpf"
-	"github.com/capsrec/capsrec/caps"
+	"github.com/capsrec/capsrec/internal/caps"
 	"github.com/capsrec/capsrec/recorder"
 )
 

@@ -19,6 +19,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/utils/ptr"
+
+	"github.com/capsrec/capsrec/internal/nodepod"
+	"github.com/capsrec/capsrec/internal/textsafe"
 )
 
 // Labels every node pod carries: `kubectl get pods -A -l app.kubernetes.io/name=capsrec` finds them.
@@ -74,7 +77,7 @@ func (s NodePodSpec) securityContext() *corev1.SecurityContext {
 var passedEnv = []string{"CAPSREC_VERIFY_CALL_SITES", "CAPSREC_DEBUG_WALK"}
 
 func (s NodePodSpec) env() []corev1.EnvVar {
-	env := []corev1.EnvVar{{Name: "CAPSREC_NODE_POD", Value: "1"}, {Name: "NODE_NAME", Value: s.Node}}
+	env := []corev1.EnvVar{{Name: nodepod.Env, Value: "1"}, {Name: "NODE_NAME", Value: s.Node}}
 	for _, k := range passedEnv {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, corev1.EnvVar{Name: k, Value: v})
@@ -208,17 +211,17 @@ func podFailed(p *corev1.Pod, s NodePodSpec) error {
 		if w := st.State.Waiting; w != nil {
 			switch w.Reason {
 			case "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName":
-				return fmt.Errorf("node %s cannot pull image %s (%s: %s): push it to a registry the node reaches, import it on the node (ctr -n k8s.io images import), or pass another --image", s.Node, s.Image, w.Reason, oneLine(w.Message))
+				return fmt.Errorf("node %s cannot pull image %s (%s: %s): push it to a registry the node reaches, import it on the node (ctr -n k8s.io images import), or pass another --image", s.Node, s.Image, w.Reason, textsafe.OneLine(w.Message))
 			case "CreateContainerError", "CreateContainerConfigError", "RunContainerError":
-				return fmt.Errorf("node %s cannot start the recorder container (%s: %s)", s.Node, w.Reason, oneLine(w.Message))
+				return fmt.Errorf("node %s cannot start the recorder container (%s: %s)", s.Node, w.Reason, textsafe.OneLine(w.Message))
 			}
 		}
 		if t := st.State.Terminated; t != nil {
-			return fmt.Errorf("the recorder on node %s exited at start (%s, code %d): %s", s.Node, t.Reason, t.ExitCode, oneLine(t.Message))
+			return fmt.Errorf("the recorder on node %s exited at start (%s, code %d): %s", s.Node, t.Reason, t.ExitCode, textsafe.OneLine(t.Message))
 		}
 	}
 	if p.Status.Phase == corev1.PodFailed {
-		return fmt.Errorf("the recorder pod on node %s failed: %s %s", s.Node, p.Status.Reason, oneLine(p.Status.Message))
+		return fmt.Errorf("the recorder pod on node %s failed: %s %s", s.Node, p.Status.Reason, textsafe.OneLine(p.Status.Message))
 	}
 	return nil
 }
@@ -234,7 +237,7 @@ func (np *NodePod) jobFailed(ctx context.Context) error {
 	}
 	for _, e := range evs.Items {
 		if e.Reason == "FailedCreate" {
-			return fmt.Errorf("the recorder pod on node %s was refused: %s (--node-pod-namespace must admit a hostPID pod with the BPF capabilities and as many pods)", np.spec.Node, oneLine(e.Message))
+			return fmt.Errorf("the recorder pod on node %s was refused: %s (--node-pod-namespace must admit a hostPID pod with the BPF capabilities and as many pods)", np.spec.Node, textsafe.OneLine(e.Message))
 		}
 	}
 	return nil
@@ -251,12 +254,12 @@ func (np *NodePod) lastState(ctx context.Context) string {
 	}
 	for _, st := range p.Status.ContainerStatuses {
 		if w := st.State.Waiting; w != nil {
-			return fmt.Sprintf(": it waits in %s %s", w.Reason, oneLine(w.Message))
+			return fmt.Sprintf(": it waits in %s %s", w.Reason, textsafe.OneLine(w.Message))
 		}
 	}
 	for _, cond := range p.Status.Conditions {
 		if cond.Status != corev1.ConditionTrue && cond.Message != "" {
-			return fmt.Sprintf(": %s %s", cond.Reason, oneLine(cond.Message))
+			return fmt.Sprintf(": %s %s", cond.Reason, textsafe.OneLine(cond.Message))
 		}
 	}
 	return fmt.Sprintf(": it is %s", p.Status.Phase)
@@ -281,7 +284,7 @@ func (np *NodePod) CopyBinary(ctx context.Context, bin io.Reader) error {
 	err := np.stream(ctx, "exec", &corev1.PodExecOptions{Container: containerName, Command: []string{"sh", "-c", script}, Stdin: true, Stderr: true},
 		remotecommand.StreamOptions{Stdin: bin, Stderr: &stderr})
 	if err != nil {
-		return fmt.Errorf("copying capsrec into the recorder pod on node %s (image %s needs sh, cat, chmod, mv and sleep; or pass --image): %w %s", np.spec.Node, np.spec.Image, err, oneLine(stderr.String()))
+		return fmt.Errorf("copying capsrec into the recorder pod on node %s (image %s needs sh, cat, chmod, mv and sleep; or pass --image): %w %s", np.spec.Node, np.spec.Image, err, textsafe.OneLine(stderr.String()))
 	}
 	return nil
 }
@@ -289,9 +292,8 @@ func (np *NodePod) CopyBinary(ctx context.Context, bin io.Reader) error {
 // Attach starts the recorder and streams its stdout and stderr until it ends.
 // Closing stdin (the caller's pipe) stops it as Ctrl-C stops a local record.
 func (np *NodePod) Attach(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
-	start := io.MultiReader(strings.NewReader("start\n"), stdin)
 	return np.stream(ctx, "attach", &corev1.PodAttachOptions{Container: containerName, Stdin: true, Stdout: true, Stderr: true},
-		remotecommand.StreamOptions{Stdin: start, Stdout: stdout, Stderr: stderr})
+		remotecommand.StreamOptions{Stdin: nodepod.Start(stdin), Stdout: stdout, Stderr: stderr})
 }
 
 func (np *NodePod) stream(ctx context.Context, sub string, opts runtime.Object, so remotecommand.StreamOptions) error {
@@ -312,5 +314,3 @@ func (np *NodePod) stream(ctx context.Context, sub string, opts runtime.Object, 
 	}
 	return np.c.Explain(ex.StreamWithContext(ctx, so), sub+" to pod "+np.Pod)
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
+
+	"github.com/capsrec/capsrec/internal/textsafe"
 )
 
 // Restartable tells whether --restart can restart w: what kubectl rollout
@@ -320,7 +322,7 @@ func (c *Client) warnings(ctx context.Context, w Workload, since time.Time) stri
 			last = e.EventTime.Time
 		}
 		if ours[e.InvolvedObject.Name] && !last.Before(since.Add(-time.Second)) {
-			lines = append(lines, fmt.Sprintf("pod %s: %s: %s", e.InvolvedObject.Name, e.Reason, oneLine(e.Message)))
+			lines = append(lines, fmt.Sprintf("pod %s: %s: %s", e.InvolvedObject.Name, e.Reason, textsafe.OneLine(e.Message)))
 		}
 	}
 	if len(lines) == 0 {

@@ -7,10 +7,10 @@ import (
 
 	"github.com/fatih/color"
 
-	"github.com/capsrec/capsrec/caps"
+	"github.com/capsrec/capsrec/internal/caps"
+	"github.com/capsrec/capsrec/internal/syscalls"
+	"github.com/capsrec/capsrec/internal/textsafe"
 	"github.com/capsrec/capsrec/recorder"
-	"github.com/capsrec/capsrec/syscalls"
-	"github.com/capsrec/capsrec/textsafe"
 )
 
 // Compact writes one line per check: time, source, binary[pid], uid,

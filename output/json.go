@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/capsrec/capsrec/bpf"
-	"github.com/capsrec/capsrec/caps"
+	"github.com/capsrec/capsrec/internal/caps"
+	"github.com/capsrec/capsrec/internal/syscalls"
 	"github.com/capsrec/capsrec/recorder"
-	"github.com/capsrec/capsrec/syscalls"
 )
 
 // PolicyName is what capsrec puts in Tetragon's policy_name.

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/capsrec/capsrec/caps"
+	"github.com/capsrec/capsrec/internal/caps"
 	"github.com/capsrec/capsrec/recorder"
 )
 

@@ -10,8 +10,8 @@ import (
 
 	"github.com/fatih/color"
 
-	"github.com/capsrec/capsrec/caps"
-	"github.com/capsrec/capsrec/textsafe"
+	"github.com/capsrec/capsrec/internal/caps"
+	"github.com/capsrec/capsrec/internal/textsafe"
 )
 
 // Formats of capsrec profile's -o.

@@ -6,8 +6,8 @@ import (
 
 	"github.com/capsrec/capsrec/bpf"
 	"github.com/capsrec/capsrec/filter"
+	"github.com/capsrec/capsrec/internal/syscalls"
 	"github.com/capsrec/capsrec/recorder"
-	"github.com/capsrec/capsrec/syscalls"
 )
 
 // fromRecorderClass maps recorder's classes, which start at need, onto these.

@@ -1,7 +1,7 @@
 package profile
 
 import (
-	"github.com/capsrec/capsrec/boundedfile"
+	"github.com/capsrec/capsrec/internal/boundedfile"
 
 	"fmt"
 	"regexp"
@@ -10,7 +10,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/capsrec/capsrec/caps"
+	"github.com/capsrec/capsrec/internal/caps"
 )
 
 type manifestContainer struct {

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/capsrec/capsrec/textsafe"
+	"github.com/capsrec/capsrec/internal/textsafe"
 )
 
 // PatchTarget is a workload as the API names it, and which of its containers

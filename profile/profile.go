@@ -9,7 +9,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/capsrec/capsrec/caps"
+	"github.com/capsrec/capsrec/internal/caps"
 )
 
 // Audit is what is known of whether the kernel audited a check; it matters

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/capsrec/capsrec/boundedfile"
+	"github.com/capsrec/capsrec/internal/boundedfile"
 )
 
 // ReadOptions tune reading JSON lines.

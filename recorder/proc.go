@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/capsrec/capsrec/bpf"
-	"github.com/capsrec/capsrec/runtimes"
+	"github.com/capsrec/capsrec/internal/runtimes"
 )
 
 // Process is what capsrec knows of a process (a thread group), kept from its

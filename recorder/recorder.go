@@ -8,8 +8,8 @@ import (
 	"unsafe"
 
 	"github.com/capsrec/capsrec/bpf"
-	"github.com/capsrec/capsrec/callsite"
-	"github.com/capsrec/capsrec/ring"
+	"github.com/capsrec/capsrec/internal/callsite"
+	"github.com/capsrec/capsrec/recorder/ring"
 )
 
 // Options tune a Recorder.

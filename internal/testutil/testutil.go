@@ -69,10 +69,8 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "capsrec")
-		_, file, _, _ := runtime.Caller(0)
-		root := filepath.Join(filepath.Dir(file), "..", "..")
 		cmd := exec.Command("go", "build", "-o", binPath, ".")
-		cmd.Dir = root
+		cmd.Dir = Root()
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -82,6 +80,21 @@ func Binary(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return binPath
+}
+
+// Root is the repository's top folder: $CAPSREC_ROOT, else this source file's
+// repository when it is at hand, else the working directory (a test binary
+// copied into a qemu guest, with testdata beside it).
+func Root() string {
+	if r := os.Getenv("CAPSREC_ROOT"); r != "" {
+		return r
+	}
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+		return root
+	}
+	return "."
 }
 
 // Session is a running `capsrec record`.

@@ -1,0 +1,26 @@
+package cli
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/capsrec/capsrec/internal/caps"
+)
+
+var capsCommand = &cli.Command{
+	Name:  "caps",
+	Usage: "list every Linux capability: number, name and what it allows",
+	Action: func(c *cli.Context) error {
+		if c.NArg() > 0 {
+			return fmt.Errorf("caps takes no arguments, got %q", c.Args().First())
+		}
+		w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "VALUE\tNAME\tALLOWS")
+		for _, cp := range caps.All {
+			fmt.Fprintf(w, "%d\t%s\t%s\n", cp.Value, cp.Name, cp.Meaning)
+		}
+		return w.Flush()
+	},
+}

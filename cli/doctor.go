@@ -1,0 +1,100 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/internal/textsafe"
+)
+
+var doctorCommand = &cli.Command{
+	Name:  "doctor",
+	Usage: "say what this machine supports: kernel, BTF, privileges and which attach methods really work",
+	Action: func(c *cli.Context) error {
+		if c.NArg() > 0 {
+			return fmt.Errorf("doctor takes no arguments, got %q", c.Args().First())
+		}
+		w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+		defer w.Flush()
+		var uts unix.Utsname
+		_ = unix.Uname(&uts)
+		fmt.Fprintf(w, "kernel\t%s\n", unix.ByteSliceToString(uts.Release[:]))
+
+		var cfg bpf.Config
+		if err := loadBTFFlag(c, &cfg); err != nil {
+			fmt.Fprintf(w, "btf\tfails: %v\n", err)
+			return cli.Exit("", 1)
+		}
+		kernel, err := bpf.KernelSpec(cfg)
+		switch {
+		case err != nil:
+			fmt.Fprintf(w, "btf\tmissing: %v\n", err)
+		case cfg.KernelBTF != nil:
+			fmt.Fprintf(w, "btf\t%s (--btf)\n", c.String("btf"))
+		default:
+			fmt.Fprintf(w, "btf\t/sys/kernel/btf/vmlinux\n")
+		}
+		if kernel != nil {
+			fmt.Fprintf(w, "cap_capable opts\t%s\n", optsText(bpf.CapCapableOpts(kernel)))
+		}
+		if cri, err := dialRuntime(c, false); err != nil {
+			fmt.Fprintf(w, "container runtime\tnone: %s\n", textsafe.OneLine(err.Error()))
+		} else {
+			fmt.Fprintf(w, "container runtime\t%s %s at %s\n", cri.RuntimeName, cri.RuntimeVersion, cri.Endpoint)
+			cri.Close()
+		}
+		if err := needRoot("doctor"); err != nil {
+			fmt.Fprintf(w, "privileges\tnot root: attach methods cannot be tested\n")
+			return cli.Exit("", 1)
+		}
+		fmt.Fprintf(w, "privileges\troot\n")
+		if err := rlimit.RemoveMemlock(); err != nil {
+			fmt.Fprintf(w, "memlock\tfails: %v\n", err)
+		}
+		if err != nil {
+			return cli.Exit("", 1)
+		}
+		cfg.SelfTgid = uint32(os.Getpid())
+		works := 0
+		for _, m := range bpf.Methods {
+			if err := bpf.Check(cfg, m); err != nil {
+				var ue *bpf.UnavailableError
+				if errors.As(err, &ue) {
+					fmt.Fprintf(w, "attach %s\tfails: %s\n", m, ue.Reason)
+					continue
+				}
+				fmt.Fprintf(w, "attach %s\tfails: %s\n", m, textsafe.OneLine(err.Error()))
+				continue
+			}
+			works++
+			fmt.Fprintf(w, "attach %s\tworks\n", m)
+		}
+		cfg.TrackProcesses = true
+		if err := bpf.Check(cfg, bpf.MethodAuto); err != nil {
+			fmt.Fprintf(w, "process tracking\tfails: %s\n", textsafe.OneLine(err.Error()))
+		} else {
+			fmt.Fprintf(w, "process tracking\tworks (sched_process_exec/fork/exit)\n")
+		}
+		if works == 0 {
+			return cli.Exit("", 1)
+		}
+		return nil
+	},
+}
+
+func optsText(k bpf.OptsKind) string {
+	switch k {
+	case bpf.OptsBitmask:
+		return "bitmask (CAP_OPT_NOAUDIT, CAP_OPT_INSETID)"
+	case bpf.OptsAuditInt:
+		return "audit int (before 5.1)"
+	}
+	return "unknown"
+}

@@ -1,0 +1,249 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/urfave/cli/v2"
+
+	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/enrich"
+	"github.com/capsrec/capsrec/internal/readyfile"
+	"github.com/capsrec/capsrec/internal/textsafe"
+	"github.com/capsrec/capsrec/output"
+	"github.com/capsrec/capsrec/profile"
+	"github.com/capsrec/capsrec/recorder"
+)
+
+var profileCommand = &cli.Command{
+	Name:  "profile",
+	Usage: "turn recorded checks (capsrec or Tetragon JSON lines) into the capabilities each container needs",
+	UsageText: `capsrec profile [flags] [FILE ...|-]
+
+   sudo capsrec record -o json --duration 10m > node1.json
+   capsrec profile node1.json node2.json.gz
+   capsrec profile -o yaml --namespace prod events.json
+   tetra getevents -o json | capsrec profile -
+   capsrec profile --check deploy.yaml events.json    # exit 1 when they differ`,
+	Flags: []cli.Flag{
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table, yaml (a securityContext per container), json, docker (--cap-drop/--cap-add) or systemd (host binaries)"},
+		&cli.StringFlag{Name: "color", Value: "auto", Usage: "auto, always or never"},
+		&cli.StringSliceFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "only pods in this namespace (glob); repeatable"},
+		&cli.StringSliceFlag{Name: "pod", Usage: "only this pod (glob); repeatable"},
+		&cli.StringSliceFlag{Name: "container", Usage: "only this container (glob); repeatable"},
+		&cli.BoolFlag{Name: "skip-invalid", Usage: "count malformed lines and go on, instead of stopping at the first"},
+		&cli.StringFlag{Name: "check", Usage: "compare a workload manifest (YAML) with the profile; exit 1 when they differ, or when the profile is partial"},
+		AllowPartialFlag,
+		&cli.BoolFlag{Name: "live", Usage: "profile this node's checks as they happen, counted in the kernel (busy nodes); needs root"},
+		runtimeBinaryFlag,
+		&cli.DurationFlag{Name: "interval", Usage: "with --live: also print the profile this often (e.g. 1m)"},
+		&cli.DurationFlag{Name: "duration", Usage: "with --live: stop after this long; else Ctrl-C"},
+		&cli.StringFlag{Name: "attach", Value: string(bpf.MethodAuto), Usage: "with --live: auto, tracepoint, fexit or kprobe"},
+		&cli.StringFlag{Name: "ready-file", Usage: "with --live: write this file once the hooks are attached"},
+	},
+	Action: runProfile,
+}
+
+func runProfile(c *cli.Context) error {
+	format := c.String("output")
+	if err := profile.CheckFormat(format); err != nil {
+		return err
+	}
+	colored, err := output.UseColor(c.String("color"), isatty.IsTerminal(os.Stdout.Fd()), os.Getenv("NO_COLOR") != "")
+	if err != nil {
+		return err
+	}
+	filter := profile.Filter{Namespaces: c.StringSlice("namespace"), Pods: c.StringSlice("pod"), Containers: c.StringSlice("container")}
+	if err := filter.Validate(); err != nil {
+		return err
+	}
+	if c.Bool("live") {
+		if c.String("check") != "" {
+			return errors.New("--check compares recorded files, not a --live session")
+		}
+		return runLive(c, format, colored, filter)
+	}
+	for _, live := range []string{"interval", "duration"} {
+		if c.IsSet(live) {
+			return fmt.Errorf("--%s goes with --live: files are read to their end", live)
+		}
+	}
+	files := c.Args().Slice()
+	if len(files) == 0 {
+		if isatty.IsTerminal(os.Stdin.Fd()) {
+			return errors.New("profile reads JSON lines: give files, or - for stdin")
+		}
+		files = []string{"-"}
+	}
+	p, err := profile.ReadFiles(files, os.Stdin, profile.ReadOptions{SkipInvalid: c.Bool("skip-invalid"), Filter: filter})
+	if err != nil {
+		return err
+	}
+	if manifest := c.String("check"); manifest != "" {
+		differ, err := CheckManifest(c, manifest, p)
+		if err == nil && differ {
+			err = cli.Exit("", 1)
+		}
+		return err
+	}
+	if p.Skipped > 0 {
+		fmt.Fprintf(c.App.ErrWriter, "capsrec: skipped %d malformed lines\n", p.Skipped)
+	}
+	WarnPartial(c, "capsrec", p)
+	return profile.Write(c.App.Writer, p, format, colored)
+}
+
+// AllowPartialFlag is --allow-partial, of profile --check here and through kubectl.
+var AllowPartialFlag = &cli.BoolFlag{Name: "allow-partial", Usage: "with --check: pass a profile that did not see every container start, or lost records"}
+
+// WarnPartial says on stderr what the profile may lack: the containers whose
+// start it did not see, and losses. It returns whether the profile is partial.
+func WarnPartial(c *cli.Context, who string, p *profile.Profile) bool {
+	partial := false
+	for _, sp := range p.Subjects() {
+		if !p.Partial(sp) {
+			continue
+		}
+		partial = true
+		if sp.Subject.IsContainer() && !sp.Coverage().StartObserved {
+			profile.Wrap(c.App.ErrWriter, who+":", "  ", sp.Subject.Short()+": "+profile.StartNotObserved, profile.TableWidth)
+		}
+	}
+	switch r := p.Recorded; {
+	case p.Len() == 0:
+	case r.Sessions == 0:
+		fmt.Fprintf(c.App.ErrWriter, "%s: the input says nothing of losses (no capsrec summary): the profile may be partial\n", who)
+	case r.Lost > 0:
+		fmt.Fprintf(c.App.ErrWriter, "%s: the recordings lost %d records: the profile is partial\n", who, r.Lost)
+	}
+	return partial
+}
+
+// CheckManifest prints where a workload manifest and the profile differ, or
+// that they agree; a partial profile differs unless --allow-partial.
+func CheckManifest(c *cli.Context, manifest string, p *profile.Profile) (differ bool, err error) {
+	findings, err := profile.CheckManifest(manifest, p)
+	if err != nil {
+		return false, err
+	}
+	for _, f := range findings {
+		fmt.Fprintln(c.App.Writer, textsafe.Visible(f.String()))
+	}
+	partial := WarnPartial(c, "capsrec", p)
+	if partial && !c.Bool("allow-partial") {
+		fmt.Fprintln(c.App.Writer, "the profile is partial (see above): it may lack needs; --allow-partial passes it")
+		return true, nil
+	}
+	if len(findings) == 0 {
+		fmt.Fprintln(c.App.Writer, "the manifest grants what the profile needs, and no more")
+	}
+	return len(findings) > 0, nil
+}
+
+// runLive is profile --live: the kernel counts checks per (cgroup, executable,
+// capability, verdict, audit, override_creds) and sends only each key's first,
+// so a long session on a busy node costs little.
+func runLive(c *cli.Context, format string, colored bool, filter profile.Filter) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("--live records from the kernel: it takes no files, got %q", c.Args().First())
+	}
+	method, err := bpf.ParseMethod(c.String("attach"))
+	if err != nil {
+		return fmt.Errorf("--attach: %w", err)
+	}
+	interval, duration := c.Duration("interval"), c.Duration("duration")
+	if interval < 0 || duration < 0 {
+		return errors.New("--interval and --duration want 0 or more")
+	}
+	// Counted in the kernel, only a key's first check comes whole; most of the
+	// ring is for exec records (10 KiB each): 4 MiB holds 400, and costs 8 MiB of RSS.
+	cfg := bpf.Config{SelfTgid: uint32(os.Getpid()), TrackProcesses: true, Aggregate: true,
+		RingBufferSize: 4 << 20, WakeupBytes: 512 << 10}
+	if err := loadBTFFlag(c, &cfg); err != nil {
+		return err
+	}
+	if err := needRoot("profile --live"); err != nil {
+		return err
+	}
+	ls, err := openSession(c, cfg, method, duration, findRuntimeTree(c))
+	if err != nil {
+		return err
+	}
+	defer ls.close()
+	settleForRecording()
+	if err := readyfile.Write(c.String("ready-file")); err != nil {
+		return err
+	}
+
+	cri, err := dialRuntime(c, true)
+	if err == nil {
+		defer cri.Close()
+	}
+	live := profile.NewLive()
+	queue := enrich.NewQueue(enrich.NewEnricher(cri, warnOnce(c)), 2*time.Second, func(ch *recorder.Check) error {
+		live.OnCheck(ch)
+		return nil
+	})
+	print := func(final bool) error {
+		entries, err := ls.sess.AggregateEntries()
+		if err != nil {
+			return err
+		}
+		p, unattributed := live.Snapshot(entries, ls.rec.Wall, filter)
+		// What the session lost so far: the profile says whether it is whole.
+		if st, err := ls.stats(); err == nil {
+			p.Session(ls.attached.UTC(), time.Now().UTC(), recordsLost(st))
+		}
+		if !final {
+			fmt.Fprintf(c.App.Writer, "--- %s\n", time.Now().UTC().Format(time.RFC3339))
+		}
+		if err := profile.Write(c.App.Writer, p, format, colored); err != nil {
+			return err
+		}
+		if unattributed > 0 {
+			fmt.Fprintf(c.App.ErrWriter, "capsrec: %d checks whose first event was lost are not in the profile\n", unattributed)
+		}
+		return nil
+	}
+	next := time.Now().Add(interval)
+	idle := func() error {
+		if err := queue.Flush(false); err != nil {
+			return err
+		}
+		if interval > 0 && time.Now().After(next) {
+			next = time.Now().Add(interval)
+			return print(false)
+		}
+		return nil
+	}
+	if err := ls.rec.Run(ls.ctx, queue.Push, idle); err != nil {
+		return err
+	}
+	if err := queue.Flush(true); err != nil {
+		return err
+	}
+	if err := print(true); err != nil {
+		return err
+	}
+	st, err := ls.stats()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(c.App.ErrWriter, liveSummary(st))
+	return nil
+}
+
+// liveSummary adds up: seen = sent whole + aggregated + filtered + lost. A
+// key's first check is sent whole (it names the subject); so is every check
+// once the aggregation map is full.
+func liveSummary(st bpf.Stats) string {
+	whole := int64(st.Seen) - int64(st.Aggregated+st.Filtered+st.Lost)
+	s := fmt.Sprintf("capsrec: %d checks seen, %d sent whole, %d aggregated, %d filtered, %d lost", st.Seen, max(whole, 0), st.Aggregated, st.Filtered, st.Lost)
+	if st.AggFull > 0 {
+		s += fmt.Sprintf(" (%d sent whole because the aggregation map was full)", st.AggFull)
+	}
+	return s
+}

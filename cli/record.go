@@ -1,0 +1,484 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf/btf"
+	"github.com/mattn/go-isatty"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/enrich"
+	"github.com/capsrec/capsrec/filter"
+	"github.com/capsrec/capsrec/internal/boundedfile"
+	"github.com/capsrec/capsrec/internal/nodepod"
+	"github.com/capsrec/capsrec/internal/readyfile"
+	"github.com/capsrec/capsrec/output"
+	"github.com/capsrec/capsrec/profile"
+	"github.com/capsrec/capsrec/recorder"
+)
+
+var recordCommand = &cli.Command{
+	Name:  "record",
+	Usage: "print every capability check the kernel makes, as it happens",
+	UsageText: `capsrec record [flags]
+
+   sudo capsrec record --cap syslog --denied
+   sudo capsrec record -o json | jq 'select(.process_kprobe.return.int_arg < 0)'
+   sudo capsrec record --binary dmesg --unique --duration 30s`,
+	Flags: []cli.Flag{
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: output.FormatCompact, Usage: "compact (one colored line per check) or json (Tetragon's process_kprobe events, one per line)"},
+		&cli.StringFlag{Name: "color", Value: "auto", Usage: "auto, always or never; auto colors a terminal unless NO_COLOR is set"},
+		&cli.StringFlag{Name: "attach", Value: string(bpf.MethodAuto), Usage: "auto, tracepoint, fexit or kprobe; auto takes the first that works, in that order"},
+		&cli.IntSliceFlag{Name: "pid", Usage: "only checks of this process (thread group id); repeatable"},
+		&cli.StringFlag{Name: "comm", Usage: "only checks of tasks with this comm (the kernel's 15-character name)"},
+		&cli.StringSliceFlag{Name: "binary", Usage: "only checks of this binary: a base name or glob (dmesg, ip*), or a path or path glob (/usr/bin/*); repeatable"},
+		&cli.StringSliceFlag{Name: "cap", Usage: "only this capability: CAP_SYSLOG, SYSLOG, syslog or 34; repeatable or comma-separated"},
+		&cli.BoolFlag{Name: "denied", Usage: "only denied checks"},
+		&cli.BoolFlag{Name: "granted", Usage: "only granted checks"},
+		&cli.BoolFlag{Name: "unique", Usage: "print each binary + capability + verdict once"},
+		&cli.DurationFlag{Name: "duration", Usage: "stop after this long (e.g. 30s); 0 runs until Ctrl-C"},
+		&cli.IntFlag{Name: "count", Usage: "stop after printing this many checks; 0 means no limit"},
+		&cli.StringFlag{Name: "ready-file", Usage: "write this file once the hooks are attached (for scripts)"},
+		&cli.IntFlag{Name: "ring-buffer", Value: 1024, Usage: "ring buffer size in KiB, a power of two of at least 4; it costs twice its size in RSS (mapped twice), so 1048576 costs 2 GiB"},
+		&cli.BoolFlag{Name: "summary", Usage: "at exit, print the session's capability profile on stderr", DefaultText: "when stderr is a terminal"},
+		&cli.StringSliceFlag{Name: "pod", Usage: "only checks in this pod (name or glob); repeatable; filtered in the kernel"},
+		&cli.StringSliceFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "only pods in this namespace (name or glob); repeatable"},
+		&cli.StringSliceFlag{Name: "container", Usage: "only this container of the pods (name or glob); repeatable"},
+		&cli.StringFlag{Name: "selector", Aliases: []string{"l"}, Usage: "only pods whose labels match this Kubernetes label selector (app=web,tier!=db)"},
+		&cli.BoolFlag{Name: "host", Usage: "only processes in no container"},
+		&cli.BoolFlag{Name: "all", Usage: "also show kernel probes and container runtime setup (hidden by default, counted in the kernel)"},
+		runtimeBinaryFlag,
+	},
+	Action: runRecord,
+}
+
+// recordStats are the user-space counts the summary line adds to the kernel's.
+type recordStats struct {
+	printed, filtered uint64
+	// unwritten checks were formatted but never written: the reader stalled past
+	// the stop, or writing failed; unwrittenWhy says which.
+	unwritten    uint64
+	unwrittenWhy string
+	// unremembered --unique keys printed past the filter's bound; evicted
+	// processes the recorder forgot early because its cache was full.
+	unremembered, evicted uint64
+	// other are the lines written that are no check: process_exec, the summary.
+	other uint64
+}
+
+// emitExec handles a program's exec: in a container the pod filters keep, it is
+// a process_exec line (JSON) and says to the summary's profile that the
+// container was seen, and whether its start was.
+func emitExec(ch *recorder.Check, plan *recordPlan, prof *profile.Profile, w output.Writer, st *recordStats, attached time.Time) error {
+	if ch.Container == nil {
+		return nil // a host program: its checks say all there is
+	}
+	if !plan.pods.Matches(ch.Container) {
+		return nil
+	}
+	ch.Start = ch.StartOf(attached)
+	if prof != nil {
+		prof.Add(profile.FromCheck(ch)) // a container seen, and maybe its start
+	}
+	if plan.format != output.FormatJSON {
+		return nil
+	}
+	st.other++
+	return w.Write(ch)
+}
+
+// recordPlan is what record's flags ask for, checked before anything loads.
+type recordPlan struct {
+	cfg          bpf.Config
+	method       bpf.Method
+	format       string
+	colored, tty bool
+	count        int
+	duration     time.Duration
+	flt          *filter.Filter
+	pods         *enrich.PodFilter
+	summary      bool
+}
+
+func runRecord(c *cli.Context) error {
+	plan, err := planRecord(c)
+	if err != nil {
+		return err
+	}
+	if err := needRoot("record"); err != nil {
+		return err
+	}
+	// Where the runtime marks start; its pids also tell the pod filter which
+	// cgroups are pod sandboxes.
+	tree := findRuntimeTree(c)
+	// Pod filters cannot work without the runtime: ask it first. Otherwise after
+	// attaching, so that an attach error stands alone on stderr.
+	var cri *enrich.CRI
+	if plan.pods.Active() && !plan.pods.Host {
+		if cri, err = dialRuntime(c, false); err != nil {
+			return fmt.Errorf("pod filters need the container runtime: %w", err)
+		}
+		defer cri.Close()
+		// The kernel's set before attach: the pods that run now listed, every
+		// cgroup decided up to the first container the runtime did not
+		// describe; what is made later is kept until it is decided.
+		infos, err := cri.List(context.Background())
+		if err != nil {
+			return fmt.Errorf("pod filters need the container runtime: %w", err)
+		}
+		plan.cfg.CgroupSet = enrich.InitialSet(plan.pods, infos)
+		plan.cfg.CgroupWatermark = enrich.InitialWatermark(infos, tree.pids)
+	}
+	ls, err := openSession(c, plan.cfg, plan.method, plan.duration, tree)
+	if err != nil {
+		return err
+	}
+	defer ls.close()
+	if plan.format == output.FormatJSON || plan.summary {
+		ls.rec.DeliverExecs() // containers that start, or need nothing, are seen
+	}
+	if cri == nil {
+		if cri, _ = dialRuntime(c, true); cri != nil {
+			defer cri.Close()
+		}
+	}
+	enricher := enrich.NewEnricher(cri, warnOnce(c))
+	if plan.pods.KernelMode() != bpf.CgroupsAll && cri != nil {
+		// The pods that run now are in the kernel's set before the ready file; new ones join as they appear.
+		pods := enrich.NewPodWatcher(enricher, plan.pods, ls.sess.AddCgroup, ls.sess.SetCgroupWatermark)
+		pods.Start(plan.cfg.CgroupSet, plan.cfg.CgroupWatermark)
+		pods.Add(enricher.Refresh(ls.ctx))
+		go pods.Run(ls.ctx)
+	}
+	// Before the ready file: checks made while it runs would wait in the ring.
+	settleForRecording()
+	if err := readyfile.Write(c.String("ready-file")); err != nil {
+		return err
+	}
+	if nodepod.InPod() {
+		fmt.Fprintln(c.App.ErrWriter, nodepod.ReadyLine)
+	}
+	return record(c, plan, ls, enricher)
+}
+
+// settleForRecording readies the process for the read loop, once the hooks are on.
+//   - Loading left garbage (the kernel's BTF, verifier logs): it goes back to the
+//     system now, not when the scavenger gets to it, so a standing recorder is small.
+//   - One goroutine reads, decodes and formats. With more than one P, the Go
+//     runtime's spare threads (idle Ps looking for work, the output goroutine's
+//     wake-ups, GC workers) run on the CPUs of the very workload being
+//     recorded: with two CPUs that slowed its checks by a fifth and lost a
+//     tenth of them at full speed. One P loses none. GOMAXPROCS set by the
+//     user wins.
+func settleForRecording() {
+	debug.FreeOSMemory()
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
+}
+
+// planRecord reads and checks record's flags.
+func planRecord(c *cli.Context) (*recordPlan, error) {
+	p := &recordPlan{format: c.String("output"), count: c.Int("count"), duration: c.Duration("duration")}
+	if err := output.CheckFormat(p.format); err != nil {
+		return nil, err
+	}
+	p.tty = isatty.IsTerminal(os.Stdout.Fd())
+	var err error
+	if p.colored, err = output.UseColor(c.String("color"), p.tty, os.Getenv("NO_COLOR") != ""); err != nil {
+		return nil, err
+	}
+	if p.method, err = bpf.ParseMethod(c.String("attach")); err != nil {
+		return nil, fmt.Errorf("--attach: %w", err)
+	}
+	if c.NArg() > 0 {
+		return nil, fmt.Errorf("record takes no arguments, got %q (filters are flags: --pid, --binary, ...)", c.Args().First())
+	}
+	if p.count < 0 {
+		return nil, fmt.Errorf("--count %d: want 0 or more", p.count)
+	}
+	if p.duration < 0 {
+		return nil, fmt.Errorf("--duration %s: want 0 or more", p.duration)
+	}
+	ringKiB := c.Int("ring-buffer")
+	if ringKiB < 4 || ringKiB > 1<<20 || ringKiB&(ringKiB-1) != 0 {
+		return nil, fmt.Errorf("--ring-buffer %d: want a power of two between 4 and 1048576 (KiB)", ringKiB)
+	}
+	p.cfg = bpf.Config{
+		SelfTgid:       uint32(os.Getpid()),
+		TrackProcesses: true,
+		RingBufferSize: uint32(ringKiB) << 10,
+		// Wake the reader as an eighth fills; below that it polls every 25 ms.
+		WakeupBytes: uint32(ringKiB) << 10 / 8,
+	}
+	if !c.Bool("all") {
+		p.cfg.HideClasses = 1<<bpf.ClassProbe | 1<<bpf.ClassRuntime
+	}
+	p.flt, err = filter.New(filter.Options{
+		Pids:     c.IntSlice("pid"),
+		Comm:     c.String("comm"),
+		Binaries: c.StringSlice("binary"),
+		Caps:     c.StringSlice("cap"),
+		Denied:   c.Bool("denied"),
+		Granted:  c.Bool("granted"),
+		Unique:   c.Bool("unique"),
+	}, &p.cfg)
+	if err != nil {
+		return nil, err
+	}
+	p.pods, err = enrich.NewPodFilter(c.StringSlice("pod"), c.StringSlice("namespace"), c.StringSlice("container"), c.String("selector"), c.Bool("host"))
+	if err != nil {
+		return nil, err
+	}
+	p.cfg.Cgroups = p.pods.KernelMode()
+	if err := loadBTFFlag(c, &p.cfg); err != nil {
+		return nil, err
+	}
+	p.summary = isatty.IsTerminal(os.Stderr.Fd())
+	if c.IsSet("summary") {
+		p.summary = c.Bool("summary")
+	}
+	return p, nil
+}
+
+// record prints checks until the session ends, then the summary.
+func record(c *cli.Context, plan *recordPlan, ls *session, enricher *enrich.Enricher) error {
+	// A reader that stalls (| less) must not hold the hooks or the signals.
+	out := output.NewAsync(c.App.Writer, 4<<20, ls.ctx.Done())
+	var w output.Writer
+	if plan.format == output.FormatJSON {
+		w = output.NewJSON(out, nodeName(c), recorder.HostNamespaces())
+	} else {
+		if plan.tty {
+			fmt.Fprintln(c.App.Writer, output.Header)
+		}
+		w = output.NewCompact(out, plan.colored)
+	}
+	var prof *profile.Profile
+	if plan.summary {
+		prof = profile.New()
+	}
+
+	var st recordStats
+	emit := func(ch *recorder.Check) error {
+		if ch.Exec {
+			return emitExec(ch, plan, prof, w, &st, ls.attached)
+		}
+		if !plan.pods.Matches(ch.Container) {
+			st.filtered++
+			return nil
+		}
+		if !plan.flt.Matches(ch) {
+			st.filtered++
+			return nil
+		}
+		// The summary's profile counts every check, --unique or not.
+		if prof != nil {
+			prof.Add(profile.FromCheck(ch))
+		}
+		if !plan.flt.First(ch) {
+			st.filtered++
+			return nil
+		}
+		if err := w.Write(ch); err != nil {
+			return err
+		}
+		st.printed++
+		if plan.count > 0 && st.printed >= uint64(plan.count) {
+			return recorder.ErrStop
+		}
+		return nil
+	}
+	queue := enrich.NewQueue(enricher, 2*time.Second, emit)
+	stdoutPipe := output.IsPipe(os.Stdout)
+	var flushed time.Time
+	idle := func() error {
+		if err := queue.Flush(false); err != nil {
+			return err
+		}
+		// A reader that keeps pace with the kernel catches up every few
+		// records: handing on a few lines each time would cost a wake-up of
+		// the writing goroutine each. What waits is flushed within a poll.
+		if now := time.Now(); now.Sub(flushed) >= 2*time.Millisecond {
+			flushed = now
+			if err := w.Flush(); err != nil {
+				return err
+			}
+		}
+		// A quiet session would notice a closed pipe only at its next check.
+		if stdoutPipe && output.ReaderGone(os.Stdout) {
+			return syscall.EPIPE
+		}
+		return nil
+	}
+	runErr := ls.rec.Run(ls.ctx, queue.Push, idle)
+	if runErr == nil {
+		runErr = queue.Flush(true)
+	}
+	if j, ok := w.(*output.JSON); ok && runErr == nil {
+		if runErr = writeSummaryLine(j, ls); runErr == nil {
+			st.other++
+		}
+	}
+	if runErr == nil {
+		runErr = w.Flush()
+	}
+	runErr = finishOutput(ls, out, &st, runErr)
+	st.unremembered, st.evicted = plan.flt.Unremembered, ls.rec.Procs.Evicted
+	return errors.Join(runErr, report(c, ls, st, prof))
+}
+
+// writeSummaryLine ends a JSON stream with what the session says of itself:
+// its window and what it lost, so that a profile of it knows its coverage.
+func writeSummaryLine(j *output.JSON, ls *session) error {
+	k, err := ls.stats()
+	if err != nil {
+		return err
+	}
+	return j.WriteSummary(output.Summary{Start: ls.attached.UTC(), End: time.Now().UTC(), Seen: k.Seen, Lost: recordsLost(k)})
+}
+
+// finishOutput detaches (nothing more comes from the kernel), then gives the
+// reader of stdout its last lines, counting those it never takes.
+func finishOutput(ls *session, out *output.Async, st *recordStats, runErr error) error {
+	if err := ls.sess.Detach(); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("detaching: %w", err))
+	}
+	// A reader may stall for ever; a file is written at the disk's pace.
+	wait, stalled := 500*time.Millisecond, "the reader of stdout stalled"
+	if fi, err := os.Stdout.Stat(); err == nil && fi.Mode().IsRegular() {
+		wait, stalled = time.Minute, "writing the output file took more than a minute"
+	}
+	written, werr := out.Close(wait)
+	if runErr == nil {
+		runErr = werr
+	}
+	// Every check formatted was written, or is counted here: still queued, or
+	// still in a writer's buffer when writing failed or the reader stalled.
+	lines := st.printed + st.other
+	st.unwritten = min(lines-min(uint64(max(written, 0)), lines), st.printed)
+	switch {
+	case werr == nil:
+		st.unwrittenWhy = stalled
+	case errors.Is(werr, syscall.EPIPE):
+		st.unwrittenWhy = "the reader of stdout went away"
+	default:
+		st.unwrittenWhy = "writing stdout failed"
+	}
+	if errors.Is(runErr, syscall.EPIPE) || errors.Is(runErr, output.ErrStalled) {
+		runErr = nil // the reader went away (| head) or stalled past the stop: a normal end
+	}
+	return runErr
+}
+
+// report prints the summary line and, with --summary, the session's profile, on stderr.
+func report(c *cli.Context, ls *session, st recordStats, prof *profile.Profile) error {
+	kstats, err := ls.stats()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(c.App.ErrWriter, summaryLine(kstats, st))
+	if kstats.WalkMismatch > 0 {
+		if fast, slow, err := ls.sess.WalkMismatch(); err == nil {
+			fmt.Fprintf(c.App.ErrWriter, "capsrec: the first disagreement: the fast walk found %s, the unwinder %s\n", ls.rec.CallSiteName(fast), ls.rec.CallSiteName(slow))
+		}
+	}
+	if prof == nil {
+		return nil
+	}
+	prof.Session(ls.attached.UTC(), time.Now().UTC(), recordsLost(kstats))
+	fmt.Fprintln(c.App.ErrWriter)
+	stderrColor, _ := output.UseColor(c.String("color"), isatty.IsTerminal(os.Stderr.Fd()), os.Getenv("NO_COLOR") != "")
+	return profile.WriteTable(c.App.ErrWriter, prof, stderrColor)
+}
+
+func summaryLine(k bpf.Stats, u recordStats) string {
+	filtered := k.Filtered + u.filtered
+	var hidden uint64
+	for _, n := range k.Hidden {
+		hidden += n
+	}
+	printed := u.printed - min(u.unwritten, u.printed)
+	s := fmt.Sprintf("capsrec: %d checks seen, %d printed, %d filtered, %d lost", k.Seen, printed, filtered, k.Lost)
+	if u.unwritten > 0 {
+		s += fmt.Sprintf(", %d not written (%s)", u.unwritten, u.unwrittenWhy)
+	}
+	if unread := int64(k.Seen) - int64(u.printed+filtered+k.Lost+hidden); unread > 0 {
+		s += fmt.Sprintf(", %d not read (stopped early)", unread)
+	}
+	if hidden > 0 {
+		s += fmt.Sprintf("; %d runtime setup and %d probe checks hidden (--all shows them)", k.Hidden[bpf.ClassRuntime], k.Hidden[bpf.ClassProbe])
+	}
+	if os.Getenv("CAPSREC_DEBUG_WALK") != "" {
+		s += fmt.Sprintf("; walks: %d fast, %d slow, %d verified", k.FastWalks, k.SlowWalks, k.WalkVerified)
+	}
+	if k.WalkMismatch > 0 {
+		s += fmt.Sprintf("; the fast call-site walk disagreed with the kernel's unwinder %d times and turned itself off", k.WalkMismatch)
+	}
+	if k.UnwindFailed > 0 {
+		s += fmt.Sprintf("; %d checks without a readable kernel stack (counted as needs)", k.UnwindFailed)
+	}
+	if k.LostProcess > 0 {
+		s += fmt.Sprintf("; %d exec/fork/exit records lost (those processes show less)", k.LostProcess)
+	}
+	if k.MissedReturns > 0 {
+		s += fmt.Sprintf("; %d kretprobe returns missed", k.MissedReturns)
+	}
+	if u.unremembered > 0 {
+		s += fmt.Sprintf("; %d --unique keys past %d printed without being remembered (they may print again)", u.unremembered, filter.MaxUnique)
+	}
+	if u.evicted > 0 {
+		s += fmt.Sprintf("; %d processes forgotten early, the process cache being full (their late checks show less)", u.evicted)
+	}
+	return s
+}
+
+// maxBTF bounds --btf: a kernel's BTF is 5-10 MiB, a vmlinux with it a few hundred.
+const maxBTF = 1 << 30
+
+func loadBTFFlag(c *cli.Context, cfg *bpf.Config) error {
+	path := c.String("btf")
+	if path == "" {
+		return nil
+	}
+	f, err := boundedfile.Open(path, maxBTF)
+	if err != nil {
+		return fmt.Errorf("--btf %s: %w", path, err)
+	}
+	defer f.Close()
+	spec, err := btf.LoadSpecFromReader(f)
+	if err != nil {
+		return fmt.Errorf("--btf %s: %w", path, err)
+	}
+	cfg.KernelBTF = spec
+	return nil
+}
+
+func needRoot(cmd string) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("%s needs root (to load BPF programs): run it with sudo", cmd)
+	}
+	// Root in a container may lack them: say so, before RLIMIT_MEMLOCK is blamed.
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if unix.Capget(&hdr, &data[0]) == nil {
+		eff := uint64(data[0].Effective) | uint64(data[1].Effective)<<32
+		has := func(c int) bool { return eff&(1<<c) != 0 }
+		if !has(unix.CAP_SYS_ADMIN) && !(has(unix.CAP_BPF) && has(unix.CAP_PERFMON)) {
+			return fmt.Errorf("%s needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN, to load BPF programs; this root has neither (a container without them?)", cmd)
+		}
+	}
+	return nil
+}
+
+// RecordFlags are record's flags: kubectl capsrec record forwards them.
+func RecordFlags() []cli.Flag { return recordCommand.Flags }
