@@ -71,16 +71,16 @@ func New(m *ebpf.Map) (*Reader, error) {
 		_ = unix.Munmap(prodPage)
 		return nil, fmt.Errorf("epoll on the ring buffer: %w", err)
 	}
-	return &Reader{
-		consPage: consPage,
-		prodPage: prodPage,
-		cons:     (*uint64)(unsafe.Pointer(&consPage[0])),
-		prod:     (*uint64)(unsafe.Pointer(&prodPage[0])),
-		data:     prodPage[page:],
-		mask:     uint64(size - 1),
-		epfd:     epfd,
-		events:   make([]unix.EpollEvent, 1),
-	}, nil
+	r := over((*uint64)(unsafe.Pointer(&consPage[0])), (*uint64)(unsafe.Pointer(&prodPage[0])), prodPage[page:])
+	r.consPage, r.prodPage, r.epfd = consPage, prodPage, epfd
+	r.events = make([]unix.EpollEvent, 1)
+	return r, nil
+}
+
+// over reads a ring whose positions are cons and prod and whose data pages,
+// a power of two, are mapped twice in a row in data.
+func over(cons, prod *uint64, data []byte) *Reader {
+	return &Reader{cons: cons, prod: prod, data: data, mask: uint64(len(data)/2 - 1)}
 }
 
 // Available is how many bytes are written and not yet read.
