@@ -13,26 +13,15 @@ char LICENSE[] SEC("license") = "GPL";
 #define THREAD_SIZE (16384) /* x86-64 without KASAN */
 #define MAX_PATH_DEPTH 48
 
-/* Set from Go before load (pwru style): the verifier prunes what they turn off. */
-const volatile __u32 self_tgid = 0;
-const volatile __u64 cap_mask = ~0ULL; /* bit n set: keep CAP n (caps 0..63) */
-const volatile __u8 verdict_filter = 0; /* 0 all, 1 granted only, 2 denied only */
-const volatile __u8 filter_pids = 0;
-const volatile __u8 filter_comm = 0;
-/* 1: keep the checks of listed cgroups (pods) and of those above cgroup_watermark; 2: drop listed ones (--host). */
-const volatile __u8 filter_cgroups = 0;
-const volatile char comm_filter[TASK_COMM_LEN] = {};
-const volatile __u8 has_task_pt_regs = 0;
-const volatile __u8 track_processes = 1;
-const volatile __u8 aggregate = 0;
-/* cap_capable's 4th argument is a bitmask (5.1+) rather than an audit int. */
-const volatile __u8 opts_bitmask = 1;
+/* Set from Go before load, in one piece (pwru style): the verifier prunes what it turns off. */
+const volatile struct config cfg = {
+	.cap_mask = ~0ULL,
+	.track_processes = 1,
+	.opts_bitmask = 1,
+	.verify_every = 1024,
+};
 #define CAP_OPT_NOAUDIT (1 << 1)
 
-/* Bit n set: checks of class n are counted, not sent (record hides probes and runtime setup). */
-const volatile __u8 hide_classes = 0;
-/* Walk the kernel stack to find and classify each check's call site. */
-const volatile __u8 classify_sites = 0;
 /* Pod filters: every cgroup id up to here is decided (see cgroup_filter). */
 __u64 cgroup_watermark = 0;
 /* The core kernel's text: frames outside it before the first kernel frame are BPF
@@ -41,16 +30,9 @@ __u64 cgroup_watermark = 0;
 __u64 text_start = 0;
 __u64 text_end = 0;
 
-/* Check one fast walk in this many against the kernel's unwinder (0: never; tests: 1). */
-const volatile __u32 verify_every = 1024;
-
 /* How many site_ranges are filled. Not const on purpose: the verifier must not know
  * it, or it walks the binary search once per constant index and never prunes. */
 __u32 n_sites = 0;
-
-/* Each CPU wakes the reader once it has sent this many bytes since its last
- * wake-up; below that the reader polls. 0: wake on every record. */
-const volatile __u32 wakeup_bytes = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -204,9 +186,14 @@ const struct learn_event *const unused_learn_event __attribute__((unused)) = 0;
 const struct frame_info *const unused_frame_info __attribute__((unused)) = 0;
 const struct walk_state *const unused_walk_state __attribute__((unused)) = 0;
 const struct walk_cache *const unused_walk_cache __attribute__((unused)) = 0;
+/* ... and the enums Go uses, for bpf2go -type. */
+const enum event_type *const unused_event_type __attribute__((unused)) = 0;
+const enum check_class *const unused_check_class __attribute__((unused)) = 0;
+const enum site_kind *const unused_site_kind __attribute__((unused)) = 0;
+const enum ns_index *const unused_ns_index __attribute__((unused)) = 0;
 
 /*
- * Wakes the reader once per wakeup_bytes this CPU sent: a reader that lags is
+ * Wakes the reader once per cfg.wakeup_bytes this CPU sent: a reader that lags is
  * awake and reading anyway, and a wake-up per record (~800 ns) is what
  * batching is for. Counted per CPU, not asked of the ring (a helper call per
  * record): the reader's poll picks up what a quiet CPU leaves below the mark.
@@ -214,14 +201,14 @@ const struct walk_cache *const unused_walk_cache __attribute__((unused)) = 0;
 static __always_inline void submit(void *rec, __u64 size)
 {
 	__u64 flags = 0;
-	if (wakeup_bytes) {
+	if (cfg.wakeup_bytes) {
 		__u32 zero = 0;
 		struct check_stats *st = bpf_map_lookup_elem(&stats, &zero);
 
 		flags = BPF_RB_NO_WAKEUP;
 		if (st) {
 			st->unwoken_bytes += size + 8;
-			if (st->unwoken_bytes >= wakeup_bytes) {
+			if (st->unwoken_bytes >= cfg.wakeup_bytes) {
 				st->unwoken_bytes = 0;
 				flags = BPF_RB_FORCE_WAKEUP;
 			}
@@ -236,7 +223,7 @@ static __always_inline bool comm_matches(void)
 	bpf_get_current_comm(comm, sizeof(comm));
 #pragma unroll
 	for (int i = 0; i < TASK_COMM_LEN; i++) {
-		if (comm[i] != comm_filter[i])
+		if (comm[i] != cfg.comm_filter[i])
 			return false;
 		if (comm[i] == 0)
 			return true;
@@ -250,20 +237,20 @@ static __always_inline bool comm_matches(void)
  */
 static __always_inline bool keep_check(__u64 pid_tgid, int cap, struct task_struct *task)
 {
-	if (cap < 0 || cap > 63 || !(cap_mask & (1ULL << cap)))
+	if (cap < 0 || cap > 63 || !(cfg.cap_mask & (1ULL << cap)))
 		return false;
-	if (filter_pids) {
+	if (cfg.filter_pids) {
 		__u32 tgid = pid_tgid >> 32;
 		if (!bpf_map_lookup_elem(&pid_filter, &tgid))
 			return false;
 	}
-	if (filter_comm && !comm_matches())
+	if (cfg.filter_comm && !comm_matches())
 		return false;
-	if (filter_cgroups) {
+	if (cfg.filter_cgroups) {
 		/* With a task BTF pointer, what bpf_get_current_cgroup_id() returns, without the call. */
 		__u64 cg = task ? task->cgroups->dfl_cgrp->kn->id : bpf_get_current_cgroup_id();
 		bool listed = bpf_map_lookup_elem(&cgroup_filter, &cg) != 0;
-		if (filter_cgroups == 1 ? !listed && cg <= cgroup_watermark : listed)
+		if (cfg.filter_cgroups == 1 ? !listed && cg <= cgroup_watermark : listed)
 			return false;
 	}
 	return true;
@@ -271,9 +258,9 @@ static __always_inline bool keep_check(__u64 pid_tgid, int cap, struct task_stru
 
 static __always_inline bool keep_verdict(int ret)
 {
-	if (verdict_filter == 1 && ret != 0)
+	if (cfg.verdict_filter == 1 && ret != 0)
 		return false;
-	if (verdict_filter == 2 && ret == 0)
+	if (cfg.verdict_filter == 2 && ret == 0)
 		return false;
 	return true;
 }
@@ -289,270 +276,7 @@ static __always_inline struct upid pid_upid(struct pid *pid)
 	return up;
 }
 
-/*
- * The kind of the function holding ip: a binary search over the sorted ranges.
- * A global function: the verifier checks it once, not at every frame of every
- * walk (that took it 600 ms a load).
- */
-__noinline __u32 site_kind(__u64 ip)
-{
-	__u32 lo = 0, hi = n_sites;
-	struct site_range *r;
-
-	for (int i = 0; i < 7; i++) { /* log2(MAX_SITES) */
-		if (lo + 1 >= hi)
-			break;
-		__u32 mid = (lo + hi) / 2, key = mid;
-		r = bpf_map_lookup_elem(&site_ranges, &key);
-		if (!r)
-			return SITE_UNKNOWN;
-		if (r->start <= ip)
-			lo = mid;
-		else
-			hi = mid;
-	}
-	__u32 key = lo;
-	r = bpf_map_lookup_elem(&site_ranges, &key);
-	if (r && r->start <= ip && ip < r->end)
-		return r->kind;
-	return SITE_UNKNOWN;
-}
-
-struct call_site {
-	__u64 ip;
-	bool probe;
-	bool capset; /* cap_capset: need or probe by the call's arguments (capset_gates) */
-	bool failed;
-};
-
-/*
- * Finds, in the return addresses ips[0..n), the kernel function that asked for
- * the capability and whether it only probes. The stack from the hook reads: BPF
- * program and tracing glue, then cap_capable (tracepoint, kprobe) or its caller
- * (fexit), then the capability plumbing (security_capable, ns_capable, capable,
- * ...), then the caller. An unknown caller is a need: nothing is hidden that
- * cannot be classified.
- */
-static __always_inline struct call_site classify_ips(__u64 *ips, long n)
-{
-	struct call_site cs = {};
-	bool preamble = true;
-
-	if (n <= 0) {
-		cs.failed = true;
-		return cs;
-	}
-	n /= sizeof(__u64);
-	for (int i = 0; i < STACK_DEPTH; i++) {
-		if (i >= n)
-			break;
-		__u64 ip = ips[i];
-		bool core = ip >= text_start && ip < text_end;
-		/* Return addresses point past the call, perhaps into the next function; a kprobe's
-		 * first frame is the probed address itself. */
-		__u32 kind = core ? site_kind(i == 0 ? ip : ip - 1) : SITE_UNKNOWN;
-
-		if (preamble) {
-			if (!core || kind == SITE_GLUE)
-				continue;
-			preamble = false;
-		}
-		if (kind == SITE_PLUMBING)
-			continue;
-		cs.ip = ip;
-		cs.probe = kind == SITE_PROBE;
-		cs.capset = kind == SITE_CAPSET;
-		break;
-	}
-	return cs;
-}
-
-/* The kernel's unwinder: exact, and about 2 us a check (bpf_get_stack). ips
- * (STACK_DEPTH of them) keeps the return addresses, *n their size in bytes. */
-static __always_inline struct call_site unwind_call_site(void *ctx, __u64 *ips, long *n)
-{
-	*n = bpf_get_stack(ctx, ips, STACK_DEPTH * sizeof(__u64), 0);
-	return classify_ips(ips, *n);
-}
-
-/*
- * Reads the raw kernel stack above anchor into the window, never past the top of
- * the task's stack. Returns how many words it read (0: none).
- */
-static __always_inline __u32 read_window(struct learn_event *le, void *anchor)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	__u64 top = (__u64)BPF_CORE_READ(task, stack) + THREAD_SIZE;
-	__u32 len = sizeof(le->window);
-	__u64 at;
-
-	/* The anchor as a number: the verifier allows no arithmetic on a ctx pointer. */
-	if (bpf_probe_read_kernel(&at, sizeof(at), &anchor) != 0)
-		return 0;
-
-	if (at < top && top - at < len)
-		len = top - at;
-	len &= ~7U;
-	if (len == 0 || len > sizeof(le->window))
-		return 0;
-	if (bpf_probe_read_kernel(le->window, len, anchor) != 0)
-		return 0;
-	return len / 8;
-}
-
-enum walk_result { WALK_MISS_LEARN, WALK_FOUND, WALK_MISS };
-
-/* window[idx], masked where the verifier sees it: the compiler would drop a mask
- * it can prove redundant, and the verifier cannot follow that proof. */
-static __always_inline __u64 window_at(struct learn_event *le, __u32 idx)
-{
-	asm volatile("" : "+r"(idx));
-	idx &= WALK_WORDS - 1;
-	return le->window[idx];
-}
-
-/*
- * The fast walk: from the learned first slot, each learned pass-through frame
- * says where its caller's return address lies (its frame size at that call, a
- * fact of the compiled code), up to the first frame that is not glue or
- * plumbing: the call site. A frame it has not learned sends the check to the
- * unwinder and asks user space to learn it.
- */
-static __always_inline enum walk_result fast_walk(struct learn_event *le, __u32 words, struct walk_state *ws,
-						  struct call_site *cs, struct walk_cache *c)
-{
-	__u32 idx;
-
-	c->n = 0;
-	if (ws->anchor < 0) /* -1: not learned yet; less: cannot be */
-		return ws->anchor == -1 ? WALK_MISS_LEARN : WALK_MISS;
-	idx = (__u32)ws->anchor / 8;
-	if (idx >= words || idx >= WALK_WORDS)
-		return WALK_MISS;
-	if (window_at(le, idx) != ws->anchor_value)
-		return WALK_MISS;
-	for (int i = 0; i < MAX_WALK; i++) {
-		if (idx >= words || idx >= WALK_WORDS)
-			return WALK_MISS;
-		__u64 r = window_at(le, idx);
-		struct frame_info *f = bpf_map_lookup_elem(&frames, &r);
-
-		c->idx[i & (WALK_PATH - 1)] = idx;
-		c->val[i & (WALK_PATH - 1)] = r;
-		if (f) {
-			if (f->delta <= 0 || (f->delta & 7))
-				return WALK_MISS;
-			idx += f->delta / 8;
-			continue;
-		}
-		__u32 kind = r >= text_start && r < text_end ? site_kind(r - 1) : SITE_UNKNOWN;
-		if (kind == SITE_GLUE || kind == SITE_PLUMBING)
-			return WALK_MISS_LEARN;
-		cs->ip = r;
-		cs->probe = kind == SITE_PROBE;
-		cs->capset = kind == SITE_CAPSET;
-		c->n = i + 1;
-		c->words = idx + 1;
-		c->site = cs->ip;
-		c->probe = cs->probe;
-		c->capset = cs->capset;
-		c->generation = ws->generation;
-		return WALK_FOUND;
-	}
-	return WALK_MISS;
-}
-
-/* The last walk again, if every slot it read holds what it held then. */
-static __always_inline bool cached_walk(struct learn_event *le, __u32 words, struct walk_state *ws,
-					struct walk_cache *c, struct call_site *cs)
-{
-	__u32 n = c->n;
-
-	if (n == 0 || n > MAX_WALK || c->generation != ws->generation)
-		return false;
-	for (int i = 0; i < MAX_WALK; i++) {
-		if (i >= n)
-			break;
-		__u32 idx = c->idx[i & (WALK_PATH - 1)];
-		if (idx >= words || window_at(le, idx) != c->val[i & (WALK_PATH - 1)])
-			return false;
-	}
-	cs->ip = c->site;
-	cs->probe = c->probe;
-	cs->capset = c->capset;
-	return true;
-}
-
-/*
- * The call site of the check being made: the fast walk where it knows the way,
- * the unwinder where it does not (then user space learns from both). One fast
- * walk in verify_every is checked against the unwinder; a disagreement turns the
- * fast walk off for good, and is counted.
- */
-static __always_inline struct call_site find_call_site(void *ctx, void *anchor, struct check_stats *st)
-{
-	struct call_site cs = {}, slow;
-	enum walk_result got = WALK_MISS;
-	struct learn_event *le;
-	struct walk_state *ws;
-	struct walk_cache *c;
-	__u32 zero = 0, words = 0;
-	__u64 ips[STACK_DEPTH];
-	long n;
-
-	ws = bpf_map_lookup_elem(&walk_states, &zero);
-	le = bpf_map_lookup_elem(&walk_scratch, &zero);
-	c = bpf_map_lookup_elem(&walk_caches, &zero);
-	if (!ws || !le || !c)
-		return unwind_call_site(ctx, ips, &n);
-	if (!ws->broken && c->n && c->generation == ws->generation) {
-		/* Only the slots the last walk read: they lie on the stack wherever that
-		 * walk holds, so no bound of the stack is needed (a fault is a miss). */
-		__u32 words = c->words;
-		asm volatile("" : "+r"(words)); /* keep the bound where the verifier sees it */
-		if (words > 0 && words <= WALK_WORDS &&
-		    bpf_probe_read_kernel(le->window, (((words - 1) & (WALK_WORDS - 1)) + 1) * 8, anchor) == 0 &&
-		    cached_walk(le, words, ws, c, &cs))
-			got = WALK_FOUND;
-	}
-	if (!ws->broken && got != WALK_FOUND) {
-		words = read_window(le, anchor);
-		if (words)
-			got = fast_walk(le, words, ws, &cs, c);
-	}
-	if (got == WALK_FOUND) {
-		st->fast_walks++;
-		if (verify_every && st->fast_walks % verify_every == 0) {
-			st->walk_verified++;
-			slow = unwind_call_site(ctx, ips, &n);
-			if (!slow.failed && (slow.ip != cs.ip || slow.probe != cs.probe || slow.capset != cs.capset)) {
-				st->walk_mismatch++;
-				if (!ws->broken) {
-					ws->mismatch_fast = cs.ip;
-					ws->mismatch_slow = slow.ip;
-				}
-				ws->broken = 1;
-				return slow;
-			}
-		}
-		return cs;
-	}
-	st->slow_walks++;
-	cs = unwind_call_site(ctx, le->ips, &n);
-	/* Until user space has learned, every check here would send a sample: one a
-	 * millisecond per CPU is plenty, and keeps the ring buffer for checks. */
-	__u64 now = bpf_ktime_get_ns();
-	if (got == WALK_MISS_LEARN && words && n > 0 && now - c->last_learn > 1000000) {
-		c->last_learn = now;
-		le->hdr.type = EVENT_LEARN;
-		le->hdr.tgid = 0;
-		le->hdr.ktime = 0;
-		le->n_ips = n / sizeof(__u64);
-		le->n_words = words;
-		bpf_ringbuf_output(&events, le, sizeof(*le), 0);
-	}
-	return cs;
-}
+#include "callsite.h"
 
 /* The runtime server itself is marked only to pass the mark on: its own checks are not setup. */
 static __always_inline bool runtime_task(__u32 tgid)
@@ -575,13 +299,13 @@ static __always_inline __u8 check_class(bool runtime, bool probe, bool override_
 
 static __always_inline bool hidden(__u8 class)
 {
-	return hide_classes & (1 << class);
+	return cfg.hide_classes & (1 << class);
 }
 
 /* The current task's user registers (its syscall's number and arguments); to be probe-read. */
 static __always_inline struct pt_regs *user_regs(struct task_struct *task)
 {
-	if (has_task_pt_regs) /* needs a trusted task pointer; both helpers exist wherever task_pt_regs does */
+	if (cfg.has_task_pt_regs) /* needs a trusted task pointer; both helpers exist wherever task_pt_regs does */
 		return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	/* task_pt_regs() on x86-64: the user registers sit at the top of the kernel stack. */
 	void *stack = BPF_CORE_READ(task, stack);
@@ -601,7 +325,7 @@ static __always_inline __s32 syscall_nr_btf(struct task_struct *task)
 {
 	if (task->flags & PF_KTHREAD)
 		return -1;
-	if (!has_task_pt_regs)
+	if (!cfg.has_task_pt_regs)
 		return syscall_nr_probe(task);
 	return (__s32)((struct pt_regs *)bpf_task_pt_regs(task))->orig_ax;
 }
@@ -875,7 +599,7 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 		pid_tgid = bpf_get_current_pid_tgid();
 	}
 	tid = (__u32)pid_tgid;
-	if ((pid_tgid >> 32) == self_tgid)
+	if ((pid_tgid >> 32) == cfg.self_tgid)
 		return 0;
 	st = stats_here();
 	if (!st)
@@ -890,7 +614,7 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 		return 0;
 	/* profile --live counts most checks in the kernel: it reads the context
 	 * only for a check it sends (a probe read each, on older kernels). */
-	if (aggregate)
+	if (cfg.aggregate)
 		now->runtime = runtime_task(pid_tgid >> 32);
 	else
 		load_context(now, task, cred, pid_tgid, &tid, btf);
@@ -900,7 +624,7 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 	}
 	if (site)
 		cs = *site;
-	else if (classify_sites)
+	else if (cfg.classify_sites)
 		cs = find_call_site(ctx, ctx, st);
 	if (cs.failed)
 		st->unwind_failed++;
@@ -916,7 +640,7 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 			st->hidden[class]++;
 		return 0;
 	}
-	if (aggregate) {
+	if (cfg.aggregate) {
 		if (aggregated(st, task, cap, opts, ret, has_opts, btf, class, override))
 			return 0;
 		load_context(now, task, cred, pid_tgid, &tid, btf);
@@ -970,11 +694,11 @@ int BPF_KPROBE(kprobe_cap_capable, const struct cred *cred, struct user_namespac
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct cap_args args = {.cred = (__u64)cred, .targ_ns = (__u64)targ_ns, .cap = cap, .opts = opts};
 
-	if ((pid_tgid >> 32) == self_tgid)
+	if ((pid_tgid >> 32) == cfg.self_tgid)
 		return 0;
 	/* The call site must be read here: at the return cap_capable's frame is gone. */
 	struct check_stats *st = stats_here();
-	if (classify_sites && st && keep_check(pid_tgid, cap, NULL)) {
+	if (cfg.classify_sites && st && keep_check(pid_tgid, cap, NULL)) {
 		/* Always the kernel's unwinder here: where a kprobe's sp points differs
 		 * between kprobe mechanisms (int3, ftrace), and kprobes are the slow path anyway. */
 		__u64 ips[STACK_DEPTH];
@@ -1016,279 +740,7 @@ int BPF_KRETPROBE(kretprobe_cap_capable, int ret)
 			    METHOD_KPROBE, true, false, &cs);
 }
 
-/*
- * Writes a path backwards so that it ends at buf[PATH_LEN-1] and sets *off to
- * where it starts. The offset lives in the record, not on the stack: the
- * verifier does not track it there, so the loop's states prune instead of
- * multiplying with every possible offset.
- */
-static __always_inline void write_path(char *buf, __u32 *off_p, __u8 *truncated, struct dentry *dentry,
-				       struct vfsmount *vfsmnt)
-{
-	__u32 mnt_offset = bpf_core_field_offset(struct mount, mnt);
-	struct mount *mnt = (void *)vfsmnt - mnt_offset;
-
-	buf[PATH_LEN - 1] = 0;
-	*off_p = PATH_LEN - 1;
-	*truncated = 1;
-	for (int i = 0; i < MAX_PATH_DEPTH; i++) {
-		struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
-		struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
-		/* A file of no directory (a memfd): its own parent, not its mount's root.
-		 * Its name is the whole path, as /proc/PID/exe shows it. */
-		bool pseudo = dentry == parent && dentry != mnt_root;
-
-		if (!pseudo && (dentry == mnt_root || dentry == parent)) {
-			struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
-
-			if (dentry == mnt_root && mnt != mnt_parent) {
-				dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
-				mnt = mnt_parent;
-				vfsmnt = (void *)mnt + mnt_offset;
-				continue;
-			}
-			*truncated = 0;
-			break;
-		}
-		struct qstr name;
-		BPF_CORE_READ_INTO(&name, dentry, d_name);
-		__u32 len = name.len;
-		__u32 off = *off_p;
-		if (len >= NAME_MAX_LEN || len + 1 > off)
-			break;
-		off = (off - len) & (PATH_LEN - 1);
-		bpf_probe_read_kernel(&buf[off], len & (NAME_MAX_LEN - 1), name.name);
-		off = (off - 1) & (PATH_LEN - 1);
-		buf[off] = '/';
-		*off_p = off;
-		if (pseudo) {
-			*truncated = 0;
-			break;
-		}
-		dentry = parent;
-	}
-	if (*off_p == PATH_LEN - 1) {
-		buf[PATH_LEN - 2] = '/';
-		*off_p = PATH_LEN - 2;
-	}
-}
-
-static __always_inline void write_cwd(struct exec_event *ev, struct task_struct *task)
-{
-	struct path pwd;
-
-	BPF_CORE_READ_INTO(&pwd, task, fs, pwd);
-	write_path(ev->cwd, &ev->cwd_off, &ev->cwd_truncated, pwd.dentry, pwd.mnt);
-	/* A root dentry (a container's /) is never hashed: only a removed directory is unlinked. */
-	ev->cwd_unlinked = BPF_CORE_READ(pwd.dentry, d_hash.pprev) == 0 && BPF_CORE_READ(pwd.dentry, d_parent) != pwd.dentry;
-}
-
-static __always_inline void *reserve_proc(__u64 size)
-{
-	void *rec = bpf_ringbuf_reserve(&events, size, 0);
-	struct check_stats *st;
-
-	if (!rec && (st = stats_here()))
-		st->lost_proc++;
-	return rec;
-}
-
-/*
- * A process's runtime mark after it execs exe (capsrec.h's MARK_*): only a
- * marked process can keep one. The server or a runtime execing a runtime binary
- * marks it with that binary; a runtime (not its clone) execing an unlinked file
- * of its own binary's size is its re-exec of itself (runc init from a memfd
- * copy); anything else, and any exec of a clone (the container's command), ends
- * the mark. Returns the mark, 0 none.
- */
-static __always_inline __u8 mark_runtime_exec(__u32 tgid, struct file *exe, bool unlinked, __u8 *handoff)
-{
-	struct exe_key k = {};
-	__u8 *rt, *was, mark = 0;
-	__u32 idx;
-	__u64 *size;
-
-	*handoff = 0;
-	was = bpf_map_lookup_elem(&runtime_tasks, &tgid);
-	if (!was)
-		return 0;
-	/* MARK_SERVER has every bit set: it is no clone. */
-	bool server = *was == MARK_SERVER, clone = !server && (*was & MARK_CLONE);
-
-	k.ino = BPF_CORE_READ(exe, f_inode, i_ino);
-	k.dev = BPF_CORE_READ(exe, f_inode, i_sb, s_dev);
-	rt = bpf_map_lookup_elem(&runtime_exes, &k);
-	if (rt && !clone) {
-		mark = *rt;
-	} else if (unlinked && !server && !clone) {
-		idx = *was & MARK_INDEX;
-		size = bpf_map_lookup_elem(&runtime_sizes, &idx);
-		if (size && *size && *size == BPF_CORE_READ(exe, f_inode, i_size))
-			mark = *was | MARK_CLONE;
-	}
-	if (mark) {
-		bpf_map_update_elem(&runtime_tasks, &tgid, &mark, BPF_ANY);
-	} else {
-		/* A runtime (not the server) ran a program of no runtime: it handed over. */
-		*handoff = !server;
-		bpf_map_delete_elem(&runtime_tasks, &tgid);
-	}
-	return mark;
-}
-
-/* The process programs read only with probe reads, so that raw tracepoints can run
- * them where the kernel has no BTF of its own (--btf). */
-static __always_inline int on_exec(struct task_struct *task, struct linux_binprm *bprm)
-{
-	struct exec_event *ev;
-	struct mm_struct *mm;
-	unsigned long arg_start, arg_end;
-	__u64 len;
-	struct file *exe;
-	struct dentry *exe_dentry;
-	bool unlinked;
-	__u8 runtime, handoff;
-
-	__u32 tid = BPF_CORE_READ(task, pid);
-
-	/* The runtime mark cached with the thread's context may change below. */
-	bpf_map_delete_elem(&ctx_sent, &tid);
-	if (!track_processes)
-		return 0;
-	exe = BPF_CORE_READ(task, mm, exe_file);
-	exe_dentry = BPF_CORE_READ(exe, f_path.dentry);
-	unlinked = BPF_CORE_READ(exe_dentry, d_hash.pprev) == 0;
-	runtime = mark_runtime_exec(BPF_CORE_READ(task, tgid), exe, unlinked, &handoff);
-	ev = reserve_proc(sizeof(*ev));
-	if (!ev)
-		return 0;
-	ev->runtime = runtime;
-	ev->handoff = handoff;
-	ev->ns_pid = pid_upid(BPF_CORE_READ(task, group_leader, thread_pid)).nr;
-	ev->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
-	bpf_probe_read_kernel_str(ev->cgroup_name, sizeof(ev->cgroup_name), BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, name));
-	ev->exe_unlinked = unlinked;
-	/* The executable's own path: what ran, whatever name it was run by (a
-	 * symlink, /dev/fd/N). */
-	write_path(ev->exe_path, &ev->exe_off, &ev->exe_truncated, exe_dentry, BPF_CORE_READ(exe, f_path.mnt));
-	const struct cred *cred = BPF_CORE_READ(task, real_cred);
-
-	ev->hdr.type = EVENT_EXEC;
-	ev->hdr.tgid = BPF_CORE_READ(task, tgid);
-	ev->hdr.ktime = bpf_ktime_get_boot_ns();
-	ev->start_boottime = BPF_CORE_READ(task, group_leader, start_boottime);
-	ev->ptgid = BPF_CORE_READ(task, real_parent, tgid);
-	ev->uid = BPF_CORE_READ(cred, uid.val);
-	ev->gid = BPF_CORE_READ(cred, gid.val);
-	ev->euid = BPF_CORE_READ(cred, euid.val);
-	ev->auid = bpf_core_field_exists(task->loginuid) ? BPF_CORE_READ(task, loginuid.val) : (__u32)-1;
-	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
-	bpf_probe_read_kernel_str(ev->filename, sizeof(ev->filename), BPF_CORE_READ(bprm, filename));
-
-	mm = BPF_CORE_READ(task, mm);
-	arg_start = BPF_CORE_READ(mm, arg_start);
-	arg_end = BPF_CORE_READ(mm, arg_end);
-	len = arg_end - arg_start;
-	ev->args_truncated = 0;
-	if (len >= ARGS_LEN) {
-		len = ARGS_LEN - 1;
-		ev->args_truncated = 1;
-	}
-	len &= ARGS_LEN - 1;
-	if (bpf_probe_read_user(ev->args, len, (void *)arg_start) != 0)
-		len = 0;
-	ev->args_len = len;
-
-	write_cwd(ev, task);
-	submit(ev, sizeof(*ev));
-	return 0;
-}
-
-static __always_inline int on_fork(struct task_struct *parent, struct task_struct *child)
-{
-	struct fork_event *ev;
-	__u32 ptgid, tgid;
-	__u8 *mark;
-
-	if (!track_processes || BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid))
-		return 0;
-	ptgid = BPF_CORE_READ(parent, tgid);
-	tgid = BPF_CORE_READ(child, tgid);
-	mark = bpf_map_lookup_elem(&runtime_tasks, &ptgid);
-	if (mark) {
-		__u8 m = *mark;
-		bpf_map_update_elem(&runtime_tasks, &tgid, &m, BPF_ANY);
-	}
-	ev = reserve_proc(sizeof(*ev));
-	if (!ev)
-		return 0;
-	ev->hdr.type = EVENT_FORK;
-	ev->hdr.tgid = BPF_CORE_READ(child, tgid);
-	ev->hdr.ktime = bpf_ktime_get_boot_ns();
-	ev->start_boottime = BPF_CORE_READ(child, start_boottime);
-	ev->ptgid = BPF_CORE_READ(parent, tgid);
-	ev->pad = 0;
-	submit(ev, sizeof(*ev));
-	return 0;
-}
-
-static __always_inline int on_exit(struct task_struct *task)
-{
-	struct exit_event *ev;
-	__u32 tgid;
-
-	__u32 tid = BPF_CORE_READ(task, pid);
-
-	bpf_map_delete_elem(&ctx_sent, &tid); /* every thread: its tid may come back as another's */
-	if (!track_processes || tid != BPF_CORE_READ(task, tgid))
-		return 0;
-	tgid = BPF_CORE_READ(task, tgid);
-	bpf_map_delete_elem(&runtime_tasks, &tgid);
-	ev = reserve_proc(sizeof(*ev));
-	if (!ev)
-		return 0;
-	ev->hdr.type = EVENT_EXIT;
-	ev->hdr.tgid = BPF_CORE_READ(task, tgid);
-	ev->hdr.ktime = bpf_ktime_get_boot_ns();
-	submit(ev, sizeof(*ev));
-	return 0;
-}
-
-SEC("tp_btf/sched_process_exec")
-int BPF_PROG(sched_process_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
-{
-	return on_exec(task, bprm);
-}
-
-SEC("tp_btf/sched_process_fork")
-int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct *child)
-{
-	return on_fork(parent, child);
-}
-
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(sched_process_exit, struct task_struct *task)
-{
-	return on_exit(task);
-}
-
-SEC("raw_tp/sched_process_exec")
-int BPF_PROG(raw_sched_process_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
-{
-	return on_exec(task, bprm);
-}
-
-SEC("raw_tp/sched_process_fork")
-int BPF_PROG(raw_sched_process_fork, struct task_struct *parent, struct task_struct *child)
-{
-	return on_fork(parent, child);
-}
-
-SEC("raw_tp/sched_process_exit")
-int BPF_PROG(raw_sched_process_exit, struct task_struct *task)
-{
-	return on_exit(task);
-}
+#include "process.h"
 
 /* The floor the benchmark compares against: the cost of the hook alone. */
 SEC("tp_btf/cap_capable")
@@ -1307,7 +759,7 @@ int BPF_PROG(floor_cap_capable, const struct cred *cred, struct user_namespace *
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct cap_event *ev;
 
-	if ((pid_tgid >> 32) == self_tgid)
+	if ((pid_tgid >> 32) == cfg.self_tgid)
 		return 0;
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev)

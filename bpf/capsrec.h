@@ -59,6 +59,26 @@ enum site_kind {
 #define MARK_CLONE 0x40
 #define MARK_INDEX 0x3f
 
+/* What the programs are specialised with before load: the verifier prunes what it turns off. */
+struct config {
+	__u64 cap_mask;       /* bit n set: keep CAP n (caps 0..63) */
+	__u32 self_tgid;      /* capsrec's own checks are never recorded */
+	__u32 verify_every;   /* check one fast walk in this many against the kernel's unwinder (0: never) */
+	__u32 wakeup_bytes;   /* each CPU wakes the reader once it sent this many bytes; 0: every record */
+	__u8 verdict_filter;  /* 0 all, 1 granted only, 2 denied only */
+	__u8 filter_pids;     /* keep only the tgids in pid_filter */
+	__u8 filter_comm;     /* keep only comm_filter */
+	__u8 filter_cgroups;  /* 1: keep listed cgroups (pods) and those above cgroup_watermark; 2: drop listed ones (--host) */
+	__u8 has_task_pt_regs; /* bpf_task_pt_regs exists (5.15+) */
+	__u8 track_processes; /* exec/fork/exit programs feed the process cache */
+	__u8 aggregate;       /* count checks per agg_key, send each key's first (profile --live) */
+	__u8 opts_bitmask;    /* cap_capable's 4th argument is a bitmask (5.1+), not an audit int */
+	__u8 hide_classes;    /* bit n set: checks of class n are counted, not sent */
+	__u8 classify_sites;  /* walk the kernel stack to find and classify each check's call site */
+	__u8 pad[2];
+	char comm_filter[TASK_COMM_LEN];
+};
+
 #define MAX_SITES 128 /* sorted [start, end) ranges, padded with start = ~0 */
 #define STACK_DEPTH 12
 #define WALK_WORDS 64 /* the raw stack window the fast walk reads: 512 bytes above the anchor */

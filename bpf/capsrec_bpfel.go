@@ -68,6 +68,16 @@ type capsrecCapEvent struct {
 	Pad           [3]uint8
 }
 
+type capsrecCheckClass uint32
+
+const (
+	capsrecCheckClassCLASS_NEED           capsrecCheckClass = 0
+	capsrecCheckClassCLASS_PROBE          capsrecCheckClass = 1
+	capsrecCheckClassCLASS_RUNTIME        capsrecCheckClass = 2
+	capsrecCheckClassCLASS_OVERRIDE_CREDS capsrecCheckClass = 3
+	capsrecCheckClassCLASS_COUNT          capsrecCheckClass = 4
+)
+
 type capsrecCheckStats struct {
 	_            structs.HostLayout
 	Seen         uint64
@@ -85,6 +95,26 @@ type capsrecCheckStats struct {
 	WalkMismatch uint64
 	Contexts     uint64
 	UnwokenBytes uint64
+}
+
+type capsrecConfig struct {
+	_              structs.HostLayout
+	CapMask        uint64
+	SelfTgid       uint32
+	VerifyEvery    uint32
+	WakeupBytes    uint32
+	VerdictFilter  uint8
+	FilterPids     uint8
+	FilterComm     uint8
+	FilterCgroups  uint8
+	HasTaskPtRegs  uint8
+	TrackProcesses uint8
+	Aggregate      uint8
+	OptsBitmask    uint8
+	HideClasses    uint8
+	ClassifySites  uint8
+	Pad            [2]uint8
+	CommFilter     [16]int8
 }
 
 type capsrecCtxEvent struct {
@@ -142,6 +172,17 @@ type capsrecEventHeader struct {
 	Tgid  uint32
 	Ktime uint64
 }
+
+type capsrecEventType uint32
+
+const (
+	capsrecEventTypeEVENT_CAP   capsrecEventType = 1
+	capsrecEventTypeEVENT_EXEC  capsrecEventType = 2
+	capsrecEventTypeEVENT_FORK  capsrecEventType = 3
+	capsrecEventTypeEVENT_EXIT  capsrecEventType = 4
+	capsrecEventTypeEVENT_LEARN capsrecEventType = 5
+	capsrecEventTypeEVENT_CTX   capsrecEventType = 6
+)
 
 type capsrecExeKey struct {
 	_   structs.HostLayout
@@ -208,6 +249,32 @@ type capsrecLearnEvent struct {
 	Ips     [12]uint64
 	Window  [64]uint64
 }
+
+type capsrecNsIndex uint32
+
+const (
+	capsrecNsIndexNS_UTS               capsrecNsIndex = 0
+	capsrecNsIndexNS_IPC               capsrecNsIndex = 1
+	capsrecNsIndexNS_MNT               capsrecNsIndex = 2
+	capsrecNsIndexNS_PID               capsrecNsIndex = 3
+	capsrecNsIndexNS_PID_FOR_CHILDREN  capsrecNsIndex = 4
+	capsrecNsIndexNS_NET               capsrecNsIndex = 5
+	capsrecNsIndexNS_TIME              capsrecNsIndex = 6
+	capsrecNsIndexNS_TIME_FOR_CHILDREN capsrecNsIndex = 7
+	capsrecNsIndexNS_CGROUP            capsrecNsIndex = 8
+	capsrecNsIndexNS_USER              capsrecNsIndex = 9
+	capsrecNsIndexNS_COUNT             capsrecNsIndex = 10
+)
+
+type capsrecSiteKind uint32
+
+const (
+	capsrecSiteKindSITE_UNKNOWN  capsrecSiteKind = 0
+	capsrecSiteKindSITE_GLUE     capsrecSiteKind = 1
+	capsrecSiteKindSITE_PLUMBING capsrecSiteKind = 2
+	capsrecSiteKindSITE_CAPSET   capsrecSiteKind = 3
+	capsrecSiteKindSITE_PROBE    capsrecSiteKind = 4
+)
 
 type capsrecSiteRange struct {
 	_     structs.HostLayout
@@ -276,36 +343,26 @@ const (
 	capsrecProgSchedProcessExit      = "sched_process_exit"
 	capsrecProgSchedProcessFork      = "sched_process_fork"
 	capsrecProgTpCapCapable          = "tp_cap_capable"
-	capsrecVarAggregate              = "aggregate"
-	capsrecVarCapMask                = "cap_mask"
+	capsrecVarCfg                    = "cfg"
 	capsrecVarCgroupWatermark        = "cgroup_watermark"
-	capsrecVarClassifySites          = "classify_sites"
-	capsrecVarCommFilter             = "comm_filter"
-	capsrecVarFilterCgroups          = "filter_cgroups"
-	capsrecVarFilterComm             = "filter_comm"
-	capsrecVarFilterPids             = "filter_pids"
-	capsrecVarHasTaskPtRegs          = "has_task_pt_regs"
-	capsrecVarHideClasses            = "hide_classes"
 	capsrecVarN_sites                = "n_sites"
-	capsrecVarOptsBitmask            = "opts_bitmask"
-	capsrecVarSelfTgid               = "self_tgid"
 	capsrecVarTextEnd                = "text_end"
 	capsrecVarTextStart              = "text_start"
-	capsrecVarTrackProcesses         = "track_processes"
 	capsrecVarUnusedCapEvent         = "unused_cap_event"
+	capsrecVarUnusedCheckClass       = "unused_check_class"
 	capsrecVarUnusedCtxEvent         = "unused_ctx_event"
+	capsrecVarUnusedEventType        = "unused_event_type"
 	capsrecVarUnusedExeKey           = "unused_exe_key"
 	capsrecVarUnusedExecEvent        = "unused_exec_event"
 	capsrecVarUnusedExitEvent        = "unused_exit_event"
 	capsrecVarUnusedForkEvent        = "unused_fork_event"
 	capsrecVarUnusedFrameInfo        = "unused_frame_info"
 	capsrecVarUnusedLearnEvent       = "unused_learn_event"
+	capsrecVarUnusedNsIndex          = "unused_ns_index"
+	capsrecVarUnusedSiteKind         = "unused_site_kind"
 	capsrecVarUnusedSiteRange        = "unused_site_range"
 	capsrecVarUnusedWalkCache        = "unused_walk_cache"
 	capsrecVarUnusedWalkState        = "unused_walk_state"
-	capsrecVarVerdictFilter          = "verdict_filter"
-	capsrecVarVerifyEvery            = "verify_every"
-	capsrecVarWakeupBytes            = "wakeup_bytes"
 )
 
 // loadCapsrec returns the embedded CollectionSpec for capsrec.
@@ -391,36 +448,26 @@ type capsrecMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type capsrecVariableSpecs struct {
-	Aggregate        *ebpf.VariableSpec `ebpf:"aggregate"`
-	CapMask          *ebpf.VariableSpec `ebpf:"cap_mask"`
+	Cfg              *ebpf.VariableSpec `ebpf:"cfg"`
 	CgroupWatermark  *ebpf.VariableSpec `ebpf:"cgroup_watermark"`
-	ClassifySites    *ebpf.VariableSpec `ebpf:"classify_sites"`
-	CommFilter       *ebpf.VariableSpec `ebpf:"comm_filter"`
-	FilterCgroups    *ebpf.VariableSpec `ebpf:"filter_cgroups"`
-	FilterComm       *ebpf.VariableSpec `ebpf:"filter_comm"`
-	FilterPids       *ebpf.VariableSpec `ebpf:"filter_pids"`
-	HasTaskPtRegs    *ebpf.VariableSpec `ebpf:"has_task_pt_regs"`
-	HideClasses      *ebpf.VariableSpec `ebpf:"hide_classes"`
 	N_sites          *ebpf.VariableSpec `ebpf:"n_sites"`
-	OptsBitmask      *ebpf.VariableSpec `ebpf:"opts_bitmask"`
-	SelfTgid         *ebpf.VariableSpec `ebpf:"self_tgid"`
 	TextEnd          *ebpf.VariableSpec `ebpf:"text_end"`
 	TextStart        *ebpf.VariableSpec `ebpf:"text_start"`
-	TrackProcesses   *ebpf.VariableSpec `ebpf:"track_processes"`
 	UnusedCapEvent   *ebpf.VariableSpec `ebpf:"unused_cap_event"`
+	UnusedCheckClass *ebpf.VariableSpec `ebpf:"unused_check_class"`
 	UnusedCtxEvent   *ebpf.VariableSpec `ebpf:"unused_ctx_event"`
+	UnusedEventType  *ebpf.VariableSpec `ebpf:"unused_event_type"`
 	UnusedExeKey     *ebpf.VariableSpec `ebpf:"unused_exe_key"`
 	UnusedExecEvent  *ebpf.VariableSpec `ebpf:"unused_exec_event"`
 	UnusedExitEvent  *ebpf.VariableSpec `ebpf:"unused_exit_event"`
 	UnusedForkEvent  *ebpf.VariableSpec `ebpf:"unused_fork_event"`
 	UnusedFrameInfo  *ebpf.VariableSpec `ebpf:"unused_frame_info"`
 	UnusedLearnEvent *ebpf.VariableSpec `ebpf:"unused_learn_event"`
+	UnusedNsIndex    *ebpf.VariableSpec `ebpf:"unused_ns_index"`
+	UnusedSiteKind   *ebpf.VariableSpec `ebpf:"unused_site_kind"`
 	UnusedSiteRange  *ebpf.VariableSpec `ebpf:"unused_site_range"`
 	UnusedWalkCache  *ebpf.VariableSpec `ebpf:"unused_walk_cache"`
 	UnusedWalkState  *ebpf.VariableSpec `ebpf:"unused_walk_state"`
-	VerdictFilter    *ebpf.VariableSpec `ebpf:"verdict_filter"`
-	VerifyEvery      *ebpf.VariableSpec `ebpf:"verify_every"`
-	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // capsrecObjects contains all objects after they have been loaded into the kernel.
@@ -486,36 +533,26 @@ func (m *capsrecMaps) Close() error {
 //
 // It can be passed to loadCapsrecObjects or ebpf.CollectionSpec.LoadAndAssign.
 type capsrecVariables struct {
-	Aggregate        *ebpf.Variable `ebpf:"aggregate"`
-	CapMask          *ebpf.Variable `ebpf:"cap_mask"`
+	Cfg              *ebpf.Variable `ebpf:"cfg"`
 	CgroupWatermark  *ebpf.Variable `ebpf:"cgroup_watermark"`
-	ClassifySites    *ebpf.Variable `ebpf:"classify_sites"`
-	CommFilter       *ebpf.Variable `ebpf:"comm_filter"`
-	FilterCgroups    *ebpf.Variable `ebpf:"filter_cgroups"`
-	FilterComm       *ebpf.Variable `ebpf:"filter_comm"`
-	FilterPids       *ebpf.Variable `ebpf:"filter_pids"`
-	HasTaskPtRegs    *ebpf.Variable `ebpf:"has_task_pt_regs"`
-	HideClasses      *ebpf.Variable `ebpf:"hide_classes"`
 	N_sites          *ebpf.Variable `ebpf:"n_sites"`
-	OptsBitmask      *ebpf.Variable `ebpf:"opts_bitmask"`
-	SelfTgid         *ebpf.Variable `ebpf:"self_tgid"`
 	TextEnd          *ebpf.Variable `ebpf:"text_end"`
 	TextStart        *ebpf.Variable `ebpf:"text_start"`
-	TrackProcesses   *ebpf.Variable `ebpf:"track_processes"`
 	UnusedCapEvent   *ebpf.Variable `ebpf:"unused_cap_event"`
+	UnusedCheckClass *ebpf.Variable `ebpf:"unused_check_class"`
 	UnusedCtxEvent   *ebpf.Variable `ebpf:"unused_ctx_event"`
+	UnusedEventType  *ebpf.Variable `ebpf:"unused_event_type"`
 	UnusedExeKey     *ebpf.Variable `ebpf:"unused_exe_key"`
 	UnusedExecEvent  *ebpf.Variable `ebpf:"unused_exec_event"`
 	UnusedExitEvent  *ebpf.Variable `ebpf:"unused_exit_event"`
 	UnusedForkEvent  *ebpf.Variable `ebpf:"unused_fork_event"`
 	UnusedFrameInfo  *ebpf.Variable `ebpf:"unused_frame_info"`
 	UnusedLearnEvent *ebpf.Variable `ebpf:"unused_learn_event"`
+	UnusedNsIndex    *ebpf.Variable `ebpf:"unused_ns_index"`
+	UnusedSiteKind   *ebpf.Variable `ebpf:"unused_site_kind"`
 	UnusedSiteRange  *ebpf.Variable `ebpf:"unused_site_range"`
 	UnusedWalkCache  *ebpf.Variable `ebpf:"unused_walk_cache"`
 	UnusedWalkState  *ebpf.Variable `ebpf:"unused_walk_state"`
-	VerdictFilter    *ebpf.Variable `ebpf:"verdict_filter"`
-	VerifyEvery      *ebpf.Variable `ebpf:"verify_every"`
-	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // capsrecPrograms contains all programs after they have been loaded into the kernel.

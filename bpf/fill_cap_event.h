@@ -111,7 +111,7 @@ static __always_inline void AGG_KEY(struct agg_key *k, struct task_struct *task,
 	k->exe_dev = READ(task, mm, exe_file, f_inode, i_sb, s_dev);
 	k->cap = cap;
 	k->granted = ret == 0;
-	k->audit = !has_opts ? 0 : (opts_bitmask ? !(opts & CAP_OPT_NOAUDIT) : opts != 0) ? 1 : 2;
+	k->audit = !has_opts ? 0 : (cfg.opts_bitmask ? !(opts & CAP_OPT_NOAUDIT) : opts != 0) ? 1 : 2;
 	k->override_creds = override;
 	k->class = class;
 }

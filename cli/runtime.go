@@ -12,8 +12,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/capsrec/capsrec/bpf"
-	"github.com/capsrec/capsrec/internal/callsite"
 	"github.com/capsrec/capsrec/enrich"
+	"github.com/capsrec/capsrec/internal/callsite"
 	"github.com/capsrec/capsrec/internal/runtimes"
 	"github.com/capsrec/capsrec/internal/textsafe"
 )

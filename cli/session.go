@@ -13,8 +13,8 @@ import (
 
 	"github.com/capsrec/capsrec/bpf"
 	"github.com/capsrec/capsrec/internal/callsite"
-	"github.com/capsrec/capsrec/internal/readyfile"
 	"github.com/capsrec/capsrec/internal/nodepod"
+	"github.com/capsrec/capsrec/internal/readyfile"
 	"github.com/capsrec/capsrec/recorder"
 )
 

@@ -34,10 +34,10 @@ type UserNS struct {
 type Class uint8
 
 const (
-	ClassNeed          Class = bpf.ClassNeed          // the workload's own code asked
-	ClassProbe         Class = bpf.ClassProbe         // the kernel probing (noaudit, or only testing the answer)
-	ClassRuntime       Class = bpf.ClassRuntime       // the container runtime setting a container or exec up
-	ClassOverrideCreds Class = bpf.ClassOverrideCreds // under borrowed credentials (overlayfs copy-up)
+	ClassNeed          Class = Class(bpf.ClassNeed)          // the workload's own code asked
+	ClassProbe         Class = Class(bpf.ClassProbe)         // the kernel probing (noaudit, or only testing the answer)
+	ClassRuntime       Class = Class(bpf.ClassRuntime)       // the container runtime setting a container or exec up
+	ClassOverrideCreds Class = Class(bpf.ClassOverrideCreds) // under borrowed credentials (overlayfs copy-up)
 )
 
 // ClassNames are the JSON's capsrec.class values, indexed by Class.

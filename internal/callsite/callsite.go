@@ -15,17 +15,19 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/capsrec/capsrec/bpf"
 )
 
 // Kind is what a function is to the stack walk (capsrec.h's enum site_kind).
 type Kind uint32
 
 const (
-	Unknown  Kind = 0 // the caller asking: a need
-	Glue     Kind = 1 // tracing machinery between the hook and cap_capable
-	Plumbing Kind = 2 // capable(), security_capable(), the noaudit wrappers, ...: the walk looks further
-	Capset   Kind = 3 // cap_capset: a need when the call raises the inheritable set, else a probe
-	Probe    Kind = 4 // a caller whose answer gates nothing: a probe, and the call site
+	Unknown  = Kind(bpf.SiteUnknown)  // the caller asking: a need
+	Glue     = Kind(bpf.SiteGlue)     // tracing machinery between the hook and cap_capable
+	Plumbing = Kind(bpf.SitePlumbing) // capable(), security_capable(), the noaudit wrappers, ...: the walk looks further
+	Capset   = Kind(bpf.SiteCapset)   // cap_capset: a need when the call raises the inheritable set, else a probe
+	Probe    = Kind(bpf.SiteProbe)    // a caller whose answer gates nothing: a probe, and the call site
 )
 
 // Kinds maps function names to their kind, for every kernel of the matrix (5.10

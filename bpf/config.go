@@ -1,0 +1,196 @@
+package bpf
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+)
+
+// Config is what the programs are specialised with before load.
+type Config struct {
+	SelfTgid uint32
+	// CapMask has bit n set to keep CAP n; zero means every capability.
+	CapMask uint64
+	Verdict uint8
+	Pids    []uint32
+	Comm    string
+	// WakeupBytes batches reader wake-ups: the kernel wakes the reader about once
+	// this much data waits (each CPU once it sent its share), and the reader
+	// polls for the rest. 0 wakes per record.
+	WakeupBytes uint32
+	// RingBufferSize in bytes, a power of two multiple of the page size; 0 keeps 8 MiB.
+	RingBufferSize uint32
+	// TrackProcesses attaches the exec/fork/exit programs that feed the process cache.
+	TrackProcesses bool
+	// KernelBTF replaces /sys/kernel/btf/vmlinux (--btf) for CO-RE relocations.
+	KernelBTF *btf.Spec
+	// Aggregate counts checks in the kernel per AggKey and sends only each key's first.
+	Aggregate bool
+	// Cgroups turns on the cgroup filter: keep the listed cgroups (and those
+	// made after CgroupWatermark), or drop them.
+	Cgroups CgroupFilter
+	// CgroupSet lists cgroups before the programs attach.
+	CgroupSet []uint64
+	// CgroupWatermark: with CgroupsOnly, every cgroup id up to it is decided
+	// (listed or dropped); newer ones are kept until user space decides.
+	CgroupWatermark uint64
+	// Sites gives the call-site walk's table once the programs are loaded and
+	// before they attach (so that reading it overlaps the verifier); nil: the
+	// programs do not read the stack and every check's call site is unknown.
+	Sites func() SiteTable
+	// HideClasses has bit n set to count checks of class n in the kernel, not send them.
+	HideClasses uint8
+	// RuntimeExes are container runtime executables (runc, crun, the shims), by
+	// identity; the value is 1 + the runtime's index. Processes of the runtime
+	// server's tree that exec them are marked.
+	RuntimeExes map[ExeKey]uint8
+	// RuntimeSizes are their sizes, by 1 + index: a runtime's re-exec of an
+	// unlinked copy of itself is known by the size.
+	RuntimeSizes map[uint32]uint64
+	// RuntimeTgids are the runtime server's tree when capsrec starts, with their
+	// marks (runtimes.Mark*): the server, its shims, runtimes at work.
+	RuntimeTgids map[uint32]uint8
+	// VerifyEvery checks one fast call-site walk in this many against the
+	// kernel's unwinder; 0 keeps 1024.
+	VerifyEvery uint32
+}
+
+// SiteTable is the call-site walk's table: function ranges, sorted, at most
+// MaxSites, and the core kernel's text. Empty ranges leave call sites unknown.
+type SiteTable struct {
+	Ranges             []SiteRange
+	TextStart, TextEnd uint64
+}
+
+// MaxSites is capsrec.h's MAX_SITES.
+const MaxSites = 128
+
+// SiteRange and ExeKey are capsrec.h's struct site_range and struct exe_key.
+type (
+	SiteRange  = capsrecSiteRange
+	ExeKey     = capsrecExeKey
+	LearnEvent = capsrecLearnEvent
+)
+
+// CgroupFilter is the kernel's cgroup filter mode; the set is filled at run time (AddCgroup).
+type CgroupFilter uint8
+
+const (
+	CgroupsAll     CgroupFilter = iota
+	CgroupsOnly                 // only checks in the listed cgroups (pod filters)
+	CgroupsExclude              // no checks in the listed cgroups (--host: drop containers)
+)
+
+// configure specialises the programs before load: one config struct, set once.
+func configure(specs *capsrecSpecs, cfg Config, ptRegs, optsBitmask bool) error {
+	if len(cfg.Comm) > 15 {
+		return fmt.Errorf("--comm %q is longer than the kernel's 15-character comm", cfg.Comm)
+	}
+	c := capsrecConfig{
+		CapMask:        cmp.Or(cfg.CapMask, ^uint64(0)),
+		SelfTgid:       cfg.SelfTgid,
+		VerifyEvery:    cmp.Or(cfg.VerifyEvery, 1024),
+		WakeupBytes:    perCPUWakeup(cfg.WakeupBytes),
+		VerdictFilter:  cfg.Verdict,
+		FilterPids:     boolByte(len(cfg.Pids) > 0),
+		FilterComm:     boolByte(cfg.Comm != ""),
+		FilterCgroups:  uint8(cfg.Cgroups),
+		HasTaskPtRegs:  boolByte(ptRegs),
+		TrackProcesses: boolByte(cfg.TrackProcesses),
+		Aggregate:      boolByte(cfg.Aggregate),
+		OptsBitmask:    boolByte(optsBitmask),
+		HideClasses:    cfg.HideClasses,
+		ClassifySites:  boolByte(cfg.Sites != nil),
+	}
+	for i := range len(cfg.Comm) {
+		c.CommFilter[i] = int8(cfg.Comm[i])
+	}
+	if err := specs.Cfg.Set(c); err != nil {
+		return fmt.Errorf("setting the programs' configuration: %w", err)
+	}
+	if cfg.RingBufferSize != 0 {
+		specs.Events.MaxEntries = cfg.RingBufferSize
+	}
+	return nil
+}
+
+// perCPUWakeup is each CPU's share of a wake-up threshold: the program counts
+// what it sent per CPU, without asking the ring. At least a page (so that a
+// node with many CPUs still batches) unless the threshold itself is less.
+func perCPUWakeup(total uint32) uint32 {
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil || cpus < 1 {
+		cpus = 1
+	}
+	return min(max(total/uint32(cpus), 4096), total)
+}
+
+// fillTables writes the call-site walk's state and table, and the runtime tables.
+func (s *Session) fillTables(cfg Config) error {
+	ws := capsrecWalkState{Anchor: -1} // learned from the first samples
+	if err := s.maps.WalkStates.Put(uint32(0), ws); err != nil {
+		return fmt.Errorf("initializing the call-site walk: %w", err)
+	}
+	if cfg.Sites != nil {
+		if err := s.fillSites(cfg.Sites()); err != nil {
+			return err
+		}
+	}
+	for k, v := range cfg.RuntimeExes {
+		if err := s.maps.RuntimeExes.Put(k, v); err != nil {
+			return fmt.Errorf("filling the runtime executables: %w", err)
+		}
+	}
+	for _, id := range cfg.CgroupSet {
+		if err := s.maps.CgroupFilter.Put(id, uint8(1)); err != nil {
+			return fmt.Errorf("filling the cgroup filter: %w", err)
+		}
+	}
+	if err := s.vars.CgroupWatermark.Set(cfg.CgroupWatermark); err != nil {
+		return fmt.Errorf("setting the cgroup watermark: %w", err)
+	}
+	for idx, size := range cfg.RuntimeSizes {
+		if err := s.maps.RuntimeSizes.Put(idx, size); err != nil {
+			return fmt.Errorf("filling the runtime executables' sizes: %w", err)
+		}
+	}
+	for tgid, v := range cfg.RuntimeTgids {
+		if err := s.maps.RuntimeTasks.Put(tgid, v); err != nil {
+			return fmt.Errorf("marking runtime processes: %w", err)
+		}
+	}
+	return nil
+}
+
+// fillSites writes the call-site ranges, padded with ranges that start past
+// every address so that the binary search reads no garbage, then their count
+// and the text bounds.
+func (s *Session) fillSites(st SiteTable) error {
+	if len(st.Ranges) > MaxSites {
+		return fmt.Errorf("%d call-site ranges, more than %d", len(st.Ranges), MaxSites)
+	}
+	for i := range uint32(MaxSites) {
+		r := SiteRange{Start: ^uint64(0), End: ^uint64(0)}
+		if int(i) < len(st.Ranges) {
+			r = st.Ranges[i]
+		}
+		if err := s.maps.SiteRanges.Put(i, r); err != nil {
+			return fmt.Errorf("filling the call-site table: %w", err)
+		}
+	}
+	err := errors.Join(s.vars.TextStart.Set(st.TextStart), s.vars.TextEnd.Set(st.TextEnd), s.vars.N_sites.Set(uint32(len(st.Ranges))))
+	if err != nil {
+		return fmt.Errorf("setting the call-site table's bounds: %w", err)
+	}
+	return nil
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}

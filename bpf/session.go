@@ -1,0 +1,365 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// Session is a loaded and attached set of programs. Close detaches and frees all of it.
+type Session struct {
+	Method Method
+	coll   *ebpf.Collection // the programs loaded for Method, and the global variables' maps
+	maps   capsrecMaps
+	vars   capsrecVariables
+	links  []link.Link
+	// SyscallFromPtRegs tells whether bpf_task_pt_regs was used (5.15+) or the stack layout.
+	SyscallFromPtRegs bool
+	// OptsKind is how cap_capable's 4th argument reads on the kernel the programs were loaded for.
+	OptsKind OptsKind
+}
+
+// capProgram are the programs on cap_capable of each method; only those of
+// the method at hand are loaded.
+var capProgram = map[Method][]string{
+	MethodTracepoint: {capsrecProgTpCapCapable},
+	MethodFexit:      {capsrecProgFexitCapCapable, capsrecProgFexitCapCapableLegacy},
+	MethodKprobe:     {capsrecProgKprobeCapCapable, capsrecProgKretprobeCapCapable},
+}
+
+// processTracepoints are the exec/fork/exit tracepoints, and their programs:
+// tp_btf ones need the kernel's own BTF to attach, raw tracepoints do not (--btf).
+var processTracepoints = []struct{ name, btf, raw string }{
+	{"sched_process_exec", capsrecProgSchedProcessExec, capsrecProgRawSchedProcessExec},
+	{"sched_process_fork", capsrecProgSchedProcessFork, capsrecProgRawSchedProcessFork},
+	{"sched_process_exit", capsrecProgSchedProcessExit, capsrecProgRawSchedProcessExit},
+}
+
+// Open loads the programs for method and attaches them. With MethodAuto it
+// tries each method in order and keeps the first that loads and attaches; the
+// errors of those it passed over are joined into the error if none works.
+func Open(cfg Config, method Method) (*Session, error) {
+	kernel, err := kernelSpec(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if method != MethodAuto {
+		return open(cfg, kernel, method)
+	}
+	var errs []error
+	for _, m := range Methods {
+		s, err := open(cfg, kernel, m)
+		if err == nil {
+			return s, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, fmt.Errorf("no attach method works on this kernel: %w", errors.Join(errs...))
+}
+
+// Check tells whether method can be used here by loading and attaching it, then detaching.
+func Check(cfg Config, method Method) error {
+	s, err := Open(cfg, method)
+	if err != nil {
+		return err
+	}
+	return s.Close()
+}
+
+func open(cfg Config, kernel *btf.Spec, method Method) (_ *Session, err error) {
+	if err := precheck(kernel, method, cfg.KernelBTF != nil); err != nil {
+		return nil, err
+	}
+	spec, err := loadCapsrec()
+	if err != nil {
+		return nil, fmt.Errorf("reading the embedded BPF object: %w", err)
+	}
+	var specs capsrecSpecs
+	if err := spec.Assign(&specs); err != nil {
+		return nil, fmt.Errorf("reading the embedded BPF object: %w", err)
+	}
+	keep := map[string]bool{}
+	for _, p := range capProgram[method] {
+		keep[p] = true
+	}
+	if cfg.TrackProcesses {
+		for _, tp := range processTracepoints {
+			keep[tp.btf], keep[tp.raw] = cfg.KernelBTF == nil, cfg.KernelBTF != nil
+		}
+	}
+	// fexit reads the task through BTF where bpf_get_current_task_btf (5.11) exists.
+	taskBTF := hasHelper(kernel, "BPF_FUNC_get_current_task_btf")
+	if taskBTF {
+		delete(keep, capsrecProgFexitCapCapableLegacy)
+	} else {
+		delete(keep, capsrecProgFexitCapCapable)
+	}
+	for name := range spec.Programs {
+		if !keep[name] {
+			delete(spec.Programs, name)
+		}
+	}
+	// Maps only the pruned code uses: the smallest the kernel takes.
+	if method != MethodKprobe {
+		specs.KprobeArgs.MaxEntries = 1
+	}
+	if !cfg.Aggregate {
+		specs.Agg.MaxEntries = 1
+	}
+	ptRegs := hasHelper(kernel, "BPF_FUNC_task_pt_regs")
+	opts := CapCapableOpts(kernel)
+	if err := configure(&specs, cfg, ptRegs, opts != OptsAuditInt); err != nil {
+		return nil, err
+	}
+
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: cfg.KernelBTF}})
+	if errors.Is(err, unix.EPERM) && method == MethodFexit {
+		return nil, unavailable(method, "the kernel refuses to load fexit programs (EPERM: BPF trampolines are disabled or locked down here)")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: loading BPF programs: %w", method, err)
+	}
+	s := &Session{Method: method, coll: coll, SyscallFromPtRegs: ptRegs, OptsKind: opts}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if err := s.assign(); err != nil {
+		return nil, err
+	}
+	if err := s.fillTables(cfg); err != nil {
+		return nil, err
+	}
+	if len(cfg.Pids) > 0 {
+		one := uint8(1)
+		for _, pid := range cfg.Pids {
+			if err := s.maps.PidFilter.Put(pid, one); err != nil {
+				return nil, fmt.Errorf("filling the pid filter: %w", err)
+			}
+		}
+	}
+	if err := s.attach(method, cfg.TrackProcesses, cfg.KernelBTF != nil); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// assign takes the maps and variables out of the collection into their typed structs.
+func (s *Session) assign() error {
+	if err := s.coll.Assign(&s.maps); err != nil {
+		return fmt.Errorf("the loaded BPF maps: %w", err)
+	}
+	if err := s.coll.Assign(&s.vars); err != nil {
+		return fmt.Errorf("the loaded BPF variables: %w", err)
+	}
+	return nil
+}
+
+func (s *Session) attach(method Method, trackProcesses, externalBTF bool) error {
+	add := func(l link.Link, err error, what string) error {
+		if method == MethodKprobe && errors.Is(err, os.ErrNotExist) {
+			return unavailable(method, "this kernel has no kprobes (CONFIG_KPROBES is off: no kprobe PMU, no tracefs kprobe_events)")
+		}
+		if err != nil {
+			return unavailable(method, "attaching %s: %v", what, err)
+		}
+		s.links = append(s.links, l)
+		return nil
+	}
+	tracing := func(name string) error {
+		l, err := link.AttachTracing(link.TracingOptions{Program: s.coll.Programs[name]})
+		return add(l, err, name)
+	}
+	// Process tracking first: a check must never arrive before the exec that explains it.
+	for _, tp := range processTracepoints {
+		var err error
+		switch {
+		case !trackProcesses:
+		case externalBTF:
+			l, lerr := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp.name, Program: s.coll.Programs[tp.raw]})
+			err = add(l, lerr, tp.raw)
+		default:
+			err = tracing(tp.btf)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	switch method {
+	case MethodTracepoint:
+		return tracing(capsrecProgTpCapCapable)
+	case MethodFexit:
+		for _, p := range capProgram[MethodFexit] {
+			if s.coll.Programs[p] != nil {
+				return tracing(p)
+			}
+		}
+	case MethodKprobe:
+		l, err := link.Kprobe("cap_capable", s.coll.Programs[capsrecProgKprobeCapCapable], nil)
+		if err := add(l, err, "kprobe cap_capable"); err != nil {
+			return err
+		}
+		l, err = link.Kretprobe("cap_capable", s.coll.Programs[capsrecProgKretprobeCapCapable], &link.KprobeOptions{RetprobeMaxActive: 4096})
+		if errors.Is(err, link.ErrNotSupported) || errors.Is(err, os.ErrNotExist) {
+			// maxactive needs the tracefs kprobe interface; the PMU one uses the kernel default.
+			l, err = link.Kretprobe("cap_capable", s.coll.Programs[capsrecProgKretprobeCapCapable], nil)
+		}
+		return add(l, err, "kretprobe cap_capable")
+	}
+	return fmt.Errorf("unknown attach method %q", method)
+}
+
+// Events is the ring buffer the programs write to.
+func (s *Session) Events() *ebpf.Map { return s.maps.Events }
+
+// Stats sums the kernel's per-CPU counters.
+func (s *Session) Stats() (Stats, error) {
+	var st Stats
+	var perCPU []capsrecCheckStats
+	if err := s.maps.Stats.Lookup(uint32(0), &perCPU); err != nil {
+		return st, fmt.Errorf("reading BPF stats: %w", err)
+	}
+	for _, c := range perCPU {
+		st.Seen += c.Seen
+		st.Filtered += c.Filtered
+		st.Lost += c.Lost
+		st.LostProcess += c.LostProc
+		st.MissedReturns += c.MissedReturn
+		st.Aggregated += c.Aggregated
+		st.AggFull += c.AggFull
+		for i := range st.Hidden {
+			st.Hidden[i] += c.Hidden[i]
+		}
+		st.UnwindFailed += c.UnwindFailed
+		st.FastWalks += c.FastWalks
+		st.SlowWalks += c.SlowWalks
+		st.WalkVerified += c.WalkVerified
+		st.WalkMismatch += c.WalkMismatch
+		st.Contexts += c.Contexts
+	}
+	return st, nil
+}
+
+// AddFrame teaches the fast call-site walk one pass-through frame.
+func (s *Session) AddFrame(ret uint64, delta int32, kind uint32) error {
+	if err := s.maps.Frames.Put(ret, capsrecFrameInfo{Delta: delta, Kind: kind}); err != nil {
+		return fmt.Errorf("teaching the call-site walk: %w", err)
+	}
+	return nil
+}
+
+// VoidCachedWalks makes every CPU's cached walk stale: a learned frame changed.
+func (s *Session) VoidCachedWalks() error {
+	return s.updateWalkState("voiding cached walks", func(ws *capsrecWalkState) { ws.Generation++ })
+}
+
+// SetWalkAnchor sets where the fast call-site walk starts, keeping its broken flag.
+func (s *Session) SetWalkAnchor(offset int32, value uint64) error {
+	return s.updateWalkState("setting the call-site walk's anchor", func(ws *capsrecWalkState) {
+		ws.Anchor, ws.AnchorValue = offset, value
+	})
+}
+
+// updateWalkState changes the fields change sets and keeps those the programs write.
+func (s *Session) updateWalkState(what string, change func(*capsrecWalkState)) error {
+	ws, err := s.walkState()
+	if err != nil {
+		return err
+	}
+	change(&ws)
+	if err := s.maps.WalkStates.Put(uint32(0), ws); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+func (s *Session) walkState() (capsrecWalkState, error) {
+	var ws capsrecWalkState
+	if err := s.maps.WalkStates.Lookup(uint32(0), &ws); err != nil {
+		return ws, fmt.Errorf("reading the call-site walk: %w", err)
+	}
+	return ws, nil
+}
+
+// WalkMismatch is the first disagreement of the fast call-site walk with the
+// kernel's unwinder: the return addresses each found (0 when none happened).
+func (s *Session) WalkMismatch() (fast, slow uint64, err error) {
+	ws, err := s.walkState()
+	return ws.MismatchFast, ws.MismatchSlow, err
+}
+
+// ForgetContext makes the kernel send a thread's context again before its next
+// check: user space lost it.
+func (s *Session) ForgetContext(tid uint32) error {
+	if err := s.maps.CtxSent.Delete(tid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("forgetting the context of thread %d: %w", tid, err)
+	}
+	return nil
+}
+
+// AddCgroup puts a cgroup (v2 id) into the cgroup filter's set.
+func (s *Session) AddCgroup(id uint64) error {
+	if err := s.maps.CgroupFilter.Put(id, uint8(1)); err != nil {
+		return fmt.Errorf("adding cgroup %d to the filter: %w", id, err)
+	}
+	return nil
+}
+
+// SetCgroupWatermark says that every cgroup id up to id is decided.
+func (s *Session) SetCgroupWatermark(id uint64) error {
+	if err := s.vars.CgroupWatermark.Set(id); err != nil {
+		return fmt.Errorf("setting the cgroup watermark: %w", err)
+	}
+	return nil
+}
+
+// AggregateEntries reads the aggregation map: every key counted so far.
+func (s *Session) AggregateEntries() ([]AggEntry, error) {
+	var (
+		key     AggKey
+		perCPU  []capsrecAggValue
+		entries []AggEntry
+	)
+	it := s.maps.Agg.Iterate()
+	for it.Next(&key, &perCPU) {
+		e := AggEntry{Key: key}
+		for _, v := range perCPU {
+			e.Count += v.Count
+			e.LastKtime = max(e.LastKtime, v.LastKtime)
+		}
+		entries = append(entries, e)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading the aggregation map: %w", err)
+	}
+	return entries, nil
+}
+
+// Detach removes every hook, so no new record arrives, and keeps the maps for a last drain.
+func (s *Session) Detach() error {
+	var errs []error
+	for _, l := range s.links {
+		if err := l.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.links = nil
+	return errors.Join(errs...)
+}
+
+// Close detaches every link and frees every program and map. Safe to call twice.
+func (s *Session) Close() error {
+	err := s.Detach()
+	if s.coll != nil {
+		err = errors.Join(err, s.maps.Close())
+		s.coll.Close()
+		s.coll = nil
+	}
+	return err
+}

@@ -1,0 +1,79 @@
+package bpf
+
+// Record types (EventHeader.Type), capsrec.h's enum event_type.
+const (
+	EventCap  = uint8(capsrecEventTypeEVENT_CAP)
+	EventExec = uint8(capsrecEventTypeEVENT_EXEC)
+	EventFork = uint8(capsrecEventTypeEVENT_FORK)
+	EventExit = uint8(capsrecEventTypeEVENT_EXIT)
+	// EventLearn carries a stack sample the call-site walk learns frame sizes from.
+	EventLearn = uint8(capsrecEventTypeEVENT_LEARN)
+	// EventCtx carries a thread's context: checks made under it refer to it by seq.
+	EventCtx = uint8(capsrecEventTypeEVENT_CTX)
+)
+
+// NSCount is how many namespaces a context names, capsrec.h's enum ns_index.
+const NSCount = int(capsrecNsIndexNS_COUNT)
+
+// Go names for the records of capsrec.h.
+type (
+	CapEvent    = capsrecCapEvent
+	CtxEvent    = capsrecCtxEvent
+	ExecEvent   = capsrecExecEvent
+	ForkEvent   = capsrecForkEvent
+	ExitEvent   = capsrecExitEvent
+	EventHeader = capsrecEventHeader
+)
+
+// Verdict filters applied in the kernel.
+const (
+	VerdictAll     = 0
+	VerdictGranted = 1
+	VerdictDenied  = 2
+)
+
+// Check classes (records' Class), capsrec.h's enum check_class.
+const (
+	ClassNeed          = uint8(capsrecCheckClassCLASS_NEED)
+	ClassProbe         = uint8(capsrecCheckClassCLASS_PROBE)
+	ClassRuntime       = uint8(capsrecCheckClassCLASS_RUNTIME)
+	ClassOverrideCreds = uint8(capsrecCheckClassCLASS_OVERRIDE_CREDS)
+	ClassCount         = int(capsrecCheckClassCLASS_COUNT)
+)
+
+// Call-site kinds (SiteRange.Kind), capsrec.h's enum site_kind.
+const (
+	SiteUnknown  = uint32(capsrecSiteKindSITE_UNKNOWN)
+	SiteGlue     = uint32(capsrecSiteKindSITE_GLUE)
+	SitePlumbing = uint32(capsrecSiteKindSITE_PLUMBING)
+	SiteCapset   = uint32(capsrecSiteKindSITE_CAPSET)
+	SiteProbe    = uint32(capsrecSiteKindSITE_PROBE)
+)
+
+// Stats are the kernel-side counters, summed over CPUs.
+type Stats struct {
+	Seen, Filtered, Lost, LostProcess, MissedReturns uint64
+	// Aggregated checks were only counted (profile --live); AggFull were sent whole
+	// because the aggregation map was full.
+	Aggregated, AggFull uint64
+	// Hidden counts checks of each class counted in the kernel, not sent.
+	Hidden [ClassCount]uint64
+	// UnwindFailed checks had no readable kernel stack: their call site is unknown.
+	UnwindFailed uint64
+	// FastWalks found the call site on the learned frames, SlowWalks through the
+	// kernel's unwinder; WalkVerified fast walks were checked against the unwinder,
+	// and WalkMismatch of them disagreed (the fast walk then turned itself off).
+	FastWalks, SlowWalks, WalkVerified, WalkMismatch uint64
+	// Contexts are the ctx_events sent: a thread's context changed, or was not known.
+	Contexts uint64
+}
+
+// AggKey is the kernel's aggregation key (capsrec.h's struct agg_key).
+type AggKey = capsrecAggKey
+
+// AggEntry is one key's count, summed over CPUs.
+type AggEntry struct {
+	Key       AggKey
+	Count     uint64
+	LastKtime uint64
+}
