@@ -95,15 +95,15 @@ func configure(specs *capsrecSpecs, cfg Config, ptRegs, optsBitmask bool) error 
 		VerifyEvery:    cmp.Or(cfg.VerifyEvery, 1024),
 		WakeupBytes:    perCPUWakeup(cfg.WakeupBytes),
 		VerdictFilter:  cfg.Verdict,
-		FilterPids:     boolByte(len(cfg.Pids) > 0),
-		FilterComm:     boolByte(cfg.Comm != ""),
+		FilterPids:     Bool(len(cfg.Pids) > 0),
+		FilterComm:     Bool(cfg.Comm != ""),
 		FilterCgroups:  uint8(cfg.Cgroups),
-		HasTaskPtRegs:  boolByte(ptRegs),
-		TrackProcesses: boolByte(cfg.TrackProcesses),
-		Aggregate:      boolByte(cfg.Aggregate),
-		OptsBitmask:    boolByte(optsBitmask),
+		HasTaskPtRegs:  Bool(ptRegs),
+		TrackProcesses: Bool(cfg.TrackProcesses),
+		Aggregate:      Bool(cfg.Aggregate),
+		OptsBitmask:    Bool(optsBitmask),
 		HideClasses:    cfg.HideClasses,
-		ClassifySites:  boolByte(cfg.Sites != nil),
+		ClassifySites:  Bool(cfg.Sites != nil),
 	}
 	for i := range len(cfg.Comm) {
 		c.CommFilter[i] = int8(cfg.Comm[i])
@@ -188,7 +188,8 @@ func (s *Session) fillSites(st SiteTable) error {
 	return nil
 }
 
-func boolByte(b bool) uint8 {
+// Bool is b as the programs store a flag: 1 or 0.
+func Bool(b bool) uint8 {
 	if b {
 		return 1
 	}

@@ -62,8 +62,8 @@ func Open(cfg Config, method Method) (*Session, error) {
 	return nil, fmt.Errorf("no attach method works on this kernel: %w", errors.Join(errs...))
 }
 
-// Check tells whether method can be used here by loading and attaching it, then detaching.
-func Check(cfg Config, method Method) error {
+// TryAttach tells whether method can be used here by loading and attaching it, then detaching.
+func TryAttach(cfg Config, method Method) error {
 	s, err := Open(cfg, method)
 	if err != nil {
 		return err

@@ -64,7 +64,7 @@ var doctorCommand = &cli.Command{
 		cfg.SelfTgid = uint32(os.Getpid())
 		works := 0
 		for _, m := range bpf.Methods {
-			if err := bpf.Check(cfg, m); err != nil {
+			if err := bpf.TryAttach(cfg, m); err != nil {
 				var ue *bpf.UnavailableError
 				if errors.As(err, &ue) {
 					fmt.Fprintf(w, "attach %s\tfails: %s\n", m, ue.Reason)
@@ -77,7 +77,7 @@ var doctorCommand = &cli.Command{
 			fmt.Fprintf(w, "attach %s\tworks\n", m)
 		}
 		cfg.TrackProcesses = true
-		if err := bpf.Check(cfg, bpf.MethodAuto); err != nil {
+		if err := bpf.TryAttach(cfg, bpf.MethodAuto); err != nil {
 			fmt.Fprintf(w, "process tracking\tfails: %s\n", textsafe.OneLine(err.Error()))
 		} else {
 			fmt.Fprintf(w, "process tracking\tworks (sched_process_exec/fork/exit)\n")

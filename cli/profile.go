@@ -52,19 +52,19 @@ func runProfile(c *cli.Context) error {
 	if err := profile.CheckFormat(format); err != nil {
 		return err
 	}
-	colored, err := output.UseColor(c.String("color"), isatty.IsTerminal(os.Stdout.Fd()), os.Getenv("NO_COLOR") != "")
+	colored, err := output.ColorFor(c.String("color"), os.Stdout)
 	if err != nil {
 		return err
 	}
-	filter := profile.Filter{Namespaces: c.StringSlice("namespace"), Pods: c.StringSlice("pod"), Containers: c.StringSlice("container")}
-	if err := filter.Validate(); err != nil {
+	subjects := profile.Filter{Namespaces: c.StringSlice("namespace"), Pods: c.StringSlice("pod"), Containers: c.StringSlice("container")}
+	if err := subjects.Validate(); err != nil {
 		return err
 	}
 	if c.Bool("live") {
 		if c.String("check") != "" {
 			return errors.New("--check compares recorded files, not a --live session")
 		}
-		return runLive(c, format, colored, filter)
+		return runLive(c, format, colored, subjects)
 	}
 	for _, live := range []string{"interval", "duration"} {
 		if c.IsSet(live) {
@@ -78,7 +78,7 @@ func runProfile(c *cli.Context) error {
 		}
 		files = []string{"-"}
 	}
-	p, err := profile.ReadFiles(files, os.Stdin, profile.ReadOptions{SkipInvalid: c.Bool("skip-invalid"), Filter: filter})
+	p, err := profile.ReadFiles(files, os.Stdin, profile.ReadOptions{SkipInvalid: c.Bool("skip-invalid"), Filter: subjects})
 	if err != nil {
 		return err
 	}
@@ -146,7 +146,7 @@ func CheckManifest(c *cli.Context, manifest string, p *profile.Profile) (differ 
 // runLive is profile --live: the kernel counts checks per (cgroup, executable,
 // capability, verdict, audit, override_creds) and sends only each key's first,
 // so a long session on a busy node costs little.
-func runLive(c *cli.Context, format string, colored bool, filter profile.Filter) error {
+func runLive(c *cli.Context, format string, colored bool, subjects profile.Filter) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("--live records from the kernel: it takes no files, got %q", c.Args().First())
 	}
@@ -168,11 +168,11 @@ func runLive(c *cli.Context, format string, colored bool, filter profile.Filter)
 	if err := needRoot("profile --live"); err != nil {
 		return err
 	}
-	ls, err := openSession(c, cfg, method, duration, findRuntimeTree(c))
+	rec, err := startRecording(c, cfg, method, duration, findRuntimeTree(c))
 	if err != nil {
 		return err
 	}
-	defer ls.close()
+	defer rec.close()
 	settleForRecording()
 	if err := readyfile.Write(c.String("ready-file")); err != nil {
 		return err
@@ -187,15 +187,15 @@ func runLive(c *cli.Context, format string, colored bool, filter profile.Filter)
 		live.OnCheck(ch)
 		return nil
 	})
-	print := func(final bool) error {
-		entries, err := ls.sess.AggregateEntries()
+	writeProfile := func(final bool) error {
+		entries, err := rec.hooks.AggregateEntries()
 		if err != nil {
 			return err
 		}
-		p, unattributed := live.Snapshot(entries, ls.rec.Wall, filter)
+		p, unattributed := live.Snapshot(entries, rec.recorder.Wall, subjects)
 		// What the session lost so far: the profile says whether it is whole.
-		if st, err := ls.stats(); err == nil {
-			p.Session(ls.attached.UTC(), time.Now().UTC(), recordsLost(st))
+		if st, err := rec.stats(); err == nil {
+			p.Session(rec.attached.UTC(), time.Now().UTC(), recordsLost(st))
 		}
 		if !final {
 			fmt.Fprintf(c.App.Writer, "--- %s\n", time.Now().UTC().Format(time.RFC3339))
@@ -215,20 +215,20 @@ func runLive(c *cli.Context, format string, colored bool, filter profile.Filter)
 		}
 		if interval > 0 && time.Now().After(next) {
 			next = time.Now().Add(interval)
-			return print(false)
+			return writeProfile(false)
 		}
 		return nil
 	}
-	if err := ls.rec.Run(ls.ctx, queue.Push, idle); err != nil {
+	if err := rec.recorder.Run(rec.ctx, queue.Push, idle); err != nil {
 		return err
 	}
 	if err := queue.Flush(true); err != nil {
 		return err
 	}
-	if err := print(true); err != nil {
+	if err := writeProfile(true); err != nil {
 		return err
 	}
-	st, err := ls.stats()
+	st, err := rec.stats()
 	if err != nil {
 		return err
 	}

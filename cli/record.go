@@ -104,7 +104,7 @@ type recordPlan struct {
 	colored, tty bool
 	count        int
 	duration     time.Duration
-	flt          *filter.Filter
+	checks       *filter.Filter
 	pods         *enrich.PodFilter
 	summary      bool
 }
@@ -138,13 +138,13 @@ func runRecord(c *cli.Context) error {
 		plan.cfg.CgroupSet = enrich.InitialSet(plan.pods, infos)
 		plan.cfg.CgroupWatermark = enrich.InitialWatermark(infos, tree.pids)
 	}
-	ls, err := openSession(c, plan.cfg, plan.method, plan.duration, tree)
+	rec, err := startRecording(c, plan.cfg, plan.method, plan.duration, tree)
 	if err != nil {
 		return err
 	}
-	defer ls.close()
+	defer rec.close()
 	if plan.format == output.FormatJSON || plan.summary {
-		ls.rec.DeliverExecs() // containers that start, or need nothing, are seen
+		rec.recorder.DeliverExecs() // containers that start, or need nothing, are seen
 	}
 	if cri == nil {
 		if cri, _ = dialRuntime(c, true); cri != nil {
@@ -154,10 +154,10 @@ func runRecord(c *cli.Context) error {
 	enricher := enrich.NewEnricher(cri, warnOnce(c))
 	if plan.pods.KernelMode() != bpf.CgroupsAll && cri != nil {
 		// The pods that run now are in the kernel's set before the ready file; new ones join as they appear.
-		pods := enrich.NewPodWatcher(enricher, plan.pods, ls.sess.AddCgroup, ls.sess.SetCgroupWatermark)
+		pods := enrich.NewPodWatcher(enricher, plan.pods, rec.hooks.AddCgroup, rec.hooks.SetCgroupWatermark)
 		pods.Start(plan.cfg.CgroupSet, plan.cfg.CgroupWatermark)
-		pods.Add(enricher.Refresh(ls.ctx))
-		go pods.Run(ls.ctx)
+		pods.Add(enricher.Refresh(rec.ctx))
+		go pods.Run(rec.ctx)
 	}
 	// Before the ready file: checks made while it runs would wait in the ring.
 	settleForRecording()
@@ -167,7 +167,7 @@ func runRecord(c *cli.Context) error {
 	if nodepod.InPod() {
 		fmt.Fprintln(c.App.ErrWriter, nodepod.ReadyLine)
 	}
-	return record(c, plan, ls, enricher)
+	return record(c, plan, rec, enricher)
 }
 
 // settleForRecording readies the process for the read loop, once the hooks are on.
@@ -189,12 +189,12 @@ func settleForRecording() {
 // planRecord reads and checks record's flags.
 func planRecord(c *cli.Context) (*recordPlan, error) {
 	p := &recordPlan{format: c.String("output"), count: c.Int("count"), duration: c.Duration("duration")}
-	if err := output.CheckFormat(p.format); err != nil {
+	if err := output.CheckFormat(p.format, output.Formats); err != nil {
 		return nil, err
 	}
 	p.tty = isatty.IsTerminal(os.Stdout.Fd())
 	var err error
-	if p.colored, err = output.UseColor(c.String("color"), p.tty, os.Getenv("NO_COLOR") != ""); err != nil {
+	if p.colored, err = output.ColorFor(c.String("color"), os.Stdout); err != nil {
 		return nil, err
 	}
 	if p.method, err = bpf.ParseMethod(c.String("attach")); err != nil {
@@ -223,7 +223,7 @@ func planRecord(c *cli.Context) (*recordPlan, error) {
 	if !c.Bool("all") {
 		p.cfg.HideClasses = 1<<bpf.ClassProbe | 1<<bpf.ClassRuntime
 	}
-	p.flt, err = filter.New(filter.Options{
+	p.checks, err = filter.New(filter.Options{
 		Pids:     c.IntSlice("pid"),
 		Comm:     c.String("comm"),
 		Binaries: c.StringSlice("binary"),
@@ -251,9 +251,9 @@ func planRecord(c *cli.Context) (*recordPlan, error) {
 }
 
 // record prints checks until the session ends, then the summary.
-func record(c *cli.Context, plan *recordPlan, ls *session, enricher *enrich.Enricher) error {
+func record(c *cli.Context, plan *recordPlan, rec *recording, enricher *enrich.Enricher) error {
 	// A reader that stalls (| less) must not hold the hooks or the signals.
-	out := output.NewAsync(c.App.Writer, 4<<20, ls.ctx.Done())
+	out := output.NewAsync(c.App.Writer, 4<<20, rec.ctx.Done())
 	var w output.Writer
 	if plan.format == output.FormatJSON {
 		w = output.NewJSON(out, nodeName(c), recorder.HostNamespaces())
@@ -271,13 +271,13 @@ func record(c *cli.Context, plan *recordPlan, ls *session, enricher *enrich.Enri
 	var st recordStats
 	emit := func(ch *recorder.Check) error {
 		if ch.Exec {
-			return emitExec(ch, plan, prof, w, &st, ls.attached)
+			return emitExec(ch, plan, prof, w, &st, rec.attached)
 		}
 		if !plan.pods.Matches(ch.Container) {
 			st.filtered++
 			return nil
 		}
-		if !plan.flt.Matches(ch) {
+		if !plan.checks.Matches(ch) {
 			st.filtered++
 			return nil
 		}
@@ -285,7 +285,7 @@ func record(c *cli.Context, plan *recordPlan, ls *session, enricher *enrich.Enri
 		if prof != nil {
 			prof.Add(profile.FromCheck(ch))
 		}
-		if !plan.flt.First(ch) {
+		if !plan.checks.First(ch) {
 			st.filtered++
 			return nil
 		}
@@ -320,38 +320,38 @@ func record(c *cli.Context, plan *recordPlan, ls *session, enricher *enrich.Enri
 		}
 		return nil
 	}
-	runErr := ls.rec.Run(ls.ctx, queue.Push, idle)
+	runErr := rec.recorder.Run(rec.ctx, queue.Push, idle)
 	if runErr == nil {
 		runErr = queue.Flush(true)
 	}
 	if j, ok := w.(*output.JSON); ok && runErr == nil {
-		if runErr = writeSummaryLine(j, ls); runErr == nil {
+		if runErr = writeSummaryLine(j, rec); runErr == nil {
 			st.other++
 		}
 	}
 	if runErr == nil {
 		runErr = w.Flush()
 	}
-	runErr = finishOutput(ls, out, &st, runErr)
-	st.unremembered, st.evicted = plan.flt.Unremembered, ls.rec.Procs.Evicted
-	return errors.Join(runErr, report(c, ls, st, prof))
+	runErr = finishOutput(rec, out, &st, runErr)
+	st.unremembered, st.evicted = plan.checks.Unremembered, rec.recorder.Procs.Evicted
+	return errors.Join(runErr, report(c, rec, st, prof))
 }
 
 // writeSummaryLine ends a JSON stream with what the session says of itself:
 // its window and what it lost, so that a profile of it knows its coverage.
-func writeSummaryLine(j *output.JSON, ls *session) error {
-	k, err := ls.stats()
+func writeSummaryLine(j *output.JSON, rec *recording) error {
+	k, err := rec.stats()
 	if err != nil {
 		return err
 	}
-	return j.WriteSummary(output.Summary{Start: ls.attached.UTC(), End: time.Now().UTC(), Seen: k.Seen, Lost: recordsLost(k)})
+	return j.WriteSummary(output.Summary{Start: rec.attached.UTC(), End: time.Now().UTC(), Seen: k.Seen, Lost: recordsLost(k)})
 }
 
 // finishOutput detaches (nothing more comes from the kernel), then gives the
 // reader of stdout its last lines, counting those it never takes.
-func finishOutput(ls *session, out *output.Async, st *recordStats, runErr error) error {
-	if err := ls.sess.Detach(); err != nil {
-		runErr = errors.Join(runErr, fmt.Errorf("detaching: %w", err))
+func finishOutput(rec *recording, out *output.Async, st *recordStats, runErr error) error {
+	if err := rec.detach(); err != nil {
+		runErr = errors.Join(runErr, err)
 	}
 	// A reader may stall for ever; a file is written at the disk's pace.
 	wait, stalled := 500*time.Millisecond, "the reader of stdout stalled"
@@ -381,23 +381,23 @@ func finishOutput(ls *session, out *output.Async, st *recordStats, runErr error)
 }
 
 // report prints the summary line and, with --summary, the session's profile, on stderr.
-func report(c *cli.Context, ls *session, st recordStats, prof *profile.Profile) error {
-	kstats, err := ls.stats()
+func report(c *cli.Context, rec *recording, st recordStats, prof *profile.Profile) error {
+	kstats, err := rec.stats()
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(c.App.ErrWriter, summaryLine(kstats, st))
 	if kstats.WalkMismatch > 0 {
-		if fast, slow, err := ls.sess.WalkMismatch(); err == nil {
-			fmt.Fprintf(c.App.ErrWriter, "capsrec: the first disagreement: the fast walk found %s, the unwinder %s\n", ls.rec.CallSiteName(fast), ls.rec.CallSiteName(slow))
+		if what := rec.walkMismatch(); what != "" {
+			fmt.Fprintf(c.App.ErrWriter, "capsrec: the first disagreement: %s\n", what)
 		}
 	}
 	if prof == nil {
 		return nil
 	}
-	prof.Session(ls.attached.UTC(), time.Now().UTC(), recordsLost(kstats))
+	prof.Session(rec.attached.UTC(), time.Now().UTC(), recordsLost(kstats))
 	fmt.Fprintln(c.App.ErrWriter)
-	stderrColor, _ := output.UseColor(c.String("color"), isatty.IsTerminal(os.Stderr.Fd()), os.Getenv("NO_COLOR") != "")
+	stderrColor, _ := output.ColorFor(c.String("color"), os.Stderr)
 	return profile.WriteTable(c.App.ErrWriter, prof, stderrColor)
 }
 

@@ -18,12 +18,13 @@ import (
 	"github.com/capsrec/capsrec/recorder"
 )
 
-// session is an attached recording: what record and profile --live share.
-type session struct {
-	ctx     context.Context
-	cleanup []func()
-	sess    *bpf.Session
-	rec     *recorder.Recorder
+// recording is an attached session: what record and profile --live share.
+// It owns its teardown (detach, close) and its counts (stats).
+type recording struct {
+	ctx      context.Context
+	cleanup  []func()
+	hooks    *bpf.Session
+	recorder *recorder.Recorder
 	// attached is when the hooks were attached: a container the runtime says
 	// started after it was seen from its start.
 	attached time.Time
@@ -31,9 +32,9 @@ type session struct {
 
 // stats are the kernel's counts, the checks user space could not join to
 // their context counted as lost: they are never shown with another's.
-func (s *session) stats() (bpf.Stats, error) {
-	k, err := s.sess.Stats()
-	k.Lost += s.rec.Unjoined
+func (s *recording) stats() (bpf.Stats, error) {
+	k, err := s.hooks.Stats()
+	k.Lost += s.recorder.Unjoined
 	return k, err
 }
 
@@ -41,16 +42,35 @@ func (s *session) stats() (bpf.Stats, error) {
 // profile of it is partial.
 func recordsLost(k bpf.Stats) uint64 { return k.Lost + k.LostProcess }
 
-func (s *session) close() {
+// detach removes the hooks: nothing more comes from the kernel; the maps stay
+// for a last drain.
+func (s *recording) detach() error {
+	if err := s.hooks.Detach(); err != nil {
+		return fmt.Errorf("detaching: %w", err)
+	}
+	return nil
+}
+
+// walkMismatch names the first call site the fast walk and the kernel's
+// unwinder disagreed on, or is empty.
+func (s *recording) walkMismatch() string {
+	fast, slow, err := s.hooks.WalkMismatch()
+	if err != nil || fast == 0 && slow == 0 {
+		return ""
+	}
+	return fmt.Sprintf("the fast walk found %s, the unwinder %s", s.recorder.CallSiteName(fast), s.recorder.CallSiteName(slow))
+}
+
+func (s *recording) close() {
 	for i := len(s.cleanup) - 1; i >= 0; i-- {
 		s.cleanup[i]()
 	}
 }
 
-// openSession handles signals and --duration, loads and attaches the
+// startRecording handles signals and --duration, loads and attaches the
 // programs, scans /proc, and writes --ready-file.
-func openSession(c *cli.Context, cfg bpf.Config, method bpf.Method, duration time.Duration, tree runtimeTree) (_ *session, err error) {
-	s := &session{}
+func startRecording(c *cli.Context, cfg bpf.Config, method bpf.Method, duration time.Duration, tree runtimeTree) (_ *recording, err error) {
+	s := &recording{}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -60,7 +80,7 @@ func openSession(c *cli.Context, cfg bpf.Config, method bpf.Method, duration tim
 		return nil, err
 	}
 	// Signals first: a Ctrl-C during start-up still detaches cleanly.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := Interruptible()
 	s.cleanup = append(s.cleanup, stop)
 	// A closed stdout (| head) becomes EPIPE on write instead of killing us mid-attach.
 	signal.Ignore(syscall.SIGPIPE)
@@ -84,22 +104,28 @@ func openSession(c *cli.Context, cfg bpf.Config, method bpf.Method, duration tim
 		return nil, err
 	}
 	ropts := recorder.Options{Node: nodeName(c), Runtimes: runtimePaths}
-	if s.sess, err = bpf.Open(cfg, method); err != nil {
+	if s.hooks, err = bpf.Open(cfg, method); err != nil {
 		return nil, err
 	}
 	s.attached = time.Now()
-	s.cleanup = append(s.cleanup, func() { s.sess.Close() })
+	s.cleanup = append(s.cleanup, func() { s.hooks.Close() })
 	if symbols != nil {
 		ropts.Symbols = symbols()
 	}
-	if ropts.Symbols != nil && s.sess.Method != bpf.MethodKprobe {
+	if ropts.Symbols != nil && s.hooks.Method != bpf.MethodKprobe {
 		ropts.Learner = callsite.NewLearner(ropts.Symbols)
 	}
-	if s.rec, err = recorder.New(s.sess, ropts); err != nil {
+	if s.recorder, err = recorder.New(s.hooks, ropts); err != nil {
 		return nil, err
 	}
 	if method == bpf.MethodAuto {
-		fmt.Fprintf(c.App.ErrWriter, "capsrec: attached with %s\n", s.sess.Method)
+		fmt.Fprintf(c.App.ErrWriter, "capsrec: attached with %s\n", s.hooks.Method)
 	}
 	return s, nil
+}
+
+// Interruptible is a context that Ctrl-C or SIGTERM ends: every command stops
+// cleanly on either.
+func Interruptible() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }

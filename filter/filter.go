@@ -86,12 +86,6 @@ func New(opts Options, cfg *bpf.Config) (*Filter, error) {
 	return f, nil
 }
 
-// Keep tells whether c passes the user-space filters; with --unique it also
-// remembers c, so that the next check of the same kind does not pass.
-func (f *Filter) Keep(c *recorder.Check) bool {
-	return f.Matches(c) && f.First(c)
-}
-
 // Matches applies the filters that select checks (--binary).
 func (f *Filter) Matches(c *recorder.Check) bool {
 	if len(f.binaries) == 0 {
@@ -179,8 +173,38 @@ func globRegexp(glob string) (*regexp.Regexp, error) {
 	return regexp.Compile(b.String())
 }
 
-// AnyGlob tells whether v matches one of the path.Match globs; no globs match everything.
-func AnyGlob(globs []string, v string) bool {
+// Pods selects containers by namespace, pod and container name: globs
+// (path.Match), each list matching when it is empty or one of its globs does.
+// record's pod filters and profile's subject filters are both this.
+type Pods struct {
+	Namespaces, Pods, Containers []string
+}
+
+// Validate rejects an empty or malformed glob, naming its flag.
+func (f Pods) Validate() error {
+	for _, l := range []struct {
+		flag  string
+		globs []string
+	}{{"--namespace", f.Namespaces}, {"--pod", f.Pods}, {"--container", f.Containers}} {
+		for _, g := range l.globs {
+			if _, err := path.Match(g, ""); err != nil || g == "" {
+				return fmt.Errorf("%s %q: bad glob, want a name or a glob", l.flag, g)
+			}
+		}
+	}
+	return nil
+}
+
+// Any tells whether no name is selected: everything matches.
+func (f Pods) Any() bool { return len(f.Namespaces)+len(f.Pods)+len(f.Containers) == 0 }
+
+// Match tells whether a container passes.
+func (f Pods) Match(namespace, pod, container string) bool {
+	return anyGlob(f.Namespaces, namespace) && anyGlob(f.Pods, pod) && anyGlob(f.Containers, container)
+}
+
+// anyGlob tells whether v matches one of the path.Match globs; no globs match everything.
+func anyGlob(globs []string, v string) bool {
 	if len(globs) == 0 {
 		return true
 	}

@@ -2,6 +2,7 @@ package filter
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/capsrec/capsrec/bpf"
@@ -36,7 +37,7 @@ func TestBinaryPatterns(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", c.pattern, err)
 		}
-		if got := f.Keep(check(c.binary, 0, 0)); got != c.want {
+		if got := f.Matches(check(c.binary, 0, 0)); got != c.want {
 			t.Errorf("--binary %q on %s = %v, want %v", c.pattern, c.binary, got, c.want)
 		}
 	}
@@ -71,7 +72,7 @@ func TestBadOptions(t *testing.T) {
 func TestUnique(t *testing.T) {
 	var cfg bpf.Config
 	f, _ := New(Options{Unique: true}, &cfg)
-	keep := []bool{f.Keep(check("/bin/a", 34, -1)), f.Keep(check("/bin/a", 34, -1)), f.Keep(check("/bin/a", 34, 0)), f.Keep(check("/bin/b", 34, -1))}
+	keep := []bool{f.First(check("/bin/a", 34, -1)), f.First(check("/bin/a", 34, -1)), f.First(check("/bin/a", 34, 0)), f.First(check("/bin/b", 34, -1))}
 	want := []bool{true, false, true, true}
 	for i := range keep {
 		if keep[i] != want[i] {
@@ -91,5 +92,25 @@ func TestUniqueBounded(t *testing.T) {
 	}
 	if len(f.seen) != MaxUnique || f.Unremembered != 5 {
 		t.Errorf("%d remembered, %d unremembered; want %d and 5", len(f.seen), f.Unremembered, MaxUnique)
+	}
+}
+
+func TestPods(t *testing.T) {
+	f := Pods{Namespaces: []string{"shop", "dev-*"}, Containers: []string{"app"}}
+	for _, c := range []struct {
+		ns, pod, ctr string
+		want         bool
+	}{{"shop", "web-1", "app", true}, {"dev-7", "x", "app", true}, {"prod", "web-1", "app", false}, {"shop", "web-1", "sidecar", false}} {
+		if got := f.Match(c.ns, c.pod, c.ctr); got != c.want {
+			t.Errorf("%s/%s/%s: %v, want %v", c.ns, c.pod, c.ctr, got, c.want)
+		}
+	}
+	if !(Pods{}).Match("", "", "") || !(Pods{}).Any() || f.Any() {
+		t.Error("an empty filter must match everything, and only it is Any")
+	}
+	for _, bad := range []Pods{{Pods: []string{"[x"}}, {Namespaces: []string{""}}} {
+		if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "bad glob") {
+			t.Errorf("%+v: %v", bad, err)
+		}
 	}
 }

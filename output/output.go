@@ -4,6 +4,11 @@ package output
 import (
 	"fmt"
 	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/mattn/go-isatty"
 
 	"github.com/capsrec/capsrec/recorder"
 )
@@ -20,12 +25,22 @@ const (
 	FormatJSON    = "json"
 )
 
-// CheckFormat rejects anything but compact and json.
-func CheckFormat(f string) error {
-	if f != FormatCompact && f != FormatJSON {
-		return fmt.Errorf("unknown output format %q (want compact or json)", f)
+// Formats are record's -o.
+var Formats = []string{FormatCompact, FormatJSON}
+
+// CheckFormat rejects a format not among formats (a command's -o choices).
+func CheckFormat(f string, formats []string) error {
+	if slices.Contains(formats, f) {
+		return nil
 	}
-	return nil
+	want := strings.Join(formats[:len(formats)-1], ", ") + " or " + formats[len(formats)-1]
+	return fmt.Errorf("unknown output format %q (want %s)", f, want)
+}
+
+// ColorFor decides whether to color what goes to f: --color always, never, or
+// auto (f is a terminal and NO_COLOR is not set).
+func ColorFor(mode string, f *os.File) (bool, error) {
+	return UseColor(mode, isatty.IsTerminal(f.Fd()), os.Getenv("NO_COLOR") != "")
 }
 
 // UseColor decides whether to color: always, never, or auto (a terminal and no NO_COLOR).

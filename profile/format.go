@@ -12,20 +12,14 @@ import (
 
 	"github.com/capsrec/capsrec/internal/caps"
 	"github.com/capsrec/capsrec/internal/textsafe"
+	"github.com/capsrec/capsrec/output"
 )
 
 // Formats of capsrec profile's -o.
 var Formats = []string{"table", "yaml", "json", "docker", "systemd", "patch"}
 
-// CheckFormat rejects a format capsrec cannot write.
-func CheckFormat(f string) error {
-	for _, ok := range Formats {
-		if f == ok {
-			return nil
-		}
-	}
-	return fmt.Errorf("unknown output format %q (want %s)", f, strings.Join(Formats, ", "))
-}
+// CheckFormat rejects a format capsrec profile cannot write.
+func CheckFormat(f string) error { return output.CheckFormat(f, Formats) }
 
 // Write writes the profile in format; colored applies to the table.
 func Write(w io.Writer, p *Profile, format string, colored bool) error {

@@ -1,7 +1,6 @@
 package profile
 
 import (
-	"path"
 	"time"
 
 	"github.com/capsrec/capsrec/bpf"
@@ -54,31 +53,13 @@ func FromCheck(c *recorder.Check) Observation {
 	return o
 }
 
-// Filter keeps the subjects whose namespace, pod and container match (globs; empty matches all).
-type Filter struct {
-	Namespaces, Pods, Containers []string
+// Filter keeps the subjects whose namespace, pod and container match; host
+// subjects pass only an empty filter.
+type Filter = filter.Pods
+
+func keep(f Filter, o Observation) bool {
+	return f.Match(o.Subject.Namespace, o.Subject.Pod, o.Subject.Container)
 }
-
-// Keep tells whether f passes o's subject; host subjects pass only an empty filter.
-func (f Filter) Keep(o Observation) bool {
-	return filter.AnyGlob(f.Namespaces, o.Subject.Namespace) && filter.AnyGlob(f.Pods, o.Subject.Pod) && filter.AnyGlob(f.Containers, o.Subject.Container)
-}
-
-// Validate rejects malformed globs.
-func (f Filter) Validate() error {
-	for _, list := range [][]string{f.Namespaces, f.Pods, f.Containers} {
-		for _, p := range list {
-			if _, err := path.Match(p, ""); err != nil {
-				return &badPattern{p}
-			}
-		}
-	}
-	return nil
-}
-
-type badPattern struct{ p string }
-
-func (e *badPattern) Error() string { return "bad glob " + e.p }
 
 // Live builds profiles from the kernel's aggregation map (profile --live):
 // the first check of each key arrives whole and names the subject; the map
@@ -97,7 +78,7 @@ func NewLive() *Live {
 
 // KeyOf computes the kernel's aggregation key of a check.
 func KeyOf(c *recorder.Check) bpf.AggKey {
-	k := bpf.AggKey{CgroupId: c.CgroupID, ExeIno: c.ExeIno, ExeDev: c.ExeDev, Cap: c.Cap, OverrideCreds: boolByte(c.OverrideCreds), Granted: boolByte(c.Granted()), Class: uint8(c.Class)}
+	k := bpf.AggKey{CgroupId: c.CgroupID, ExeIno: c.ExeIno, ExeDev: c.ExeDev, Cap: c.Cap, OverrideCreds: bpf.Bool(c.OverrideCreds), Granted: bpf.Bool(c.Granted()), Class: uint8(c.Class)}
 	if c.AuditKnown {
 		k.Audit = 2
 		if c.Audit {
@@ -105,13 +86,6 @@ func KeyOf(c *recorder.Check) bpf.AggKey {
 		}
 	}
 	return k
-}
-
-func boolByte(b bool) uint8 {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // OnCheck takes a check the kernel sent whole.
@@ -135,12 +109,12 @@ func (l *Live) Snapshot(entries []bpf.AggEntry, wall func(uint64) time.Time, f F
 			unattributed += e.Count
 			continue
 		}
-		if f.Keep(o) {
+		if keep(f, o) {
 			p.AddN(o, e.Count, wall(e.LastKtime))
 		}
 	}
 	for k, n := range l.whole {
-		if o := l.templates[k]; !inMap[k] && f.Keep(o) {
+		if o := l.templates[k]; !inMap[k] && keep(f, o) {
 			p.AddN(o, n, o.Time)
 		}
 	}

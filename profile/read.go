@@ -253,7 +253,7 @@ func (p *Profile) take(event []byte, opts ReadOptions) error {
 	o, err := parseEvent(event)
 	switch {
 	case err == nil:
-		if o.session != nil || opts.Filter.Keep(o) {
+		if o.session != nil || keep(opts.Filter, o) {
 			p.Add(o)
 		}
 	case errors.Is(err, errNotCheck):

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/internal/procfs"
 	"github.com/capsrec/capsrec/internal/runtimes"
 )
 
@@ -366,25 +367,14 @@ func (pc *ProcCache) ScanProc() error {
 
 func (pc *ProcCache) readProc(pid uint32) *Process {
 	dir := "/proc/" + strconv.FormatUint(uint64(pid), 10)
-	stat, err := os.ReadFile(dir + "/stat")
-	if err != nil {
+	stat, ok := procfs.ReadStat(dir)
+	if !ok {
 		return nil
 	}
-	// comm may hold spaces and parentheses: the fields start after the last ')'.
-	end := bytes.LastIndexByte(stat, ')')
-	if end < 0 {
-		return nil
-	}
-	fields := strings.Fields(string(stat[end+1:]))
-	if len(fields) < 20 {
-		return nil
-	}
-	ppid, _ := strconv.ParseUint(fields[1], 10, 32)
-	ticks, _ := strconv.ParseUint(fields[19], 10, 64)
-	start := ticks * (1e9 / userHZ)
+	start := stat.StartTicks * (1e9 / userHZ)
 	p := &Process{
 		Tgid:      pid,
-		Ptgid:     uint32(ppid),
+		Ptgid:     stat.PPid,
 		Ktime:     start,
 		StartBoot: start,
 		StartTime: pc.clock.Wall(start),

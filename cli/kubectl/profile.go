@@ -71,10 +71,10 @@ type nodeRun struct {
 
 func kubectlProfile(c *cli.Context) error {
 	format := c.String("output")
-	if !slices.Contains([]string{"table", "yaml", "json", "patch"}, format) {
-		return fmt.Errorf("-o %q: want table, yaml, json or patch", format)
+	if err := output.CheckFormat(format, []string{"table", "yaml", "json", "patch"}); err != nil {
+		return err
 	}
-	colored, err := output.UseColor(c.String("color"), isatty.IsTerminal(os.Stdout.Fd()), os.Getenv("NO_COLOR") != "")
+	colored, err := output.ColorFor(c.String("color"), os.Stdout)
 	if err != nil {
 		return err
 	}
@@ -88,7 +88,7 @@ func kubectlProfile(c *cli.Context) error {
 	if fromStart && c.Duration("duration") <= 0 {
 		return errors.New("--restart and --wait record for --duration after the pods start: give one")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := capsrec.Interruptible()
 	defer stop()
 	signal.Ignore(syscall.SIGPIPE)
 	budget := c.Duration("duration")

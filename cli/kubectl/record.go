@@ -55,7 +55,7 @@ func kubectlRecord(c *cli.Context, forwarded []cli.Flag) error {
 		return errors.New("record takes one pod name: kubectl capsrec record POD [-c CONTAINER]")
 	}
 	podName := strings.TrimPrefix(c.Args().First(), "pod/")
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := capsrec.Interruptible()
 	defer stop()
 	signal.Ignore(syscall.SIGPIPE)
 	if err := readyfile.Prepare(c.String("ready-file")); err != nil {
@@ -105,7 +105,7 @@ func remoteRecordArgs(c *cli.Context, forwarded []cli.Flag, ns, pod string) []st
 	if !c.IsSet("summary") && isatty.IsTerminal(os.Stderr.Fd()) {
 		args = append(args, "--summary")
 	}
-	if c.String("color") == "auto" && isatty.IsTerminal(os.Stdout.Fd()) && os.Getenv("NO_COLOR") == "" {
+	if colored, _ := output.ColorFor(c.String("color"), os.Stdout); colored && c.String("color") == "auto" {
 		args = append(args, "--color", "always")
 	}
 	return args

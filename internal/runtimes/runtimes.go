@@ -15,6 +15,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/capsrec/capsrec/internal/procfs"
 )
 
 // Names are the runtime executables looked for.
@@ -225,19 +227,6 @@ func readProcs() map[uint32]proc {
 }
 
 func ppidOf(dir string) uint32 {
-	stat, err := os.ReadFile(dir + "/stat")
-	if err != nil {
-		return 0
-	}
-	// comm may hold spaces and parentheses: the fields start after the last ')'.
-	i := strings.LastIndexByte(string(stat), ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(stat[i+1:]))
-	if len(f) < 2 {
-		return 0
-	}
-	v, _ := strconv.ParseUint(f[1], 10, 32)
-	return uint32(v)
+	st, _ := procfs.ReadStat(dir)
+	return st.PPid
 }

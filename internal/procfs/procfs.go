@@ -1,0 +1,44 @@
+// Package procfs reads what capsrec needs of /proc.
+package procfs
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Stat is what capsrec reads of /proc/PID/stat.
+type Stat struct {
+	PPid uint32
+	// StartTicks is when the process started, in clock ticks since boot.
+	StartTicks uint64
+}
+
+// ReadStat reads dir/stat (dir: /proc/PID); false when the process is gone or
+// the file does not parse.
+func ReadStat(dir string) (Stat, bool) {
+	b, err := os.ReadFile(dir + "/stat")
+	if err != nil {
+		return Stat{}, false
+	}
+	return parseStat(b)
+}
+
+func parseStat(b []byte) (Stat, bool) {
+	// comm may hold spaces and parentheses: the fields start after the last ')'.
+	end := bytes.LastIndexByte(b, ')')
+	if end < 0 {
+		return Stat{}, false
+	}
+	f := strings.Fields(string(b[end+1:]))
+	if len(f) < 20 {
+		return Stat{}, false
+	}
+	ppid, err1 := strconv.ParseUint(f[1], 10, 32)
+	ticks, err2 := strconv.ParseUint(f[19], 10, 64)
+	if err1 != nil || err2 != nil {
+		return Stat{}, false
+	}
+	return Stat{PPid: uint32(ppid), StartTicks: ticks}, true
+}
