@@ -5,7 +5,7 @@ BIN ?= capsrec
 # the "nothing left attached" checks see only their own capsrec.
 TESTFLAGS ?= -count=1 -p 1
 
-.PHONY: help build generate test vmtest bench image clean
+.PHONY: help build generate lint test vmtest bench image release clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -15,6 +15,11 @@ build: ## build the capsrec binary (no clang needed: the BPF object is committed
 
 generate: ## rebuild the BPF objects (capsrec's, the bench peer's) and Go bindings with clang, and the syscall table
 	$(GO) generate ./bpf ./internal/syscalls ./bench/peer
+
+lint: ## gofmt, go vet and staticcheck (pinned in go.mod); CI runs it
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt -w these:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 
 test: ## run every test; as root the real-kernel tests run too
 	$(GO) test $(TESTFLAGS) ./...

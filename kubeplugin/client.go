@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"strings"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -133,12 +132,4 @@ func rootCause(err error) error {
 		}
 		err = u
 	}
-}
-
-// shortID is a pod name's random tail, for progress lines.
-func shortID(name string) string {
-	if i := strings.LastIndexByte(name, '-'); i >= 0 {
-		return name[i+1:]
-	}
-	return name
 }
