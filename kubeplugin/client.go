@@ -107,7 +107,7 @@ func (c *Client) Explain(err error, doing string) error {
 	case err == nil:
 		return nil
 	case apierrors.IsForbidden(err):
-		return fmt.Errorf("%s: forbidden (%s): kubectl capsrec needs to get pods and nodes, create, get and delete jobs, and attach to and exec into pods in the namespace of its node pods (see README, \"kubectl capsrec\")", doing, statusMessage(err))
+		return fmt.Errorf("%s: forbidden (%s): kubectl capsrec needs to get pods and nodes, create, get and delete jobs, and attach to and exec into pods in the namespace of its node pods (see docs/kubectl.md)", doing, statusMessage(err))
 	case apierrors.IsUnauthorized(err):
 		return fmt.Errorf("%s: the API server at %s refused the kubeconfig's credentials (%s)", doing, c.Server, statusMessage(err))
 	case errors.As(err, &uerr), errors.As(err, &nerr), errors.Is(err, context.DeadlineExceeded):

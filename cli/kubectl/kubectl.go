@@ -148,7 +148,7 @@ func (s *pluginSession) nodePodSpec(ctx context.Context, node, fallbackImage str
 		return spec, nil
 	}
 	if facts.OS != runtime.GOOS || facts.Arch != runtime.GOARCH {
-		return spec, fmt.Errorf("node %s is %s/%s and this capsrec is %s/%s: it cannot be copied there; pass --image (README: make image)", node, facts.OS, facts.Arch, runtime.GOOS, runtime.GOARCH)
+		return spec, fmt.Errorf("node %s is %s/%s and this capsrec is %s/%s: it cannot be copied there; pass --image (make image; docs/kubectl.md)", node, facts.OS, facts.Arch, runtime.GOOS, runtime.GOARCH)
 	}
 	if err := checkStatic(); err != nil {
 		return spec, err

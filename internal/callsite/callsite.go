@@ -65,7 +65,7 @@ var Kinds = map[string]Kind{
 	"checkpoint_restore_ns_capable_noaudit": Plumbing,
 
 	// The probe sites: each caller's answer is proven, in the kernel sources of
-	// every kernel of the matrix, to gate nothing (the README gives the lines).
+	// every kernel of the matrix, to gate nothing (docs/classes.md gives the lines).
 	// Every other caller is a need.
 	//
 	// Overcommit accounting asks CAP_SYS_ADMIN on every accountable mmap, brk,

@@ -305,7 +305,7 @@ func TestRecordDmesgAsNobodyIsDenied(t *testing.T) {
 var updateShape = flag.Bool("update-shape", false, "rewrite testdata/dmesg-event.shape from this kernel's event")
 
 // methodSpecific are key paths that differ by attach method or by run, as the
-// README documents: opts reach fexit and kprobe only, arguments vary, and
+// docs/record.md documents: opts reach fexit and kprobe only, arguments vary, and
 // executable is there only where the binary was run by another name (busybox).
 var methodSpecific = regexp.MustCompile(`^process_kprobe\.capsrec\.(audit|insetid|executable)$|\.arguments$`)
 
