@@ -31,8 +31,18 @@ bench: ## ns added per check on this kernel and, for fexit and kprobe, in qemu; 
 	bash bench/run.sh
 
 clean:
-	rm -f $(BIN) capsrec-image.tar
+	rm -rf $(BIN) capsrec-image.tar dist
+
+PLATFORMS ?= linux/amd64 linux/arm64
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+release: ## cross-build static binaries for linux/amd64 and linux/arm64 into dist/, with SHA256SUMS
+	rm -rf dist && mkdir -p dist
+	for p in $(PLATFORMS); do \
+		CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build -trimpath -ldflags "-X github.com/capsrec/capsrec/cli.Version=$(VERSION)" \
+			-o dist/capsrec-$${p%/*}-$${p#*/} . || exit 1; \
+	done
+	cd dist && sha256sum capsrec-* >SHA256SUMS && cat SHA256SUMS
 
 IMAGE ?= ghcr.io/capsrec/capsrec:dev
-image: build ## write capsrec-image.tar: an OCI image archive of the static binary, FROM scratch (no Docker)
-	$(GO) run ./tools/mkimage -binary $(BIN) -tag $(IMAGE) -o capsrec-image.tar
+image: release ## write capsrec-image.tar: an OCI image index (amd64 and arm64) of the static binaries, FROM scratch (no Docker)
+	$(GO) run ./tools/mkimage $(foreach p,$(PLATFORMS),-binary dist/capsrec-$(subst /,-,$(p))) -tag $(IMAGE) -o capsrec-image.tar

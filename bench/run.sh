@@ -19,7 +19,7 @@ go test -count=1 -run XXX -bench 'PodFilter' -benchtime 1x ./test/e2e >"$out/pod
 go test -count=1 -run XXX -bench 'CRILookup' -benchtime 200x ./test/e2e >>"$out/pods.txt"
 # RSS through process churn (issue 17): flat, whatever has run.
 go run ./bench -soak "${BENCH_SOAK:-30m}" -write "$out/soak.md" >/dev/null
-VMTEST_BENCH=1 VMTEST_KERNELS="${BENCH_KERNELS:-5.10 6.12}" bash test/vm/run.sh >"$out/vm.log"
+VMTEST_BENCH=1 VMTEST_KERNELS="${BENCH_KERNELS:-5.10 6.12 arm64-6.12}" bash test/vm/run.sh >"$out/vm.log"
 {
 	echo "# Benchmarks"
 	echo
@@ -62,7 +62,7 @@ VMTEST_BENCH=1 VMTEST_KERNELS="${BENCH_KERNELS:-5.10 6.12}" bash test/vm/run.sh 
 	echo "Target (issue 17): flat within a few MiB."
 	echo
 	cat "$out/soak.md"
-	for k in ${BENCH_KERNELS:-5.10 6.12}; do
+	for k in ${BENCH_KERNELS:-5.10 6.12 arm64-6.12}; do
 		echo
 		echo "## Debian $k in qemu (software emulation: compare ratios, not times)"
 		echo

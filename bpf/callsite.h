@@ -95,6 +95,31 @@ static __always_inline struct call_site unwind_call_site(void *ctx, __u64 *ips, 
 }
 
 /*
+ * The unwinder at a kprobe on cap_capable's entry. On arm64 the return address
+ * into its caller is still in the link register there, not yet in a frame
+ * record, and the unwinder (which follows frame records from the frame pointer)
+ * skips that caller: it is put back after the probed address, its pointer
+ * authentication code stripped (kernel text has every bit from 48 up set). The
+ * kprobe runs before the kretprobe replaces it (attached in that order).
+ */
+static __always_inline struct call_site unwind_kprobe_call_site(struct pt_regs *ctx, __u64 *ips, long *n)
+{
+	if (!KPROBE_CALLER_IN_LR)
+		return unwind_call_site(ctx, ips, n);
+	*n = bpf_get_stack(ctx, ips, (STACK_DEPTH - 1) * sizeof(__u64), 0);
+	if (*n < (long)(2 * sizeof(__u64)) || *n > (long)((STACK_DEPTH - 1) * sizeof(__u64)))
+		return classify_ips(ips, *n);
+	__u64 lr = PT_REGS_RET(ctx) | 0xffff000000000000ULL;
+	if (ips[1] != lr) {
+		for (int i = STACK_DEPTH - 1; i > 1; i--)
+			ips[i] = ips[i - 1];
+		ips[1] = lr;
+		*n += sizeof(__u64);
+	}
+	return classify_ips(ips, *n);
+}
+
+/*
  * Reads the raw kernel stack above anchor into the window, never past the top of
  * the task's stack. Returns how many words it read (0: none).
  */
@@ -219,6 +244,10 @@ static __always_inline struct call_site find_call_site(void *ctx, void *anchor, 
 	__u64 ips[STACK_DEPTH];
 	long n;
 
+	if (!FAST_WALK) {
+		st->slow_walks++;
+		return unwind_call_site(ctx, ips, &n);
+	}
 	ws = bpf_map_lookup_elem(&walk_states, &zero);
 	le = bpf_map_lookup_elem(&walk_scratch, &zero);
 	c = bpf_map_lookup_elem(&walk_caches, &zero);

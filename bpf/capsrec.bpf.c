@@ -6,11 +6,11 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "capsrec.h"
+#include "arch.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
 #define PF_KTHREAD 0x00200000
-#define THREAD_SIZE (16384) /* x86-64 without KASAN */
 #define MAX_PATH_DEPTH 48
 
 /* Set from Go before load, in one piece (pwru style): the verifier prunes what it turns off. */
@@ -307,7 +307,7 @@ static __always_inline struct pt_regs *user_regs(struct task_struct *task)
 {
 	if (cfg.has_task_pt_regs) /* needs a trusted task pointer; both helpers exist wherever task_pt_regs does */
 		return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	/* task_pt_regs() on x86-64: the user registers sit at the top of the kernel stack. */
+	/* task_pt_regs(): the user registers sit at the top of the kernel stack. */
 	void *stack = BPF_CORE_READ(task, stack);
 	return (struct pt_regs *)(stack + THREAD_SIZE) - 1;
 }
@@ -316,7 +316,7 @@ static __always_inline __s32 syscall_nr_probe(struct task_struct *task)
 {
 	if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
 		return -1;
-	return (__s32)BPF_CORE_READ(user_regs(task), orig_ax);
+	return (__s32)BPF_CORE_READ(user_regs(task), REGS_SYSCALL_NR);
 }
 
 /* On the BTF path the kernel has bpf_task_pt_regs (5.15) whenever it has the tracepoint or
@@ -327,7 +327,7 @@ static __always_inline __s32 syscall_nr_btf(struct task_struct *task)
 		return -1;
 	if (!cfg.has_task_pt_regs)
 		return syscall_nr_probe(task);
-	return (__s32)((struct pt_regs *)bpf_task_pt_regs(task))->orig_ax;
+	return (__s32)((struct pt_regs *)bpf_task_pt_regs(task))->REGS_SYSCALL_NR;
 }
 
 /*
@@ -527,7 +527,6 @@ static __always_inline void load_context(struct ctx_sent *now, struct task_struc
 		now->runtime = last->runtime;
 }
 
-#define NR_CAPSET_X86_64 126
 #define CAP_VERSION_1 0x19980330 /* one __user_cap_data_struct; versions 2 and 3 have two */
 
 struct user_cap_header {
@@ -555,14 +554,14 @@ static __always_inline bool capset_gates(struct task_struct *task, const struct 
 	struct user_cap_data d[2] = {};
 	__u64 asked, had;
 
-	if (BPF_CORE_READ(regs, orig_ax) != NR_CAPSET_X86_64)
+	if ((__s32)BPF_CORE_READ(regs, REGS_SYSCALL_NR) != NR_CAPSET)
 		return true;
-	if (bpf_probe_read_user(&h, sizeof(h), (void *)BPF_CORE_READ(regs, di)) != 0)
+	if (bpf_probe_read_user(&h, sizeof(h), (void *)BPF_CORE_READ(regs, REGS_ARG0)) != 0)
 		return true;
 	if (h.version == CAP_VERSION_1) {
-		if (bpf_probe_read_user(&d[0], sizeof(d[0]), (void *)BPF_CORE_READ(regs, si)) != 0)
+		if (bpf_probe_read_user(&d[0], sizeof(d[0]), (void *)BPF_CORE_READ(regs, REGS_ARG1)) != 0)
 			return true;
-	} else if (bpf_probe_read_user(d, sizeof(d), (void *)BPF_CORE_READ(regs, si)) != 0) {
+	} else if (bpf_probe_read_user(d, sizeof(d), (void *)BPF_CORE_READ(regs, REGS_ARG1)) != 0) {
 		return true;
 	}
 	asked = d[0].inheritable | (__u64)d[1].inheritable << 32;
@@ -701,9 +700,9 @@ int BPF_KPROBE(kprobe_cap_capable, const struct cred *cred, struct user_namespac
 	if (cfg.classify_sites && st && keep_check(pid_tgid, cap, NULL)) {
 		/* Always the kernel's unwinder here: where a kprobe's sp points differs
 		 * between kprobe mechanisms (int3, ftrace), and kprobes are the slow path anyway. */
-		__u64 ips[STACK_DEPTH];
+		__u64 ips[STACK_DEPTH] = {};
 		long n;
-		struct call_site cs = unwind_call_site(ctx, ips, &n);
+		struct call_site cs = unwind_kprobe_call_site(ctx, ips, &n);
 
 		st->slow_walks++;
 		args.call_site = cs.ip;

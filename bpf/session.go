@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -166,6 +167,10 @@ func (s *Session) attach(method Method, trackProcesses, externalBTF bool) error 
 		if method == MethodKprobe && errors.Is(err, os.ErrNotExist) {
 			return unavailable(method, "this kernel has no kprobes (CONFIG_KPROBES is off: no kprobe PMU, no tracefs kprobe_events)")
 		}
+		// arm64 kernels before 6.4 (no ftrace direct calls) load fexit programs but cannot attach them.
+		if method == MethodFexit && (errors.Is(err, errENOTSUPP) || errors.Is(err, ebpf.ErrNotSupported)) {
+			return unavailable(method, "this kernel cannot attach fexit programs to its functions (%s: no BPF trampoline for them here); use --attach kprobe", what)
+		}
 		if err != nil {
 			return unavailable(method, "attaching %s: %v", what, err)
 		}
@@ -201,16 +206,19 @@ func (s *Session) attach(method Method, trackProcesses, externalBTF bool) error 
 			}
 		}
 	case MethodKprobe:
-		l, err := link.Kprobe("cap_capable", s.coll.Programs[capsrecProgKprobeCapCapable], nil)
-		if err := add(l, err, "kprobe cap_capable"); err != nil {
-			return err
-		}
-		l, err = link.Kretprobe("cap_capable", s.coll.Programs[capsrecProgKretprobeCapCapable], &link.KprobeOptions{RetprobeMaxActive: 4096})
+		// The kretprobe first: the kernel runs the handlers of one address newest
+		// first, so the kprobe program runs before the kretprobe replaces the
+		// return address, which arm64 keeps in the link register (the caller).
+		l, err := link.Kretprobe("cap_capable", s.coll.Programs[capsrecProgKretprobeCapCapable], &link.KprobeOptions{RetprobeMaxActive: 4096})
 		if errors.Is(err, link.ErrNotSupported) || errors.Is(err, os.ErrNotExist) {
 			// maxactive needs the tracefs kprobe interface; the PMU one uses the kernel default.
 			l, err = link.Kretprobe("cap_capable", s.coll.Programs[capsrecProgKretprobeCapCapable], nil)
 		}
-		return add(l, err, "kretprobe cap_capable")
+		if err := add(l, err, "kretprobe cap_capable"); err != nil {
+			return err
+		}
+		l, err = link.Kprobe("cap_capable", s.coll.Programs[capsrecProgKprobeCapCapable], nil)
+		return add(l, err, "kprobe cap_capable")
 	}
 	return fmt.Errorf("unknown attach method %q", method)
 }
@@ -363,3 +371,6 @@ func (s *Session) Close() error {
 	}
 	return err
 }
+
+// errENOTSUPP is the kernel's own ENOTSUPP (524), which x/sys/unix lacks.
+const errENOTSUPP = syscall.Errno(524)

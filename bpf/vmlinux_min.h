@@ -218,6 +218,7 @@ struct task_struct {
 	char comm[16];
 } __attribute__((preserve_access_index));
 
+#if defined(__TARGET_ARCH_x86)
 /* x86-64 register layout, as bpf_tracing.h's PT_REGS_* macros expect. */
 struct pt_regs {
 	unsigned long r15;
@@ -242,5 +243,24 @@ struct pt_regs {
 	unsigned long sp;
 	unsigned long ss;
 } __attribute__((preserve_access_index));
+#elif defined(__TARGET_ARCH_arm64)
+/* What a kprobe's context is on arm64, as bpf_tracing.h's PT_REGS_* macros expect. */
+struct user_pt_regs {
+	__u64 regs[31];
+	__u64 sp;
+	__u64 pc;
+	__u64 pstate;
+};
+
+/* The kernel's own, whose first members are user_pt_regs' (through an anonymous union). */
+struct pt_regs {
+	__u64 regs[31];
+	__u64 sp;
+	__u64 pc;
+	__u64 pstate;
+	__u64 orig_x0;
+	__s32 syscallno;
+} __attribute__((preserve_access_index));
+#endif
 
 #endif

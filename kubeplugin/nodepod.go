@@ -43,7 +43,9 @@ type NodePodSpec struct {
 	// image with sh, cat, chmod, mv and sleep, and the local binary is copied in.
 	Image, Binary string
 	Copy          bool
-	PullPolicy    corev1.PullPolicy
+	// CopyFrom is the local capsrec copied in, for the node's platform (not in the Job).
+	CopyFrom   string
+	PullPolicy corev1.PullPolicy
 	// RuntimeEndpoint is the node's CRI socket (unix:///...): its folder is
 	// mounted at the same path.
 	RuntimeEndpoint string

@@ -3,4 +3,4 @@
 // capsrec is compared with on kernels without fexit.
 package peer
 
-//go:generate go tool bpf2go -target bpfel -cc clang -cflags "-O2 -g -Wall -Werror -D__TARGET_ARCH_x86" -type cap_event capable capable.bpf.c -- -I/usr/include/x86_64-linux-gnu
+//go:generate go tool bpf2go -target amd64,arm64 -cc clang -cflags "-O2 -g -Wall -Werror" -type cap_event capable capable.bpf.c -- -I/usr/include/x86_64-linux-gnu

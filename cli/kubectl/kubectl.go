@@ -4,12 +4,10 @@ package kubectl
 
 import (
 	"context"
-	"debug/elf"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,6 +35,7 @@ var kubeFlags = []cli.Flag{
 // nodePodFlags choose how the recorder runs on a node.
 var nodePodFlags = []cli.Flag{
 	&cli.StringFlag{Name: "image", EnvVars: []string{"CAPSREC_IMAGE"}, Usage: "an image holding capsrec at /capsrec (make image); default: copy this binary into the pod's own image"},
+	binaryForFlag,
 	&cli.StringFlag{Name: "copy-image", Usage: "without --image: the image to copy this binary into, which needs sh, cat, chmod, mv and sleep (default: the recorded pod's image, already on its node)"},
 	&cli.StringFlag{Name: "image-pull-policy", Value: string(corev1.PullIfNotPresent), Usage: "Always, IfNotPresent or Never"},
 	&cli.StringFlag{Name: "node-pod-namespace", Usage: "where the recorder pods run; its pod security must admit hostPID pods with the BPF capabilities (default: the recorded pod's namespace)"},
@@ -93,6 +92,7 @@ type pluginSession struct {
 	ready      time.Duration
 	deadline   time.Duration
 	pullPolicy corev1.PullPolicy
+	binaries   *binaries // copy mode: which capsrec goes to which platform
 }
 
 func newPluginSession(ctx context.Context, c *cli.Context, duration time.Duration) (*pluginSession, error) {
@@ -112,6 +112,9 @@ func newPluginSession(ctx context.Context, c *cli.Context, duration time.Duratio
 		}
 	}
 	var err error
+	if s.binaries, err = newBinaries(c.StringSlice("binary-for")); err != nil {
+		return nil, err
+	}
 	s.client, err = kubeplugin.Connect(ctx, kubeplugin.ClientFlags{Kubeconfig: c.String("kubeconfig"), Context: c.String("context"), Namespace: c.String("namespace")})
 	if err != nil {
 		return nil, err
@@ -124,8 +127,8 @@ func newPluginSession(ctx context.Context, c *cli.Context, duration time.Duratio
 }
 
 // nodePodSpec says how capsrec runs on node: from --image, or copied into
-// fallbackImage (an image already on the node) when the node's OS and
-// architecture are this binary's.
+// fallbackImage (an image already on the node): this binary, or the one given
+// or found for the node's platform.
 func (s *pluginSession) nodePodSpec(ctx context.Context, node, fallbackImage string, args []string) (kubeplugin.NodePodSpec, error) {
 	facts, err := s.client.Node(ctx, node)
 	if err != nil {
@@ -147,10 +150,7 @@ func (s *pluginSession) nodePodSpec(ctx context.Context, node, fallbackImage str
 		spec.Image, spec.Binary = img, "/capsrec"
 		return spec, nil
 	}
-	if facts.OS != runtime.GOOS || facts.Arch != runtime.GOARCH {
-		return spec, fmt.Errorf("node %s is %s/%s and this capsrec is %s/%s: it cannot be copied there; pass --image (make image; docs/kubectl.md)", node, facts.OS, facts.Arch, runtime.GOOS, runtime.GOARCH)
-	}
-	if err := checkStatic(); err != nil {
+	if spec.CopyFrom, err = s.binaries.forPlatform(node, facts.OS+"/"+facts.Arch); err != nil {
 		return spec, err
 	}
 	spec.Copy, spec.Image = true, fallbackImage
@@ -179,17 +179,14 @@ func (s *pluginSession) startNodePod(ctx context.Context, spec kubeplugin.NodePo
 	if !spec.Copy {
 		return np, nil
 	}
-	self, err := os.Executable()
+	f, err := os.Open(spec.CopyFrom)
 	if err == nil {
-		var f *os.File
-		if f, err = os.Open(self); err == nil {
-			defer f.Close()
-			err = np.CopyBinary(ctx, f)
-		}
+		defer f.Close()
+		err = np.CopyBinary(ctx, f)
 	}
 	if err != nil {
 		np.Delete()
-		return nil, fmt.Errorf("copying this binary to node %s: %w", spec.Node, err)
+		return nil, fmt.Errorf("copying %s to node %s: %w", spec.CopyFrom, spec.Node, err)
 	}
 	return np, nil
 }
@@ -238,24 +235,4 @@ outer:
 		out = append(out, f)
 	}
 	return out
-}
-
-// checkStatic refuses to copy a dynamically linked capsrec (go build with
-// cgo): the node's image would lack its loader and libraries.
-func checkStatic() error {
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("finding this binary to copy it: %w", err)
-	}
-	f, err := elf.Open(self)
-	if err != nil {
-		return fmt.Errorf("reading this binary to copy it: %w", err)
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("this capsrec (%s) is dynamically linked and cannot run in another image: build it with CGO_ENABLED=0 (make does), or pass --image", self)
-		}
-	}
-	return nil
 }

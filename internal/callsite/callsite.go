@@ -141,11 +141,6 @@ func Parse(r io.Reader) (*Table, error) {
 		if len(line) < 20 || line[16] != ' ' || line[18] != ' ' {
 			continue
 		}
-		switch line[17] {
-		case 't', 'T', 'w', 'W':
-		default:
-			continue
-		}
 		addr, ok := parseHex(line[:16])
 		if !ok {
 			continue
@@ -154,14 +149,21 @@ func Parse(r io.Reader) (*Table, error) {
 		if i := bytes.IndexByte(name, '\t'); i >= 0 {
 			name = name[:i]
 		}
-		if addr != 0 {
-			nonzero = true
-		}
+		// The text's bounds whatever their type: arm64 places _etext past the
+		// text, where kallsyms gives it read-only data's.
 		switch string(name) {
 		case "_stext":
 			t.TextStart = addr
 		case "_etext":
 			t.TextEnd = addr
+		}
+		switch line[17] {
+		case 't', 'T', 'w', 'W':
+		default:
+			continue
+		}
+		if addr != 0 {
+			nonzero = true
 		}
 		t.addrs = append(t.addrs, addr)
 		t.nameOff = append(t.nameOff, uint32(len(t.arena)))

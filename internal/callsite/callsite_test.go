@@ -157,3 +157,15 @@ func TestLearner(t *testing.T) {
 		t.Errorf("another anchor taught %+v %+v", f, a)
 	}
 }
+
+// arm64's kallsyms gives _etext, placed past the text, read-only data's type.
+func TestTextBoundsOfAnyType(t *testing.T) {
+	arm64 := "ffff800008010000 T _stext\nffff800008010100 T cap_capable\nffff800008e10000 R _etext\n"
+	tab, err := Parse(strings.NewReader(arm64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tab.TextStart != 0xffff800008010000 || tab.TextEnd != 0xffff800008e10000 {
+		t.Errorf("text %x-%x", tab.TextStart, tab.TextEnd)
+	}
+}

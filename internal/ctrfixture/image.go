@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"os"
+	"runtime"
 	"sort"
 )
 
@@ -64,7 +65,7 @@ func writeImage(path, tag string, files map[string]file, cmd []string) error {
 	layerSum := sha256.Sum256(layer.Bytes())
 	layerHex := hex.EncodeToString(layerSum[:])
 	config, err := json.Marshal(map[string]any{
-		"architecture": "amd64",
+		"architecture": runtime.GOARCH,
 		"os":           "linux",
 		"config":       map[string]any{"Cmd": cmd, "Env": []string{"PATH=/bin"}},
 		"rootfs":       map[string]any{"type": "layers", "diff_ids": []string{"sha256:" + layerHex}},

@@ -1,4 +1,6 @@
-// Package syscalls names x86-64 system call numbers.
+// Package syscalls names system call numbers. gen.sh writes the tables of
+// amd64 and arm64; the build takes the binary's own (a recorder runs on its
+// node's architecture).
 package syscalls
 
 //go:generate sh gen.sh

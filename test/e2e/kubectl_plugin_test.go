@@ -248,6 +248,7 @@ func TestKubectlProfileDeployment(t *testing.T) {
 	}
 
 	c.profileWithGhostNode(t)
+	c.profileMixedArchitectures(t)
 
 	// Without --duration, Ctrl-C ends the recording and the profile is printed.
 	interrupted := exec.Command(pluginBinary(t), "profile", "deploy/tiefighter", "-o", "json")
@@ -615,21 +616,20 @@ func TestKubectlRecordEnds(t *testing.T) {
 	c.assertNoNodePods(t)
 }
 
-// profileWithGhostNode profiles a workload with a pod on a second node that
-// has no kubelet (a Node object and a pod whose status says Running): the
-// profile covers the real node, names the other as failed, and exits 1.
-func (c *k8sCluster) profileWithGhostNode(t *testing.T) {
+// ghostNode adds a Node object of arch with no kubelet behind it, and a
+// running pod of the tiefighter workload on it; the returned func removes both.
+func (c *k8sCluster) ghostNode(t *testing.T, node, arch string) func() {
 	t.Helper()
 	ghost := `
 apiVersion: v1
 kind: Node
-metadata: {name: ghost-node, labels: {kubernetes.io/hostname: ghost-node}}
+metadata: {name: ` + node + `, labels: {kubernetes.io/hostname: ` + node + `, kubernetes.io/arch: ` + arch + `}}
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: tiefighter-ghost, namespace: default, labels: {org: empire}}
+metadata: {name: tiefighter-` + node + `, namespace: default, labels: {org: empire}}
 spec:
-  nodeName: ghost-node
+  nodeName: ` + node + `
   containers: [{name: engine, image: docker.io/library/xwing-test:1}]
 `
 	path := filepath.Join(t.TempDir(), "ghost.yaml")
@@ -639,18 +639,28 @@ spec:
 	if out, err := c.kubectl("apply", "-f", path).CombinedOutput(); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	defer func() {
-		_ = c.kubectl("delete", "pod", "tiefighter-ghost", "--grace-period=0", "--force").Run()
-		_ = c.kubectl("delete", "node", "ghost-node").Run()
-	}()
+	remove := func() {
+		_ = c.kubectl("delete", "pod", "tiefighter-"+node, "--grace-period=0", "--force").Run()
+		_ = c.kubectl("delete", "node", node).Run()
+	}
 	for _, patch := range [][]string{
-		{"node", "ghost-node", `{"status":{"nodeInfo":{"operatingSystem":"linux","architecture":"` + runtime.GOARCH + `","kernelVersion":"6.12.0"}}}`},
-		{"pod", "tiefighter-ghost", `{"status":{"phase":"Running"}}`},
+		{"node", node, `{"status":{"nodeInfo":{"operatingSystem":"linux","architecture":"` + arch + `","kernelVersion":"6.12.0"}}}`},
+		{"pod", "tiefighter-" + node, `{"status":{"phase":"Running"}}`},
 	} {
 		if out, err := c.kubectl("patch", patch[0], patch[1], "--subresource=status", "-p", patch[2]).CombinedOutput(); err != nil {
+			remove()
 			t.Fatalf("%v: %s", err, out)
 		}
 	}
+	return remove
+}
+
+// profileWithGhostNode profiles a workload with a pod on a second node that
+// has no kubelet (a Node object and a pod whose status says Running): the
+// profile covers the real node, names the other as failed, and exits 1.
+func (c *k8sCluster) profileWithGhostNode(t *testing.T) {
+	t.Helper()
+	defer c.ghostNode(t, "ghost-node", runtime.GOARCH)()
 	out, errOut, err := c.plugin(t, "profile", "-l", "org=empire", "--duration", "3s", "--ready-timeout", "5s")
 	if exitCode(err) != 1 || !strings.Contains(out, "CAP_CHOWN") ||
 		!strings.Contains(errOut, "node ghost-node failed: the recorder pod on node ghost-node did not run within 5s") ||
@@ -659,4 +669,39 @@ spec:
 		t.Errorf("profile over two nodes, one without a kubelet: exit %v\n%s%s", err, out, errOut)
 	}
 	c.assertNoNodePods(t)
+}
+
+// profileMixedArchitectures profiles a workload with a pod on a node of the
+// other architecture (a Node object without a kubelet): in copy mode it needs
+// a binary of that architecture, refused in one line without one; with
+// --binary-for or --image its recorder pod is made (and never runs there).
+func (c *k8sCluster) profileMixedArchitectures(t *testing.T) {
+	t.Helper()
+	other := map[string]string{"amd64": "arm64", "arm64": "amd64"}[runtime.GOARCH]
+	defer c.ghostNode(t, "other-arch", other)()
+	dir := t.TempDir()
+	// Only the ELF header is read before the copy: the pod never runs on a node without a kubelet.
+	machine := map[string]byte{"arm64": 183, "amd64": 62}[other] // EM_AARCH64, EM_X86_64
+	header := append([]byte("\x7fELF\x02\x01\x01"), make([]byte, 57)...)
+	header[16], header[18], header[20], header[52], header[54], header[58] = 2, machine, 1, 64, 56, 64
+	otherBinary := filepath.Join(dir, "capsrec-linux-"+other)
+	if err := os.WriteFile(otherBinary, header, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	profile := []string{"profile", "-l", "org=empire", "--duration", "3s", "--ready-timeout", "5s"}
+	for _, mode := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "node other-arch failed: node other-arch is linux/" + other + " and this capsrec is linux/" + runtime.GOARCH + ": pass --binary-for linux/" + other + "=PATH"},
+		{[]string{"--binary-for", "linux/" + other + "=" + otherBinary}, "node other-arch failed: the recorder pod on node other-arch did not run within 5s"},
+		{[]string{"--image", c.importImage(t)}, "node other-arch failed: the recorder pod on node other-arch did not run within 5s"},
+	} {
+		out, errOut, err := c.plugin(t, append(profile, mode.args...)...)
+		if exitCode(err) != 1 || !strings.Contains(out, "CAP_CHOWN") || !strings.Contains(errOut, mode.want) ||
+			!strings.Contains(errOut, "recorded on "+c.env["NODE_NAME"]+" (2 pods)") {
+			t.Errorf("profile %q with a node of %s: exit %v, want %q\n%s%s", mode.args, other, err, mode.want, out, errOut)
+		}
+		c.assertNoNodePods(t)
+	}
 }

@@ -1,14 +1,18 @@
 // Command mkimage writes capsrec's container image as an OCI image archive (a
-// tar of an OCI image layout), FROM scratch: one layer holding the static
-// binary at /capsrec. No Docker: `make image`, then `ctr images import` or any
-// registry tool (crane push, skopeo copy oci-archive:...) takes it.
+// tar of an OCI image layout): an image index with one image per binary, each
+// FROM scratch with one layer holding the static binary at /capsrec, its
+// platform read from the binary. No Docker: `make image`, then `ctr images
+// import` or any registry tool (crane push, skopeo copy --all oci-archive:...)
+// takes it, and each node pulls its own architecture.
 //
-//	go run ./tools/mkimage -binary capsrec -tag ghcr.io/capsrec/capsrec:dev -o capsrec-image.tar
+//	go run ./tools/mkimage -binary dist/capsrec-linux-amd64 -binary dist/capsrec-linux-arm64 \
+//		-tag ghcr.io/capsrec/capsrec:dev -o capsrec-image.tar
 package main
 
 import (
 	"archive/tar"
 	"bytes"
+	"debug/elf"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,7 +20,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -35,19 +40,60 @@ func main() {
 	}
 }
 
+type binaries []string
+
+func (b *binaries) String() string     { return fmt.Sprint(*b) }
+func (b *binaries) Set(v string) error { *b = append(*b, v); return nil }
+
 func run() error {
-	binary := flag.String("binary", "capsrec", "the static capsrec binary")
+	var bins binaries
+	flag.Var(&bins, "binary", "a static capsrec binary; repeatable, one per platform (default capsrec)")
 	tag := flag.String("tag", "ghcr.io/capsrec/capsrec:dev", "the image's name")
 	out := flag.String("o", "capsrec-image.tar", "the OCI archive to write")
 	flag.Parse()
+	if len(bins) == 0 {
+		bins = binaries{"capsrec"}
+	}
 	ref, err := name.ParseReference(*tag)
 	if err != nil {
 		return fmt.Errorf("-tag: %w", err)
 	}
-	img, err := image(*binary)
+	idx, platforms, err := index(bins)
 	if err != nil {
 		return err
 	}
+	if err := write(idx, ref, *out); err != nil {
+		return err
+	}
+	digest, _ := idx.Digest()
+	fmt.Printf("%s: %s %s (%s)\n", *out, ref.Name(), digest, strings.Join(platforms, ", "))
+	return nil
+}
+
+// index makes an image index of one image per binary, each with its platform.
+func index(bins []string) (v1.ImageIndex, []string, error) {
+	var idx v1.ImageIndex = mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	var platforms []string
+	for _, b := range bins {
+		arch, err := archOf(b)
+		if err != nil {
+			return nil, nil, err
+		}
+		if slices.Contains(platforms, "linux/"+arch) {
+			return nil, nil, fmt.Errorf("%s: a second binary for linux/%s", b, arch)
+		}
+		platforms = append(platforms, "linux/"+arch)
+		img, err := image(b, arch)
+		if err != nil {
+			return nil, nil, err
+		}
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
+	}
+	return idx, platforms, nil
+}
+
+// write writes idx as an OCI layout, tarred, named ref.
+func write(idx v1.ImageIndex, ref name.Reference, out string) error {
 	dir, err := os.MkdirTemp("", "capsrec-image-*")
 	if err != nil {
 		return err
@@ -58,31 +104,44 @@ func run() error {
 		return err
 	}
 	// ref.name for OCI tools; containerd's ctr reads the full name from its own annotation.
-	err = p.AppendImage(img, layout.WithAnnotations(map[string]string{
+	err = p.AppendIndex(idx, layout.WithAnnotations(map[string]string{
 		"org.opencontainers.image.ref.name": ref.Identifier(),
 		"io.containerd.image.name":          ref.Name(),
 	}))
 	if err != nil {
 		return err
 	}
-	if err := tarDir(dir, *out); err != nil {
-		return err
+	return tarDir(dir, out)
+}
+
+// archOf is a static Linux binary's GOARCH, from its ELF header.
+func archOf(binary string) (string, error) {
+	f, err := elf.Open(binary)
+	if err != nil {
+		return "", fmt.Errorf("%s: not an ELF binary: %w", binary, err)
 	}
-	digest, _ := img.Digest()
-	fmt.Printf("%s: %s %s\n", *out, ref.Name(), digest)
-	return nil
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return "", fmt.Errorf("%s is dynamically linked: a FROM scratch image needs a static binary (CGO_ENABLED=0)", binary)
+		}
+	}
+	switch f.Machine {
+	case elf.EM_X86_64:
+		return "amd64", nil
+	case elf.EM_AARCH64:
+		return "arm64", nil
+	}
+	return "", fmt.Errorf("%s is for %v: capsrec is built for amd64 and arm64", binary, f.Machine)
 }
 
 // epoch keeps the archive the same for the same binary.
 var epoch = time.Unix(0, 0).UTC()
 
-func image(binary string) (v1.Image, error) {
+func image(binary, arch string) (v1.Image, error) {
 	bin, err := os.ReadFile(binary)
 	if err != nil {
 		return nil, err
-	}
-	if !bytes.HasPrefix(bin, []byte("\x7fELF")) {
-		return nil, fmt.Errorf("%s is not an ELF binary", binary)
 	}
 	var layerTar bytes.Buffer
 	tw := tar.NewWriter(&layerTar)
@@ -112,7 +171,7 @@ func image(binary string) (v1.Image, error) {
 		return nil, err
 	}
 	cfg = cfg.DeepCopy()
-	cfg.OS, cfg.Architecture, cfg.Created = "linux", runtime.GOARCH, v1.Time{Time: epoch}
+	cfg.OS, cfg.Architecture, cfg.Created = "linux", arch, v1.Time{Time: epoch}
 	cfg.Config.Entrypoint = []string{"/capsrec"}
 	cfg.Config.Cmd = []string{"record", "-o", "json"}
 	cfg.Config.Labels = map[string]string{"org.opencontainers.image.source": "https://github.com/capsrec/capsrec"}
