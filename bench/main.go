@@ -211,6 +211,8 @@ func run() error {
 		}
 		scenarios = append(scenarios,
 			scenario{"capsrec --attach " + m + " -o json > /dev/null", *checks, capsrec("--attach", m, "-o", "json")},
+			// What classifying call sites costs on this architecture (arm64: the kernel's unwinder, always).
+			scenario{"capsrec --attach " + m + " -o json, no call sites", *checks, noCallSites(capsrec("--attach", m, "-o", "json"))},
 			scenario{"capsrec --attach " + m + ", all filtered in kernel", *checks, capsrec("--attach", m, "-o", "json", "--cap", "chown")},
 			scenario{"capsrec profile --live --attach " + m, *checks, live("--attach", m)})
 		if m == "kprobe" {
