@@ -11,16 +11,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Open opens path for reading if it is a regular file of at most max bytes
+// Open opens path for reading if it is a regular file of at most limit bytes
 // (0: any size). The type is checked before the open, so that a FIFO does not
 // block and a device is not acted on, and again on what was opened (without
 // blocking), so that a file swapped meanwhile is refused too.
-func Open(path string, max int64) (*os.File, error) {
+func Open(path string, limit int64) (*os.File, error) {
 	before, err := os.Stat(path)
 	if err != nil {
 		return nil, err // *PathError names the file
 	}
-	if err := check(path, before, max); err != nil {
+	if err := check(path, before, limit); err != nil {
 		return nil, err
 	}
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
@@ -33,7 +33,7 @@ func Open(path string, max int64) (*os.File, error) {
 		err = fmt.Errorf("%s: replaced while opened", path)
 	}
 	if err == nil {
-		err = check(path, after, max)
+		err = check(path, after, limit)
 	}
 	if err != nil {
 		f.Close()
@@ -42,30 +42,30 @@ func Open(path string, max int64) (*os.File, error) {
 	return f, nil
 }
 
-func check(path string, fi os.FileInfo, max int64) error {
+func check(path string, fi os.FileInfo, limit int64) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("%s: not a regular file but %s", path, Kind(fi.Mode()))
 	}
-	if max > 0 && fi.Size() > max {
-		return fmt.Errorf("%s: %d bytes, more than the %d this reads", path, fi.Size(), max)
+	if limit > 0 && fi.Size() > limit {
+		return fmt.Errorf("%s: %d bytes, more than the %d this reads", path, fi.Size(), limit)
 	}
 	return nil
 }
 
-// ReadFile reads a regular file of at most max bytes.
-func ReadFile(path string, max int64) ([]byte, error) {
-	f, err := Open(path, max)
+// ReadFile reads a regular file of at most limit bytes.
+func ReadFile(path string, limit int64) ([]byte, error) {
+	f, err := Open(path, limit)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	// The size was checked; a file that grows meanwhile is cut at max+1 and refused.
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	// The size was checked; a file that grows meanwhile is cut at limit+1 and refused.
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if int64(len(data)) > max {
-		return nil, fmt.Errorf("%s: grew past %d bytes while read", path, max)
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s: grew past %d bytes while read", path, limit)
 	}
 	return data, nil
 }

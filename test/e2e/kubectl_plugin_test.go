@@ -688,7 +688,7 @@ func (c *k8sCluster) profileMixedArchitectures(t *testing.T) {
 	if err := os.WriteFile(otherBinary, header, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	profile := []string{"profile", "-l", "org=empire", "--duration", "3s", "--ready-timeout", "5s"}
+	profileArgs := []string{"profile", "-l", "org=empire", "--duration", "3s", "--ready-timeout", "5s"}
 	for _, mode := range []struct {
 		args []string
 		want string
@@ -697,7 +697,7 @@ func (c *k8sCluster) profileMixedArchitectures(t *testing.T) {
 		{[]string{"--binary-for", "linux/" + other + "=" + otherBinary}, "node other-arch failed: the recorder pod on node other-arch did not run within 5s"},
 		{[]string{"--image", c.importImage(t)}, "node other-arch failed: the recorder pod on node other-arch did not run within 5s"},
 	} {
-		out, errOut, err := c.plugin(t, append(profile, mode.args...)...)
+		out, errOut, err := c.plugin(t, append(profileArgs, mode.args...)...)
 		if exitCode(err) != 1 || !strings.Contains(out, "CAP_CHOWN") || !strings.Contains(errOut, mode.want) ||
 			!strings.Contains(errOut, "recorded on "+c.env["NODE_NAME"]+" (2 pods)") {
 			t.Errorf("profile %q with a node of %s: exit %v, want %q\n%s%s", mode.args, other, err, mode.want, out, errOut)
