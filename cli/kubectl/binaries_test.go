@@ -2,45 +2,19 @@ package kubectl
 
 import (
 	"debug/elf"
-	"encoding/binary"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
-)
 
-// writeELF writes the smallest ELF executable header for machine; with interp
-// it has a PT_INTERP program header (a dynamically linked binary).
-func writeELF(t *testing.T, path string, machine elf.Machine, interp bool) string {
-	t.Helper()
-	b := make([]byte, 64)
-	copy(b, "\x7fELF\x02\x01\x01")
-	le := binary.LittleEndian
-	le.PutUint16(b[16:], uint16(elf.ET_EXEC))
-	le.PutUint16(b[18:], uint16(machine))
-	le.PutUint32(b[20:], 1)
-	le.PutUint16(b[52:], 64)
-	le.PutUint16(b[54:], 56)
-	le.PutUint16(b[58:], 64)
-	if interp {
-		le.PutUint64(b[32:], 64) // e_phoff
-		le.PutUint16(b[56:], 1)  // e_phnum
-		ph := make([]byte, 56)
-		le.PutUint32(ph[0:], uint32(elf.PT_INTERP))
-		b = append(b, ph...)
-	}
-	if err := os.WriteFile(path, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
+	"github.com/capsrec/capsrec/internal/testutil"
+)
 
 func TestBinaryForPlatform(t *testing.T) {
 	dir := t.TempDir()
-	arm := writeELF(t, filepath.Join(dir, "arm"), elf.EM_AARCH64, false)
-	amd := writeELF(t, filepath.Join(dir, "amd"), elf.EM_X86_64, false)
-	dyn := writeELF(t, filepath.Join(dir, "dyn"), elf.EM_AARCH64, true)
+	arm := testutil.FakeELF(t, filepath.Join(dir, "arm"), elf.EM_AARCH64, false)
+	amd := testutil.FakeELF(t, filepath.Join(dir, "amd"), elf.EM_X86_64, false)
+	dyn := testutil.FakeELF(t, filepath.Join(dir, "dyn"), elf.EM_AARCH64, true)
 
 	b := &binaries{self: filepath.Join(dir, "kubectl-capsrec"), given: map[string]string{}, chosen: map[string]string{}}
 	other := map[string]string{"amd64": "linux/arm64", "arm64": "linux/amd64"}[runtime.GOARCH]
@@ -51,7 +25,7 @@ func TestBinaryForPlatform(t *testing.T) {
 	}
 	// The sibling make release writes.
 	sibling := filepath.Join(dir, "capsrec-"+strings.ReplaceAll(other, "/", "-"))
-	writeELF(t, sibling, map[string]elf.Machine{"linux/arm64": elf.EM_AARCH64, "linux/amd64": elf.EM_X86_64}[other], false)
+	testutil.FakeELF(t, sibling, map[string]elf.Machine{"linux/arm64": elf.EM_AARCH64, "linux/amd64": elf.EM_X86_64}[other], false)
 	if got, err := b.forPlatform("graviton-1", other); err != nil || got != sibling {
 		t.Errorf("sibling: %q, %v", got, err)
 	}

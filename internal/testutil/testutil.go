@@ -5,6 +5,8 @@ package testutil
 import (
 	"bufio"
 	"bytes"
+	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -338,4 +340,31 @@ func Golden(t testing.TB, path string, got []byte, update bool) {
 	if !bytes.Equal(got, want) {
 		t.Errorf("%s differs; got:\n%s", path, got)
 	}
+}
+
+// FakeELF writes the smallest ELF executable header for machine at path: what
+// is read of a binary before it is copied or packed (its architecture, and
+// with interp a PT_INTERP program header: dynamically linked).
+func FakeELF(t testing.TB, path string, machine elf.Machine, interp bool) string {
+	t.Helper()
+	b := make([]byte, 64)
+	copy(b, "\x7fELF\x02\x01\x01")
+	le := binary.LittleEndian
+	le.PutUint16(b[16:], uint16(elf.ET_EXEC))
+	le.PutUint16(b[18:], uint16(machine))
+	le.PutUint32(b[20:], 1)
+	le.PutUint16(b[52:], 64)
+	le.PutUint16(b[54:], 56)
+	le.PutUint16(b[58:], 64)
+	if interp {
+		le.PutUint64(b[32:], 64) // e_phoff
+		le.PutUint16(b[56:], 1)  // e_phnum
+		ph := make([]byte, 56)
+		le.PutUint32(ph[0:], uint32(elf.PT_INTERP))
+		b = append(b, ph...)
+	}
+	if err := os.WriteFile(path, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"debug/elf"
 	"encoding/json"
 	"errors"
 	"os"
@@ -58,9 +59,8 @@ func (c *k8sCluster) importImage(t *testing.T) string {
 	testImageOnce.Do(func() {
 		tar := filepath.Join(os.TempDir(), "capsrec-test-image.tar")
 		defer os.Remove(tar)
-		_, file, _, _ := runtime.Caller(0)
 		mk := exec.Command("go", "run", "./tools/mkimage", "-binary", testutil.Binary(t), "-tag", testImage, "-o", tar)
-		mk.Dir = filepath.Dir(file)
+		mk.Dir = testutil.Root()
 		if out, err := mk.CombinedOutput(); err != nil {
 			testImageErr = errors.New("mkimage: " + err.Error() + ": " + string(out))
 			return
@@ -681,13 +681,8 @@ func (c *k8sCluster) profileMixedArchitectures(t *testing.T) {
 	defer c.ghostNode(t, "other-arch", other)()
 	dir := t.TempDir()
 	// Only the ELF header is read before the copy: the pod never runs on a node without a kubelet.
-	machine := map[string]byte{"arm64": 183, "amd64": 62}[other] // EM_AARCH64, EM_X86_64
-	header := append([]byte("\x7fELF\x02\x01\x01"), make([]byte, 57)...)
-	header[16], header[18], header[20], header[52], header[54], header[58] = 2, machine, 1, 64, 56, 64
-	otherBinary := filepath.Join(dir, "capsrec-linux-"+other)
-	if err := os.WriteFile(otherBinary, header, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	machine := map[string]elf.Machine{"arm64": elf.EM_AARCH64, "amd64": elf.EM_X86_64}[other]
+	otherBinary := testutil.FakeELF(t, filepath.Join(dir, "capsrec-linux-"+other), machine, false)
 	profileArgs := []string{"profile", "-l", "org=empire", "--duration", "3s", "--ready-timeout", "5s"}
 	for _, mode := range []struct {
 		args []string

@@ -2,31 +2,18 @@ package main
 
 import (
 	"debug/elf"
-	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/capsrec/capsrec/internal/testutil"
 )
 
-// fakeELF writes the smallest static ELF executable header for machine.
 func fakeELF(t *testing.T, dir string, machine elf.Machine) string {
-	t.Helper()
-	b := make([]byte, 64)
-	copy(b, "\x7fELF\x02\x01\x01")
-	binary.LittleEndian.PutUint16(b[16:], uint16(elf.ET_EXEC))
-	binary.LittleEndian.PutUint16(b[18:], uint16(machine))
-	binary.LittleEndian.PutUint32(b[20:], 1)
-	binary.LittleEndian.PutUint16(b[52:], 64)
-	binary.LittleEndian.PutUint16(b[54:], 56)
-	binary.LittleEndian.PutUint16(b[58:], 64)
-	p := filepath.Join(dir, machine.String())
-	if err := os.WriteFile(p, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testutil.FakeELF(t, filepath.Join(dir, machine.String()), machine, false)
 }
 
 // make image: one index, an image per architecture, each saying its platform,
