@@ -182,7 +182,17 @@ ENV
 		qemu=(qemu-system-aarch64 -machine virt -cpu max,pauth-impdef=on) console=ttyAMA0
 	fi
 	timeout "${VMTEST_TIMEOUT:-900}" "${qemu[@]}" -m 2048 -smp 2 -nographic -no-reboot -nodefaults -serial stdio \
-		-kernel "$kernel" -initrd "$img" -append "console=$console panic=-1 quiet loglevel=3$append" >"$out" 2>&1 || true
+		-kernel "$kernel" -initrd "$img" -append "console=$console panic=-1 quiet loglevel=3$append" >"$out" 2>&1 &
+	local qemu_pid=$!
+	# A kernel locked up for good (a CPU stuck over 100 s) will not finish: stop waiting for it.
+	while kill -0 "$qemu_pid" 2>/dev/null; do
+		if grep -qE 'soft lockup - CPU#[0-9]+ stuck for [0-9]{3,}s' "$out"; then
+			kill "$qemu_pid" 2>/dev/null
+			break
+		fi
+		sleep 5
+	done
+	wait "$qemu_pid" || true
 	sed 's/\r$//' "$out" | grep -vE '^\s*$' | sed "s/^/[$name] /"
 	local status
 	status=$(sed -n 's/^VMTEST-EXIT: \([0-9]*\).*/\1/p' "$out" | tr -d '\r')
@@ -213,8 +223,14 @@ for k in $kernels; do
 	esac
 	if ! boot "$k" "$arch" "$vmlinuz" "$methods" "$unavailable"; then
 		# Software emulation now and then oopses a kernel while it boots (int3 in
-		# its own text patching), before any test runs: boot once more then.
-		if grep -q '=== RUN' "$cache/build-$arch/console-$k.log"; then
+		# its own text patching), before any test runs, or locks both CPUs up in
+		# that patching when BPF trampolines come and go: boot once more then.
+		# A test that fails fails.
+		console=$cache/build-$arch/console-$k.log
+		if grep -q 'soft lockup - CPU' "$console"; then
+			log "$k: the kernel locked up under emulation (soft lockup); booting it again"
+			boot "$k" "$arch" "$vmlinuz" "$methods" "$unavailable" || failed+=("$k")
+		elif grep -q '=== RUN' "$console"; then
 			failed+=("$k")
 		else
 			log "$k: the kernel died before the tests started; booting it again"
