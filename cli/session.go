@@ -51,11 +51,11 @@ func (s *recording) detach() error {
 	return nil
 }
 
-// walkMismatch names the first call site the fast walk and the kernel's
-// unwinder disagreed on, or is empty.
+// walkMismatch names the first call sites the fast walk and the kernel's
+// unwinder disagreed on; empty when they cannot be read.
 func (s *recording) walkMismatch() string {
 	fast, slow, err := s.hooks.WalkMismatch()
-	if err != nil || fast == 0 && slow == 0 {
+	if err != nil {
 		return ""
 	}
 	return fmt.Sprintf("the fast walk found %s, the unwinder %s", s.recorder.CallSiteName(fast), s.recorder.CallSiteName(slow))

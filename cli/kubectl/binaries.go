@@ -1,8 +1,6 @@
 package kubectl
 
 import (
-	"debug/elf"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/capsrec/capsrec/internal/elfbin"
 )
 
 var binaryForFlag = &cli.StringSliceFlag{
@@ -74,22 +74,18 @@ func (b *binaries) forPlatform(node, platform string) (string, error) {
 // checkBinary tells whether path is a static ELF executable for platform:
 // the node's image has no loader or libraries for anything else.
 func checkBinary(path, platform string) error {
-	f, err := elf.Open(path)
-	if err != nil {
-		return fmt.Errorf("%s: not an ELF binary: %w", path, errors.Unwrap(err))
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("%s is dynamically linked and cannot run in another image: build it with CGO_ENABLED=0 (make does), or pass --image", path)
-		}
-	}
-	want := map[string]elf.Machine{"linux/amd64": elf.EM_X86_64, "linux/arm64": elf.EM_AARCH64}[platform]
-	if want == 0 {
+	want := map[string]string{"linux/amd64": "amd64", "linux/arm64": "arm64"}[platform]
+	if want == "" {
 		return fmt.Errorf("capsrec runs on linux/amd64 and linux/arm64, not %s", platform)
 	}
-	if f.Machine != want {
-		return fmt.Errorf("%s is for %v, not %s", path, f.Machine, platform)
+	b, err := elfbin.Read(path)
+	switch {
+	case err != nil:
+		return err
+	case !b.Static:
+		return fmt.Errorf("%s is dynamically linked and cannot run in another image: build it with CGO_ENABLED=0 (make does), or pass --image", path)
+	case b.Arch != want:
+		return fmt.Errorf("%s is for %v, not %s", path, b.Machine, platform)
 	}
 	return nil
 }

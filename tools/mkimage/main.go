@@ -12,7 +12,6 @@ package main
 import (
 	"archive/tar"
 	"bytes"
-	"debug/elf"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,6 +30,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/capsrec/capsrec/internal/elfbin"
 )
 
 func main() {
@@ -116,23 +117,16 @@ func write(idx v1.ImageIndex, ref name.Reference, out string) error {
 
 // archOf is a static Linux binary's GOARCH, from its ELF header.
 func archOf(binary string) (string, error) {
-	f, err := elf.Open(binary)
-	if err != nil {
-		return "", fmt.Errorf("%s: not an ELF binary: %w", binary, err)
+	b, err := elfbin.Read(binary)
+	switch {
+	case err != nil:
+		return "", err
+	case !b.Static:
+		return "", fmt.Errorf("%s is dynamically linked: a FROM scratch image needs a static binary (CGO_ENABLED=0)", binary)
+	case b.Arch == "":
+		return "", fmt.Errorf("%s is for %v: capsrec is built for amd64 and arm64", binary, b.Machine)
 	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return "", fmt.Errorf("%s is dynamically linked: a FROM scratch image needs a static binary (CGO_ENABLED=0)", binary)
-		}
-	}
-	switch f.Machine {
-	case elf.EM_X86_64:
-		return "amd64", nil
-	case elf.EM_AARCH64:
-		return "arm64", nil
-	}
-	return "", fmt.Errorf("%s is for %v: capsrec is built for amd64 and arm64", binary, f.Machine)
+	return b.Arch, nil
 }
 
 // epoch keeps the archive the same for the same binary.
