@@ -151,7 +151,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u32);
-	__type(value, __u8);
+	__type(value, struct runtime_mark);
 } runtime_tasks SEC(".maps");
 
 struct cap_args {
@@ -186,11 +186,13 @@ const struct learn_event *const unused_learn_event __attribute__((unused)) = 0;
 const struct frame_info *const unused_frame_info __attribute__((unused)) = 0;
 const struct walk_state *const unused_walk_state __attribute__((unused)) = 0;
 const struct walk_cache *const unused_walk_cache __attribute__((unused)) = 0;
+const struct runtime_mark *const unused_runtime_mark __attribute__((unused)) = 0;
 /* ... and the enums Go uses, for bpf2go -type. */
 const enum event_type *const unused_event_type __attribute__((unused)) = 0;
 const enum check_class *const unused_check_class __attribute__((unused)) = 0;
 const enum site_kind *const unused_site_kind __attribute__((unused)) = 0;
 const enum ns_index *const unused_ns_index __attribute__((unused)) = 0;
+const enum ns_answer *const unused_ns_answer __attribute__((unused)) = 0;
 
 /*
  * Wakes the reader once per cfg.wakeup_bytes this CPU sent: a reader that lags is
@@ -278,12 +280,32 @@ static __always_inline struct upid pid_upid(struct pid *pid)
 
 #include "callsite.h"
 
-/* The runtime server itself is marked only to pass the mark on: its own checks are not setup. */
-static __always_inline bool runtime_task(__u32 tgid)
+/* A process's mark, 0 none: an entry holds only for the process that started
+ * at its start (leader_start: the thread group leader's start_boottime). */
+static __always_inline __u8 mark_of(__u32 tgid, __u64 leader_start)
 {
-	__u8 *mark = bpf_map_lookup_elem(&runtime_tasks, &tgid);
+	struct runtime_mark *m = bpf_map_lookup_elem(&runtime_tasks, &tgid);
 
-	return mark && *mark != MARK_SERVER;
+	if (!m)
+		return 0;
+	if (m->ticks ? leader_start / USER_HZ_NS != m->start : leader_start != m->start)
+		return 0;
+	return m->mark;
+}
+
+static __always_inline void set_mark(__u32 tgid, __u64 leader_start, __u8 mark)
+{
+	struct runtime_mark m = {.start = leader_start, .mark = mark};
+
+	bpf_map_update_elem(&runtime_tasks, &tgid, &m, BPF_ANY);
+}
+
+/* The runtime server itself is marked only to pass the mark on: its own checks are not setup. */
+static __always_inline bool runtime_task(struct task_struct *task, __u32 tgid)
+{
+	__u8 mark = mark_of(tgid, BPF_CORE_READ(task, group_leader, start_boottime));
+
+	return mark && mark != MARK_SERVER;
 }
 
 static __always_inline __u8 check_class(bool runtime, bool probe, bool override_creds)
@@ -375,6 +397,7 @@ static __always_inline void read_comm_probe(char *dst, struct task_struct *task)
 #define FILL_CTX_EVENT fill_ctx_event_btf
 #define AGG_KEY agg_key_btf
 #define OVERRIDE_CREDS override_creds_btf
+#define NS_ANSWER ns_answer_btf
 #include "fill_cap_event.h"
 #undef READ
 #undef READ_CGROUP_ID
@@ -386,6 +409,7 @@ static __always_inline void read_comm_probe(char *dst, struct task_struct *task)
 #undef FILL_CTX_EVENT
 #undef AGG_KEY
 #undef OVERRIDE_CREDS
+#undef NS_ANSWER
 
 #define READ BPF_CORE_READ
 #define READ_CGROUP_ID(task) bpf_get_current_cgroup_id()
@@ -397,6 +421,7 @@ static __always_inline void read_comm_probe(char *dst, struct task_struct *task)
 #define FILL_CTX_EVENT fill_ctx_event_probe
 #define AGG_KEY agg_key_probe
 #define OVERRIDE_CREDS override_creds_probe
+#define NS_ANSWER ns_answer_probe
 #include "fill_cap_event.h"
 #undef READ
 #undef READ_CGROUP_ID
@@ -408,22 +433,24 @@ static __always_inline void read_comm_probe(char *dst, struct task_struct *task)
 #undef FILL_CTX_EVENT
 #undef AGG_KEY
 #undef OVERRIDE_CREDS
+#undef NS_ANSWER
 
 /*
  * profile --live: count the check under its key. Returns true when the check
  * must also be sent whole: the key's first check (it names the subject), or
  * any check once the map is full.
  */
-static __always_inline bool aggregated(struct check_stats *st, struct task_struct *task, int cap, __u32 opts, int ret,
-				       bool has_opts, bool btf, __u8 class, bool override)
+static __always_inline bool aggregated(struct check_stats *st, struct task_struct *task, const struct cred *cred,
+				       struct user_namespace *targ_ns, int cap, __u32 opts, int ret, bool has_opts, bool btf,
+				       __u8 class, bool override)
 {
 	struct agg_key k = {};
 	struct agg_value *v, init = {.count = 1};
 
 	if (btf)
-		agg_key_btf(&k, task, cap, opts, ret, has_opts, class, override);
+		agg_key_btf(&k, task, cred, targ_ns, cap, opts, ret, has_opts, class, override);
 	else
-		agg_key_probe(&k, task, cap, opts, ret, has_opts, class, override);
+		agg_key_probe(&k, task, cred, targ_ns, cap, opts, ret, has_opts, class, override);
 	init.last_ktime = bpf_ktime_get_boot_ns();
 	v = bpf_map_lookup_elem(&agg, &k);
 	if (v) {
@@ -522,7 +549,7 @@ static __always_inline void load_context(struct ctx_sent *now, struct task_struc
 	now->seq = last ? last->seq : 0;
 	now->changed = !last || !same_key(&last->key, &now->key);
 	if (now->changed)
-		now->runtime = runtime_task(pid_tgid >> 32);
+		now->runtime = runtime_task(task, pid_tgid >> 32);
 	else
 		now->runtime = last->runtime;
 }
@@ -614,7 +641,7 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 	/* profile --live counts most checks in the kernel: it reads the context
 	 * only for a check it sends (a probe read each, on older kernels). */
 	if (cfg.aggregate)
-		now->runtime = runtime_task(pid_tgid >> 32);
+		now->runtime = runtime_task(task, pid_tgid >> 32);
 	else
 		load_context(now, task, cred, pid_tgid, &tid, btf);
 	if (now->runtime && hidden(CLASS_RUNTIME)) {
@@ -640,7 +667,7 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 		return 0;
 	}
 	if (cfg.aggregate) {
-		if (aggregated(st, task, cap, opts, ret, has_opts, btf, class, override))
+		if (aggregated(st, task, cred, targ_ns, cap, opts, ret, has_opts, btf, class, override))
 			return 0;
 		load_context(now, task, cred, pid_tgid, &tid, btf);
 	}
@@ -655,10 +682,10 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 		return 0;
 	}
 	if (btf)
-		fill_cap_event_btf(ev, task, pid_tgid, targ_ns, cap, opts, ret, method, has_opts, &cs, class, override,
+		fill_cap_event_btf(ev, task, pid_tgid, cred, targ_ns, cap, opts, ret, method, has_opts, &cs, class, override,
 				   now->key.cgroup_id, ctx_seq);
 	else
-		fill_cap_event_probe(ev, task, pid_tgid, targ_ns, cap, opts, ret, method, has_opts, &cs, class, override,
+		fill_cap_event_probe(ev, task, pid_tgid, cred, targ_ns, cap, opts, ret, method, has_opts, &cs, class, override,
 				     now->key.cgroup_id, ctx_seq);
 	submit(ev, sizeof(*ev));
 	return 0;

@@ -35,6 +35,10 @@ enum check_class {
 	CLASS_PROBE = 1,
 	CLASS_RUNTIME = 2,
 	CLASS_OVERRIDE_CREDS = 3,
+	/* Decided in user space, never by the programs: answered in a user
+	 * namespace other than the subject's own (ns_answer), so the container's
+	 * capabilities do not decide it. */
+	CLASS_USERNS = 4,
 	CLASS_COUNT,
 };
 
@@ -58,6 +62,36 @@ enum site_kind {
 #define MARK_SERVER 0xff
 #define MARK_CLONE 0x40
 #define MARK_INDEX 0x3f
+
+/* A runtime_tasks entry: the mark holds only for the process that started at
+ * start, so that no mark outlives its process (a pid reused by another).
+ * Marks the programs set carry the leader's start_boottime in ns; those the
+ * start-up scan set carry /proc's resolution, clock ticks (ticks = 1). */
+struct runtime_mark {
+	__u64 start;
+	__u8 mark;
+	__u8 ticks;
+	__u8 pad[6];
+};
+
+#define USER_HZ_NS 10000000ULL /* one clock tick of /proc/PID/stat's starttime */
+
+/*
+ * Which rule of cap_capable() answered a check (cap_event.ns_answer), from
+ * the checked credentials and the target user namespace, walked as the kernel
+ * walks them (security/commoncap.c): the credentials' own namespace (their
+ * effective set decided), the owner rule (a namespace the caller's euid owns,
+ * whose parent is the caller's: granted whatever its capabilities), or the
+ * level rule (the target is not below the caller's namespace: refused
+ * whatever its capabilities).
+ */
+enum ns_answer {
+	ANSWER_CAPS = 0,
+	ANSWER_OWNER = 1,
+	ANSWER_LEVEL = 2,
+	ANSWER_UNKNOWN = 3, /* deeper than the walk goes: user space takes it for ANSWER_CAPS */
+};
+#define NS_WALK 8
 
 /* What the programs are specialised with before load: the verifier prunes what it turns off. */
 struct config {
@@ -191,7 +225,8 @@ struct cap_event {
 	__u8 has_opts;
 	__u8 class; /* enum check_class */
 	__u8 site_probe; /* the call site says probe (for cap_capset: with the call's arguments) */
-	__u8 pad[3];
+	__u8 ns_answer;  /* enum ns_answer */
+	__u8 pad[2];
 };
 
 struct ctx_event {
@@ -212,6 +247,8 @@ struct ctx_event {
 	__u32 auid;
 	__u32 ns_pid; /* tgid as seen in the task's own pid namespace */
 	__u32 ns[NS_COUNT];
+	__u32 cred_user_ns; /* the checked cred's user namespace (ns[NS_USER] is the real cred's) */
+	__u32 pad;
 	char comm[TASK_COMM_LEN];
 	char cgroup_name[CGROUP_NAME_LEN];
 };
@@ -257,7 +294,11 @@ struct agg_key {
 	__u8 audit; /* 0 unknown (tracepoint), 1 audited, 2 noaudit */
 	__u8 override_creds;
 	__u8 class; /* enum check_class */
-	__u8 pad[4];
+	/* What user space decides the userns class from (ClassUserNS): the
+	 * checked cred's user namespace and which rule answered. */
+	__u32 cred_user_ns;
+	__u8 ns_answer;
+	__u8 pad[7];
 };
 
 struct agg_value {

@@ -23,7 +23,9 @@ type capsrecAggKey struct {
 	Audit         uint8
 	OverrideCreds uint8
 	Class         uint8
-	Pad           [4]uint8
+	CredUserNs    uint32
+	NsAnswer      uint8
+	Pad           [7]uint8
 }
 
 type capsrecAggValue struct {
@@ -65,7 +67,8 @@ type capsrecCapEvent struct {
 	HasOpts       uint8
 	Class         uint8
 	SiteProbe     uint8
-	Pad           [3]uint8
+	NsAnswer      uint8
+	Pad           [2]uint8
 }
 
 type capsrecCheckClass uint32
@@ -75,7 +78,8 @@ const (
 	capsrecCheckClassCLASS_PROBE          capsrecCheckClass = 1
 	capsrecCheckClassCLASS_RUNTIME        capsrecCheckClass = 2
 	capsrecCheckClassCLASS_OVERRIDE_CREDS capsrecCheckClass = 3
-	capsrecCheckClassCLASS_COUNT          capsrecCheckClass = 4
+	capsrecCheckClassCLASS_USERNS         capsrecCheckClass = 4
+	capsrecCheckClassCLASS_COUNT          capsrecCheckClass = 5
 )
 
 type capsrecCheckStats struct {
@@ -87,7 +91,7 @@ type capsrecCheckStats struct {
 	MissedReturn uint64
 	Aggregated   uint64
 	AggFull      uint64
-	Hidden       [4]uint64
+	Hidden       [5]uint64
 	UnwindFailed uint64
 	FastWalks    uint64
 	SlowWalks    uint64
@@ -136,6 +140,8 @@ type capsrecCtxEvent struct {
 	Auid           uint32
 	NsPid          uint32
 	Ns             [10]uint32
+	CredUserNs     uint32
+	Pad            uint32
 	Comm           [16]int8
 	CgroupName     [128]int8
 	_              [4]byte
@@ -250,6 +256,15 @@ type capsrecLearnEvent struct {
 	Window  [64]uint64
 }
 
+type capsrecNsAnswer uint32
+
+const (
+	capsrecNsAnswerANSWER_CAPS    capsrecNsAnswer = 0
+	capsrecNsAnswerANSWER_OWNER   capsrecNsAnswer = 1
+	capsrecNsAnswerANSWER_LEVEL   capsrecNsAnswer = 2
+	capsrecNsAnswerANSWER_UNKNOWN capsrecNsAnswer = 3
+)
+
 type capsrecNsIndex uint32
 
 const (
@@ -265,6 +280,14 @@ const (
 	capsrecNsIndexNS_USER              capsrecNsIndex = 9
 	capsrecNsIndexNS_COUNT             capsrecNsIndex = 10
 )
+
+type capsrecRuntimeMark struct {
+	_     structs.HostLayout
+	Start uint64
+	Mark  uint8
+	Ticks uint8
+	Pad   [6]uint8
+}
 
 type capsrecSiteKind uint32
 
@@ -358,7 +381,9 @@ const (
 	capsrecVarUnusedForkEvent        = "unused_fork_event"
 	capsrecVarUnusedFrameInfo        = "unused_frame_info"
 	capsrecVarUnusedLearnEvent       = "unused_learn_event"
+	capsrecVarUnusedNsAnswer         = "unused_ns_answer"
 	capsrecVarUnusedNsIndex          = "unused_ns_index"
+	capsrecVarUnusedRuntimeMark      = "unused_runtime_mark"
 	capsrecVarUnusedSiteKind         = "unused_site_kind"
 	capsrecVarUnusedSiteRange        = "unused_site_range"
 	capsrecVarUnusedWalkCache        = "unused_walk_cache"
@@ -448,26 +473,28 @@ type capsrecMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type capsrecVariableSpecs struct {
-	Cfg              *ebpf.VariableSpec `ebpf:"cfg"`
-	CgroupWatermark  *ebpf.VariableSpec `ebpf:"cgroup_watermark"`
-	N_sites          *ebpf.VariableSpec `ebpf:"n_sites"`
-	TextEnd          *ebpf.VariableSpec `ebpf:"text_end"`
-	TextStart        *ebpf.VariableSpec `ebpf:"text_start"`
-	UnusedCapEvent   *ebpf.VariableSpec `ebpf:"unused_cap_event"`
-	UnusedCheckClass *ebpf.VariableSpec `ebpf:"unused_check_class"`
-	UnusedCtxEvent   *ebpf.VariableSpec `ebpf:"unused_ctx_event"`
-	UnusedEventType  *ebpf.VariableSpec `ebpf:"unused_event_type"`
-	UnusedExeKey     *ebpf.VariableSpec `ebpf:"unused_exe_key"`
-	UnusedExecEvent  *ebpf.VariableSpec `ebpf:"unused_exec_event"`
-	UnusedExitEvent  *ebpf.VariableSpec `ebpf:"unused_exit_event"`
-	UnusedForkEvent  *ebpf.VariableSpec `ebpf:"unused_fork_event"`
-	UnusedFrameInfo  *ebpf.VariableSpec `ebpf:"unused_frame_info"`
-	UnusedLearnEvent *ebpf.VariableSpec `ebpf:"unused_learn_event"`
-	UnusedNsIndex    *ebpf.VariableSpec `ebpf:"unused_ns_index"`
-	UnusedSiteKind   *ebpf.VariableSpec `ebpf:"unused_site_kind"`
-	UnusedSiteRange  *ebpf.VariableSpec `ebpf:"unused_site_range"`
-	UnusedWalkCache  *ebpf.VariableSpec `ebpf:"unused_walk_cache"`
-	UnusedWalkState  *ebpf.VariableSpec `ebpf:"unused_walk_state"`
+	Cfg               *ebpf.VariableSpec `ebpf:"cfg"`
+	CgroupWatermark   *ebpf.VariableSpec `ebpf:"cgroup_watermark"`
+	N_sites           *ebpf.VariableSpec `ebpf:"n_sites"`
+	TextEnd           *ebpf.VariableSpec `ebpf:"text_end"`
+	TextStart         *ebpf.VariableSpec `ebpf:"text_start"`
+	UnusedCapEvent    *ebpf.VariableSpec `ebpf:"unused_cap_event"`
+	UnusedCheckClass  *ebpf.VariableSpec `ebpf:"unused_check_class"`
+	UnusedCtxEvent    *ebpf.VariableSpec `ebpf:"unused_ctx_event"`
+	UnusedEventType   *ebpf.VariableSpec `ebpf:"unused_event_type"`
+	UnusedExeKey      *ebpf.VariableSpec `ebpf:"unused_exe_key"`
+	UnusedExecEvent   *ebpf.VariableSpec `ebpf:"unused_exec_event"`
+	UnusedExitEvent   *ebpf.VariableSpec `ebpf:"unused_exit_event"`
+	UnusedForkEvent   *ebpf.VariableSpec `ebpf:"unused_fork_event"`
+	UnusedFrameInfo   *ebpf.VariableSpec `ebpf:"unused_frame_info"`
+	UnusedLearnEvent  *ebpf.VariableSpec `ebpf:"unused_learn_event"`
+	UnusedNsAnswer    *ebpf.VariableSpec `ebpf:"unused_ns_answer"`
+	UnusedNsIndex     *ebpf.VariableSpec `ebpf:"unused_ns_index"`
+	UnusedRuntimeMark *ebpf.VariableSpec `ebpf:"unused_runtime_mark"`
+	UnusedSiteKind    *ebpf.VariableSpec `ebpf:"unused_site_kind"`
+	UnusedSiteRange   *ebpf.VariableSpec `ebpf:"unused_site_range"`
+	UnusedWalkCache   *ebpf.VariableSpec `ebpf:"unused_walk_cache"`
+	UnusedWalkState   *ebpf.VariableSpec `ebpf:"unused_walk_state"`
 }
 
 // capsrecObjects contains all objects after they have been loaded into the kernel.
@@ -533,26 +560,28 @@ func (m *capsrecMaps) Close() error {
 //
 // It can be passed to loadCapsrecObjects or ebpf.CollectionSpec.LoadAndAssign.
 type capsrecVariables struct {
-	Cfg              *ebpf.Variable `ebpf:"cfg"`
-	CgroupWatermark  *ebpf.Variable `ebpf:"cgroup_watermark"`
-	N_sites          *ebpf.Variable `ebpf:"n_sites"`
-	TextEnd          *ebpf.Variable `ebpf:"text_end"`
-	TextStart        *ebpf.Variable `ebpf:"text_start"`
-	UnusedCapEvent   *ebpf.Variable `ebpf:"unused_cap_event"`
-	UnusedCheckClass *ebpf.Variable `ebpf:"unused_check_class"`
-	UnusedCtxEvent   *ebpf.Variable `ebpf:"unused_ctx_event"`
-	UnusedEventType  *ebpf.Variable `ebpf:"unused_event_type"`
-	UnusedExeKey     *ebpf.Variable `ebpf:"unused_exe_key"`
-	UnusedExecEvent  *ebpf.Variable `ebpf:"unused_exec_event"`
-	UnusedExitEvent  *ebpf.Variable `ebpf:"unused_exit_event"`
-	UnusedForkEvent  *ebpf.Variable `ebpf:"unused_fork_event"`
-	UnusedFrameInfo  *ebpf.Variable `ebpf:"unused_frame_info"`
-	UnusedLearnEvent *ebpf.Variable `ebpf:"unused_learn_event"`
-	UnusedNsIndex    *ebpf.Variable `ebpf:"unused_ns_index"`
-	UnusedSiteKind   *ebpf.Variable `ebpf:"unused_site_kind"`
-	UnusedSiteRange  *ebpf.Variable `ebpf:"unused_site_range"`
-	UnusedWalkCache  *ebpf.Variable `ebpf:"unused_walk_cache"`
-	UnusedWalkState  *ebpf.Variable `ebpf:"unused_walk_state"`
+	Cfg               *ebpf.Variable `ebpf:"cfg"`
+	CgroupWatermark   *ebpf.Variable `ebpf:"cgroup_watermark"`
+	N_sites           *ebpf.Variable `ebpf:"n_sites"`
+	TextEnd           *ebpf.Variable `ebpf:"text_end"`
+	TextStart         *ebpf.Variable `ebpf:"text_start"`
+	UnusedCapEvent    *ebpf.Variable `ebpf:"unused_cap_event"`
+	UnusedCheckClass  *ebpf.Variable `ebpf:"unused_check_class"`
+	UnusedCtxEvent    *ebpf.Variable `ebpf:"unused_ctx_event"`
+	UnusedEventType   *ebpf.Variable `ebpf:"unused_event_type"`
+	UnusedExeKey      *ebpf.Variable `ebpf:"unused_exe_key"`
+	UnusedExecEvent   *ebpf.Variable `ebpf:"unused_exec_event"`
+	UnusedExitEvent   *ebpf.Variable `ebpf:"unused_exit_event"`
+	UnusedForkEvent   *ebpf.Variable `ebpf:"unused_fork_event"`
+	UnusedFrameInfo   *ebpf.Variable `ebpf:"unused_frame_info"`
+	UnusedLearnEvent  *ebpf.Variable `ebpf:"unused_learn_event"`
+	UnusedNsAnswer    *ebpf.Variable `ebpf:"unused_ns_answer"`
+	UnusedNsIndex     *ebpf.Variable `ebpf:"unused_ns_index"`
+	UnusedRuntimeMark *ebpf.Variable `ebpf:"unused_runtime_mark"`
+	UnusedSiteKind    *ebpf.Variable `ebpf:"unused_site_kind"`
+	UnusedSiteRange   *ebpf.Variable `ebpf:"unused_site_range"`
+	UnusedWalkCache   *ebpf.Variable `ebpf:"unused_walk_cache"`
+	UnusedWalkState   *ebpf.Variable `ebpf:"unused_walk_state"`
 }
 
 // capsrecPrograms contains all programs after they have been loaded into the kernel.

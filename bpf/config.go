@@ -50,9 +50,11 @@ type Config struct {
 	// RuntimeSizes are their sizes, by 1 + index: a runtime's re-exec of an
 	// unlinked copy of itself is known by the size.
 	RuntimeSizes map[uint32]uint64
-	// RuntimeTgids are the runtime server's tree when capsrec starts, with their
-	// marks (runtimes.Mark*): the server, its shims, runtimes at work.
-	RuntimeTgids map[uint32]uint8
+	// BeforeChecks runs once the exec, fork and exit programs are attached and
+	// before the check programs are: the start-up scan marks the runtime
+	// server's tree then (MarkRuntime), so that what changes after it read
+	// /proc is marked by the kernel, and no check is classified before.
+	BeforeChecks func(*Session) error
 	// VerifyEvery checks one fast call-site walk in this many against the
 	// kernel's unwinder; 0 keeps 1024.
 	VerifyEvery uint32
@@ -155,11 +157,6 @@ func (s *Session) fillTables(cfg Config) error {
 	for idx, size := range cfg.RuntimeSizes {
 		if err := s.maps.RuntimeSizes.Put(idx, size); err != nil {
 			return fmt.Errorf("filling the runtime executables' sizes: %w", err)
-		}
-	}
-	for tgid, v := range cfg.RuntimeTgids {
-		if err := s.maps.RuntimeTasks.Put(tgid, v); err != nil {
-			return fmt.Errorf("marking runtime processes: %w", err)
 		}
 	}
 	return nil

@@ -66,6 +66,8 @@ static __always_inline void FILL_CTX_EVENT(struct ctx_event *ev, struct task_str
 		ev->ns[NS_CGROUP] = READ(nsp, cgroup_ns, ns.inum);
 	}
 	ev->ns[NS_USER] = READ(real_cred, user_ns, ns.inum);
+	ev->cred_user_ns = READ(cred, user_ns, ns.inum);
+	ev->pad = 0;
 	ev->exe_ino = READ(task, mm, exe_file, f_inode, i_ino);
 	ev->exe_dev = READ(task, mm, exe_file, f_inode, i_sb, s_dev);
 	ev->ns[NS_PID] = BPF_CORE_READ(up.ns, ns.inum);
@@ -73,9 +75,37 @@ static __always_inline void FILL_CTX_EVENT(struct ctx_event *ev, struct task_str
 	bpf_probe_read_kernel_str(ev->cgroup_name, sizeof(ev->cgroup_name), READ(task, cgroups, dfl_cgrp, kn, name));
 }
 
+/* Which rule of cap_capable() answered (enum ns_answer): its loop, from the target up. */
+static __always_inline __u8 NS_ANSWER(const struct cred *cred, struct user_namespace *targ)
+{
+	struct user_namespace *own = READ(cred, user_ns), *ns = targ;
+	int level;
+	__u32 euid;
+
+	if (ns == own)
+		return ANSWER_CAPS;
+	level = READ(own, level);
+	euid = READ(cred, euid.val);
+	for (int i = 0; i < NS_WALK; i++) { /* a bounded loop (5.3+) */
+		struct user_namespace *parent;
+
+		if (!ns)
+			return ANSWER_UNKNOWN;
+		if (ns == own)
+			return ANSWER_CAPS;
+		if (READ(ns, level) <= level)
+			return ANSWER_LEVEL;
+		parent = READ(ns, parent);
+		if (parent == own && READ(ns, owner.val) == euid)
+			return ANSWER_OWNER;
+		ns = parent;
+	}
+	return ANSWER_UNKNOWN;
+}
+
 /* A check: what changes from one to the next. */
 static __always_inline void FILL_CAP_EVENT(struct cap_event *ev, struct task_struct *task, __u64 pid_tgid,
-					   struct user_namespace *targ_ns, int cap, __u32 opts, int ret, __u8 method,
+					   const struct cred *cred, struct user_namespace *targ_ns, int cap, __u32 opts, int ret, __u8 method,
 					   bool has_opts, struct call_site *cs, __u8 class, bool override, __u64 cgroup_id,
 					   __u32 ctx_seq)
 {
@@ -94,7 +124,8 @@ static __always_inline void FILL_CAP_EVENT(struct cap_event *ev, struct task_str
 	ev->class = class;
 	ev->method = method;
 	ev->override_creds = override;
-	ev->pad[0] = ev->pad[1] = ev->pad[2] = 0;
+	ev->ns_answer = NS_ANSWER(cred, targ_ns);
+	ev->pad[0] = ev->pad[1] = 0;
 	ev->syscall_nr = SYSCALL_NR(task);
 	ev->target_ns_level = READ(targ_ns, level);
 	ev->target_ns_uid = READ(targ_ns, owner.val);
@@ -103,8 +134,9 @@ static __always_inline void FILL_CAP_EVENT(struct cap_event *ev, struct task_str
 }
 
 /* The aggregation key of a check: who (cgroup and executable), which capability, what verdict. */
-static __always_inline void AGG_KEY(struct agg_key *k, struct task_struct *task, int cap, __u32 opts, int ret,
-				    bool has_opts, __u8 class, bool override)
+static __always_inline void AGG_KEY(struct agg_key *k, struct task_struct *task, const struct cred *cred,
+				    struct user_namespace *targ_ns, int cap, __u32 opts, int ret, bool has_opts, __u8 class,
+				    bool override)
 {
 	k->cgroup_id = READ_CGROUP_ID(task);
 	k->exe_ino = READ(task, mm, exe_file, f_inode, i_ino);
@@ -114,6 +146,8 @@ static __always_inline void AGG_KEY(struct agg_key *k, struct task_struct *task,
 	k->audit = !has_opts ? 0 : (cfg.opts_bitmask ? !(opts & CAP_OPT_NOAUDIT) : opts != 0) ? 1 : 2;
 	k->override_creds = override;
 	k->class = class;
+	k->cred_user_ns = READ(cred, user_ns, ns.inum);
+	k->ns_answer = NS_ANSWER(cred, targ_ns);
 }
 
 static __always_inline bool OVERRIDE_CREDS(struct task_struct *task, const struct cred *cred)

@@ -92,19 +92,22 @@ static __always_inline void *reserve_proc(__u64 size)
  * copy); anything else, and any exec of a clone (the container's command), ends
  * the mark. Returns the mark, 0 none.
  */
-static __always_inline __u8 mark_runtime_exec(__u32 tgid, struct file *exe, bool unlinked, __u8 *handoff)
+static __always_inline __u8 mark_runtime_exec(__u32 tgid, __u64 leader_start, struct file *exe, bool unlinked,
+					      __u8 *handoff)
 {
 	struct exe_key k = {};
-	__u8 *rt, *was, mark = 0;
+	__u8 *rt, was, mark = 0;
 	__u32 idx;
 	__u64 *size;
 
 	*handoff = 0;
-	was = bpf_map_lookup_elem(&runtime_tasks, &tgid);
-	if (!was)
+	was = mark_of(tgid, leader_start);
+	if (!was) {
+		bpf_map_delete_elem(&runtime_tasks, &tgid); /* a stale entry: another process's */
 		return 0;
+	}
 	/* MARK_SERVER has every bit set: it is no clone. */
-	bool server = *was == MARK_SERVER, clone = !server && (*was & MARK_CLONE);
+	bool server = was == MARK_SERVER, clone = !server && (was & MARK_CLONE);
 
 	k.ino = BPF_CORE_READ(exe, f_inode, i_ino);
 	k.dev = BPF_CORE_READ(exe, f_inode, i_sb, s_dev);
@@ -112,13 +115,13 @@ static __always_inline __u8 mark_runtime_exec(__u32 tgid, struct file *exe, bool
 	if (rt && !clone) {
 		mark = *rt;
 	} else if (unlinked && !server && !clone) {
-		idx = *was & MARK_INDEX;
+		idx = was & MARK_INDEX;
 		size = bpf_map_lookup_elem(&runtime_sizes, &idx);
 		if (size && *size && *size == BPF_CORE_READ(exe, f_inode, i_size))
-			mark = *was | MARK_CLONE;
+			mark = was | MARK_CLONE;
 	}
 	if (mark) {
-		bpf_map_update_elem(&runtime_tasks, &tgid, &mark, BPF_ANY);
+		set_mark(tgid, leader_start, mark);
 	} else {
 		/* A runtime (not the server) ran a program of no runtime: it handed over. */
 		*handoff = !server;
@@ -149,7 +152,8 @@ static __always_inline int on_exec(struct task_struct *task, struct linux_binprm
 	exe = BPF_CORE_READ(task, mm, exe_file);
 	exe_dentry = BPF_CORE_READ(exe, f_path.dentry);
 	unlinked = BPF_CORE_READ(exe_dentry, d_hash.pprev) == 0;
-	runtime = mark_runtime_exec(BPF_CORE_READ(task, tgid), exe, unlinked, &handoff);
+	runtime = mark_runtime_exec(BPF_CORE_READ(task, tgid), BPF_CORE_READ(task, group_leader, start_boottime), exe,
+				    unlinked, &handoff);
 	ev = reserve_proc(sizeof(*ev));
 	if (!ev)
 		return 0;
@@ -199,17 +203,17 @@ static __always_inline int on_fork(struct task_struct *parent, struct task_struc
 {
 	struct fork_event *ev;
 	__u32 ptgid, tgid;
-	__u8 *mark;
+	__u8 mark;
 
 	if (!cfg.track_processes || BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid))
 		return 0;
 	ptgid = BPF_CORE_READ(parent, tgid);
 	tgid = BPF_CORE_READ(child, tgid);
-	mark = bpf_map_lookup_elem(&runtime_tasks, &ptgid);
-	if (mark) {
-		__u8 m = *mark;
-		bpf_map_update_elem(&runtime_tasks, &tgid, &m, BPF_ANY);
-	}
+	mark = mark_of(ptgid, BPF_CORE_READ(parent, group_leader, start_boottime));
+	if (mark)
+		set_mark(tgid, BPF_CORE_READ(child, start_boottime), mark);
+	else
+		bpf_map_delete_elem(&runtime_tasks, &tgid); /* a stale entry of a pid reused */
 	ev = reserve_proc(sizeof(*ev));
 	if (!ev)
 		return 0;

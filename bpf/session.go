@@ -145,7 +145,7 @@ func open(cfg Config, kernel *btf.Spec, method Method) (_ *Session, err error) {
 			}
 		}
 	}
-	if err := s.attach(method, cfg.TrackProcesses, cfg.KernelBTF != nil); err != nil {
+	if err := s.attach(method, cfg); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -162,7 +162,8 @@ func (s *Session) assign() error {
 	return nil
 }
 
-func (s *Session) attach(method Method, trackProcesses, externalBTF bool) error {
+func (s *Session) attach(method Method, cfg Config) error {
+	trackProcesses, externalBTF := cfg.TrackProcesses, cfg.KernelBTF != nil
 	add := func(l link.Link, err error, what string) error {
 		if method == MethodKprobe && errors.Is(err, os.ErrNotExist) {
 			return unavailable(method, "this kernel has no kprobes (CONFIG_KPROBES is off: no kprobe PMU, no tracefs kprobe_events)")
@@ -193,6 +194,11 @@ func (s *Session) attach(method Method, trackProcesses, externalBTF bool) error 
 			err = tracing(tp.btf)
 		}
 		if err != nil {
+			return err
+		}
+	}
+	if cfg.BeforeChecks != nil {
+		if err := cfg.BeforeChecks(s); err != nil {
 			return err
 		}
 	}
@@ -307,6 +313,19 @@ func (s *Session) WalkMismatch() (fast, slow uint64, err error) {
 func (s *Session) ForgetContext(tid uint32) error {
 	if err := s.maps.CtxSent.Delete(tid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("forgetting the context of thread %d: %w", tid, err)
+	}
+	return nil
+}
+
+// MarkRuntime marks a process of the runtime server's tree (its mark as
+// internal/runtimes makes it), for as long as the process that started at
+// startTicks (clock ticks since boot, as /proc says) runs. A mark the kernel
+// set meanwhile is kept: it saw what happened since.
+func (s *Session) MarkRuntime(tgid uint32, startTicks uint64, mark uint8) error {
+	m := capsrecRuntimeMark{Start: startTicks, Mark: mark, Ticks: 1}
+	err := s.maps.RuntimeTasks.Update(tgid, m, ebpf.UpdateNoExist)
+	if err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+		return fmt.Errorf("marking runtime process %d: %w", tgid, err)
 	}
 	return nil
 }

@@ -38,7 +38,16 @@ const (
 	ClassProbe         = uint8(capsrecCheckClassCLASS_PROBE)
 	ClassRuntime       = uint8(capsrecCheckClassCLASS_RUNTIME)
 	ClassOverrideCreds = uint8(capsrecCheckClassCLASS_OVERRIDE_CREDS)
+	ClassUserNS        = uint8(capsrecCheckClassCLASS_USERNS) // set in user space only
 	ClassCount         = int(capsrecCheckClassCLASS_COUNT)
+)
+
+// Which rule of cap_capable answered a check (CapEvent.NsAnswer), capsrec.h's enum ns_answer.
+const (
+	AnswerCaps    = uint8(capsrecNsAnswerANSWER_CAPS)
+	AnswerOwner   = uint8(capsrecNsAnswerANSWER_OWNER)
+	AnswerLevel   = uint8(capsrecNsAnswerANSWER_LEVEL)
+	AnswerUnknown = uint8(capsrecNsAnswerANSWER_UNKNOWN)
 )
 
 // Call-site kinds (SiteRange.Kind), capsrec.h's enum site_kind.

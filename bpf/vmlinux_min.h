@@ -70,6 +70,7 @@ struct ns_common {
 } __attribute__((preserve_access_index));
 
 struct user_namespace {
+	struct user_namespace *parent;
 	int level;
 	kuid_t owner;
 	kgid_t group;

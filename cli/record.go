@@ -136,7 +136,7 @@ func runRecord(c *cli.Context) error {
 			return fmt.Errorf("pod filters need the container runtime: %w", err)
 		}
 		plan.cfg.CgroupSet = enrich.InitialSet(plan.pods, infos)
-		plan.cfg.CgroupWatermark = enrich.InitialWatermark(infos, tree.pids)
+		plan.cfg.CgroupWatermark = enrich.InitialWatermark(infos, tree.PIDs)
 	}
 	rec, err := startRecording(c, plan.cfg, plan.method, plan.duration, tree)
 	if err != nil {

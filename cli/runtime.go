@@ -25,9 +25,8 @@ var runtimeBinaryFlag = &cli.StringSliceFlag{Name: "runtime-binary", Usage: "a c
 // nothing is hidden that cannot be classified.
 // It returns the runtime binaries' paths (by the kernel's mark less one) and
 // what gives the kernel's symbols once they are read (nil without call sites).
-func classifyChecks(c *cli.Context, cfg *bpf.Config, tree runtimeTree) (runtimePaths []string, symbols func() *callsite.Table, err error) {
-	servers := tree.servers
-	bins, err := runtimes.Find(c.StringSlice("runtime-binary"), servers...)
+func classifyChecks(c *cli.Context, cfg *bpf.Config, tree runtimes.Tree) (runtimePaths []string, symbols func() *callsite.Table, err error) {
+	bins, err := runtimes.Find(c.StringSlice("runtime-binary"), tree.Servers...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -36,10 +35,7 @@ func classifyChecks(c *cli.Context, cfg *bpf.Config, tree runtimeTree) (runtimeP
 		cfg.RuntimeExes[bpf.ExeKey{Ino: b.Ino, Dev: b.Dev}] = uint8(i + 1)
 		cfg.RuntimeSizes[uint32(i+1)] = uint64(b.Size)
 	}
-	cfg.RuntimeTgids = runtimes.Marks(bins, servers, tree.pids)
-	if os.Getenv("CAPSREC_DEBUG_RUNTIME") != "" {
-		fmt.Fprintf(c.App.ErrWriter, "capsrec: runtime servers %+v, binaries %+v, %d marked now %v\n", servers, bins, len(cfg.RuntimeTgids), cfg.RuntimeTgids)
-	}
+	cfg.BeforeChecks = func(s *bpf.Session) error { return markRuntimeTree(c, s, bins, tree) }
 	runtimePaths = runtimes.Paths(bins)
 
 	if os.Getenv("CAPSREC_BENCH_NO_CALL_SITES") != "" {
@@ -80,6 +76,25 @@ func classifyChecks(c *cli.Context, cfg *bpf.Config, tree runtimeTree) (runtimeP
 	return runtimePaths, func() *callsite.Table { return result().syms }, nil
 }
 
+// markRuntimeTree marks the runtime server's tree as it runs now, once the
+// exec, fork and exit programs are attached: twice, so that what was forked
+// between the first read of /proc and its marks is found by the second; what
+// happens after a mark is written, the kernel marks itself.
+func markRuntimeTree(c *cli.Context, s *bpf.Session, bins []runtimes.Binary, tree runtimes.Tree) error {
+	for pass := range 2 {
+		marks := runtimes.Marks(bins, tree)
+		for tgid, m := range marks {
+			if err := s.MarkRuntime(tgid, m.Start, m.Mark); err != nil {
+				return err
+			}
+		}
+		if os.Getenv("CAPSREC_DEBUG_RUNTIME") != "" {
+			fmt.Fprintf(c.App.ErrWriter, "capsrec: pass %d: runtime servers %+v, binaries %+v, %d marked %v\n", pass, tree.Servers, bins, len(marks), marks)
+		}
+	}
+	return nil
+}
+
 // runtimeEndpoints are --runtime-endpoint, or else the defaults.
 func runtimeEndpoints(c *cli.Context) (endpoints []string, configured bool) {
 	if ep := c.String("runtime-endpoint"); ep != "" {
@@ -88,17 +103,12 @@ func runtimeEndpoints(c *cli.Context) (endpoints []string, configured bool) {
 	return enrich.DefaultEndpoints, false
 }
 
-// runtimeTree is where the runtime marks start: the runtime servers on the
-// configured or default sockets that answer a CRI call, and the host pids of
-// their containers and pod sandboxes.
-type runtimeTree struct {
-	servers []runtimes.Server
-	pids    []uint32
-}
-
-// findRuntimeTree asks each socket once. A socket whose listener does not
-// answer CRI gives nothing: whatever listens there is not trusted.
-func findRuntimeTree(c *cli.Context) (tree runtimeTree) {
+// findRuntimeTree is where the runtime marks start: the runtime servers on
+// the configured or default sockets that answer a CRI call, the host pids of
+// their containers and pod sandboxes, and where they keep their bundles. It
+// asks each socket once. A socket whose listener does not answer CRI gives
+// nothing: whatever listens there is not trusted.
+func findRuntimeTree(c *cli.Context) (tree runtimes.Tree) {
 	endpoints, _ := runtimeEndpoints(c)
 	for _, ep := range endpoints {
 		cri, err := enrich.DialCRI([]string{ep}, 2*time.Second)
@@ -106,8 +116,12 @@ func findRuntimeTree(c *cli.Context) (tree runtimeTree) {
 			continue
 		}
 		if cri.ServerPID > 0 {
-			tree.servers = append(tree.servers, runtimes.NewServer(cri.ServerPID))
-			tree.pids = append(tree.pids, cri.RuntimePIDs(context.Background())...)
+			server := runtimes.NewServer(cri.ServerPID)
+			tree.Servers = append(tree.Servers, server)
+			tree.PIDs = append(tree.PIDs, cri.RuntimePIDs(context.Background())...)
+			if dir := cri.TaskDir(context.Background()); dir != "" {
+				tree.TaskDirs = append(tree.TaskDirs, server.Dir+dir)
+			}
 		}
 		cri.Close()
 	}

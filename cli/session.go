@@ -15,6 +15,7 @@ import (
 	"github.com/capsrec/capsrec/internal/callsite"
 	"github.com/capsrec/capsrec/internal/nodepod"
 	"github.com/capsrec/capsrec/internal/readyfile"
+	"github.com/capsrec/capsrec/internal/runtimes"
 	"github.com/capsrec/capsrec/recorder"
 )
 
@@ -69,7 +70,7 @@ func (s *recording) close() {
 
 // startRecording handles signals and --duration, loads and attaches the
 // programs, scans /proc, and writes --ready-file.
-func startRecording(c *cli.Context, cfg bpf.Config, method bpf.Method, duration time.Duration, tree runtimeTree) (_ *recording, err error) {
+func startRecording(c *cli.Context, cfg bpf.Config, method bpf.Method, duration time.Duration, tree runtimes.Tree) (_ *recording, err error) {
 	s := &recording{}
 	defer func() {
 		if err != nil {

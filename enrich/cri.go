@@ -8,6 +8,8 @@ import (
 	"maps"
 	"net"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -119,9 +121,9 @@ func peerPID(conn net.Conn) int32 {
 	return cred.Pid
 }
 
-// RuntimePIDs are the host pids of every running container's and ready pod
-// sandbox's first process, as the runtime reports them: their parents are the
-// runtime's shims.
+// RuntimePIDs are the host pids of every container's and pod sandbox's first
+// process the runtime reports, whatever its state (created, running, ready,
+// or a sandbox still being set up): their parents are the runtime's shims.
 func (c *CRI) RuntimePIDs(ctx context.Context) []uint32 {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -132,18 +134,14 @@ func (c *CRI) RuntimePIDs(ctx context.Context) []uint32 {
 			pids = append(pids, vi.PID)
 		}
 	}
-	if ctrs, err := c.rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{
-		Filter: &runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}},
-	}); err == nil {
+	if ctrs, err := c.rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{}); err == nil {
 		for _, ctr := range ctrs.Containers {
 			if st, err := c.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctr.Id, Verbose: true}); err == nil {
 				add(st.Info)
 			}
 		}
 	}
-	if pods, err := c.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{
-		Filter: &runtimeapi.PodSandboxFilter{State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}},
-	}); err == nil {
+	if pods, err := c.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{}); err == nil {
 		for _, p := range pods.Items {
 			if st, err := c.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.Id, Verbose: true}); err == nil {
 				add(st.Info)
@@ -151,6 +149,25 @@ func (c *CRI) RuntimePIDs(ctx context.Context) []uint32 {
 		}
 	}
 	return pids
+}
+
+// TaskDir is where the runtime keeps its tasks' bundles, as its own root
+// names it (containerd's STATE/io.containerd.runtime.v2.task, STATE from the
+// CRI plugin's configuration); "" when it does not say.
+func (c *CRI) TaskDir(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	st, err := c.rt.Status(ctx, &runtimeapi.StatusRequest{Verbose: true})
+	if err != nil {
+		return ""
+	}
+	var cfg struct {
+		StateDir string `json:"stateDir"`
+	}
+	if json.Unmarshal([]byte(st.Info["config"]), &cfg) != nil || !strings.HasPrefix(cfg.StateDir, "/") {
+		return ""
+	}
+	return filepath.Join(filepath.Dir(cfg.StateDir), "io.containerd.runtime.v2.task")
 }
 
 // Close hangs up.
@@ -164,6 +181,8 @@ type Info struct {
 	// CgroupsPath is the runtime spec's linux.cgroupsPath: the cgroup by
 	// name, whatever cgroup namespace we run in.
 	CgroupsPath string
+	// CgroupV2 is the cgroup (v2 id) the runtime gave the container; 0 unknown.
+	CgroupV2 uint64
 }
 
 // List returns every running container with its pod.
@@ -202,6 +221,10 @@ type verboseInfo struct {
 	RuntimeSpec struct {
 		Linux struct {
 			CgroupsPath string `json:"cgroupsPath"`
+			Namespaces  []struct {
+				Type string `json:"type"`
+				Path string `json:"path"`
+			} `json:"namespaces"`
 		} `json:"linux"`
 	} `json:"runtimeSpec"`
 }
@@ -246,7 +269,30 @@ func (c *CRI) lookup(ctx context.Context, id string, pods map[string]*recorder.P
 		}
 		ctr.Pod = pod
 	}
-	return &Info{Container: ctr, HostPID: vi.PID, CgroupsPath: vi.RuntimeSpec.Linux.CgroupsPath}, nil
+	ctr.UserNS = userNSOf(vi)
+	info := &Info{Container: ctr, HostPID: vi.PID, CgroupsPath: vi.RuntimeSpec.Linux.CgroupsPath}
+	info.CgroupV2, _ = info.CgroupID()
+	return info, nil
+}
+
+// userNSOf is the user namespace the runtime's spec gives a container: the
+// one it joins (a pod's, by the sandbox's /proc path), or the one made for
+// its first process; 0 when the spec has none (the node's).
+func userNSOf(vi verboseInfo) uint32 {
+	for _, ns := range vi.RuntimeSpec.Linux.Namespaces {
+		if ns.Type != "user" {
+			continue
+		}
+		path := ns.Path
+		if path == "" && vi.PID != 0 {
+			path = "/proc/" + strconv.FormatUint(uint64(vi.PID), 10) + "/ns/user"
+		}
+		var st unix.Stat_t
+		if path != "" && unix.Stat(path, &st) == nil {
+			return uint32(st.Ino)
+		}
+	}
+	return 0
 }
 
 func (c *CRI) pod(ctx context.Context, sandbox string) *recorder.Pod {

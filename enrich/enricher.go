@@ -15,6 +15,9 @@ import (
 type Enricher struct {
 	cri  *CRI // nil: no runtime, checks go on without pod fields
 	warn func(string)
+	// hostUserNS is the node's user namespace: a container's own unless the
+	// runtime gave it one.
+	hostUserNS uint32
 
 	// byCg is the kernel's cgroup id -> what its name or path said. It belongs
 	// to the one goroutine that resolves checks (a Queue's): it is asked for
@@ -42,7 +45,8 @@ const retryMissing = 10 * time.Second
 
 // NewEnricher fills the cache from the runtime's containers; cri may be nil.
 func NewEnricher(cri *CRI, warn func(string)) *Enricher {
-	e := &Enricher{cri: cri, warn: warn, byID: map[string]*entry{}, byCg: map[uint64]cgroupAnswer{}, missing: map[string]time.Time{}}
+	e := &Enricher{cri: cri, warn: warn, byID: map[string]*entry{}, byCg: map[uint64]cgroupAnswer{}, missing: map[string]time.Time{},
+		hostUserNS: recorder.HostNamespaces()[recorder.NSUser]}
 	if cri != nil {
 		e.Refresh(context.Background())
 	}
@@ -159,6 +163,11 @@ func (e *Enricher) Fill(c *recorder.Check) {
 
 func (e *Enricher) fill(c *recorder.Check, ref CgroupRef, info *Info) {
 	if info != nil {
+		// Identity from the runtime, not from names: a cgroup named after a
+		// container (anyone with a delegated cgroup can make one) is not it.
+		if info.CgroupV2 != 0 && c.CgroupID != 0 && c.CgroupID != info.CgroupV2 {
+			return
+		}
 		c.Container = info.Container
 		return
 	}
@@ -167,5 +176,27 @@ func (e *Enricher) fill(c *recorder.Check, ref CgroupRef, info *Info) {
 	if runtime == "" {
 		runtime = "containerd"
 	}
-	c.Container = &recorder.Container{ID: ref.ID, Runtime: runtime}
+	c.Container = &recorder.Container{ID: ref.ID, Runtime: runtime, Undescribed: true}
+}
+
+// Classify marks a need that the subject's capabilities did not decide
+// (ClassUserNS): answered by the owner or the level rule of cap_capable, or
+// in a user namespace other than the subject's own (one the workload made).
+// A container's own namespace is the node's unless the runtime gave it one.
+func (e *Enricher) Classify(c *recorder.Check) {
+	if c.Exec || c.Class != recorder.ClassNeed {
+		return
+	}
+	own := e.hostUserNS
+	if c.Container != nil && c.Container.UserNS != 0 {
+		own = c.Container.UserNS
+	}
+	switch c.NSAnswer {
+	case recorder.AnswerOwner, recorder.AnswerLevel:
+		c.Class = recorder.ClassUserNS
+	case recorder.AnswerCaps:
+		if own != 0 && c.CredUserNS != 0 && c.CredUserNS != own {
+			c.Class = recorder.ClassUserNS
+		}
+	}
 }

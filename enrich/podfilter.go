@@ -58,7 +58,7 @@ func (f *PodFilter) KernelMode() bpf.CgroupFilter {
 // Matches tells whether a check in ctr (nil: the host) passes.
 func (f *PodFilter) Matches(ctr *recorder.Container) bool {
 	if f.Host {
-		return ctr == nil
+		return ctr == nil || ctr.Undescribed // a name alone makes no container
 	}
 	if !f.selectsPods() {
 		return true

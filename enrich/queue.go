@@ -28,7 +28,10 @@ type queued struct {
 
 // NewQueue emits through emit; lookups wait at most timeout.
 func NewQueue(e *Enricher, timeout time.Duration, emit func(*recorder.Check) error) *Queue {
-	return &Queue{e: e, timeout: timeout, emit: emit}
+	return &Queue{e: e, timeout: timeout, emit: func(c *recorder.Check) error {
+		e.Classify(c) // once its container is known
+		return emit(c)
+	}}
 }
 
 // Push resolves c and emits it, now or once the checks before it and its own lookup are done.

@@ -95,7 +95,7 @@ func (j *JSON) Append(b []byte, c *recorder.Check) []byte {
 	// From the arguments to the end of capsrec's per-check facts: consecutive
 	// checks from one place say the same, rendered once.
 	if call := (checkCall{c.TargetNS, c.Cap, c.Ret, c.Method, c.Syscall, c.OverrideCreds, c.Class, c.CallSite,
-		c.SiteProbe, c.AuditKnown, c.Audit, c.InSetID}); call != j.lastCall || j.lastCallJSON == nil {
+		c.SiteProbe, c.AuditKnown, c.Audit, c.InSetID, c.NSAnswer, c.CredUserNS}); call != j.lastCall || j.lastCallJSON == nil {
 		j.lastCall = call
 		j.lastCallJSON = j.appendCall(j.lastCallJSON[:0], &call)
 	}
@@ -178,6 +178,8 @@ type checkCall struct {
 	callSite                   string
 	siteProbe                  bool
 	auditKnown, audit, insetid bool
+	nsAnswer                   uint8
+	credUserNS                 uint32
 }
 
 func (j *JSON) appendCall(b []byte, c *checkCall) []byte {
@@ -200,6 +202,10 @@ func (j *JSON) appendCall(b []byte, c *checkCall) []byte {
 	}
 	b = appendBool(b, true, "override_creds", c.overrideCreds)
 	b = appendStr(b, true, "class", c.class.String())
+	if c.class == recorder.ClassUserNS { // which rule, and the namespace of the credentials checked
+		b = appendStr(b, true, "user_ns_rule", recorder.AnswerNames[min(int(c.nsAnswer), len(recorder.AnswerNames)-1)])
+		b = appendUint(b, true, "cred_user_ns", uint64(c.credUserNS))
+	}
 	if c.callSite != "" {
 		b = appendStr(b, true, "call_site", c.callSite)
 		b = appendBool(b, true, "call_site_probe", c.siteProbe)

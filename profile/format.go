@@ -174,6 +174,10 @@ func (v Verdict) Explained() string {
 		return "granted to the container runtime's setup only: not needed"
 	case OverrideOnly:
 		return "granted under override_creds (someone else's credentials) only: not needed"
+	case UserNSOnly:
+		return "granted only in a user namespace the workload made or owns (unshare -U, the namespace owner's rule): no capability of the container decides it, not needed"
+	case DeniedUserNS:
+		return "refused only from inside a user namespace of the workload's own: no capability added to the container would grant it"
 	}
 	return "denied in probes, runtime setup or override_creds only: not a need"
 }

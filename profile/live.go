@@ -78,7 +78,12 @@ func NewLive() *Live {
 
 // KeyOf computes the kernel's aggregation key of a check.
 func KeyOf(c *recorder.Check) bpf.AggKey {
-	k := bpf.AggKey{CgroupId: c.CgroupID, ExeIno: c.ExeIno, ExeDev: c.ExeDev, Cap: c.Cap, OverrideCreds: bpf.Bool(c.OverrideCreds), Granted: bpf.Bool(c.Granted()), Class: uint8(c.Class)}
+	class := c.Class
+	if class == recorder.ClassUserNS { // decided in user space: the kernel counted it a need
+		class = recorder.ClassNeed
+	}
+	k := bpf.AggKey{CgroupId: c.CgroupID, ExeIno: c.ExeIno, ExeDev: c.ExeDev, Cap: c.Cap, OverrideCreds: bpf.Bool(c.OverrideCreds),
+		Granted: bpf.Bool(c.Granted()), Class: uint8(class), CredUserNs: c.CredUserNS, NsAnswer: c.NSAnswer}
 	if c.AuditKnown {
 		k.Audit = 2
 		if c.Audit {

@@ -31,6 +31,7 @@ const (
 	ClassProbe                      // the kernel probing
 	ClassRuntime                    // the container runtime setting up
 	ClassOverrideCreds              // under borrowed credentials
+	ClassUserNS                     // answered in a user namespace other than the subject's own
 )
 
 // Subject is what a profile is about: a container, or a binary on the host.
@@ -91,6 +92,8 @@ type CapStats struct {
 	Probe         uint64    `json:"probe"`
 	Runtime       uint64    `json:"runtime"`
 	OverrideCreds uint64    `json:"override_creds"`
+	UserNS        uint64    `json:"userns,omitempty"`        // granted in a user namespace not the subject's own
+	DeniedUserNS  uint64    `json:"denied_userns,omitempty"` // refused there (the level rule, or the nested set)
 	DeniedNeed    uint64    `json:"denied_need"`
 	First         time.Time `json:"first_seen"`
 	Last          time.Time `json:"last_seen"`
@@ -113,6 +116,12 @@ const (
 	RuntimeOnly Verdict = "not needed: container runtime setup only"
 	// OverrideOnly: granted only under override_creds (someone else's credentials).
 	OverrideOnly Verdict = "not needed: under override_creds only"
+	// UserNSOnly: granted only in a user namespace the workload made or owns:
+	// the container's capabilities did not decide it.
+	UserNSOnly Verdict = "not needed: granted in a user namespace of the workload's own only"
+	// DeniedUserNS: refused only in checks the container's capabilities do not
+	// decide (from inside a user namespace of the workload's own).
+	DeniedUserNS Verdict = "denied in a user namespace of the workload's own only: adding it would not help"
 	// DeniedTried: refused in the workload's own check and never granted there.
 	DeniedTried Verdict = "denied: the workload tried and was refused; add only if that operation is wanted"
 	// DeniedProbe: refused only in probes, runtime setup or override_creds checks.
@@ -132,6 +141,10 @@ func (v Verdict) Short() string {
 		return "runtime"
 	case OverrideOnly:
 		return "override"
+	case UserNSOnly:
+		return "userns"
+	case DeniedUserNS:
+		return "userns-denied"
 	case DeniedTried:
 		return "denied"
 	}
@@ -139,7 +152,7 @@ func (v Verdict) Short() string {
 }
 
 // Verdicts are every verdict, in the order the table's legend explains them.
-var Verdicts = []Verdict{Needed, NeededNoCallSite, DeniedTried, ProbeOnly, RuntimeOnly, OverrideOnly, DeniedProbe}
+var Verdicts = []Verdict{Needed, NeededNoCallSite, DeniedTried, ProbeOnly, RuntimeOnly, OverrideOnly, UserNSOnly, DeniedUserNS, DeniedProbe}
 
 // Verdict says what the checks of this capability mean.
 func (c *CapStats) Verdict() Verdict {
@@ -150,12 +163,16 @@ func (c *CapStats) Verdict() Verdict {
 		return NeededNoCallSite
 	case c.Granted > 0 && c.Granted == c.OverrideCreds:
 		return OverrideOnly
+	case c.Granted > 0 && c.Granted == c.UserNS:
+		return UserNSOnly
 	case c.Granted > 0 && c.Probe == 0:
 		return RuntimeOnly
 	case c.Granted > 0:
 		return ProbeOnly
 	case c.DeniedNeed > 0:
 		return DeniedTried
+	case c.Denied > 0 && c.Denied == c.DeniedUserNS:
+		return DeniedUserNS
 	}
 	return DeniedProbe
 }
@@ -406,8 +423,11 @@ func (p *Profile) add(o Observation, n uint64, last time.Time) {
 	}
 	if !o.Granted {
 		cs.Denied += n
-		if class == ClassNeed || class == ClassUnknown {
+		switch class {
+		case ClassNeed, ClassUnknown:
 			cs.DeniedNeed += n
+		case ClassUserNS:
+			cs.DeniedUserNS += n
 		}
 		return
 	}
@@ -423,6 +443,8 @@ func (p *Profile) add(o Observation, n uint64, last time.Time) {
 		cs.Runtime += n
 	case ClassOverrideCreds:
 		cs.OverrideCreds += n
+	case ClassUserNS:
+		cs.UserNS += n
 	}
 }
 
@@ -476,6 +498,8 @@ func (p *Profile) Merge(q *Profile) {
 			pc.Probe += qc.Probe
 			pc.Runtime += qc.Runtime
 			pc.OverrideCreds += qc.OverrideCreds
+			pc.UserNS += qc.UserNS
+			pc.DeniedUserNS += qc.DeniedUserNS
 			pc.DeniedNeed += qc.DeniedNeed
 			if qc.First.Before(pc.First) {
 				pc.First = qc.First

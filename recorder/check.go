@@ -38,10 +38,24 @@ const (
 	ClassProbe         Class = Class(bpf.ClassProbe)         // the kernel probing (noaudit, or only testing the answer)
 	ClassRuntime       Class = Class(bpf.ClassRuntime)       // the container runtime setting a container or exec up
 	ClassOverrideCreds Class = Class(bpf.ClassOverrideCreds) // under borrowed credentials (overlayfs copy-up)
+	// ClassUserNS: answered in a user namespace other than the subject's own
+	// (one the workload made, or by the owner or level rule): the container's
+	// capabilities did not decide it. Set in user space (enrich), never by the kernel.
+	ClassUserNS Class = Class(bpf.ClassUserNS)
 )
 
 // ClassNames are the JSON's capsrec.class values, indexed by Class.
-var ClassNames = [bpf.ClassCount]string{"need", "probe", "runtime", "override_creds"}
+var ClassNames = [bpf.ClassCount]string{"need", "probe", "runtime", "override_creds", "userns"}
+
+// Rules of cap_capable that answer a check (Check.NSAnswer), and their JSON names.
+const (
+	AnswerCaps  = bpf.AnswerCaps  // the credentials' own user namespace: their effective set
+	AnswerOwner = bpf.AnswerOwner // a namespace the caller's euid owns: granted
+	AnswerLevel = bpf.AnswerLevel // the target is not below the caller's namespace: refused
+)
+
+// AnswerNames are capsrec.user_ns_rule's values, indexed by Check.NSAnswer.
+var AnswerNames = [...]string{"capabilities", "owner", "level", "unknown"}
 
 func (c Class) String() string {
 	if int(c) < len(ClassNames) {
@@ -95,6 +109,10 @@ type Check struct {
 
 	TargetNS UserNS
 	NS       [bpf.NSCount]uint32
+	// CredUserNS is the checked credentials' user namespace (NS[NSUser] is the
+	// real credentials'); NSAnswer which rule of cap_capable answered.
+	CredUserNS uint32
+	NSAnswer   uint8
 
 	CapEffective, CapPermitted, CapInheritable uint64
 
@@ -140,7 +158,13 @@ type Container struct {
 	// HostPID is the container's first process, on the host, as the runtime
 	// says (0 unknown): the process the runtime hands over to at its start.
 	HostPID uint32
-	Pod     *Pod // nil for containers outside Kubernetes
+	// UserNS is the user namespace the runtime gave the container (a pod's
+	// hostUsers: false), 0 when it runs in the node's.
+	UserNS uint32
+	// Undescribed: the runtime did not describe it (gone, or none of its
+	// own): only a cgroup's name says it is a container.
+	Undescribed bool
+	Pod         *Pod // nil for containers outside Kubernetes
 }
 
 // Pod identifies a Kubernetes pod.

@@ -394,19 +394,8 @@ func (pc *ProcCache) readProc(pid uint32) *Process {
 }
 
 func procUID(dir string) uint32 {
-	status, err := os.ReadFile(dir + "/status")
-	if err != nil {
-		return 0
-	}
-	for line := range strings.SplitSeq(string(status), "\n") {
-		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
-			if f := strings.Fields(rest); len(f) > 0 {
-				v, _ := strconv.ParseUint(f[0], 10, 32)
-				return uint32(v)
-			}
-		}
-	}
-	return 0
+	uid, _ := procfs.RealUID(dir)
+	return uid
 }
 
 func procLoginUID(dir string) uint32 {

@@ -292,6 +292,8 @@ func (r *Recorder) check(ev *bpf.CapEvent) *Check {
 		Syscall:        ev.SyscallNr,
 		TargetNS:       UserNS{Level: ev.TargetNsLevel, UID: ev.TargetNsUid, GID: ev.TargetNsGid, Inum: ev.TargetNsInum},
 		NS:             cx.Ns,
+		CredUserNS:     cx.CredUserNs,
+		NSAnswer:       ev.NsAnswer,
 		CapEffective:   cx.CapEffective,
 		CapPermitted:   cx.CapPermitted,
 		CapInheritable: cx.CapInheritable,

@@ -58,3 +58,49 @@ func RaiseInheritable() error {
 	}
 	return nil
 }
+
+// Reexec runs argv from an unlinked copy of file padded with zeros to size
+// bytes (a loader ignores what follows an ELF's segments): from a memfd
+// (how "memfd"), or from a file it names "x (deleted)" and removes (how
+// "deleted"). It is what a runtime's re-exec of itself looks like from
+// /proc, done by a workload: it must never borrow the runtime's mark.
+func Reexec(how, file string, size int64, argv []string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	if int64(len(data)) > size {
+		return fmt.Errorf("%s is %d bytes, more than %d", file, len(data), size)
+	}
+	data = append(data, make([]byte, size-int64(len(data)))...)
+	var fd int
+	switch how {
+	case "memfd":
+		if fd, err = unix.MemfdCreate("runc_cloned:/proc/self/exe", unix.MFD_CLOEXEC); err != nil {
+			return fmt.Errorf("memfd_create: %w", err)
+		}
+	case "deleted":
+		path := "/tmp/x (deleted)"
+		if fd, err = unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, 0o755); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("unknown re-exec %q: want memfd or deleted", how)
+	}
+	if _, err := unix.Write(fd, data); err != nil {
+		return err
+	}
+	if how == "deleted" {
+		// Reopened read-only: a file open for writing cannot be executed.
+		ro, err := unix.Open("/proc/self/fd/"+fmt.Sprint(fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		unix.Close(fd)
+		fd = ro
+		if err := os.Remove("/tmp/x (deleted)"); err != nil {
+			return err
+		}
+	}
+	return unix.Exec(fmt.Sprintf("/proc/self/fd/%d", fd), argv, os.Environ())
+}

@@ -159,7 +159,7 @@ func (c *Containerd) importImages() {
 	app := map[string]file{"bin/busybox": {data: busybox, mode: 0o755}, "bin/capop": {data: capop, mode: 0o755}, "tmp/.keep": {mode: 0o644},
 		"etc/passwd": {data: []byte("root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n"), mode: 0o644},
 		"etc/group":  {data: []byte("root:x:0:\nnogroup:x:65534:\n"), mode: 0o644}}
-	for _, applet := range []string{"sh", "sleep", "dmesg", "chown", "cat", "ls", "touch", "id", "true", "chmod", "mknod", "chroot", "su", "kill"} {
+	for _, applet := range []string{"sh", "sleep", "dmesg", "chown", "cat", "ls", "touch", "id", "true", "chmod", "mknod", "chroot", "su", "kill", "unshare", "mount"} {
 		app["bin/"+applet] = file{symlink: "busybox"}
 	}
 	for _, img := range []struct {

@@ -42,3 +42,22 @@ func parseStat(b []byte) (Stat, bool) {
 	}
 	return Stat{PPid: uint32(ppid), StartTicks: ticks}, true
 }
+
+// RealUID is the real uid of dir's process (dir: /proc/PID), from its status;
+// false when it cannot be read.
+func RealUID(dir string) (uint32, bool) {
+	status, err := os.ReadFile(dir + "/status")
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.SplitSeq(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				if v, err := strconv.ParseUint(f[0], 10, 32); err == nil {
+					return uint32(v), true
+				}
+			}
+		}
+	}
+	return 0, false
+}

@@ -129,36 +129,93 @@ func Paths(bins []Binary) []string {
 // proc is what Marks reads of one running process.
 type proc struct {
 	ppid     uint32
+	uid      uint32    // real uid
+	start    uint64    // clock ticks since boot: a mark holds only for this process
 	id       [2]uint64 // kernel dev, inode of its executable
 	size     int64
 	unlinked bool
+	args     []string // argv, read only for processes that run a shim
 }
 
-// Marks are the kernel's marks (MarkServer, 1 + index, | MarkClone) for the
-// processes of the servers' trees that run now: each server; each runtime
-// binary that is the parent of a process the runtime reported as a container's
-// or a pod sandbox's (shims, reparented away from the server long ago); and
-// below those, what the kernel's rules would have marked (runtime binaries,
-// a runtime's unlinked copy of itself, forked children).
-func Marks(bins []Binary, servers []Server, runtimePIDs []uint32) map[uint32]uint8 {
-	marks := map[uint32]uint8{}
-	if len(servers) == 0 {
+// Mark is a process's kernel mark (MarkServer, 1 + index, | MarkClone), valid
+// only while the process that started at Start (clock ticks since boot) runs.
+type Mark struct {
+	Mark  uint8
+	Start uint64
+}
+
+// Tree is what the runtime server says of its own tree: where its containers'
+// processes are, and where it keeps its tasks' bundles.
+type Tree struct {
+	Servers []Server
+	// PIDs are the host pids of the containers' and pod sandboxes' first
+	// processes, in any state the runtime reports (created, running, ready,
+	// not ready): their parents are the runtime's shims.
+	PIDs []uint32
+	// TaskDirs hold one bundle per task (containerd's
+	// io.containerd.runtime.v2.task/NAMESPACE/ID), as the server's root names
+	// them: root's, in a directory only root can write.
+	TaskDirs []string
+}
+
+// IsShim tells a runtime binary that supervises containers (a containerd
+// shim, conmon) from one that creates them (runc, crun): a shim is the
+// parent of its containers' first processes and never re-execs a copy of
+// itself, so no child of a shim is ever that copy.
+func IsShim(path string) bool {
+	base := filepath.Base(path)
+	return strings.Contains(base, "shim") || strings.HasPrefix(base, "conmon")
+}
+
+// Marks are the kernel's marks for the processes of the servers' trees that
+// run now: each server; each shim (a runtime binary that is the parent of a
+// process the runtime reported, or of a bundle's init process, or that serves
+// a bundle of the server's, run by root); and below those, what the kernel's
+// rules would have marked (runtime binaries, a runtime's unlinked copy of
+// itself, forked children). Marks is called once the exec, fork and exit
+// hooks are attached: what changes after it read /proc, the kernel marks.
+func Marks(bins []Binary, tree Tree) map[uint32]Mark {
+	marks := map[uint32]Mark{}
+	if len(tree.Servers) == 0 {
 		return marks
 	}
 	byID := map[[2]uint64]int{}
 	for i, b := range bins {
 		byID[[2]uint64{uint64(b.Dev), b.Ino}] = i
 	}
-	procs := readProcs()
-	for _, s := range servers {
-		marks[uint32(s.PID)] = MarkServer
+	procs := readProcs(func(id [2]uint64) bool {
+		i, ok := byID[id]
+		return ok && IsShim(bins[i].Path)
+	})
+	for _, s := range tree.Servers {
+		if p, ok := procs[uint32(s.PID)]; ok {
+			marks[uint32(s.PID)] = Mark{MarkServer, p.start}
+		}
 	}
-	for _, pid := range runtimePIDs {
-		shim := procs[pid].ppid
-		if p, ok := procs[shim]; ok && marks[shim] == 0 {
-			if i, ok := byID[p.id]; ok {
-				marks[shim] = uint8(i + 1)
+	markShim := func(pid uint32) {
+		if p, ok := procs[pid]; ok && marks[pid].Mark == 0 {
+			if i, ok := byID[p.id]; ok && IsShim(bins[i].Path) {
+				marks[pid] = Mark{uint8(i + 1), p.start}
 			}
+		}
+	}
+	pids, bundles := append([]uint32(nil), tree.PIDs...), map[string]bool{}
+	for _, dir := range tree.TaskDirs {
+		for id, pid := range readBundles(dir) {
+			bundles[id] = true
+			if pid != 0 {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	for _, pid := range pids {
+		markShim(procs[pid].ppid)
+	}
+	// A shim between its start and its first container's init (running runc
+	// create): root's, serving a bundle of the server's.
+	for pid, p := range procs {
+		if p.uid == 0 && bundles[flagValue(p.args, "-id")] {
+			markShim(pid)
 		}
 	}
 	// Down the tree, as the kernel would have marked it at each exec and fork:
@@ -170,8 +227,8 @@ func Marks(bins []Binary, servers []Server, runtimePIDs []uint32) map[uint32]uin
 			if _, done := marks[pid]; done || !ok {
 				continue
 			}
-			if m := childMark(parent, p, procs[p.ppid], byID, bins); m != 0 {
-				marks[pid] = m
+			if m := childMark(parent.Mark, p, procs[p.ppid], byID, bins); m != 0 {
+				marks[pid] = Mark{m, p.start}
 				changed = true
 			}
 		}
@@ -183,7 +240,10 @@ func Marks(bins []Binary, servers []Server, runtimePIDs []uint32) map[uint32]uin
 }
 
 // childMark is what a process running p, child of a process marked parent
-// running pp, would carry: the kernel's mark_runtime_exec, and fork.
+// running pp, would carry: the kernel's mark_runtime_exec, and fork. The start-up
+// scan sees only what runs now, not how it came to run: a shim's child may be
+// a container's first process, reparented to it, so it is never a runtime's
+// copy of itself, whatever file it runs (a memfd the size of the shim).
 func childMark(parent uint8, p, pp proc, byID map[[2]uint64]int, bins []Binary) uint8 {
 	clone := parent != MarkServer && parent&MarkClone != 0
 	switch i, isRuntime := byID[p.id]; {
@@ -192,14 +252,46 @@ func childMark(parent uint8, p, pp proc, byID map[[2]uint64]int, bins []Binary) 
 	case isRuntime && !clone:
 		return uint8(i + 1)
 	case p.unlinked && parent != MarkServer && !clone:
-		if i := int(parent&MarkIndex) - 1; i >= 0 && i < len(bins) && bins[i].Size == p.size {
+		i := int(parent&MarkIndex) - 1
+		if i >= 0 && i < len(bins) && !IsShim(bins[i].Path) && bins[i].Size == p.size {
 			return parent | MarkClone
 		}
 	}
 	return 0
 }
 
-func readProcs() map[uint32]proc {
+// readBundles lists a task directory's bundles (containerd's
+// NAMESPACE/ID/init.pid): each task's id and its init's pid, 0 when the
+// shim has not written it yet.
+func readBundles(dir string) map[string]uint32 {
+	found := map[string]uint32{}
+	namespaces, _ := os.ReadDir(dir)
+	for _, ns := range namespaces {
+		tasks, _ := os.ReadDir(filepath.Join(dir, ns.Name()))
+		for _, task := range tasks {
+			var pid uint64
+			if b, err := os.ReadFile(filepath.Join(dir, ns.Name(), task.Name(), "init.pid")); err == nil {
+				pid, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32)
+			}
+			found[task.Name()] = uint32(pid)
+		}
+	}
+	return found
+}
+
+// flagValue is the argument after flag in args ("" when absent).
+func flagValue(args []string, flag string) string {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == flag {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+// readProcs reads every process; the arguments only of those running an
+// executable withArgs says yes to.
+func readProcs(withArgs func(id [2]uint64) bool) map[uint32]proc {
 	procs := map[uint32]proc{}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -212,8 +304,14 @@ func readProcs() map[uint32]proc {
 		}
 		dir := "/proc/" + e.Name()
 		var p proc
-		if p.ppid = ppidOf(dir); p.ppid == 0 && pid != 1 {
+		ps, ok := procfs.ReadStat(dir)
+		if p.ppid, p.start = ps.PPid, ps.StartTicks; !ok || (p.ppid == 0 && pid != 1) {
 			continue
+		}
+		if uid, ok := procfs.RealUID(dir); ok {
+			p.uid = uid
+		} else {
+			p.uid = ^uint32(0) // unknown: never root's
 		}
 		var st unix.Stat_t
 		if unix.Stat(dir+"/exe", &st) == nil {
@@ -221,12 +319,12 @@ func readProcs() map[uint32]proc {
 			link, _ := os.Readlink(dir + "/exe")
 			p.unlinked = strings.HasSuffix(link, " (deleted)")
 		}
+		if withArgs(p.id) {
+			if b, err := os.ReadFile(dir + "/cmdline"); err == nil {
+				p.args = strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+			}
+		}
 		procs[uint32(pid)] = p
 	}
 	return procs
-}
-
-func ppidOf(dir string) uint32 {
-	st, _ := procfs.ReadStat(dir)
-	return st.PPid
 }

@@ -294,13 +294,22 @@ func TestRecordToFullDevice(t *testing.T) {
 	}
 	defer full.Close()
 	h := startHelper(t, "", 65534, "syslog:3")
-	cmd := exec.Command(testutil.Binary(t), "record", "--pid", strconv.Itoa(h.pid()), "--cap", "syslog", "--duration", "2s")
+	ready := filepath.Join(t.TempDir(), "ready")
+	cmd := exec.Command(testutil.Binary(t), "record", "--pid", strconv.Itoa(h.pid()), "--cap", "syslog", "--duration", "5s", "--ready-file", ready)
 	var stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = full, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond * testutil.Slow())
+	// Its ready file, not a fixed wait: a busy machine attaches slowly.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ready file after 30 s:\n%s", stderr.String())
+		}
+	}
 	h.run(t)
 	if err := cmd.Wait(); err == nil {
 		t.Errorf("capsrec > /dev/full exited 0:\n%s", stderr.String())
