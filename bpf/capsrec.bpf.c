@@ -154,6 +154,21 @@ struct {
 	__type(value, struct runtime_mark);
 } runtime_tasks SEC(".maps");
 
+/* Granted cap_capset checks until their call's outcome is known (struct capset_pending). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct capset_pending);
+} capsets_pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct capset_pending);
+} pending_scratch SEC(".maps");
+
 struct cap_args {
 	__u64 cred;    /* const struct cred * */
 	__u64 targ_ns; /* struct user_namespace * */
@@ -187,6 +202,7 @@ const struct frame_info *const unused_frame_info __attribute__((unused)) = 0;
 const struct walk_state *const unused_walk_state __attribute__((unused)) = 0;
 const struct walk_cache *const unused_walk_cache __attribute__((unused)) = 0;
 const struct runtime_mark *const unused_runtime_mark __attribute__((unused)) = 0;
+const struct capset_pending *const unused_capset_pending __attribute__((unused)) = 0;
 /* ... and the enums Go uses, for bpf2go -type. */
 const enum event_type *const unused_event_type __attribute__((unused)) = 0;
 const enum check_class *const unused_check_class __attribute__((unused)) = 0;
@@ -528,6 +544,40 @@ static __always_inline __u32 send_context(struct check_stats *st, struct task_st
 }
 
 /*
+ * Sends tid's granted capset check waiting for its outcome, now that the
+ * thread's credentials are those its call left (struct capset_pending): a
+ * need when the inheritable set went beyond the old inheritable and permitted
+ * sets, else a probe. Called on the thread itself, before anything of its new
+ * context is sent.
+ */
+static __always_inline void resolve_capset(__u32 tid, struct task_struct *task)
+{
+	struct capset_pending *p = bpf_map_lookup_elem(&capsets_pending, &tid);
+	struct check_stats *st;
+	struct cap_event *ev;
+	__u64 inh;
+	__u8 class;
+
+	if (!p)
+		return;
+	inh = read_cap_probe(&((const struct cred *)BPF_CORE_READ(task, cred))->cap_inheritable);
+	class = (inh & ~p->old_sets) ? CLASS_NEED : CLASS_PROBE;
+	st = stats_here();
+	if (hidden(class)) {
+		if (st)
+			st->hidden[class]++;
+	} else if ((ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0))) {
+		__builtin_memcpy(ev, &p->ev, sizeof(*ev));
+		ev->class = class;
+		ev->site_probe = class == CLASS_PROBE;
+		submit(ev, sizeof(*ev));
+	} else if (st) {
+		st->lost++;
+	}
+	bpf_map_delete_elem(&capsets_pending, &tid);
+}
+
+/*
  * Fills now with the thread's context key and what the last one sent for it
  * says: its seq (0 none), whether the key changed, and the runtime mark. The
  * mark rides with the context: it changes only at exec (which forgets the
@@ -548,8 +598,10 @@ static __always_inline void load_context(struct ctx_sent *now, struct task_struc
 	last = bpf_map_lookup_elem(&ctx_sent, tid);
 	now->seq = last ? last->seq : 0;
 	now->changed = !last || !same_key(&last->key, &now->key);
-	if (now->changed)
+	if (now->changed) {
+		resolve_capset(*tid, task); /* a capset that succeeded changed the credentials */
 		now->runtime = runtime_task(task, pid_tgid >> 32);
+	}
 	else
 		now->runtime = last->runtime;
 }
@@ -597,6 +649,36 @@ static __always_inline bool capset_gates(struct task_struct *task, const struct 
 }
 
 /*
+ * Keeps a granted capset check until its call's outcome says whether it gated
+ * the call (resolve_capset). False when there is no room: then the call's
+ * arguments decide, as for a refused one, and that is counted.
+ */
+static __always_inline bool hold_capset(struct check_stats *st, struct task_struct *task, __u64 pid_tgid,
+					const struct cred *cred, struct user_namespace *targ_ns, int cap, __u32 opts, int ret,
+					__u8 method, bool has_opts, bool btf, struct call_site *cs, bool override,
+					__u64 cgroup_id, __u32 ctx_seq)
+{
+	__u32 zero = 0, tid = (__u32)pid_tgid;
+	struct capset_pending *p = bpf_map_lookup_elem(&pending_scratch, &zero);
+
+	if (!p)
+		return false;
+	if (btf)
+		fill_cap_event_btf(&p->ev, task, pid_tgid, cred, targ_ns, cap, opts, ret, method, has_opts, cs, CLASS_NEED,
+				   override, cgroup_id, ctx_seq);
+	else
+		fill_cap_event_probe(&p->ev, task, pid_tgid, cred, targ_ns, cap, opts, ret, method, has_opts, cs, CLASS_NEED,
+				     override, cgroup_id, ctx_seq);
+	p->old_sets = read_cap_probe(&cred->cap_inheritable) | read_cap_probe(&cred->cap_permitted);
+	resolve_capset(tid, task); /* an earlier one of this thread, left undecided: its outcome is in */
+	if (bpf_map_update_elem(&capsets_pending, &tid, p, BPF_ANY) != 0) {
+		st->capset_pending_full++;
+		return false;
+	}
+	return true;
+}
+
+/*
  * btf: task may be read with plain loads (a trusted BTF pointer). site: the call
  * site found at kprobe entry; NULL to find it here. A check is classified only
  * once it passed the filters, and a runtime check the user hides is dropped
@@ -613,7 +695,7 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 	struct task_struct *task;
 	struct cap_event *ev;
 	__u64 pid_tgid;
-	bool override;
+	bool override, pending;
 	__u8 class;
 
 	/* A helper call costs tens of ns here: with a BTF task, ids are two loads. */
@@ -658,17 +740,24 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 		override = override_creds_btf(task, cred);
 	else
 		override = override_creds_probe(task, cred);
+	/* A granted capset check waits for its call's outcome (resolve_capset);
+	 * a refused one is decided by the call's arguments: it gates no add list. */
+	pending = cs.capset && ret == 0 && !now->runtime && !override;
 	if (cs.capset)
 		cs.probe = !capset_gates(task, cred);
 	class = check_class(now->runtime, cs.probe, override);
+	if (pending)
+		class = CLASS_NEED; /* not hidden before it is decided */
 	if (hidden(class)) {
 		if (class < CLASS_COUNT)
 			st->hidden[class]++;
 		return 0;
 	}
-	if (cfg.aggregate) {
+	if (cfg.aggregate && !pending) {
 		if (aggregated(st, task, cred, targ_ns, cap, opts, ret, has_opts, btf, class, override))
 			return 0;
+		load_context(now, task, cred, pid_tgid, &tid, btf);
+	} else if (cfg.aggregate) {
 		load_context(now, task, cred, pid_tgid, &tid, btf);
 	}
 	ctx_seq = now->changed ? send_context(st, task, pid_tgid, cred, btf, now) : now->seq;
@@ -676,6 +765,9 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 		st->lost++; /* its context could not be sent: the check is not sent either */
 		return 0;
 	}
+	if (pending && hold_capset(st, task, pid_tgid, cred, targ_ns, cap, opts, ret, method, has_opts, btf, &cs, override,
+				   now->key.cgroup_id, ctx_seq))
+		return 0;
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
 		st->lost++;

@@ -189,6 +189,7 @@ struct check_stats {
 	__u64 walk_verified;  /* fast walks checked against the unwinder */
 	__u64 walk_mismatch;  /* ... that disagreed (the fast walk then turns itself off) */
 	__u64 contexts;       /* ctx_events sent: a task's context changed, or was not known */
+	__u64 capset_pending_full; /* granted capset checks decided by the call's arguments: no room to wait */
 	__u64 unwoken_bytes;  /* sent from this CPU since it last woke the reader */
 };
 
@@ -282,6 +283,22 @@ struct ctx_sent {
 	__u8 runtime; /* the thread's process runs a container runtime (runtime_tasks), as of this context */
 	__u8 changed; /* in the per-CPU scratch only: the key differs from the last sent, whose seq is seq */
 	__u8 pad[2];
+};
+
+/*
+ * A granted cap_capset check waiting for its call's outcome (capset_pending,
+ * by tid). Whether its CAP_SETPCAP gated the call depends on the set the
+ * kernel copied from the caller, which capsrec cannot read (the caller's
+ * buffer may have changed since: another thread). The credentials after say
+ * it: only capset raises the inheritable set, so a set beyond the old
+ * inheritable and permitted ones (old_sets) once the call is done was a
+ * raise the check allowed. Decided at the thread's next context change (a
+ * capset that succeeded commits new credentials), exec or exit, and by user
+ * space for those left at the end.
+ */
+struct capset_pending {
+	struct cap_event ev; /* class not yet decided */
+	__u64 old_sets;      /* the old inheritable | permitted sets */
 };
 
 /* profile --live: checks counted in the kernel per key; only a key's first check is sent. */

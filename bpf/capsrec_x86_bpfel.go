@@ -71,6 +71,12 @@ type capsrecCapEvent struct {
 	Pad           [2]uint8
 }
 
+type capsrecCapsetPending struct {
+	_       structs.HostLayout
+	Ev      capsrecCapEvent
+	OldSets uint64
+}
+
 type capsrecCheckClass uint32
 
 const (
@@ -83,22 +89,23 @@ const (
 )
 
 type capsrecCheckStats struct {
-	_            structs.HostLayout
-	Seen         uint64
-	Filtered     uint64
-	Lost         uint64
-	LostProc     uint64
-	MissedReturn uint64
-	Aggregated   uint64
-	AggFull      uint64
-	Hidden       [5]uint64
-	UnwindFailed uint64
-	FastWalks    uint64
-	SlowWalks    uint64
-	WalkVerified uint64
-	WalkMismatch uint64
-	Contexts     uint64
-	UnwokenBytes uint64
+	_                 structs.HostLayout
+	Seen              uint64
+	Filtered          uint64
+	Lost              uint64
+	LostProc          uint64
+	MissedReturn      uint64
+	Aggregated        uint64
+	AggFull           uint64
+	Hidden            [5]uint64
+	UnwindFailed      uint64
+	FastWalks         uint64
+	SlowWalks         uint64
+	WalkVerified      uint64
+	WalkMismatch      uint64
+	Contexts          uint64
+	CapsetPendingFull uint64
+	UnwokenBytes      uint64
 }
 
 type capsrecConfig struct {
@@ -338,12 +345,14 @@ type capsrecWalkState struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	capsrecMapAgg                    = "agg"
+	capsrecMapCapsetsPending         = "capsets_pending"
 	capsrecMapCgroupFilter           = "cgroup_filter"
 	capsrecMapCtxScratch             = "ctx_scratch"
 	capsrecMapCtxSent                = "ctx_sent"
 	capsrecMapEvents                 = "events"
 	capsrecMapFrames                 = "frames"
 	capsrecMapKprobeArgs             = "kprobe_args"
+	capsrecMapPendingScratch         = "pending_scratch"
 	capsrecMapPidFilter              = "pid_filter"
 	capsrecMapRuntimeExes            = "runtime_exes"
 	capsrecMapRuntimeSizes           = "runtime_sizes"
@@ -372,6 +381,7 @@ const (
 	capsrecVarTextEnd                = "text_end"
 	capsrecVarTextStart              = "text_start"
 	capsrecVarUnusedCapEvent         = "unused_cap_event"
+	capsrecVarUnusedCapsetPending    = "unused_capset_pending"
 	capsrecVarUnusedCheckClass       = "unused_check_class"
 	capsrecVarUnusedCtxEvent         = "unused_ctx_event"
 	capsrecVarUnusedEventType        = "unused_event_type"
@@ -451,50 +461,53 @@ type capsrecProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type capsrecMapSpecs struct {
-	Agg          *ebpf.MapSpec `ebpf:"agg"`
-	CgroupFilter *ebpf.MapSpec `ebpf:"cgroup_filter"`
-	CtxScratch   *ebpf.MapSpec `ebpf:"ctx_scratch"`
-	CtxSent      *ebpf.MapSpec `ebpf:"ctx_sent"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
-	Frames       *ebpf.MapSpec `ebpf:"frames"`
-	KprobeArgs   *ebpf.MapSpec `ebpf:"kprobe_args"`
-	PidFilter    *ebpf.MapSpec `ebpf:"pid_filter"`
-	RuntimeExes  *ebpf.MapSpec `ebpf:"runtime_exes"`
-	RuntimeSizes *ebpf.MapSpec `ebpf:"runtime_sizes"`
-	RuntimeTasks *ebpf.MapSpec `ebpf:"runtime_tasks"`
-	SiteRanges   *ebpf.MapSpec `ebpf:"site_ranges"`
-	Stats        *ebpf.MapSpec `ebpf:"stats"`
-	WalkCaches   *ebpf.MapSpec `ebpf:"walk_caches"`
-	WalkScratch  *ebpf.MapSpec `ebpf:"walk_scratch"`
-	WalkStates   *ebpf.MapSpec `ebpf:"walk_states"`
+	Agg            *ebpf.MapSpec `ebpf:"agg"`
+	CapsetsPending *ebpf.MapSpec `ebpf:"capsets_pending"`
+	CgroupFilter   *ebpf.MapSpec `ebpf:"cgroup_filter"`
+	CtxScratch     *ebpf.MapSpec `ebpf:"ctx_scratch"`
+	CtxSent        *ebpf.MapSpec `ebpf:"ctx_sent"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	Frames         *ebpf.MapSpec `ebpf:"frames"`
+	KprobeArgs     *ebpf.MapSpec `ebpf:"kprobe_args"`
+	PendingScratch *ebpf.MapSpec `ebpf:"pending_scratch"`
+	PidFilter      *ebpf.MapSpec `ebpf:"pid_filter"`
+	RuntimeExes    *ebpf.MapSpec `ebpf:"runtime_exes"`
+	RuntimeSizes   *ebpf.MapSpec `ebpf:"runtime_sizes"`
+	RuntimeTasks   *ebpf.MapSpec `ebpf:"runtime_tasks"`
+	SiteRanges     *ebpf.MapSpec `ebpf:"site_ranges"`
+	Stats          *ebpf.MapSpec `ebpf:"stats"`
+	WalkCaches     *ebpf.MapSpec `ebpf:"walk_caches"`
+	WalkScratch    *ebpf.MapSpec `ebpf:"walk_scratch"`
+	WalkStates     *ebpf.MapSpec `ebpf:"walk_states"`
 }
 
 // capsrecVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type capsrecVariableSpecs struct {
-	Cfg               *ebpf.VariableSpec `ebpf:"cfg"`
-	CgroupWatermark   *ebpf.VariableSpec `ebpf:"cgroup_watermark"`
-	N_sites           *ebpf.VariableSpec `ebpf:"n_sites"`
-	TextEnd           *ebpf.VariableSpec `ebpf:"text_end"`
-	TextStart         *ebpf.VariableSpec `ebpf:"text_start"`
-	UnusedCapEvent    *ebpf.VariableSpec `ebpf:"unused_cap_event"`
-	UnusedCheckClass  *ebpf.VariableSpec `ebpf:"unused_check_class"`
-	UnusedCtxEvent    *ebpf.VariableSpec `ebpf:"unused_ctx_event"`
-	UnusedEventType   *ebpf.VariableSpec `ebpf:"unused_event_type"`
-	UnusedExeKey      *ebpf.VariableSpec `ebpf:"unused_exe_key"`
-	UnusedExecEvent   *ebpf.VariableSpec `ebpf:"unused_exec_event"`
-	UnusedExitEvent   *ebpf.VariableSpec `ebpf:"unused_exit_event"`
-	UnusedForkEvent   *ebpf.VariableSpec `ebpf:"unused_fork_event"`
-	UnusedFrameInfo   *ebpf.VariableSpec `ebpf:"unused_frame_info"`
-	UnusedLearnEvent  *ebpf.VariableSpec `ebpf:"unused_learn_event"`
-	UnusedNsAnswer    *ebpf.VariableSpec `ebpf:"unused_ns_answer"`
-	UnusedNsIndex     *ebpf.VariableSpec `ebpf:"unused_ns_index"`
-	UnusedRuntimeMark *ebpf.VariableSpec `ebpf:"unused_runtime_mark"`
-	UnusedSiteKind    *ebpf.VariableSpec `ebpf:"unused_site_kind"`
-	UnusedSiteRange   *ebpf.VariableSpec `ebpf:"unused_site_range"`
-	UnusedWalkCache   *ebpf.VariableSpec `ebpf:"unused_walk_cache"`
-	UnusedWalkState   *ebpf.VariableSpec `ebpf:"unused_walk_state"`
+	Cfg                 *ebpf.VariableSpec `ebpf:"cfg"`
+	CgroupWatermark     *ebpf.VariableSpec `ebpf:"cgroup_watermark"`
+	N_sites             *ebpf.VariableSpec `ebpf:"n_sites"`
+	TextEnd             *ebpf.VariableSpec `ebpf:"text_end"`
+	TextStart           *ebpf.VariableSpec `ebpf:"text_start"`
+	UnusedCapEvent      *ebpf.VariableSpec `ebpf:"unused_cap_event"`
+	UnusedCapsetPending *ebpf.VariableSpec `ebpf:"unused_capset_pending"`
+	UnusedCheckClass    *ebpf.VariableSpec `ebpf:"unused_check_class"`
+	UnusedCtxEvent      *ebpf.VariableSpec `ebpf:"unused_ctx_event"`
+	UnusedEventType     *ebpf.VariableSpec `ebpf:"unused_event_type"`
+	UnusedExeKey        *ebpf.VariableSpec `ebpf:"unused_exe_key"`
+	UnusedExecEvent     *ebpf.VariableSpec `ebpf:"unused_exec_event"`
+	UnusedExitEvent     *ebpf.VariableSpec `ebpf:"unused_exit_event"`
+	UnusedForkEvent     *ebpf.VariableSpec `ebpf:"unused_fork_event"`
+	UnusedFrameInfo     *ebpf.VariableSpec `ebpf:"unused_frame_info"`
+	UnusedLearnEvent    *ebpf.VariableSpec `ebpf:"unused_learn_event"`
+	UnusedNsAnswer      *ebpf.VariableSpec `ebpf:"unused_ns_answer"`
+	UnusedNsIndex       *ebpf.VariableSpec `ebpf:"unused_ns_index"`
+	UnusedRuntimeMark   *ebpf.VariableSpec `ebpf:"unused_runtime_mark"`
+	UnusedSiteKind      *ebpf.VariableSpec `ebpf:"unused_site_kind"`
+	UnusedSiteRange     *ebpf.VariableSpec `ebpf:"unused_site_range"`
+	UnusedWalkCache     *ebpf.VariableSpec `ebpf:"unused_walk_cache"`
+	UnusedWalkState     *ebpf.VariableSpec `ebpf:"unused_walk_state"`
 }
 
 // capsrecObjects contains all objects after they have been loaded into the kernel.
@@ -517,33 +530,37 @@ func (o *capsrecObjects) Close() error {
 //
 // It can be passed to loadCapsrecObjects or ebpf.CollectionSpec.LoadAndAssign.
 type capsrecMaps struct {
-	Agg          *ebpf.Map `ebpf:"agg"`
-	CgroupFilter *ebpf.Map `ebpf:"cgroup_filter"`
-	CtxScratch   *ebpf.Map `ebpf:"ctx_scratch"`
-	CtxSent      *ebpf.Map `ebpf:"ctx_sent"`
-	Events       *ebpf.Map `ebpf:"events"`
-	Frames       *ebpf.Map `ebpf:"frames"`
-	KprobeArgs   *ebpf.Map `ebpf:"kprobe_args"`
-	PidFilter    *ebpf.Map `ebpf:"pid_filter"`
-	RuntimeExes  *ebpf.Map `ebpf:"runtime_exes"`
-	RuntimeSizes *ebpf.Map `ebpf:"runtime_sizes"`
-	RuntimeTasks *ebpf.Map `ebpf:"runtime_tasks"`
-	SiteRanges   *ebpf.Map `ebpf:"site_ranges"`
-	Stats        *ebpf.Map `ebpf:"stats"`
-	WalkCaches   *ebpf.Map `ebpf:"walk_caches"`
-	WalkScratch  *ebpf.Map `ebpf:"walk_scratch"`
-	WalkStates   *ebpf.Map `ebpf:"walk_states"`
+	Agg            *ebpf.Map `ebpf:"agg"`
+	CapsetsPending *ebpf.Map `ebpf:"capsets_pending"`
+	CgroupFilter   *ebpf.Map `ebpf:"cgroup_filter"`
+	CtxScratch     *ebpf.Map `ebpf:"ctx_scratch"`
+	CtxSent        *ebpf.Map `ebpf:"ctx_sent"`
+	Events         *ebpf.Map `ebpf:"events"`
+	Frames         *ebpf.Map `ebpf:"frames"`
+	KprobeArgs     *ebpf.Map `ebpf:"kprobe_args"`
+	PendingScratch *ebpf.Map `ebpf:"pending_scratch"`
+	PidFilter      *ebpf.Map `ebpf:"pid_filter"`
+	RuntimeExes    *ebpf.Map `ebpf:"runtime_exes"`
+	RuntimeSizes   *ebpf.Map `ebpf:"runtime_sizes"`
+	RuntimeTasks   *ebpf.Map `ebpf:"runtime_tasks"`
+	SiteRanges     *ebpf.Map `ebpf:"site_ranges"`
+	Stats          *ebpf.Map `ebpf:"stats"`
+	WalkCaches     *ebpf.Map `ebpf:"walk_caches"`
+	WalkScratch    *ebpf.Map `ebpf:"walk_scratch"`
+	WalkStates     *ebpf.Map `ebpf:"walk_states"`
 }
 
 func (m *capsrecMaps) Close() error {
 	return _CapsrecClose(
 		m.Agg,
+		m.CapsetsPending,
 		m.CgroupFilter,
 		m.CtxScratch,
 		m.CtxSent,
 		m.Events,
 		m.Frames,
 		m.KprobeArgs,
+		m.PendingScratch,
 		m.PidFilter,
 		m.RuntimeExes,
 		m.RuntimeSizes,
@@ -560,28 +577,29 @@ func (m *capsrecMaps) Close() error {
 //
 // It can be passed to loadCapsrecObjects or ebpf.CollectionSpec.LoadAndAssign.
 type capsrecVariables struct {
-	Cfg               *ebpf.Variable `ebpf:"cfg"`
-	CgroupWatermark   *ebpf.Variable `ebpf:"cgroup_watermark"`
-	N_sites           *ebpf.Variable `ebpf:"n_sites"`
-	TextEnd           *ebpf.Variable `ebpf:"text_end"`
-	TextStart         *ebpf.Variable `ebpf:"text_start"`
-	UnusedCapEvent    *ebpf.Variable `ebpf:"unused_cap_event"`
-	UnusedCheckClass  *ebpf.Variable `ebpf:"unused_check_class"`
-	UnusedCtxEvent    *ebpf.Variable `ebpf:"unused_ctx_event"`
-	UnusedEventType   *ebpf.Variable `ebpf:"unused_event_type"`
-	UnusedExeKey      *ebpf.Variable `ebpf:"unused_exe_key"`
-	UnusedExecEvent   *ebpf.Variable `ebpf:"unused_exec_event"`
-	UnusedExitEvent   *ebpf.Variable `ebpf:"unused_exit_event"`
-	UnusedForkEvent   *ebpf.Variable `ebpf:"unused_fork_event"`
-	UnusedFrameInfo   *ebpf.Variable `ebpf:"unused_frame_info"`
-	UnusedLearnEvent  *ebpf.Variable `ebpf:"unused_learn_event"`
-	UnusedNsAnswer    *ebpf.Variable `ebpf:"unused_ns_answer"`
-	UnusedNsIndex     *ebpf.Variable `ebpf:"unused_ns_index"`
-	UnusedRuntimeMark *ebpf.Variable `ebpf:"unused_runtime_mark"`
-	UnusedSiteKind    *ebpf.Variable `ebpf:"unused_site_kind"`
-	UnusedSiteRange   *ebpf.Variable `ebpf:"unused_site_range"`
-	UnusedWalkCache   *ebpf.Variable `ebpf:"unused_walk_cache"`
-	UnusedWalkState   *ebpf.Variable `ebpf:"unused_walk_state"`
+	Cfg                 *ebpf.Variable `ebpf:"cfg"`
+	CgroupWatermark     *ebpf.Variable `ebpf:"cgroup_watermark"`
+	N_sites             *ebpf.Variable `ebpf:"n_sites"`
+	TextEnd             *ebpf.Variable `ebpf:"text_end"`
+	TextStart           *ebpf.Variable `ebpf:"text_start"`
+	UnusedCapEvent      *ebpf.Variable `ebpf:"unused_cap_event"`
+	UnusedCapsetPending *ebpf.Variable `ebpf:"unused_capset_pending"`
+	UnusedCheckClass    *ebpf.Variable `ebpf:"unused_check_class"`
+	UnusedCtxEvent      *ebpf.Variable `ebpf:"unused_ctx_event"`
+	UnusedEventType     *ebpf.Variable `ebpf:"unused_event_type"`
+	UnusedExeKey        *ebpf.Variable `ebpf:"unused_exe_key"`
+	UnusedExecEvent     *ebpf.Variable `ebpf:"unused_exec_event"`
+	UnusedExitEvent     *ebpf.Variable `ebpf:"unused_exit_event"`
+	UnusedForkEvent     *ebpf.Variable `ebpf:"unused_fork_event"`
+	UnusedFrameInfo     *ebpf.Variable `ebpf:"unused_frame_info"`
+	UnusedLearnEvent    *ebpf.Variable `ebpf:"unused_learn_event"`
+	UnusedNsAnswer      *ebpf.Variable `ebpf:"unused_ns_answer"`
+	UnusedNsIndex       *ebpf.Variable `ebpf:"unused_ns_index"`
+	UnusedRuntimeMark   *ebpf.Variable `ebpf:"unused_runtime_mark"`
+	UnusedSiteKind      *ebpf.Variable `ebpf:"unused_site_kind"`
+	UnusedSiteRange     *ebpf.Variable `ebpf:"unused_site_range"`
+	UnusedWalkCache     *ebpf.Variable `ebpf:"unused_walk_cache"`
+	UnusedWalkState     *ebpf.Variable `ebpf:"unused_walk_state"`
 }
 
 // capsrecPrograms contains all programs after they have been loaded into the kernel.

@@ -145,6 +145,7 @@ static __always_inline int on_exec(struct task_struct *task, struct linux_binprm
 
 	__u32 tid = BPF_CORE_READ(task, pid);
 
+	resolve_capset(tid, task); /* its credentials are those its last capset left */
 	/* The runtime mark cached with the thread's context may change below. */
 	bpf_map_delete_elem(&ctx_sent, &tid);
 	if (!cfg.track_processes)
@@ -234,6 +235,7 @@ static __always_inline int on_exit(struct task_struct *task)
 
 	__u32 tid = BPF_CORE_READ(task, pid);
 
+	resolve_capset(tid, task);
 	bpf_map_delete_elem(&ctx_sent, &tid); /* every thread: its tid may come back as another's */
 	if (!cfg.track_processes || tid != BPF_CORE_READ(task, tgid))
 		return 0;

@@ -256,6 +256,7 @@ func (s *Session) Stats() (Stats, error) {
 		st.WalkVerified += c.WalkVerified
 		st.WalkMismatch += c.WalkMismatch
 		st.Contexts += c.Contexts
+		st.CapsetPendingFull += c.CapsetPendingFull
 	}
 	return st, nil
 }
@@ -344,6 +345,33 @@ func (s *Session) SetCgroupWatermark(id uint64) error {
 		return fmt.Errorf("setting the cgroup watermark: %w", err)
 	}
 	return nil
+}
+
+// CapsetPending is a granted capset check still waiting for its call's
+// outcome when the hooks were removed: its check, and the caller's old
+// inheritable | permitted sets.
+type CapsetPending struct {
+	Event   CapEvent
+	OldSets uint64
+}
+
+// PendingCapsets lists the granted capset checks the kernel could not decide
+// yet (their threads made no check, exec or exit since): user space decides
+// them from the threads' credentials now.
+func (s *Session) PendingCapsets() ([]CapsetPending, error) {
+	var (
+		tid  uint32
+		p    capsrecCapsetPending
+		list []CapsetPending
+	)
+	it := s.maps.CapsetsPending.Iterate()
+	for it.Next(&tid, &p) {
+		list = append(list, CapsetPending{Event: p.Ev, OldSets: p.OldSets})
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading the capset checks left undecided: %w", err)
+	}
+	return list, nil
 }
 
 // AggregateEntries reads the aggregation map: every key counted so far.

@@ -75,6 +75,9 @@ type Stats struct {
 	FastWalks, SlowWalks, WalkVerified, WalkMismatch uint64
 	// Contexts are the ctx_events sent: a thread's context changed, or was not known.
 	Contexts uint64
+	// CapsetPendingFull granted capset checks were decided by the call's
+	// arguments, not its outcome: no room was left to wait for it.
+	CapsetPendingFull uint64
 }
 
 // AggKey is the kernel's aggregation key (capsrec.h's struct agg_key).

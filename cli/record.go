@@ -73,6 +73,8 @@ type recordStats struct {
 	unremembered, evicted uint64
 	// other are the lines written that are no check: process_exec, the summary.
 	other uint64
+	// capsetUndecided: granted capset checks counted as needs, their outcome unread.
+	capsetUndecided uint64
 }
 
 // emitExec handles a program's exec: in a container the pod filters keep, it is
@@ -334,6 +336,7 @@ func record(c *cli.Context, plan *recordPlan, rec *recording, enricher *enrich.E
 	}
 	runErr = finishOutput(rec, out, &st, runErr)
 	st.unremembered, st.evicted = plan.checks.Unremembered, rec.recorder.Procs.Evicted
+	st.capsetUndecided = rec.recorder.CapsetUndecided
 	return errors.Join(runErr, report(c, rec, st, prof))
 }
 
@@ -423,6 +426,12 @@ func summaryLine(k bpf.Stats, u recordStats) string {
 	}
 	if k.WalkMismatch > 0 {
 		s += fmt.Sprintf("; the fast call-site walk disagreed with the kernel's unwinder %d times and turned itself off", k.WalkMismatch)
+	}
+	if k.CapsetPendingFull > 0 {
+		s += fmt.Sprintf("; %d granted capset checks decided by the call's arguments, not its outcome (no room to wait for it)", k.CapsetPendingFull)
+	}
+	if u.capsetUndecided > 0 {
+		s += fmt.Sprintf("; %d granted capset checks whose thread was gone before its outcome was read (counted as needs)", u.capsetUndecided)
 	}
 	if k.UnwindFailed > 0 {
 		s += fmt.Sprintf("; %d checks without a readable kernel stack (counted as needs)", k.UnwindFailed)

@@ -36,6 +36,7 @@ type recording struct {
 func (s *recording) stats() (bpf.Stats, error) {
 	k, err := s.hooks.Stats()
 	k.Lost += s.recorder.Unjoined
+	k.Hidden[bpf.ClassProbe] += s.recorder.HiddenCapsets // decided in user space at the end
 	return k, err
 }
 
@@ -104,7 +105,7 @@ func startRecording(c *cli.Context, cfg bpf.Config, method bpf.Method, duration 
 	if err != nil {
 		return nil, err
 	}
-	ropts := recorder.Options{Node: nodeName(c), Runtimes: runtimePaths}
+	ropts := recorder.Options{Node: nodeName(c), Runtimes: runtimePaths, HideClasses: cfg.HideClasses}
 	if s.hooks, err = bpf.Open(cfg, method); err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/capsrec/capsrec/bpf"
 	"github.com/capsrec/capsrec/internal/callsite"
+	"github.com/capsrec/capsrec/internal/procfs"
 	"github.com/capsrec/capsrec/recorder/ring"
 )
 
@@ -27,6 +28,9 @@ type Options struct {
 	// Runtimes are the container runtime binaries the kernel marks processes by,
 	// indexed as bpf.Config.RuntimeExes's values less one.
 	Runtimes []string
+	// HideClasses are the classes the kernel hides (bpf.Config.HideClasses):
+	// the checks user space decides last are hidden alike.
+	HideClasses uint8
 }
 
 // Recorder turns ring-buffer records into Checks.
@@ -45,6 +49,12 @@ type Recorder struct {
 	contexts map[uint32]*taskContext
 	// Unjoined counts checks dropped because their context was not known here.
 	Unjoined uint64
+	// CapsetUndecided counts granted capset checks whose thread was gone
+	// before its credentials could say whether the call raised its
+	// inheritable set: counted as needs.
+	CapsetUndecided uint64
+	// HiddenCapsets are those decided probes and hidden as the kernel hides them.
+	HiddenCapsets uint64
 	execs    bool
 }
 
@@ -138,6 +148,11 @@ func (r *Recorder) Run(ctx context.Context, handle func(*Check) error, idle func
 			return err
 		}
 		if !ready {
+			if draining {
+				if err := r.decidePendingCapsets(handle); err != nil {
+					return stopOK(err)
+				}
+			}
 			if err := idle(); err != nil {
 				return stopOK(err)
 			}
@@ -174,6 +189,38 @@ func stopOK(err error) error {
 		return nil
 	}
 	return err
+}
+
+// decidePendingCapsets delivers the granted capset checks the kernel still
+// held when the hooks were removed, each decided as the kernel would have:
+// a need when the thread's inheritable set is now beyond its old inheritable
+// and permitted sets (only capset raises it), else a probe, hidden like the
+// kernel hides probes. A thread gone meanwhile leaves a need, counted.
+func (r *Recorder) decidePendingCapsets(handle func(*Check) error) error {
+	pending, err := r.sess.PendingCapsets()
+	if err != nil {
+		return err
+	}
+	for i := range pending {
+		ev := &pending[i].Event
+		class := bpf.ClassNeed
+		if inh, ok := procfs.CapInh(ev.Hdr.Tgid, ev.Tid); !ok {
+			r.CapsetUndecided++
+		} else if inh&^pending[i].OldSets == 0 {
+			class = bpf.ClassProbe
+		}
+		if r.opts.HideClasses&(1<<class) != 0 {
+			r.HiddenCapsets++
+			continue
+		}
+		ev.Class, ev.SiteProbe = class, bpf.Bool(class == bpf.ClassProbe)
+		if c := r.check(ev); c != nil {
+			if err := handle(c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Wall converts a kernel boot-time stamp.

@@ -104,3 +104,63 @@ func Reexec(how, file string, size int64, argv []string) error {
 	}
 	return unix.Exec(fmt.Sprintf("/proc/self/fd/%d", fd), argv, os.Environ())
 }
+
+// RaiseInheritableRacing drops CAP_CHOWN from the permitted set, then n times
+// asks for it in the inheritable set (a raise, which CAP_SETPCAP gates) while
+// another thread flips the very buffer the call reads between that and an
+// empty set, and takes it back out after each raise that took. It returns how
+// many raises took: the kernel's own copy of the buffer decided each call.
+func RaiseInheritableRacing(n int) (raised int, err error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	data := new([2]unix.CapUserData)
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return 0, fmt.Errorf("capget: %w", err)
+	}
+	const chown = 1 << unix.CAP_CHOWN
+	data[0].Effective &^= chown
+	data[0].Permitted &^= chown
+	data[0].Inheritable = 0
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return 0, fmt.Errorf("capset dropping CAP_CHOWN: %w", err)
+	}
+	flip := (*uint32)(unsafe.Pointer(&data[0].Inheritable))
+	stop, started := make(chan struct{}), make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		close(started)
+		for i := uint32(0); ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			atomicStore(flip, (i&1)*chown)
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	<-started
+	for range n {
+		hdrCopy := hdr
+		if _, _, e := unix.RawSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdrCopy)), uintptr(unsafe.Pointer(&data[0])), 0); e != 0 {
+			return raised, fmt.Errorf("capset: %w", e)
+		}
+		var now [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &now[0]); err != nil {
+			return raised, fmt.Errorf("capget: %w", err)
+		}
+		if now[0].Inheritable&chown != 0 {
+			raised++
+			now[0].Inheritable = 0
+			if err := unix.Capset(&hdr, &now[0]); err != nil {
+				return raised, fmt.Errorf("capset lowering: %w", err)
+			}
+		}
+	}
+	return raised, nil
+}
+
+//go:noinline
+func atomicStore(p *uint32, v uint32) { *(*uint32)(unsafe.Pointer(p)) = v }

@@ -61,3 +61,19 @@ func RealUID(dir string) (uint32, bool) {
 	}
 	return 0, false
 }
+
+// CapInh is the inheritable set of thread tid of process tgid, from its
+// status; false when the thread is gone.
+func CapInh(tgid, tid uint32) (uint64, bool) {
+	status, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(tgid), 10) + "/task/" + strconv.FormatUint(uint64(tid), 10) + "/status")
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.SplitSeq(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "CapInh:"); ok {
+			v, err := strconv.ParseUint(strings.TrimSpace(rest), 16, 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
+}

@@ -376,3 +376,51 @@ func cgroup2Mount(t *testing.T) string {
 	}
 	return root
 }
+
+// TestCapsetRaceDecidedByTheKernel: a thread raises its inheritable set
+// (which CAP_SETPCAP gates) while another flips the buffer the call reads.
+// Which set the kernel copied decides each call; each raise that took is a
+// need, each call that did not raise a probe, whatever the buffer said when
+// capsrec looked. The default view shows exactly the raises that took.
+func TestCapsetRaceDecidedByTheKernel(t *testing.T) {
+	method := firstMethod(t)
+	if method != "tracepoint" {
+		// fexit and kprobe never see capset's check: cap_capable is inlined there (docs/classes.md).
+		testutil.Skip(t, "capset's CAP_SETPCAP check is seen on the tracepoint only")
+	}
+	const calls = 20000
+	out := filepath.Join(t.TempDir(), "raised")
+	h := startHelper(t, "capsrec-capsetrace", 0, "capsetrace:"+strconv.Itoa(calls)+":"+out)
+	shown := testutil.Record(t, "-o", "json", "--attach", method, "--cap", "setpcap", "--pid", strconv.Itoa(h.pid()))
+	all := testutil.Record(t, "-o", "json", "--attach", method, "--cap", "setpcap", "--pid", strconv.Itoa(h.pid()), "--all", "--ring-buffer", "16384")
+	h.run(t)
+	time.Sleep(300 * time.Millisecond)
+	shown.Stop(syscall.SIGINT)
+	all.Stop(syscall.SIGINT)
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raised, _ := strconv.Atoi(string(b))
+	count := func(s *testutil.Session) map[string]int {
+		n := map[string]int{}
+		for _, a := range attackChecks(t, s.Lines()) {
+			if a.ProcessKprobe != nil && a.capability() == "CAP_SETPCAP" {
+				n[a.ProcessKprobe.Capsrec.Class]++
+			}
+		}
+		return n
+	}
+	got, every := count(shown), count(all)
+	t.Logf("%d of %d raises took; default view %v, --all %v", raised, calls, got, every)
+	if raised == 0 || raised == calls {
+		t.Fatalf("%d of %d raises took: the race was not run", raised, calls)
+	}
+	if got["need"] != raised || len(got) != 1 {
+		t.Errorf("the default view shows %v; want exactly the %d raises that took, as needs", got, raised)
+	}
+	// Probes: each call that did not raise, each lowering after one that did, and the first drop.
+	if every["need"] != raised || every["probe"] != calls+1 {
+		t.Errorf("--all shows %v; want %d needs and %d probes", every, raised, calls+1)
+	}
+}
