@@ -55,7 +55,7 @@ type Recorder struct {
 	CapsetUndecided uint64
 	// HiddenCapsets are those decided probes and hidden as the kernel hides them.
 	HiddenCapsets uint64
-	execs    bool
+	execs         bool
 }
 
 // DeliverExecs makes Run deliver each exec of a program that is no runtime's
