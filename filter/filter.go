@@ -39,6 +39,7 @@ type uniqueKey struct {
 	binary, container string
 	cap               int32
 	granted           bool
+	class             recorder.Class // with --all a probe must not hide the same binary's need
 }
 
 // New validates opts and splits them into the kernel's half (written into cfg)
@@ -103,7 +104,7 @@ const MaxUnique = 1 << 14
 // and verdict (and container); without --unique every check is.
 func (f *Filter) First(c *recorder.Check) bool {
 	if f.unique {
-		k := uniqueKey{binary: c.Process.Binary, cap: c.Cap, granted: c.Granted()}
+		k := uniqueKey{binary: c.Process.Binary, cap: c.Cap, granted: c.Granted(), class: c.Class}
 		if k.binary == "" {
 			k.binary = c.Comm
 		}

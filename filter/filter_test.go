@@ -81,6 +81,17 @@ func TestUnique(t *testing.T) {
 	}
 }
 
+// With --all a probe of a binary must not hide the same binary's need.
+func TestUniqueKeepsClasses(t *testing.T) {
+	var cfg bpf.Config
+	f, _ := New(Options{Unique: true}, &cfg)
+	probe, need := check("/bin/a", 21, 0), check("/bin/a", 21, 0)
+	probe.Class, need.Class = recorder.ClassProbe, recorder.ClassNeed
+	if !f.First(probe) || !f.First(need) || f.First(need) {
+		t.Errorf("--unique: a probe and a need of one binary are two keys, each printed once")
+	}
+}
+
 // --unique remembers at most MaxUnique keys; past them checks print, counted.
 func TestUniqueBounded(t *testing.T) {
 	var cfg bpf.Config

@@ -165,9 +165,11 @@ func checkContainer(p *Profile, kind, ns, name string, c manifestContainer) []Fi
 			}
 		}
 	}
-	var unused, deniedList, missing []string
+	var unused, refused, deniedList, missing []string
 	for v := range caps.All {
 		switch {
+		case granted[v] && denied[v] && !needed[v]:
+			refused = append(refused, caps.KubernetesName(v)) // recorded without it: tried, not known unneeded
 		case granted[v] && !needed[v]:
 			unused = append(unused, caps.KubernetesName(v))
 		case !granted[v] && needed[v]:
@@ -179,6 +181,9 @@ func checkContainer(p *Profile, kind, ns, name string, c manifestContainer) []Fi
 	var out []Finding
 	if len(unused) > 0 {
 		out = append(out, Finding{where, c.Name, "grants capabilities it never needed: " + strings.Join(unused, ", ")})
+	}
+	if len(refused) > 0 {
+		out = append(out, Finding{where, c.Name, "grants capabilities the workload tried and was refused while recorded (recorded without them: whether it needs them is not known): " + strings.Join(refused, ", ")})
 	}
 	if len(deniedList) > 0 {
 		out = append(out, Finding{where, c.Name, "was denied capabilities the manifest does not grant: " + strings.Join(deniedList, ", ")})

@@ -418,7 +418,7 @@ func (p *Profile) add(o Observation, n uint64, last time.Time) {
 	cs.Binaries = addListed(cs.Binaries, o.Binary)
 	cs.Syscalls = addListed(cs.Syscalls, o.Syscall)
 	class := o.class()
-	if class == ClassNeed && o.EUIDKnown && o.EUID != 0 {
+	if class == ClassNeed && o.Granted && o.EUIDKnown && o.EUID != 0 { // a refusal adds nothing to note
 		sp.NonRootNeeds = true
 	}
 	if !o.Granted {

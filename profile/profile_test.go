@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"flag"
 	"os"
+	"slices"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -314,6 +315,29 @@ spec:
 			t.Errorf("no finding for %s: %q", name, got)
 		}
 	}
+	// A capability the workload was refused while recorded is not "never needed".
+	if err := os.WriteFile(manifest, []byte(`kind: Deployment
+metadata: {name: web, namespace: prod}
+spec:
+  template:
+    spec:
+      containers:
+      - name: app
+        securityContext:
+          capabilities: {drop: [ALL], add: [CHOWN, SYSLOG]}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if findings, err = CheckManifest(manifest, p); err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	for _, f := range findings {
+		got = append(got, f.String())
+	}
+	if want := "prod/web container app: grants capabilities the workload tried and was refused while recorded (recorded without them: whether it needs them is not known): SYSLOG"; !slices.Contains(got, want) {
+		t.Errorf("findings %q, want %q", got, want)
+	}
 }
 
 // Events without a call site (Tetragon's) keep the audit rules, and the
@@ -337,6 +361,13 @@ func TestNotesNoCallSiteAndNonRoot(t *testing.T) {
 	r = p.Subjects()[0].Recommend()
 	if !r.NonRoot || r.NoCallSite {
 		t.Errorf("recommendation %+v: want the non-root note", r)
+	}
+	// A non-root refusal beside a root need says nothing of the need.
+	q := New()
+	q.Add(Observation{Subject: Subject{Pod: "web-0", Container: "app"}, Binary: "/app", Cap: chown, Granted: true, Class: ClassNeed, EUID: 0, EUIDKnown: true})
+	q.Add(Observation{Subject: Subject{Pod: "web-0", Container: "app"}, Binary: "/dmesg", Cap: 34, Granted: false, Class: ClassNeed, EUID: 65534, EUIDKnown: true})
+	if r := q.Subjects()[0].Recommend(); r.NonRoot {
+		t.Errorf("the non-root note fires for a root need beside a non-root refusal: %+v", r)
 	}
 	var buf bytes.Buffer
 	if err := Write(&buf, p, "yaml", false); err != nil {

@@ -185,7 +185,8 @@ func cString(b []int8) string {
 
 // fdExec matches the names an exec through a file descriptor (fexecve,
 // execveat with AT_EMPTY_PATH) gets: they say nothing of what ran.
-var fdExec = regexp.MustCompile(`^/(dev|proc/(self|[0-9]+))/fd/[0-9]+$`)
+// So does /proc/self/exe (busybox's applets, runc init): it names the caller's program.
+var fdExec = regexp.MustCompile(`^/(dev|proc/(self|[0-9]+))/fd/[0-9]+$|^/proc/(self|[0-9]+)/exe$`)
 
 // OnExec records a process's new program.
 func (pc *ProcCache) OnExec(ev *bpf.ExecEvent) *Process {

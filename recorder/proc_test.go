@@ -26,6 +26,17 @@ func execEvent(tgid, ptgid uint32, ktime uint64, filename, argv, cwd string) *bp
 	return ev
 }
 
+// A program run as /proc/self/exe (busybox's applets) is named by what it is.
+func TestProcSelfExeIsNamed(t *testing.T) {
+	pc := NewProcCache("node", Clock{}, time.Minute, 100)
+	ev := execEvent(10, 1, 5, "/proc/self/exe", "sh\x00", "/")
+	ev.ExeOff = uint32(4095 - len("/bin/busybox"))
+	setStr(ev.ExePath[ev.ExeOff:], "/bin/busybox")
+	if p := pc.OnExec(ev); p.Binary != "/bin/busybox" {
+		t.Errorf("binary %q, want /bin/busybox", p.Binary)
+	}
+}
+
 func TestExecForkExit(t *testing.T) {
 	pc := NewProcCache("node", Clock{}, time.Minute, 100)
 	now := time.Unix(1000, 0)
