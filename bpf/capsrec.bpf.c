@@ -33,6 +33,9 @@ __u64 text_end = 0;
 /* How many site_ranges are filled. Not const on purpose: the verifier must not know
  * it, or it walks the binary search once per constant index and never prunes. */
 __u32 n_sites = 0;
+/* How many overlay_ranges are filled; overlay_known: they were read (kallsyms). */
+__u32 n_overlay = 0;
+__u8 overlay_known = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -91,6 +94,20 @@ struct {
 	__type(key, __u32);
 	__type(value, struct site_range);
 } site_ranges SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_OVERLAY_RANGES);
+	__type(key, __u32);
+	__type(value, struct site_range);
+} overlay_ranges SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64[OVERRIDE_DEPTH]);
+} override_stack SEC(".maps");
 
 /* Pass-through frames of the fast walk, by return address; learned in user space. */
 struct {
@@ -322,6 +339,60 @@ static __always_inline bool runtime_task(struct task_struct *task, __u32 tgid)
 	__u8 mark = mark_of(tgid, BPF_CORE_READ(task, group_leader, start_boottime));
 
 	return mark && mark != MARK_SERVER;
+}
+
+/* Whether ip is in overlayfs's text: a binary search over overlay_ranges. */
+__noinline bool in_overlay(__u64 ip)
+{
+	__u32 lo = 0, hi = n_overlay;
+	struct site_range *r;
+
+	for (int i = 0; i < 6; i++) { /* log2(MAX_OVERLAY_RANGES) */
+		if (lo + 1 >= hi)
+			break;
+		__u32 mid = (lo + hi) / 2, key = mid;
+		r = bpf_map_lookup_elem(&overlay_ranges, &key);
+		if (!r)
+			return false;
+		if (r->start <= ip)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	__u32 key = lo;
+	r = bpf_map_lookup_elem(&overlay_ranges, &key);
+	return r && r->start <= ip && ip < r->end;
+}
+
+/*
+ * A check under credentials that are not the task's own real ones is
+ * borrowed (class override_creds) only when overlayfs borrowed them: its
+ * mounter's, for a copy-up or a lower file (fs/overlayfs: ovl_override_creds).
+ * Others are the workload's own: io_uring's personalities and the submitter's
+ * credentials in its workers, access(2)'s real ids. Without kallsyms it
+ * cannot be told: borrowed, as before.
+ */
+static __always_inline bool borrowed_by_overlayfs(void *ctx)
+{
+	__u32 zero = 0;
+	__u64 *ips;
+	long n;
+
+	if (!overlay_known)
+		return true;
+	ips = bpf_map_lookup_elem(&override_stack, &zero);
+	if (!ips)
+		return true;
+	n = bpf_get_stack(ctx, ips, OVERRIDE_DEPTH * sizeof(__u64), 0);
+	if (n <= 0)
+		return true;
+	for (int i = 0; i < OVERRIDE_DEPTH; i++) {
+		if (i * (long)sizeof(__u64) >= n)
+			break;
+		if (in_overlay(ips[i]))
+			return true;
+	}
+	return false;
 }
 
 static __always_inline __u8 check_class(bool runtime, bool probe, bool override_creds)
@@ -745,7 +816,8 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 	pending = cs.capset && ret == 0 && !now->runtime && !override;
 	if (cs.capset)
 		cs.probe = !capset_gates(task, cred);
-	class = check_class(now->runtime, cs.probe, override);
+	/* The stack is read again only for a check that would be override_creds. */
+	class = check_class(now->runtime, cs.probe, override && !now->runtime && !cs.probe && borrowed_by_overlayfs(ctx));
 	if (pending)
 		class = CLASS_NEED; /* not hidden before it is decided */
 	if (hidden(class)) {

@@ -114,6 +114,10 @@ struct config {
 };
 
 #define MAX_SITES 128 /* sorted [start, end) ranges, padded with start = ~0 */
+/* overlayfs's text, sorted ranges: a check under borrowed credentials is
+ * overlayfs' (its mounter's) only with one of its functions on the stack. */
+#define MAX_OVERLAY_RANGES 64
+#define OVERRIDE_DEPTH 32 /* frames searched for overlayfs */
 #define STACK_DEPTH 12
 #define WALK_WORDS 64 /* the raw stack window the fast walk reads: 512 bytes above the anchor */
 #define MAX_WALK 10   /* frames the fast walk passes through at most */

@@ -352,6 +352,8 @@ const (
 	capsrecMapEvents                 = "events"
 	capsrecMapFrames                 = "frames"
 	capsrecMapKprobeArgs             = "kprobe_args"
+	capsrecMapOverlayRanges          = "overlay_ranges"
+	capsrecMapOverrideStack          = "override_stack"
 	capsrecMapPendingScratch         = "pending_scratch"
 	capsrecMapPidFilter              = "pid_filter"
 	capsrecMapRuntimeExes            = "runtime_exes"
@@ -377,7 +379,9 @@ const (
 	capsrecProgTpCapCapable          = "tp_cap_capable"
 	capsrecVarCfg                    = "cfg"
 	capsrecVarCgroupWatermark        = "cgroup_watermark"
+	capsrecVarN_overlay              = "n_overlay"
 	capsrecVarN_sites                = "n_sites"
+	capsrecVarOverlayKnown           = "overlay_known"
 	capsrecVarTextEnd                = "text_end"
 	capsrecVarTextStart              = "text_start"
 	capsrecVarUnusedCapEvent         = "unused_cap_event"
@@ -469,6 +473,8 @@ type capsrecMapSpecs struct {
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	Frames         *ebpf.MapSpec `ebpf:"frames"`
 	KprobeArgs     *ebpf.MapSpec `ebpf:"kprobe_args"`
+	OverlayRanges  *ebpf.MapSpec `ebpf:"overlay_ranges"`
+	OverrideStack  *ebpf.MapSpec `ebpf:"override_stack"`
 	PendingScratch *ebpf.MapSpec `ebpf:"pending_scratch"`
 	PidFilter      *ebpf.MapSpec `ebpf:"pid_filter"`
 	RuntimeExes    *ebpf.MapSpec `ebpf:"runtime_exes"`
@@ -487,7 +493,9 @@ type capsrecMapSpecs struct {
 type capsrecVariableSpecs struct {
 	Cfg                 *ebpf.VariableSpec `ebpf:"cfg"`
 	CgroupWatermark     *ebpf.VariableSpec `ebpf:"cgroup_watermark"`
+	N_overlay           *ebpf.VariableSpec `ebpf:"n_overlay"`
 	N_sites             *ebpf.VariableSpec `ebpf:"n_sites"`
+	OverlayKnown        *ebpf.VariableSpec `ebpf:"overlay_known"`
 	TextEnd             *ebpf.VariableSpec `ebpf:"text_end"`
 	TextStart           *ebpf.VariableSpec `ebpf:"text_start"`
 	UnusedCapEvent      *ebpf.VariableSpec `ebpf:"unused_cap_event"`
@@ -538,6 +546,8 @@ type capsrecMaps struct {
 	Events         *ebpf.Map `ebpf:"events"`
 	Frames         *ebpf.Map `ebpf:"frames"`
 	KprobeArgs     *ebpf.Map `ebpf:"kprobe_args"`
+	OverlayRanges  *ebpf.Map `ebpf:"overlay_ranges"`
+	OverrideStack  *ebpf.Map `ebpf:"override_stack"`
 	PendingScratch *ebpf.Map `ebpf:"pending_scratch"`
 	PidFilter      *ebpf.Map `ebpf:"pid_filter"`
 	RuntimeExes    *ebpf.Map `ebpf:"runtime_exes"`
@@ -560,6 +570,8 @@ func (m *capsrecMaps) Close() error {
 		m.Events,
 		m.Frames,
 		m.KprobeArgs,
+		m.OverlayRanges,
+		m.OverrideStack,
 		m.PendingScratch,
 		m.PidFilter,
 		m.RuntimeExes,
@@ -579,7 +591,9 @@ func (m *capsrecMaps) Close() error {
 type capsrecVariables struct {
 	Cfg                 *ebpf.Variable `ebpf:"cfg"`
 	CgroupWatermark     *ebpf.Variable `ebpf:"cgroup_watermark"`
+	N_overlay           *ebpf.Variable `ebpf:"n_overlay"`
 	N_sites             *ebpf.Variable `ebpf:"n_sites"`
+	OverlayKnown        *ebpf.Variable `ebpf:"overlay_known"`
 	TextEnd             *ebpf.Variable `ebpf:"text_end"`
 	TextStart           *ebpf.Variable `ebpf:"text_start"`
 	UnusedCapEvent      *ebpf.Variable `ebpf:"unused_cap_event"`

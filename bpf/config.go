@@ -65,7 +65,15 @@ type Config struct {
 type SiteTable struct {
 	Ranges             []SiteRange
 	TextStart, TextEnd uint64
+	// Overlay is overlayfs's text, sorted ranges (at most MaxOverlayRanges);
+	// OverlayKnown says it was read. Unknown, every check under borrowed
+	// credentials is override_creds.
+	Overlay      []SiteRange
+	OverlayKnown bool
 }
+
+// MaxOverlayRanges is capsrec.h's MAX_OVERLAY_RANGES.
+const MaxOverlayRanges = 64
 
 // MaxSites is capsrec.h's MAX_SITES.
 const MaxSites = 128
@@ -181,6 +189,17 @@ func (s *Session) fillSites(st SiteTable) error {
 	err := errors.Join(s.vars.TextStart.Set(st.TextStart), s.vars.TextEnd.Set(st.TextEnd), s.vars.N_sites.Set(uint32(len(st.Ranges))))
 	if err != nil {
 		return fmt.Errorf("setting the call-site table's bounds: %w", err)
+	}
+	if !st.OverlayKnown || len(st.Overlay) > MaxOverlayRanges {
+		return nil // every check under borrowed credentials stays override_creds
+	}
+	for i, r := range st.Overlay {
+		if err := s.maps.OverlayRanges.Put(uint32(i), r); err != nil {
+			return fmt.Errorf("filling overlayfs's text ranges: %w", err)
+		}
+	}
+	if err := errors.Join(s.vars.N_overlay.Set(uint32(len(st.Overlay))), s.vars.OverlayKnown.Set(uint8(1))); err != nil {
+		return fmt.Errorf("setting overlayfs's text ranges: %w", err)
 	}
 	return nil
 }

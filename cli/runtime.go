@@ -68,6 +68,10 @@ func classifyChecks(c *cli.Context, cfg *bpf.Config, tree runtimes.Tree) (runtim
 		for _, r := range ranges {
 			l.table.Ranges = append(l.table.Ranges, bpf.SiteRange{Start: r.Start, End: r.End, Kind: uint32(r.Kind)})
 		}
+		for _, r := range syms.OverlayRanges() {
+			l.table.Overlay = append(l.table.Overlay, bpf.SiteRange{Start: r.Start, End: r.End})
+		}
+		l.table.OverlayKnown = true
 		debug.FreeOSMemory() // reading 5 MB of text left garbage: give it back before the ring buffer maps
 		done <- l
 	}()

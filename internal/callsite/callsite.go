@@ -265,6 +265,33 @@ func hasPlumbing(rs []Range) bool {
 	return false
 }
 
+// OverlayRanges are overlayfs's functions (ovl_*, in the kernel or its
+// overlay module), as sorted [Start, End) ranges, adjacent ones merged: a
+// check under borrowed credentials with one of them on the stack is
+// overlayfs's (its mounter's credentials).
+func (t *Table) OverlayRanges() []Range {
+	var rs []Range
+	for i := range t.addrs {
+		name := strings.TrimPrefix(baseName(t.name(i)), "__pfx_")
+		if !strings.HasPrefix(name, "ovl_") {
+			continue
+		}
+		end := t.addrs[i] + 1
+		for j := i + 1; j < len(t.addrs); j++ {
+			if t.addrs[j] > t.addrs[i] {
+				end = t.addrs[j]
+				break
+			}
+		}
+		if n := len(rs); n > 0 && rs[n-1].End >= t.addrs[i] {
+			rs[n-1].End = max(rs[n-1].End, end)
+			continue
+		}
+		rs = append(rs, Range{Start: t.addrs[i], End: end})
+	}
+	return rs
+}
+
 // Func names the function holding the return address ip (module functions by
 // their name alone); "" when ip is 0 or below every symbol.
 func (t *Table) Func(ip uint64) string {

@@ -169,3 +169,34 @@ func TestTextBoundsOfAnyType(t *testing.T) {
 		t.Errorf("text %x-%x", tab.TextStart, tab.TextEnd)
 	}
 }
+
+// overlayfs's text: its functions in the kernel (with their __pfx_ padding)
+// and in its module, adjacent ones merged.
+func TestOverlayRanges(t *testing.T) {
+	tab, err := Parse(strings.NewReader(`ffffffff81000000 T _stext
+ffffffff81200000 t __pfx_ovl_permission
+ffffffff81200010 t ovl_permission
+ffffffff81200100 T ovl_override_creds
+ffffffff81200200 T generic_permission
+ffffffff81300000 t ovl_check_namelen.cold
+ffffffff81300040 t xfs_attr3_leaf_compact.cold
+ffffffff82000000 T _etext
+ffffffffc0000000 t ovl_copy_up_one	[overlay]
+ffffffffc0000400 t ovl_copy_up_data	[overlay]
+ffffffffc0000800 t other_module_fn	[other]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := tab.OverlayRanges()
+	want := []Range{{Start: 0xffffffff81200000, End: 0xffffffff81200200}, {Start: 0xffffffff81300000, End: 0xffffffff81300040},
+		{Start: 0xffffffffc0000000, End: 0xffffffffc0000800}}
+	if len(got) != len(want) {
+		t.Fatalf("ranges %x, want %x", got, want)
+	}
+	for i := range want {
+		if got[i].Start != want[i].Start || got[i].End != want[i].End {
+			t.Errorf("range %d = [%#x, %#x), want [%#x, %#x)", i, got[i].Start, got[i].End, want[i].Start, want[i].End)
+		}
+	}
+}

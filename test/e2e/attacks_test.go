@@ -217,7 +217,7 @@ func TestWorkloadReexecIsNoRuntime(t *testing.T) {
 	time.Sleep(time.Second)
 	rec.Stop(syscall.SIGINT)
 
-	needs := map[string]bool{}
+	needs, overlay := map[string]bool{}, 0
 	for _, a := range attackChecks(t, rec.Lines()) {
 		if a.ProcessExec != nil && a.ProcessExec.Capsrec.ContainerStart && a.ProcessExec.Process.Pod != nil {
 			t.Errorf("%s: a start is claimed for a container that started before the session: %s", a.ProcessExec.Process.Pod.Container.Name, a.ProcessExec.Process.Binary)
@@ -230,9 +230,13 @@ func TestWorkloadReexecIsNoRuntime(t *testing.T) {
 		case "need":
 			needs[a.container()] = true
 		case "override_creds":
+			overlay++
 		default:
 			t.Errorf("%s: the workload's chown has class %q (binary %q), want need", a.container(), cl, a.ProcessKprobe.Process.Binary)
 		}
+	}
+	if overlay == 0 {
+		t.Errorf("no chown checked again by overlayfs under its mounter's credentials (override_creds): is overlayfs's text known?")
 	}
 	for _, name := range names {
 		if !needs[name] {
@@ -422,5 +426,64 @@ func TestCapsetRaceDecidedByTheKernel(t *testing.T) {
 	// Probes: each call that did not raise, each lowering after one that did, and the first drop.
 	if every["need"] != raised || every["probe"] != calls+1 {
 		t.Errorf("--all shows %v; want %d needs and %d probes", every, raised, calls+1)
+	}
+}
+
+// TestIOURingPersonalityIsANeed: a process registers an io_uring personality,
+// drops CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from its effective set, then
+// opens a file only they allow through io_uring under that personality. The
+// check is made under the process's own earlier credentials, which io_uring
+// puts back: a need, in the profile; replayed, the open works with the
+// capability the profile names and fails without it.
+func TestIOURingPersonalityIsANeed(t *testing.T) {
+	method := firstMethod(t)
+	if b, err := os.ReadFile("/proc/sys/kernel/io_uring_disabled"); err == nil && strings.TrimSpace(string(b)) != "0" {
+		testutil.Skip(t, "io_uring is disabled here (kernel.io_uring_disabled=%s)", strings.TrimSpace(string(b)))
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "uring")
+	if out, err := exec.Command("cc", "-O1", "-o", bin, "testdata/uring.c", "-luring").CombinedOutput(); err != nil {
+		t.Fatalf("building testdata/uring.c (liburing-dev): %v\n%s", err, out)
+	}
+	file := filepath.Join(dir, "secret")
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(file, 1234, 1234); err != nil {
+		t.Fatal(err)
+	}
+	rec := testutil.Record(t, "-o", "json", "--attach", method, "--cap", "dac_override,dac_read_search", "--binary", "uring")
+	if out, err := exec.Command(bin, file).CombinedOutput(); err != nil {
+		t.Fatalf("uring: %v\n%s", err, out)
+	}
+	time.Sleep(300 * time.Millisecond)
+	rec.Stop(syscall.SIGINT)
+	var classes []string
+	for _, a := range attackChecks(t, rec.Lines()) {
+		if a.ProcessKprobe != nil {
+			classes = append(classes, a.ProcessKprobe.Capsrec.Class)
+		}
+	}
+	if len(classes) == 0 || slices.ContainsFunc(classes, func(c string) bool { return c != "need" }) {
+		t.Fatalf("io_uring's open under the process's own credentials: classes %v, want needs", classes)
+	}
+	var add []string
+	for _, sub := range profileOf(t, rec.AllLines()).Subjects {
+		if filepath.Base(sub.Binary) == "uring" {
+			add = sub.Recommendation.Add
+		}
+	}
+	if len(add) == 0 {
+		t.Fatalf("uring's add = %v, want DAC_OVERRIDE", add)
+	}
+	// Replayed: the bounding set holds exactly the add list, then nothing.
+	for _, c := range []struct {
+		caps string
+		ok   bool
+	}{{"-all,+" + strings.ToLower(strings.Join(add, ",+")), true}, {"-all", false}} {
+		err := exec.Command("setpriv", "--bounding-set="+c.caps, "--inh-caps=-all", bin, file).Run()
+		if (err == nil) != c.ok {
+			t.Errorf("uring with the bounding set %s: %v, want success %v", c.caps, err, c.ok)
+		}
 	}
 }
