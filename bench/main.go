@@ -46,13 +46,23 @@ func main() {
 
 // checker N RATE: N syslog(SIZE_BUFFER) calls, each one CAP_SYSLOG check under
 // dmesg_restrict, at RATE per second (0: as fast as it can). Prints ns per call.
+// With CAPSREC_BENCH_CHECK=mmap (-check mmap) each call is a private writable
+// one-page mmap and its munmap: one CAP_SYS_ADMIN check the kernel's
+// overcommit accounting makes, a probe capsrec hides.
 func checker(args []string) int {
 	n, _ := strconv.Atoi(args[0])
 	rate, _ := strconv.Atoi(args[1])
+	mmap := os.Getenv("CAPSREC_BENCH_CHECK") == "mmap"
 	runtime.LockOSThread()
 	start := time.Now()
 	for i := range n {
-		syscall.RawSyscall(syscall.SYS_SYSLOG, 10, 0, 0)
+		if mmap {
+			addr, _, _ := syscall.RawSyscall6(syscall.SYS_MMAP, 0, 4096, syscall.PROT_READ|syscall.PROT_WRITE,
+				syscall.MAP_PRIVATE|syscall.MAP_ANONYMOUS, ^uintptr(0), 0)
+			syscall.RawSyscall(syscall.SYS_MUNMAP, addr, 4096, 0)
+		} else {
+			syscall.RawSyscall(syscall.SYS_SYSLOG, 10, 0, 0)
+		}
 		if rate > 0 && i%256 == 0 {
 			due := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
 			for time.Now().Before(due) {
@@ -82,6 +92,7 @@ var (
 	capsBin    = flag.String("capsrec", "", "capsrec binary (default: build one)")
 	methods    = flag.String("methods", "", "attach methods to measure capsrec with, comma-separated (default: auto only)")
 	onlyProf   = flag.Bool("profile-only", false, "measure only capsrec profile")
+	check      = flag.String("check", "syslog", "the check each call makes: syslog (CAP_SYSLOG, shown) or mmap (CAP_SYS_ADMIN of overcommit accounting, a hidden probe)")
 	only       = flag.String("only", "", "run only the scenarios whose name matches this regexp (with the no-recorder and no-op baselines)")
 	before     = flag.String("before", "", "an earlier capsrec binary: its rows run beside today's")
 	beforeName = flag.String("before-name", "before", "what the -before rows are called")
@@ -92,6 +103,12 @@ func run() error {
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		return errors.New("needs root")
+	}
+	switch *check {
+	case "syslog", "mmap":
+		os.Setenv("CAPSREC_BENCH_CHECK", *check) // the checkers inherit it
+	default:
+		return fmt.Errorf("-check %q: want syslog or mmap", *check)
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return err

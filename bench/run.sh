@@ -14,6 +14,8 @@ git worktree add -q --detach "$out/before-src" "$before_rev"
 (cd "$out/before-src" && CGO_ENABLED=0 go build -o "$out/capsrec-before" .)
 git worktree remove --force "$out/before-src"
 go run ./bench -rounds 3 -before "$out/capsrec-before" -before-name "before ($before_rev)" -write "$out/host.md"
+# One hidden probe per call (overcommit accounting's CAP_SYS_ADMIN on mmap): what hiding costs.
+go run ./bench -rounds 3 -check mmap -only 'json > /dev/null|compact|profile --live' -before "$out/capsrec-before" -before-name "before ($before_rev)" -write "$out/mmap.md"
 # Pod filtering against a real containerd, and CRI lookups of a cold cache.
 go test -count=1 -run XXX -bench 'PodFilter' -benchtime 1x ./test/e2e >"$out/pods.txt"
 go test -count=1 -run XXX -bench 'CRILookup' -benchtime 200x ./test/e2e >>"$out/pods.txt"
@@ -43,6 +45,14 @@ VMTEST_BENCH=1 VMTEST_KERNELS="${BENCH_KERNELS:-5.10 6.12 arm64-6.12}" bash test
 	echo "\`sysctl kernel.bpf_stats_enabled=1\` and read run_time_ns / run_cnt in \`bpftool prog show\`."
 	echo
 	cat "$out/host.md"
+	echo
+	echo "## One hidden probe per call (mmap)"
+	echo
+	echo "Each call is a private writable one-page mmap and its munmap: one CAP_SYS_ADMIN check the"
+	echo "kernel's overcommit accounting makes (cap_vm_enough_memory), a probe capsrec counts in the"
+	echo "kernel and does not send. Target (issue 23): what it cost before, within noise."
+	echo
+	cat "$out/mmap.md"
 	echo
 	echo "## Pods (a real containerd)"
 	echo
