@@ -314,13 +314,16 @@ static __always_inline struct upid pid_upid(struct pid *pid)
 #include "callsite.h"
 
 /* A process's mark, 0 none: an entry holds only for the process that started
- * at its start (leader_start: the thread group leader's start_boottime). */
-static __always_inline __u8 mark_of(__u32 tgid, __u64 leader_start)
+ * at its start (the thread group leader's start_boottime), read only when
+ * there is an entry: nearly every process has none. */
+static __always_inline __u8 mark_of(__u32 tgid, struct task_struct *task)
 {
 	struct runtime_mark *m = bpf_map_lookup_elem(&runtime_tasks, &tgid);
+	__u64 leader_start;
 
 	if (!m)
 		return 0;
+	leader_start = BPF_CORE_READ(task, group_leader, start_boottime);
 	if (m->ticks ? leader_start / USER_HZ_NS != m->start : leader_start != m->start)
 		return 0;
 	return m->mark;
@@ -336,7 +339,7 @@ static __always_inline void set_mark(__u32 tgid, __u64 leader_start, __u8 mark)
 /* The runtime server itself is marked only to pass the mark on: its own checks are not setup. */
 static __always_inline bool runtime_task(struct task_struct *task, __u32 tgid)
 {
-	__u8 mark = mark_of(tgid, BPF_CORE_READ(task, group_leader, start_boottime));
+	__u8 mark = mark_of(tgid, task);
 
 	return mark && mark != MARK_SERVER;
 }
@@ -767,7 +770,7 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 	struct cap_event *ev;
 	__u64 pid_tgid;
 	bool override, pending;
-	__u8 class;
+	__u8 class, args_class = CLASS_NEED;
 
 	/* A helper call costs tens of ns here: with a BTF task, ids are two loads. */
 	if (btf) {
@@ -818,8 +821,10 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 		cs.probe = !capset_gates(task, cred);
 	/* The stack is read again only for a check that would be override_creds. */
 	class = check_class(now->runtime, cs.probe, override && !now->runtime && !cs.probe && borrowed_by_overlayfs(ctx));
-	if (pending)
+	if (pending) {
+		args_class = class;
 		class = CLASS_NEED; /* not hidden before it is decided */
+	}
 	if (hidden(class)) {
 		if (class < CLASS_COUNT)
 			st->hidden[class]++;
@@ -837,9 +842,17 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 		st->lost++; /* its context could not be sent: the check is not sent either */
 		return 0;
 	}
-	if (pending && hold_capset(st, task, pid_tgid, cred, targ_ns, cap, opts, ret, method, has_opts, btf, &cs, override,
-				   now->key.cgroup_id, ctx_seq))
-		return 0;
+	if (pending) {
+		if (hold_capset(st, task, pid_tgid, cred, targ_ns, cap, opts, ret, method, has_opts, btf, &cs, override,
+				now->key.cgroup_id, ctx_seq))
+			return 0;
+		class = args_class; /* no room to wait: the call's arguments decide, counted */
+		if (hidden(class)) {
+			if (class < CLASS_COUNT)
+				st->hidden[class]++;
+			return 0;
+		}
+	}
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
 		st->lost++;

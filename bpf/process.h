@@ -92,7 +92,7 @@ static __always_inline void *reserve_proc(__u64 size)
  * copy); anything else, and any exec of a clone (the container's command), ends
  * the mark. Returns the mark, 0 none.
  */
-static __always_inline __u8 mark_runtime_exec(__u32 tgid, __u64 leader_start, struct file *exe, bool unlinked,
+static __always_inline __u8 mark_runtime_exec(struct task_struct *task, __u32 tgid, struct file *exe, bool unlinked,
 					      __u8 *handoff)
 {
 	struct exe_key k = {};
@@ -101,7 +101,7 @@ static __always_inline __u8 mark_runtime_exec(__u32 tgid, __u64 leader_start, st
 	__u64 *size;
 
 	*handoff = 0;
-	was = mark_of(tgid, leader_start);
+	was = mark_of(tgid, task);
 	if (!was) {
 		bpf_map_delete_elem(&runtime_tasks, &tgid); /* a stale entry: another process's */
 		return 0;
@@ -121,7 +121,7 @@ static __always_inline __u8 mark_runtime_exec(__u32 tgid, __u64 leader_start, st
 			mark = was | MARK_CLONE;
 	}
 	if (mark) {
-		set_mark(tgid, leader_start, mark);
+		set_mark(tgid, BPF_CORE_READ(task, group_leader, start_boottime), mark);
 	} else {
 		/* A runtime (not the server) ran a program of no runtime: it handed over. */
 		*handoff = !server;
@@ -153,8 +153,7 @@ static __always_inline int on_exec(struct task_struct *task, struct linux_binprm
 	exe = BPF_CORE_READ(task, mm, exe_file);
 	exe_dentry = BPF_CORE_READ(exe, f_path.dentry);
 	unlinked = BPF_CORE_READ(exe_dentry, d_hash.pprev) == 0;
-	runtime = mark_runtime_exec(BPF_CORE_READ(task, tgid), BPF_CORE_READ(task, group_leader, start_boottime), exe,
-				    unlinked, &handoff);
+	runtime = mark_runtime_exec(task, BPF_CORE_READ(task, tgid), exe, unlinked, &handoff);
 	ev = reserve_proc(sizeof(*ev));
 	if (!ev)
 		return 0;
@@ -210,7 +209,7 @@ static __always_inline int on_fork(struct task_struct *parent, struct task_struc
 		return 0;
 	ptgid = BPF_CORE_READ(parent, tgid);
 	tgid = BPF_CORE_READ(child, tgid);
-	mark = mark_of(ptgid, BPF_CORE_READ(parent, group_leader, start_boottime));
+	mark = mark_of(ptgid, parent);
 	if (mark)
 		set_mark(tgid, BPF_CORE_READ(child, start_boottime), mark);
 	else

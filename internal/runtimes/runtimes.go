@@ -129,7 +129,7 @@ func Paths(bins []Binary) []string {
 // proc is what Marks reads of one running process.
 type proc struct {
 	ppid     uint32
-	uid      uint32    // real uid
+	uid      uint32    // real uid, read only for shims
 	start    uint64    // clock ticks since boot: a mark holds only for this process
 	id       [2]uint64 // kernel dev, inode of its executable
 	size     int64
@@ -308,11 +308,7 @@ func readProcs(withArgs func(id [2]uint64) bool) map[uint32]proc {
 		if p.ppid, p.start = ps.PPid, ps.StartTicks; !ok || (p.ppid == 0 && pid != 1) {
 			continue
 		}
-		if uid, ok := procfs.RealUID(dir); ok {
-			p.uid = uid
-		} else {
-			p.uid = ^uint32(0) // unknown: never root's
-		}
+		p.uid = ^uint32(0) // read below only for shims: unknown, never root's
 		var st unix.Stat_t
 		if unix.Stat(dir+"/exe", &st) == nil {
 			p.id, p.size = [2]uint64{uint64(KernelDev(st.Dev)), st.Ino}, st.Size
@@ -320,6 +316,9 @@ func readProcs(withArgs func(id [2]uint64) bool) map[uint32]proc {
 			p.unlinked = strings.HasSuffix(link, " (deleted)")
 		}
 		if withArgs(p.id) {
+			if uid, ok := procfs.RealUID(dir); ok {
+				p.uid = uid
+			}
 			if b, err := os.ReadFile(dir + "/cmdline"); err == nil {
 				p.args = strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
 			}
