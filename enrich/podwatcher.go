@@ -77,8 +77,8 @@ func cgroupsOf(infos []*Info) map[uint64]*Info {
 		if in.HostPID == 0 {
 			continue
 		}
-		if id, err := in.CgroupID(); err == nil {
-			byID[id] = in
+		if in.CgroupV2 != 0 { // found at its lookup
+			byID[in.CgroupV2] = in
 		}
 	}
 	return byID

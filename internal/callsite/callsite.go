@@ -234,13 +234,7 @@ func (t *Table) Ranges() ([]Range, error) {
 		if !ok || t.addrs[i] < t.TextStart || t.addrs[i] >= t.TextEnd {
 			continue
 		}
-		end := t.TextEnd
-		for j := i + 1; j < len(t.addrs); j++ {
-			if t.addrs[j] > t.addrs[i] {
-				end = t.addrs[j]
-				break
-			}
-		}
+		end := t.end(i, t.TextEnd)
 		if n := len(rs); n > 0 && rs[n-1].Kind == k && rs[n-1].End == t.addrs[i] {
 			rs[n-1].End = end
 			continue
@@ -265,6 +259,17 @@ func hasPlumbing(rs []Range) bool {
 	return false
 }
 
+// end is where symbol i's function ends: where the next text symbol at a
+// higher address begins, else last.
+func (t *Table) end(i int, last uint64) uint64 {
+	for j := i + 1; j < len(t.addrs); j++ {
+		if t.addrs[j] > t.addrs[i] {
+			return t.addrs[j]
+		}
+	}
+	return last
+}
+
 // OverlayRanges are overlayfs's functions (ovl_*, in the kernel or its
 // overlay module), as sorted [Start, End) ranges, adjacent ones merged: a
 // check under borrowed credentials with one of them on the stack is
@@ -276,13 +281,7 @@ func (t *Table) OverlayRanges() []Range {
 		if !strings.HasPrefix(name, "ovl_") {
 			continue
 		}
-		end := t.addrs[i] + 1
-		for j := i + 1; j < len(t.addrs); j++ {
-			if t.addrs[j] > t.addrs[i] {
-				end = t.addrs[j]
-				break
-			}
-		}
+		end := t.end(i, t.addrs[i]+1)
 		if n := len(rs); n > 0 && rs[n-1].End >= t.addrs[i] {
 			rs[n-1].End = max(rs[n-1].End, end)
 			continue

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -137,7 +138,7 @@ func RaiseInheritableRacing(n int) (raised int, err error) {
 				return
 			default:
 			}
-			atomicStore(flip, (i&1)*chown)
+			atomic.StoreUint32(flip, (i&1)*chown)
 		}
 	}()
 	defer func() { close(stop); <-done }()
@@ -161,6 +162,3 @@ func RaiseInheritableRacing(n int) (raised int, err error) {
 	}
 	return raised, nil
 }
-
-//go:noinline
-func atomicStore(p *uint32, v uint32) { *(*uint32)(unsafe.Pointer(p)) = v }

@@ -43,20 +43,28 @@ func parseStat(b []byte) (Stat, bool) {
 	return Stat{PPid: uint32(ppid), StartTicks: ticks}, true
 }
 
+// statusField is the value of field ("Uid", "CapInh") in a /proc status
+// file; false when the file cannot be read or lacks it.
+func statusField(path, field string) (string, bool) {
+	status, err := os.ReadFile(path)
+	if err != nil {
+		return "", false
+	}
+	for line := range strings.SplitSeq(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			return strings.TrimSpace(rest), true
+		}
+	}
+	return "", false
+}
+
 // RealUID is the real uid of dir's process (dir: /proc/PID), from its status;
 // false when it cannot be read.
 func RealUID(dir string) (uint32, bool) {
-	status, err := os.ReadFile(dir + "/status")
-	if err != nil {
-		return 0, false
-	}
-	for line := range strings.SplitSeq(string(status), "\n") {
-		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
-			if f := strings.Fields(rest); len(f) > 0 {
-				if v, err := strconv.ParseUint(f[0], 10, 32); err == nil {
-					return uint32(v), true
-				}
-			}
+	v, ok := statusField(dir+"/status", "Uid")
+	if f := strings.Fields(v); ok && len(f) > 0 {
+		if uid, err := strconv.ParseUint(f[0], 10, 32); err == nil {
+			return uint32(uid), true
 		}
 	}
 	return 0, false
@@ -65,15 +73,10 @@ func RealUID(dir string) (uint32, bool) {
 // CapInh is the inheritable set of thread tid of process tgid, from its
 // status; false when the thread is gone.
 func CapInh(tgid, tid uint32) (uint64, bool) {
-	status, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(tgid), 10) + "/task/" + strconv.FormatUint(uint64(tid), 10) + "/status")
-	if err != nil {
+	v, ok := statusField("/proc/"+strconv.FormatUint(uint64(tgid), 10)+"/task/"+strconv.FormatUint(uint64(tid), 10)+"/status", "CapInh")
+	if !ok {
 		return 0, false
 	}
-	for line := range strings.SplitSeq(string(status), "\n") {
-		if rest, ok := strings.CutPrefix(line, "CapInh:"); ok {
-			v, err := strconv.ParseUint(strings.TrimSpace(rest), 16, 64)
-			return v, err == nil
-		}
-	}
-	return 0, false
+	inh, err := strconv.ParseUint(v, 16, 64)
+	return inh, err == nil
 }
