@@ -414,6 +414,16 @@ static __always_inline bool hidden(__u8 class)
 	return cfg.hide_classes & (1 << class);
 }
 
+/* Counts a check of a hidden class instead of sending it; false when it is shown. */
+static __always_inline bool hide(struct check_stats *st, __u8 class)
+{
+	if (!hidden(class))
+		return false;
+	if (st && class < CLASS_COUNT)
+		st->hidden[class]++;
+	return true;
+}
+
 /* The current task's user registers (its syscall's number and arguments); to be probe-read. */
 static __always_inline struct pt_regs *user_regs(struct task_struct *task)
 {
@@ -637,16 +647,16 @@ static __always_inline void resolve_capset(__u32 tid, struct task_struct *task)
 	inh = read_cap_probe(&((const struct cred *)BPF_CORE_READ(task, cred))->cap_inheritable);
 	class = (inh & ~p->old_sets) ? CLASS_NEED : CLASS_PROBE;
 	st = stats_here();
-	if (hidden(class)) {
-		if (st)
-			st->hidden[class]++;
-	} else if ((ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0))) {
-		__builtin_memcpy(ev, &p->ev, sizeof(*ev));
-		ev->class = class;
-		ev->site_probe = class == CLASS_PROBE;
-		submit(ev, sizeof(*ev));
-	} else if (st) {
-		st->lost++;
+	if (!hide(st, class)) {
+		ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+		if (ev) {
+			__builtin_memcpy(ev, &p->ev, sizeof(*ev));
+			ev->class = class;
+			ev->site_probe = class == CLASS_PROBE;
+			submit(ev, sizeof(*ev));
+		} else if (st) {
+			st->lost++;
+		}
 	}
 	bpf_map_delete_elem(&capsets_pending, &tid);
 }
@@ -800,10 +810,8 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 		now->runtime = runtime_task(task, pid_tgid >> 32);
 	else
 		load_context(now, task, cred, pid_tgid, &tid, btf);
-	if (now->runtime && hidden(CLASS_RUNTIME)) {
-		st->hidden[CLASS_RUNTIME]++;
+	if (now->runtime && hide(st, CLASS_RUNTIME))
 		return 0;
-	}
 	if (site)
 		cs = *site;
 	else if (cfg.classify_sites)
@@ -825,16 +833,11 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 		args_class = class;
 		class = CLASS_NEED; /* not hidden before it is decided */
 	}
-	if (hidden(class)) {
-		if (class < CLASS_COUNT)
-			st->hidden[class]++;
+	if (hide(st, class))
 		return 0;
-	}
-	if (cfg.aggregate && !pending) {
-		if (aggregated(st, task, cred, targ_ns, cap, opts, ret, has_opts, btf, class, override))
+	if (cfg.aggregate) { /* a capset check waiting for its outcome is sent whole */
+		if (!pending && aggregated(st, task, cred, targ_ns, cap, opts, ret, has_opts, btf, class, override))
 			return 0;
-		load_context(now, task, cred, pid_tgid, &tid, btf);
-	} else if (cfg.aggregate) {
 		load_context(now, task, cred, pid_tgid, &tid, btf);
 	}
 	ctx_seq = now->changed ? send_context(st, task, pid_tgid, cred, btf, now) : now->seq;
@@ -847,11 +850,8 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 				now->key.cgroup_id, ctx_seq))
 			return 0;
 		class = args_class; /* no room to wait: the call's arguments decide, counted */
-		if (hidden(class)) {
-			if (class < CLASS_COUNT)
-				st->hidden[class]++;
+		if (hide(st, class))
 			return 0;
-		}
 	}
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
