@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -14,52 +15,72 @@ import (
 // Version is capsrec's version; a release build sets it with -ldflags -X.
 var Version = "dev"
 
-// hoistGlobalFlags moves global flags found after the subcommand to before it
-// (capsrec record -r SOCK, as kubectl and crictl users write it): urfave/cli
-// knows them only there. globals are the app's own flags.
-func hoistGlobalFlags(args []string, commands []*cli.Command, globals []cli.Flag) []string {
-	takesValue := FlagValues(globals)
-	isGlobal := func(a string) (name string, value, ok bool) {
-		name, _, hasValue := strings.Cut(a, "=")
-		v, ok := takesValue[name]
-		return name, v && !hasValue, ok
-	}
+// arrangeArgs puts a command line in the order urfave/cli reads, whatever
+// order people type it in: global flags found after the subcommand go before
+// it (capsrec record -r SOCK), and the subcommand's flags before its arguments
+// (capsrec profile rec.json -o yaml), which follow a "--". Everything after a
+// "--" the user wrote stays an argument (capsrec record -- sh -c 'id -u').
+// globals are the app's own flags.
+func arrangeArgs(args []string, commands []*cli.Command, globals []cli.Flag) []string {
+	globalTakes := FlagValues(globals)
 	sub := -1
 	for i := 1; i < len(args) && sub < 0; i++ {
+		if args[i] == "--" {
+			return args
+		}
 		for _, c := range commands {
-			if args[i] == c.Name {
+			if c.HasName(args[i]) {
 				sub = i
 			}
 		}
-		if _, value, ok := isGlobal(args[i]); ok && value {
+		name, _, hasValue := strings.Cut(args[i], "=")
+		if globalTakes[name] && !hasValue {
 			i++ // a global flag before the subcommand: skip its value
 		}
 	}
 	if sub < 0 {
 		return args
 	}
-	var hoisted, rest []string
+	var cmd *cli.Command
+	for _, c := range commands {
+		if c.HasName(args[sub]) {
+			cmd = c
+		}
+	}
+	cmdTakes := FlagValues(cmd.Flags)
+	var hoisted, flags, positional []string
 	for i := sub + 1; i < len(args); i++ {
 		a := args[i]
-		if a == "--" {
-			rest = append(rest, args[i:]...)
-			break
-		}
-		_, value, ok := isGlobal(a)
-		if !ok {
-			rest = append(rest, a)
-			continue
-		}
-		hoisted = append(hoisted, a)
-		if value && i+1 < len(args) {
-			hoisted = append(hoisted, args[i+1])
-			i++
+		name, _, hasValue := strings.Cut(a, "=")
+		switch {
+		case a == "--":
+			positional = append(positional, args[i+1:]...)
+			i = len(args)
+		case !strings.HasPrefix(a, "-") || a == "-":
+			positional = append(positional, a)
+		default:
+			_, isCmd := cmdTakes[name]
+			takes, isGlobal := globalTakes[name]
+			dest := &flags
+			if isGlobal && !isCmd {
+				dest = &hoisted
+			} else {
+				takes = cmdTakes[name]
+			}
+			*dest = append(*dest, a)
+			if takes && !hasValue && i+1 < len(args) {
+				*dest = append(*dest, args[i+1])
+				i++
+			}
 		}
 	}
 	out := append([]string{}, args[:sub]...)
-	out = append(out, hoisted...)
-	out = append(out, args[sub])
-	return append(out, rest...)
+	out = append(append(out, hoisted...), args[sub])
+	out = append(out, flags...)
+	if len(positional) > 0 {
+		out = append(append(out, "--"), positional...)
+	}
+	return out
 }
 
 // FlagValues maps each flag's spellings ("-r", "--btf") to whether a value follows it.
@@ -85,42 +106,7 @@ func FlagValues(flags []cli.Flag) map[string]bool {
 // them (kubectl capsrec record xwing -o json): urfave/cli stops reading flags
 // at the first argument.
 func FlagsFirst(args []string, commands []*cli.Command) []string {
-	if len(args) < 2 {
-		return args
-	}
-	var cmd *cli.Command
-	for _, c := range commands {
-		if c.HasName(args[1]) {
-			cmd = c
-		}
-	}
-	if cmd == nil {
-		return args
-	}
-	takesValue := FlagValues(cmd.Flags)
-	flags, positional := []string{}, []string{}
-	for i := 2; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "--":
-			positional = append(positional, args[i+1:]...)
-			i = len(args)
-		case strings.HasPrefix(a, "-") && a != "-":
-			flags = append(flags, a)
-			name, _, hasValue := strings.Cut(a, "=")
-			if takesValue[name] && !hasValue && i+1 < len(args) {
-				flags = append(flags, args[i+1])
-				i++
-			}
-		default:
-			positional = append(positional, a)
-		}
-	}
-	out := append(append([]string{}, args[:2]...), flags...)
-	if len(positional) > 0 {
-		out = append(append(out, "--"), positional...)
-	}
-	return out
+	return arrangeArgs(args, commands, nil)
 }
 
 // Run runs capsrec with args (os.Args).
@@ -156,7 +142,11 @@ func Run(args []string) error {
 		OnUsageError:   UsageError,
 	}
 	UsageErrorsOnOneLine(commands)
-	return app.Run(hoistGlobalFlags(args, commands, app.Flags))
+	FitHelp(commands, app.Flags)
+	if err := UnknownCommand(args, commands, app.Flags); err != nil {
+		return err
+	}
+	return app.Run(arrangeArgs(args, commands, app.Flags))
 }
 
 // UsageError is a flag or argument error: one line, never the whole usage.
@@ -165,12 +155,105 @@ func UsageError(_ *cli.Context, err error, _ bool) error {
 }
 
 // UsageErrorsOnOneLine gives every command UsageError: urfave/cli prints a
-// command's usage for a bad flag unless the command says otherwise.
+// command's usage for a bad flag unless the command says otherwise. A flag
+// that is not defined gets the closest one that is (--caps: did you mean --cap?).
 func UsageErrorsOnOneLine(commands []*cli.Command) {
 	for _, c := range commands {
-		c.OnUsageError = UsageError
+		flags := c.Flags
+		c.OnUsageError = func(ctx *cli.Context, err error, sub bool) error {
+			const undefined = "flag provided but not defined: -"
+			if name, ok := strings.CutPrefix(err.Error(), undefined); ok {
+				var names []string
+				for _, f := range flags {
+					names = append(names, f.Names()...)
+				}
+				if near := closest(strings.TrimLeft(name, "-"), names); near != "" {
+					return fmt.Errorf("%w; did you mean %s?", err, dashed(near))
+				}
+			}
+			return UsageError(ctx, err, sub)
+		}
 		UsageErrorsOnOneLine(c.Subcommands)
 	}
+}
+
+// UnknownCommand says what a first argument that names no command may have
+// meant (capsrec recrod), instead of urfave/cli's "No help topic".
+func UnknownCommand(args []string, commands []*cli.Command, globals []cli.Flag) error {
+	takes := FlagValues(globals)
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		if strings.HasPrefix(a, "-") {
+			if name, _, hasValue := strings.Cut(a, "="); takes[name] && !hasValue {
+				i++
+			}
+			continue
+		}
+		var names []string
+		for _, c := range commands {
+			if c.HasName(a) {
+				return nil
+			}
+			names = append(names, c.Name)
+		}
+		if a == "help" {
+			return nil
+		}
+		msg := fmt.Sprintf("%q is not a command (commands: %s)", a, strings.Join(names, ", "))
+		if near := closest(a, names); near != "" {
+			msg = fmt.Sprintf("%q is not a command: did you mean %s?", a, near)
+		}
+		return errors.New(msg)
+	}
+	return nil
+}
+
+// closest is the name within two edits of word, or one that word begins
+// (--caps for --cap); empty when none is that close.
+func closest(word string, names []string) string {
+	best, bestD := "", 3
+	for _, n := range names {
+		d := editDistance(word, n)
+		if len(n) > 1 && strings.HasPrefix(word, n) {
+			d = min(d, 1)
+		}
+		if d < bestD {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+// editDistance is Levenshtein's, with a swap of neighbours as one edit.
+func editDistance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
+}
+
+func dashed(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
 }
 
 func nodeName(c *cli.Context) string {

@@ -41,7 +41,7 @@ var nodePodFlags = []cli.Flag{
 	&cli.StringFlag{Name: "node-pod-namespace", Usage: "where the recorder pods run; its pod security must admit hostPID pods with the BPF capabilities (default: the recorded pod's namespace)"},
 	&cli.StringFlag{Name: "runtime-endpoint", Usage: "the node's CRI socket (default: read from the kubelet's configuration)"},
 	&cli.DurationFlag{Name: "ready-timeout", Value: 2 * time.Minute, Usage: "how long a recorder pod may take to run"},
-	&cli.DurationFlag{Name: "pod-deadline", Usage: "the recorder pod ends after this long even if kubectl capsrec is killed (default: --duration plus 5m, or 24h)"},
+	&cli.DurationFlag{Name: "pod-deadline", Usage: "the recorder pod ends after this long even if kubectl capsrec is killed", DefaultText: "--duration + --ready-timeout + 5m; 24h without --duration"},
 }
 
 // Run runs the kubectl plugin with args (os.Args).
@@ -56,7 +56,12 @@ func Run(args []string) error {
 		OnUsageError:    capsrec.UsageError,
 	}
 	capsrec.UsageErrorsOnOneLine(app.Commands)
-	return app.Run(capsrec.FlagsFirst(sinkKubeFlags(args, app.Commands), app.Commands))
+	capsrec.FitHelp(app.Commands, kubeFlags)
+	args = sinkKubeFlags(args, app.Commands)
+	if err := capsrec.UnknownCommand(args, app.Commands, kubeFlags); err != nil {
+		return err
+	}
+	return app.Run(capsrec.FlagsFirst(args, app.Commands))
 }
 
 // sinkKubeFlags moves kubectl's flags written before the subcommand
