@@ -482,7 +482,7 @@ func runRecordFloor(n int) (*result, error) {
 	return res, nil
 }
 
-var summaryRE = regexp.MustCompile(`(\d+) checks seen, (?:\d+ sent whole, )?(\d+) (?:printed|aggregated), (\d+) filtered, (\d+) lost`)
+var summaryRE = regexp.MustCompile(`(\d+) checks? seen, (?:\d+ sent whole, )?(\d+) (?:printed|aggregated), (\d+) filtered, (\d+) lost`)
 
 func runCapsrec(bin, self string, n, rate int, args ...string) (*result, error) {
 	dir, err := os.MkdirTemp("", "capsrec-bench-ready-")

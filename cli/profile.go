@@ -11,7 +11,9 @@ import (
 
 	"github.com/capsrec/capsrec/bpf"
 	"github.com/capsrec/capsrec/enrich"
+	"github.com/capsrec/capsrec/internal/english"
 	"github.com/capsrec/capsrec/internal/readyfile"
+	"github.com/capsrec/capsrec/internal/termwidth"
 	"github.com/capsrec/capsrec/internal/textsafe"
 	"github.com/capsrec/capsrec/output"
 	"github.com/capsrec/capsrec/profile"
@@ -27,15 +29,16 @@ var profileCommand = &cli.Command{
    capsrec profile node1.json node2.json.gz
    capsrec profile -o yaml --namespace prod events.json
    tetra getevents -o json | capsrec profile -
-   capsrec profile --check deploy.yaml events.json    # exit 1 when they differ`,
+   capsrec profile --check deploy.yaml events.json    # exit 1 when they differ, 2 undecided`,
 	Flags: []cli.Flag{
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table, yaml (a securityContext per container), json, docker (--cap-drop/--cap-add) or systemd (host binaries)"},
 		&cli.StringFlag{Name: "color", Value: "auto", Usage: "auto, always or never"},
+		WideFlag,
 		&cli.StringSliceFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "only pods in this namespace (glob); repeatable"},
 		&cli.StringSliceFlag{Name: "pod", Usage: "only this pod (glob); repeatable"},
 		&cli.StringSliceFlag{Name: "container", Usage: "only this container (glob); repeatable"},
 		&cli.BoolFlag{Name: "skip-invalid", Usage: "count malformed lines and go on, instead of stopping at the first"},
-		&cli.StringFlag{Name: "check", Usage: "compare a workload manifest (YAML) with the profile; exit 1 when they differ, or when the profile is partial"},
+		CheckFlag,
 		AllowPartialFlag,
 		&cli.BoolFlag{Name: "live", Usage: "profile this node's checks as they happen, counted in the kernel (busy nodes); needs root"},
 		runtimeBinaryFlag,
@@ -52,7 +55,7 @@ func runProfile(c *cli.Context) error {
 	if err := profile.CheckFormat(format); err != nil {
 		return err
 	}
-	colored, err := output.ColorFor(c.String("color"), os.Stdout)
+	style, err := StyleFor(c, os.Stdout)
 	if err != nil {
 		return err
 	}
@@ -64,7 +67,7 @@ func runProfile(c *cli.Context) error {
 		if c.String("check") != "" {
 			return errors.New("--check compares recorded files, not a --live session")
 		}
-		return runLive(c, format, colored, subjects)
+		return runLive(c, format, style, subjects)
 	}
 	for _, live := range []string{"interval", "duration"} {
 		if c.IsSet(live) {
@@ -79,22 +82,47 @@ func runProfile(c *cli.Context) error {
 		files = []string{"-"}
 	}
 	p, err := profile.ReadFiles(files, os.Stdin, profile.ReadOptions{SkipInvalid: c.Bool("skip-invalid"), Filter: subjects})
+	manifest := c.String("check")
+	if err != nil && manifest != "" {
+		return cli.Exit(err, ExitUndecided)
+	}
 	if err != nil {
 		return err
 	}
-	if manifest := c.String("check"); manifest != "" {
-		differ, err := CheckManifest(c, manifest, p)
-		if err == nil && differ {
-			err = cli.Exit("", 1)
-		}
-		return err
+	if manifest != "" {
+		return CheckManifest(c, manifest, p)
 	}
 	if p.Skipped > 0 {
-		fmt.Fprintf(c.App.ErrWriter, "capsrec: skipped %d malformed lines\n", p.Skipped)
+		fmt.Fprintf(c.App.ErrWriter, "capsrec: skipped %s\n", english.Count(p.Skipped, "malformed line"))
 	}
 	WarnPartial(c, "capsrec", p)
-	return profile.Write(c.App.Writer, p, format, colored)
+	return profile.Write(c.App.Writer, p, format, style)
 }
+
+// StyleFor is how a table on f is shown: colored by --color, within f's
+// width unless --wide (a pipe's tables keep profile.TableWidth).
+func StyleFor(c *cli.Context, f *os.File) (profile.Style, error) {
+	colored, err := output.ColorFor(c.String("color"), f)
+	if err != nil {
+		return profile.Style{}, err
+	}
+	st := profile.Style{Colored: colored}
+	if !c.Bool("wide") {
+		st.Width = termwidth.Of(f)
+	}
+	return st, nil
+}
+
+// stderrWidth is where messages on stderr wrap: its terminal's width, else the table's.
+func stderrWidth() int {
+	if w := termwidth.Of(os.Stderr); w > 0 {
+		return w
+	}
+	return profile.TableWidth
+}
+
+// CheckFlag is --check, of profile here and through kubectl.
+var CheckFlag = &cli.StringFlag{Name: "check", Usage: "compare the workloads of a manifest (YAML: many documents, Lists, CronJobs too) with the profile; exit 1 when they differ, 2 when it cannot decide (a partial profile, an unreadable input)"}
 
 // AllowPartialFlag is --allow-partial, of profile --check here and through kubectl.
 var AllowPartialFlag = &cli.BoolFlag{Name: "allow-partial", Usage: "with --check: pass a profile that did not see every container start, or lost records"}
@@ -109,44 +137,61 @@ func WarnPartial(c *cli.Context, who string, p *profile.Profile) bool {
 		}
 		partial = true
 		if sp.Subject.IsContainer() && !sp.Coverage().StartObserved {
-			profile.Wrap(c.App.ErrWriter, who+":", "  ", sp.Subject.Short()+": "+profile.StartNotObserved, profile.TableWidth)
+			profile.Wrap(c.App.ErrWriter, who+":", "  ", sp.Subject.Short()+": "+profile.StartNotObserved, stderrWidth())
 		}
 	}
 	switch r := p.Recorded; {
 	case p.Len() == 0:
 	case r.Sessions == 0:
-		fmt.Fprintf(c.App.ErrWriter, "%s: the input says nothing of losses (no capsrec summary): the profile may be partial\n", who)
+		profile.Wrap(c.App.ErrWriter, who+":", "  ", "the input says nothing of losses (no capsrec summary): the profile may be partial", stderrWidth())
 	case r.Lost > 0:
-		fmt.Fprintf(c.App.ErrWriter, "%s: the recordings lost %d records: the profile is partial\n", who, r.Lost)
+		profile.Wrap(c.App.ErrWriter, who+":", "  ", "the recordings lost "+english.Count(r.Lost, "record")+": the profile is partial", stderrWidth())
 	}
 	return partial
 }
 
+// --check's exit codes: the manifest differs from the profile, or capsrec
+// could not decide (the manifest or recordings unreadable, the profile partial).
+const (
+	ExitDiffers   = 1
+	ExitUndecided = 2
+)
+
 // CheckManifest prints where a workload manifest and the profile differ, or
-// that they agree; a partial profile differs unless --allow-partial.
-func CheckManifest(c *cli.Context, manifest string, p *profile.Profile) (differ bool, err error) {
-	findings, err := profile.CheckManifest(manifest, p)
+// that they agree, and returns the exit: nil when they agree, ExitDiffers, or
+// ExitUndecided (a partial profile without --allow-partial, unless a
+// difference holds whatever it missed; a manifest it cannot read).
+func CheckManifest(c *cli.Context, manifest string, p *profile.Profile) error {
+	check, err := profile.CheckManifest(manifest, p)
 	if err != nil {
-		return false, err
+		return cli.Exit(err, ExitUndecided)
 	}
-	for _, f := range findings {
+	definite := false
+	for _, f := range check.Findings {
 		fmt.Fprintln(c.App.Writer, textsafe.Visible(f.String()))
+		definite = definite || f.Definite
+	}
+	if ignored := check.IgnoredText(); ignored != "" {
+		fmt.Fprintf(c.App.ErrWriter, "capsrec: --check compared %s and passed over what is no workload: %s\n", english.Count(check.Workloads, "workload"), ignored)
 	}
 	partial := WarnPartial(c, "capsrec", p)
-	if partial && !c.Bool("allow-partial") {
-		fmt.Fprintln(c.App.Writer, "the profile is partial (see above): it may lack needs; --allow-partial passes it")
-		return true, nil
+	switch {
+	case definite:
+		return cli.Exit("", ExitDiffers)
+	case partial && !c.Bool("allow-partial"):
+		fmt.Fprintln(c.App.Writer, "the profile is partial (see above): it may lack needs, so it cannot decide; --allow-partial passes it")
+		return cli.Exit("", ExitUndecided)
+	case len(check.Findings) > 0:
+		return cli.Exit("", ExitDiffers)
 	}
-	if len(findings) == 0 {
-		fmt.Fprintln(c.App.Writer, "the manifest grants what the profile needs, and no more")
-	}
-	return len(findings) > 0, nil
+	fmt.Fprintln(c.App.Writer, "the manifest grants what the profile needs, and no more")
+	return nil
 }
 
 // runLive is profile --live: the kernel counts checks per (cgroup, executable,
 // capability, verdict, audit, override_creds) and sends only each key's first,
 // so a long session on a busy node costs little.
-func runLive(c *cli.Context, format string, colored bool, subjects profile.Filter) error {
+func runLive(c *cli.Context, format string, style profile.Style, subjects profile.Filter) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("--live records from the kernel: it takes no files, got %q", c.Args().First())
 	}
@@ -200,11 +245,11 @@ func runLive(c *cli.Context, format string, colored bool, subjects profile.Filte
 		if !final {
 			fmt.Fprintf(c.App.Writer, "--- %s\n", time.Now().UTC().Format(time.RFC3339))
 		}
-		if err := profile.Write(c.App.Writer, p, format, colored); err != nil {
+		if err := profile.Write(c.App.Writer, p, format, style); err != nil {
 			return err
 		}
 		if unattributed > 0 {
-			fmt.Fprintf(c.App.ErrWriter, "capsrec: %d checks whose first event was lost are not in the profile\n", unattributed)
+			fmt.Fprintf(c.App.ErrWriter, "capsrec: %s whose first event was lost not in the profile\n", english.Count(unattributed, "check"))
 		}
 		return nil
 	}
@@ -241,7 +286,7 @@ func runLive(c *cli.Context, format string, colored bool, subjects profile.Filte
 // once the aggregation map is full.
 func liveSummary(st bpf.Stats) string {
 	whole := int64(st.Seen) - int64(st.Aggregated+st.Filtered+st.Lost)
-	s := fmt.Sprintf("capsrec: %d checks seen, %d sent whole, %d aggregated, %d filtered, %d lost", st.Seen, max(whole, 0), st.Aggregated, st.Filtered, st.Lost)
+	s := fmt.Sprintf("capsrec: %s seen, %d sent whole, %d aggregated, %d filtered, %d lost", english.Count(st.Seen, "check"), max(whole, 0), st.Aggregated, st.Filtered, st.Lost)
 	if st.AggFull > 0 {
 		s += fmt.Sprintf(" (%d sent whole because the aggregation map was full)", st.AggFull)
 	}

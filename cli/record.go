@@ -19,8 +19,10 @@ import (
 	"github.com/capsrec/capsrec/enrich"
 	"github.com/capsrec/capsrec/filter"
 	"github.com/capsrec/capsrec/internal/boundedfile"
+	"github.com/capsrec/capsrec/internal/english"
 	"github.com/capsrec/capsrec/internal/nodepod"
 	"github.com/capsrec/capsrec/internal/readyfile"
+	"github.com/capsrec/capsrec/internal/termwidth"
 	"github.com/capsrec/capsrec/output"
 	"github.com/capsrec/capsrec/profile"
 	"github.com/capsrec/capsrec/recorder"
@@ -32,11 +34,12 @@ var recordCommand = &cli.Command{
 	UsageText: `capsrec record [flags]
 
    sudo capsrec record --cap syslog --denied
-   sudo capsrec record -o json | jq 'select(.process_kprobe.return.int_arg < 0)'
+   sudo capsrec record -o json | jq 'select((.process_kprobe.return.int_arg // 0) < 0)'
    sudo capsrec record --binary dmesg --unique --duration 30s`,
 	Flags: []cli.Flag{
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: output.FormatCompact, Usage: "compact (one colored line per check) or json (Tetragon's process_kprobe events, one per line)"},
 		&cli.StringFlag{Name: "color", Value: "auto", Usage: "auto, always or never; auto colors a terminal unless NO_COLOR is set"},
+		WideFlag,
 		&cli.StringFlag{Name: "attach", Value: string(bpf.MethodAuto), Usage: "auto, tracepoint, fexit or kprobe; auto takes the first that works, in that order"},
 		&cli.IntSliceFlag{Name: "pid", Usage: "only checks of this process (thread group id); repeatable"},
 		&cli.StringFlag{Name: "comm", Usage: "only checks of tasks with this comm (the kernel's 15-character name)"},
@@ -49,7 +52,9 @@ var recordCommand = &cli.Command{
 		&cli.IntFlag{Name: "count", Usage: "stop after printing this many checks; 0 means no limit"},
 		&cli.StringFlag{Name: "ready-file", Usage: "write this file once the hooks are attached (for scripts)"},
 		&cli.IntFlag{Name: "ring-buffer", Value: 1024, Usage: "ring buffer size in KiB, a power of two of at least 4; it costs twice its size in RSS (mapped twice), so 1048576 costs 2 GiB"},
-		&cli.BoolFlag{Name: "summary", Usage: "at exit, print the session's capability profile on stderr", DefaultText: "when stderr is a terminal"},
+		&cli.BoolFlag{Name: "summary", Usage: "at exit, print the session's capability profile on stderr, a line per subject", DefaultText: "when stderr is a terminal"},
+		&cli.BoolFlag{Name: "no-summary", Usage: "at exit, print only the counts line"},
+		&cli.BoolFlag{Name: "full-summary", Usage: "at exit, print the session's whole profile table (capsrec profile's) on stderr"},
 		&cli.StringSliceFlag{Name: "pod", Usage: "only checks in this pod (name or glob); repeatable; filtered in the kernel"},
 		&cli.StringSliceFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "only pods in this namespace (name or glob); repeatable"},
 		&cli.StringSliceFlag{Name: "container", Usage: "only this container of the pods (name or glob); repeatable"},
@@ -60,6 +65,9 @@ var recordCommand = &cli.Command{
 	},
 	Action: runRecord,
 }
+
+// WideFlag keeps lines whole on a terminal, as they are on a pipe.
+var WideFlag = &cli.BoolFlag{Name: "wide", Usage: "on a terminal too, write every field whole, whatever its width (a pipe always gets whole lines)"}
 
 // recordStats are the user-space counts the summary line adds to the kernel's.
 type recordStats struct {
@@ -104,6 +112,7 @@ type recordPlan struct {
 	method       bpf.Method
 	format       string
 	colored, tty bool
+	width        int // stdout's columns; 0 for whole lines (a pipe, --wide)
 	count        int
 	duration     time.Duration
 	checks       *filter.Filter
@@ -169,6 +178,9 @@ func runRecord(c *cli.Context) error {
 	if nodepod.InPod() {
 		fmt.Fprintln(c.App.ErrWriter, nodepod.ReadyLine)
 	}
+	if plan.pods.Active() && !plan.pods.Host && len(plan.cfg.CgroupSet) == 0 {
+		fmt.Fprintln(c.App.ErrWriter, "capsrec: no running pod matches the pod filters yet: a pod that starts and matches is recorded from its start")
+	}
 	return record(c, plan, rec, enricher)
 }
 
@@ -195,6 +207,9 @@ func planRecord(c *cli.Context) (*recordPlan, error) {
 		return nil, err
 	}
 	p.tty = isatty.IsTerminal(os.Stdout.Fd())
+	if !c.Bool("wide") {
+		p.width = termwidth.Of(os.Stdout)
+	}
 	var err error
 	if p.colored, err = output.ColorFor(c.String("color"), os.Stdout); err != nil {
 		return nil, err
@@ -246,8 +261,15 @@ func planRecord(c *cli.Context) (*recordPlan, error) {
 		return nil, err
 	}
 	p.summary = isatty.IsTerminal(os.Stderr.Fd())
-	if c.IsSet("summary") {
+	switch {
+	case c.Bool("no-summary") && (c.Bool("summary") || c.Bool("full-summary")):
+		return nil, errors.New("--no-summary and --summary/--full-summary: choose one")
+	case c.IsSet("summary"):
 		p.summary = c.Bool("summary")
+	case c.Bool("full-summary"):
+		p.summary = true
+	case c.Bool("no-summary"):
+		p.summary = false
 	}
 	return p, nil
 }
@@ -260,10 +282,11 @@ func record(c *cli.Context, plan *recordPlan, rec *recording, enricher *enrich.E
 	if plan.format == output.FormatJSON {
 		w = output.NewJSON(out, nodeName(c), recorder.HostNamespaces())
 	} else {
+		compact := output.NewCompact(out, plan.colored, plan.width)
 		if plan.tty {
-			fmt.Fprintln(c.App.Writer, output.Header)
+			fmt.Fprintln(c.App.Writer, compact.Header())
 		}
-		w = output.NewCompact(out, plan.colored)
+		w = compact
 	}
 	var prof *profile.Profile
 	if plan.summary {
@@ -389,6 +412,9 @@ func report(c *cli.Context, rec *recording, st recordStats, prof *profile.Profil
 	if err != nil {
 		return err
 	}
+	if isatty.IsTerminal(os.Stderr.Fd()) {
+		fmt.Fprint(c.App.ErrWriter, "\r\033[K") // not after the ^C the terminal echoed
+	}
 	fmt.Fprintln(c.App.ErrWriter, summaryLine(kstats, st))
 	if kstats.WalkMismatch > 0 {
 		if what := rec.walkMismatch(); what != "" {
@@ -399,9 +425,16 @@ func report(c *cli.Context, rec *recording, st recordStats, prof *profile.Profil
 		return nil
 	}
 	prof.Session(rec.attached.UTC(), time.Now().UTC(), recordsLost(kstats))
+	style, err := StyleFor(c, os.Stderr)
+	if err != nil {
+		return err
+	}
+	if !c.Bool("full-summary") {
+		profile.WriteBrief(c.App.ErrWriter, prof, style.Width, "the whole table: --full-summary; none: --no-summary; to keep the checks: -o json > rec.json, then capsrec profile rec.json")
+		return nil
+	}
 	fmt.Fprintln(c.App.ErrWriter)
-	stderrColor, _ := output.ColorFor(c.String("color"), os.Stderr)
-	return profile.WriteTable(c.App.ErrWriter, prof, stderrColor)
+	return profile.WriteTable(c.App.ErrWriter, prof, style)
 }
 
 func summaryLine(k bpf.Stats, u recordStats) string {
@@ -411,7 +444,7 @@ func summaryLine(k bpf.Stats, u recordStats) string {
 		hidden += n
 	}
 	printed := u.printed - min(u.unwritten, u.printed)
-	s := fmt.Sprintf("capsrec: %d checks seen, %d printed, %d filtered, %d lost", k.Seen, printed, filtered, k.Lost)
+	s := fmt.Sprintf("capsrec: %s seen, %d printed, %d filtered, %d lost", english.Count(k.Seen, "check"), printed, filtered, k.Lost)
 	if u.unwritten > 0 {
 		s += fmt.Sprintf(", %d not written (%s)", u.unwritten, u.unwrittenWhy)
 	}

@@ -11,7 +11,10 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
+	"strings"
 
+	"github.com/capsrec/capsrec/internal/textsafe"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -52,6 +55,21 @@ type Client struct {
 	Server            string
 }
 
+// noKubeconfig says why no cluster is configured: client-go skips the files of
+// $KUBECONFIG that do not exist, so name them.
+func noKubeconfig() error {
+	var missing []string
+	for _, path := range filepath.SplitList(os.Getenv("KUBECONFIG")) {
+		if _, err := os.Stat(path); path != "" && err != nil {
+			missing = append(missing, path)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("no kubeconfig: KUBECONFIG names %s, which does not exist (or cannot be read)", textsafe.Visible(strings.Join(missing, ", ")))
+	}
+	return errors.New("no kubeconfig: set KUBECONFIG or pass --kubeconfig (as for kubectl)")
+}
+
 // Connect reads the kubeconfig as kubectl does (client-go's loading rules:
 // --kubeconfig, else $KUBECONFIG, else ~/.kube/config; --context; in-cluster)
 // and checks that the API server answers.
@@ -63,12 +81,12 @@ func Connect(ctx context.Context, f ClientFlags) (*Client, error) {
 	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
 	// client-go falls back to localhost:8080 with no configuration at all: say so instead.
 	if raw, err := cc.RawConfig(); err == nil && len(raw.Clusters) == 0 && os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
-		return nil, errors.New("no kubeconfig: set KUBECONFIG or pass --kubeconfig (as for kubectl)")
+		return nil, noKubeconfig()
 	}
 	cfg, err := cc.ClientConfig()
 	if err != nil {
 		if clientcmd.IsEmptyConfig(err) {
-			return nil, errors.New("no kubeconfig: set KUBECONFIG or pass --kubeconfig (as for kubectl)")
+			return nil, noKubeconfig()
 		}
 		return nil, fmt.Errorf("reading the kubeconfig: %w", err)
 	}

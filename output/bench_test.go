@@ -16,7 +16,7 @@ func BenchmarkJSON(b *testing.B) {
 }
 
 func BenchmarkCompact(b *testing.B) {
-	w := NewCompact(io.Discard, false)
+	w := NewCompact(io.Discard, false, 0)
 	c := sampleChecks()[0]
 	b.ReportAllocs()
 	for b.Loop() {

@@ -7,10 +7,13 @@ import (
 	"flag"
 	"io"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/internal/termwidth"
 	"github.com/capsrec/capsrec/internal/testutil"
 	"github.com/capsrec/capsrec/recorder"
 )
@@ -58,8 +61,8 @@ func sampleChecks() []*recorder.Check {
 func TestCompactGolden(t *testing.T) {
 	for _, colored := range []bool{false, true} {
 		var buf bytes.Buffer
-		w := NewCompact(&buf, colored)
-		w.timeLayout = "15:04:05.000000Z07:00" // the machine's zone must not matter
+		w := NewCompact(&buf, colored, 0)
+		w.layout.timeLayout = "15:04:05.000000Z07:00" // the machine's zone must not matter
 		for _, c := range sampleChecks() {
 			c.Time = c.Time.In(time.UTC)
 			if err := w.Write(c); err != nil {
@@ -159,7 +162,7 @@ func (w *wholeLines) Write(p []byte) (int, error) {
 // The writers below JSON and compact get whole lines only, so that output cut
 // short (a stalled reader at the stop) never ends in half a line.
 func TestWritersPassWholeLines(t *testing.T) {
-	for _, w := range []Writer{NewJSON(&wholeLines{t: t}, "node", hostNS), NewCompact(&wholeLines{t: t}, false)} {
+	for _, w := range []Writer{NewJSON(&wholeLines{t: t}, "node", hostNS), NewCompact(&wholeLines{t: t}, false, 0)} {
 		for i := range 5000 {
 			if err := w.Write(sampleChecks()[i%4]); err != nil {
 				t.Fatal(err)
@@ -183,7 +186,7 @@ func TestAsyncTakesChunksWhole(t *testing.T) {
 			if name == "json" {
 				w, want = NewJSON(a, "node", hostNS), NewJSON(&wantBuf, "node", hostNS)
 			} else {
-				w, want = NewCompact(a, false), NewCompact(&wantBuf, false)
+				w, want = NewCompact(a, false, 0), NewCompact(&wantBuf, false, 0)
 			}
 			const n = 20000 // many chunks, and more than the queue holds at once
 			for i := range n {
@@ -266,4 +269,61 @@ func TestJSONReusesOnlyWhatIsTheSame(t *testing.T) {
 			t.Fatalf("line %d:\n got %s\nwant %s", i, got[min(i, len(got)-1)], line)
 		}
 	}
+}
+
+// On a terminal every line fits its width, the header is never broken, and
+// the verdict column lines up with the header's, with and without color.
+func TestCompactFitsTheTerminal(t *testing.T) {
+	checks := sampleChecks()
+	long := *checks[1]
+	long.Container = &recorder.Container{Name: "redis", Pod: &recorder.Pod{Namespace: "default", Name: "redis-6886f88696-6jnf6"}}
+	long.Process = &recorder.Process{Tgid: 4194303, Binary: "/usr/bin/containerd-shim-runc-v2-" + strings.Repeat("日本", 20)}
+	long.Class, long.InSetID, long.Syscall = recorder.ClassUserNS, true, 227 // clock_settime
+	checks = append(checks, &long)
+	ansi := regexp.MustCompile("\x1b\\[[0-9;]*m")
+	for _, width := range []int{40, 80, 120, 160, 200} {
+		for _, colored := range []bool{false, true} {
+			var buf bytes.Buffer
+			w := NewCompact(&buf, colored, width)
+			for _, c := range checks {
+				if err := w.Write(c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			header := w.Header()
+			at := strings.Index(header, "VERDICT")
+			if termwidth.Width(header) > width && width >= 80 {
+				t.Errorf("width %d: header is %d columns: %q", width, termwidth.Width(header), header)
+			}
+			for _, line := range strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n") {
+				plain := ansi.ReplaceAllString(line, "")
+				if n := termwidth.Width(plain); n > width {
+					t.Errorf("width %d color %v: %d columns: %q", width, colored, n, plain)
+				}
+				if width >= 80 && termwidth.Width(plain[:indexVerdict(plain)]) != at {
+					t.Errorf("width %d: verdict not under its header (%d): %q", width, at, plain)
+				}
+			}
+		}
+	}
+	// A Deployment's pod, as kubectl names it, fits whole at 120 columns.
+	var buf bytes.Buffer
+	w := NewCompact(&buf, false, 120)
+	w.Write(&long)
+	w.Flush()
+	if !strings.Contains(buf.String(), "default/redis-6886f88696-6jnf6/redis ") {
+		t.Errorf("the pod's name is cut at 120 columns: %q", buf.String())
+	}
+}
+
+func indexVerdict(line string) int {
+	for _, v := range []string{"granted", "denied "} {
+		if i := strings.Index(line, v); i >= 0 {
+			return i
+		}
+	}
+	return 0
 }

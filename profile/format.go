@@ -11,6 +11,8 @@ import (
 	"github.com/fatih/color"
 
 	"github.com/capsrec/capsrec/internal/caps"
+	"github.com/capsrec/capsrec/internal/english"
+	"github.com/capsrec/capsrec/internal/termwidth"
 	"github.com/capsrec/capsrec/internal/textsafe"
 	"github.com/capsrec/capsrec/output"
 )
@@ -21,11 +23,11 @@ var Formats = []string{"table", "yaml", "json", "docker", "systemd", "patch"}
 // CheckFormat rejects a format capsrec profile cannot write.
 func CheckFormat(f string) error { return output.CheckFormat(f, Formats) }
 
-// Write writes the profile in format; colored applies to the table.
-func Write(w io.Writer, p *Profile, format string, colored bool) error {
+// Write writes the profile in format; the style applies to the table.
+func Write(w io.Writer, p *Profile, format string, st Style) error {
 	switch format {
 	case "table":
-		return WriteTable(w, p, colored)
+		return WriteTable(w, p, st)
 	case "yaml":
 		return writeYAML(w, p)
 	case "json":
@@ -46,7 +48,10 @@ func (s Subject) Title() string {
 	if !s.IsContainer() {
 		return "host " + v(s.Binary)
 	}
-	t := v(s.Namespace) + "/" + v(s.Workload) + " container " + v(s.Container)
+	t := "container " + v(s.Container) + " (in no pod)"
+	if s.InPod() {
+		t = v(s.Namespace) + "/" + v(s.Workload) + " container " + v(s.Container)
+	}
 	if s.Image != "" {
 		t += " (image " + v(s.Image) + ")"
 	}
@@ -60,6 +65,9 @@ func (s Subject) Short() string {
 	if !s.IsContainer() {
 		return "host " + v(s.Binary)
 	}
+	if !s.InPod() {
+		return "container " + v(s.Container)
+	}
 	return v(s.Namespace) + "/" + v(s.Workload) + "/" + v(s.Container)
 }
 
@@ -72,15 +80,30 @@ func visibleList(list []string, sep string) string {
 	return strings.Join(out, sep)
 }
 
+// Style is how a table is shown: in color or not, within Width columns (a
+// terminal's; 0 for TableWidth, as on a pipe).
+type Style struct {
+	Colored bool
+	Width   int
+}
+
+func (st Style) width() int {
+	if st.Width <= 0 {
+		return TableWidth
+	}
+	return st.Width
+}
+
 // WriteTable writes one block per subject: its coverage, capabilities,
-// verdicts and the recommendation, within 120 columns: short verdict words
-// (explained once below), times of day (the date is in the coverage line), the
-// first binaries and syscalls with a count of the rest. Colors are put in
-// after the columns are laid out, so that they do not shift them.
-func WriteTable(w io.Writer, p *Profile, colored bool) error {
+// verdicts and the recommendation, within the style's width: short verdict
+// words (explained once below), times of day (the date is in the coverage
+// line), the first binaries and syscalls with a count of the rest, columns
+// that shrink to fit. Colors are put in after the columns are laid out, so
+// that they do not shift them.
+func WriteTable(w io.Writer, p *Profile, st Style) error {
 	green, red, dim := color.New(color.FgGreen), color.New(color.FgRed, color.Bold), color.New(color.Faint)
 	for _, c := range []*color.Color{green, red, dim} {
-		if colored {
+		if st.Colored {
 			c.EnableColor()
 		} else {
 			c.DisableColor()
@@ -90,33 +113,35 @@ func WriteTable(w io.Writer, p *Profile, colored bool) error {
 		_, err := fmt.Fprintln(w, "no capability checks recorded")
 		return err
 	}
+	width := st.width()
 	used := map[Verdict]bool{}
+	// The recordings' window is every subject's: said once, above them.
+	sharedWindow := p.Recorded.Sessions > 0
+	if sharedWindow {
+		Wrap(w, "recorded:", "  ", p.windowLine(p.Recorded.Start, p.Recorded.End), width)
+		fmt.Fprintln(w)
+	}
 	for i, sp := range p.Subjects() {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		Wrap(w, "", "  ", fmt.Sprintf("%s: %d checks", sp.Subject.Title(), sp.Checks), TableWidth)
-		if sp.Subject.IsContainer() {
-			Wrap(w, "  workload", "    ", fmt.Sprintf("%s (%s); pods %s", textsafe.Visible(sp.Subject.Workload), textsafe.Visible(sp.Subject.WorkloadRule), firstOf(sp.Pods, 3, ", ")), TableWidth)
+		Wrap(w, "", "  ", sp.Subject.Title()+": "+english.Count(sp.Checks, "check"), width)
+		if sp.Subject.InPod() {
+			Wrap(w, "  workload", "    ", fmt.Sprintf("%s (%s); pods %s", textsafe.Visible(sp.Subject.Workload), textsafe.Visible(sp.Subject.WorkloadRule), firstOf(sp.Pods, 3, ", ")), width)
 		}
-		for _, line := range p.CoverageLines(sp) {
-			Wrap(w, "  ", "    ", line, TableWidth)
+		lines := p.CoverageLines(sp)
+		if sharedWindow {
+			lines = lines[:len(lines)-1]
 		}
-		var table strings.Builder
-		tw := tabwriter.NewWriter(&table, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  CAPABILITY\tGRANT\tDENY\tVERDICT\tBINARIES\tSYSCALLS\tFIRST\tLAST")
+		for _, line := range lines {
+			Wrap(w, "  ", "    ", line, width)
+		}
 		capsSorted := sp.SortedCaps()
-		for _, c := range capsSorted {
-			used[c.Verdict()] = true
-			fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", caps.Name(c.Cap), c.Granted, c.Denied, c.Verdict().Short(),
-				cell(c.Binaries, 32, true), cell(c.Syscalls, 16, false), timeOfDay(c.First), timeOfDay(c.Last))
-		}
-		tw.Flush()
-		rows := strings.Split(strings.TrimSuffix(table.String(), "\n"), "\n")
-		at := strings.Index(rows[0], "VERDICT")
+		rows, at := capRows(capsSorted, width)
 		for j, row := range rows {
-			if j > 0 && at >= 0 {
+			if j > 0 && at >= 0 && at < len(row) {
 				c := capsSorted[j-1]
+				used[c.Verdict()] = true
 				word := c.Verdict().Short()
 				paint := dim
 				switch {
@@ -125,21 +150,23 @@ func WriteTable(w io.Writer, p *Profile, colored bool) error {
 				case c.Verdict() == DeniedTried:
 					paint = red
 				}
-				row = row[:at] + paint.Sprint(word) + row[at+len(word):]
+				if strings.HasPrefix(row[at:], word) {
+					row = row[:at] + paint.Sprint(word) + row[at+len(word):]
+				}
 			}
 			fmt.Fprintln(w, row)
 		}
 		r := sp.Recommend()
 		if sp.Subject.IsContainer() {
-			fmt.Fprintf(w, "  securityContext.capabilities: drop [%s], add [%s]\n", strings.Join(r.Drop, ", "), strings.Join(r.Add, ", "))
+			Wrap(w, "  securityContext.capabilities:", "    ", fmt.Sprintf("drop [%s], add [%s]", strings.Join(r.Drop, ", "), strings.Join(r.Add, ", ")), width)
 			if len(r.UnusedDefaults) > 0 {
-				Wrap(w, "  runtime defaults never needed:", "    ", strings.Join(r.UnusedDefaults, ", "), TableWidth)
+				Wrap(w, "  runtime defaults never needed:", "    ", strings.Join(r.UnusedDefaults, ", "), width)
 			}
 		} else {
-			fmt.Fprintf(w, "  needs: [%s]\n", strings.Join(r.Add, ", "))
+			Wrap(w, "  needs:", "    ", "["+strings.Join(r.Add, ", ")+"]", width)
 		}
 		for _, note := range notes(r) {
-			Wrap(w, "  note:", "    ", note, TableWidth)
+			Wrap(w, "  note:", "    ", note, width)
 		}
 	}
 	if len(used) > 0 {
@@ -147,16 +174,119 @@ func WriteTable(w io.Writer, p *Profile, colored bool) error {
 	}
 	for _, v := range Verdicts {
 		if used[v] {
-			Wrap(w, v.Short()+":", "    ", v.Explained(), TableWidth)
+			Wrap(w, v.Short()+":", "    ", v.Explained(), width)
 		}
 	}
 	if p.Ignored > 0 || p.Skipped > 0 {
-		fmt.Fprintf(w, "\n%d events of other hooks ignored, %d malformed lines skipped\n", p.Ignored, p.Skipped)
+		fmt.Fprintln(w)
+		Wrap(w, "", "", fmt.Sprintf("%s of other hooks ignored, %s skipped", english.Count(p.Ignored, "event"), english.Count(p.Skipped, "malformed line")), width)
 	}
 	if p.Folded > 0 {
-		fmt.Fprintf(w, "\n%d checks of host binaries past the first %d are profiled together as %s\n", p.Folded, MaxHostBinaries, OtherBinaries)
+		fmt.Fprintln(w)
+		Wrap(w, "", "", fmt.Sprintf("%s of host binaries past the first %d are profiled together as %s", english.Count(p.Folded, "check"), MaxHostBinaries, OtherBinaries), width)
 	}
 	return nil
+}
+
+// MaxBriefLines bounds the subjects WriteBrief lists.
+const MaxBriefLines = 10
+
+// WriteBrief writes the profile as a few lines, for the end of a session on a
+// terminal: a line per subject that needs or was refused something (its add
+// list, what was denied, whether its start was seen), a count of the rest, and
+// where to see more; each line within width columns.
+func WriteBrief(w io.Writer, p *Profile, width int, more string) {
+	if width <= 0 {
+		width = TableWidth
+	}
+	type line struct{ name, what string }
+	var lines []line
+	quiet := 0
+	for _, sp := range p.Subjects() {
+		r := sp.Recommend()
+		if len(r.Add) == 0 && len(r.Denied) == 0 {
+			quiet++
+			continue
+		}
+		what := "needs [" + strings.Join(r.Add, ", ") + "]"
+		if sp.Subject.IsContainer() {
+			what = "add [" + strings.Join(r.Add, ", ") + "]"
+		}
+		if len(r.Denied) > 0 {
+			what += ", denied [" + strings.Join(r.Denied, ", ") + "]"
+		}
+		if sp.Subject.IsContainer() && !sp.Coverage().StartObserved {
+			what += ", start not observed"
+		}
+		lines = append(lines, line{sp.Subject.Short(), what})
+	}
+	fmt.Fprintf(w, "capsrec: the session's profile, %s:\n", english.Count(p.Len(), "subject"))
+	nameWidth := 0
+	for _, l := range lines {
+		nameWidth = max(nameWidth, termwidth.Width(l.name))
+	}
+	nameWidth = min(nameWidth, max(width/2-2, 12))
+	for i, l := range lines {
+		if i == MaxBriefLines {
+			fmt.Fprintf(w, "  and %d more that need or were refused something\n", len(lines)-i)
+			break
+		}
+		row := termwidth.Pad(nil, termwidth.Middle(l.name, nameWidth), nameWidth)
+		fmt.Fprintln(w, termwidth.End("  "+string(row)+"  "+l.what, width))
+	}
+	if quiet > 0 {
+		fmt.Fprintf(w, "  and %s that needed nothing\n", english.Count(quiet, "subject"))
+	}
+	if more != "" {
+		Wrap(w, "", "  ", more, width)
+	}
+}
+
+// capRows lays the capability table out in at most width columns, and says
+// where its VERDICT column starts: the binaries and syscalls cells shrink
+// first, then the times go; a row still too wide (counts of many digits in a
+// very narrow terminal) is cut at the edge.
+func capRows(list []*CapStats, width int) (rows []string, verdictAt int) {
+	binaries, syscalls, times := 32, 16, true
+	for {
+		var table strings.Builder
+		tw := tabwriter.NewWriter(&table, 0, 4, 2, ' ', 0)
+		header := "  CAPABILITY\tGRANT\tDENY\tVERDICT\tBINARIES\tSYSCALLS"
+		if times {
+			header += "\tFIRST\tLAST"
+		}
+		fmt.Fprintln(tw, header)
+		for _, c := range list {
+			fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\t%s\t%s", caps.Name(c.Cap), c.Granted, c.Denied, c.Verdict().Short(), cell(c.Binaries, binaries, true), cell(c.Syscalls, syscalls, false))
+			if times {
+				fmt.Fprintf(tw, "\t%s\t%s", timeOfDay(c.First), timeOfDay(c.Last))
+			}
+			fmt.Fprintln(tw)
+		}
+		tw.Flush()
+		rows = strings.Split(strings.TrimSuffix(table.String(), "\n"), "\n")
+		widest := 0
+		for _, row := range rows {
+			widest = max(widest, termwidth.Width(row))
+		}
+		switch over := widest - width; {
+		case over <= 0:
+		case binaries > 12:
+			binaries = max(binaries-over, 12)
+			continue
+		case syscalls > 8:
+			syscalls = max(syscalls-over, 8)
+			continue
+		case times:
+			times = false
+			continue
+		default:
+			for i, row := range rows {
+				rows[i] = termwidth.End(row, width)
+			}
+		}
+		return rows, strings.Index(rows[0], "VERDICT")
+	}
 }
 
 // Explained is what a verdict means, for the table's legend.
@@ -227,7 +357,7 @@ func (p *Profile) Partial(sp *SubjectProfile) bool {
 }
 
 // StartNotObserved is the warning of a profile that did not see a container start.
-const StartNotObserved = "start not observed: start-time needs may be missing; use --restart"
+const StartNotObserved = "start not observed: start-time needs may be missing; record from before it starts (kubectl capsrec profile --restart)"
 
 // CoverageLines say, for people, what the recordings saw of sp: for a
 // container whether its start was seen, then the window and what was lost.
@@ -235,27 +365,39 @@ func (p *Profile) CoverageLines(sp *SubjectProfile) []string {
 	var lines []string
 	c := sp.Coverage()
 	if sp.Subject.IsContainer() {
-		if c.StartObserved {
+		inPods := sp.Subject.InPod() // a container of no pod has one start to see
+		switch {
+		case c.StartObserved && inPods:
 			lines = append(lines, fmt.Sprintf("coverage: start observed in %d of %d pods", c.PodsStarted, c.Pods))
-		} else {
-			lines = append(lines, fmt.Sprintf("coverage: %s (%d of %d pods)", StartNotObserved, c.PodsStarted, c.Pods))
+		case c.StartObserved:
+			lines = append(lines, "coverage: start observed")
+		case inPods:
+			seen := fmt.Sprintf("start not observed (seen in %d of %d pods)", c.PodsStarted, c.Pods)
+			lines = append(lines, "coverage: "+strings.Replace(StartNotObserved, "start not observed", seen, 1))
+		default:
+			lines = append(lines, "coverage: "+StartNotObserved)
 		}
 	}
 	first, last := c.First, c.Last
-	r := p.Recorded
-	if r.Sessions > 0 {
-		first, last = r.Start, r.End
+	if p.Recorded.Sessions > 0 {
+		first, last = p.Recorded.Start, p.Recorded.End
 	}
+	return append(lines, p.windowLine(first, last))
+}
+
+// windowLine is the window from first to last, and what the recordings lost in it.
+func (p *Profile) windowLine(first, last time.Time) string {
+	r := p.Recorded
 	window := "window " + span(first, last)
 	switch {
 	case r.Sessions == 0:
 		window += "; losses unknown (no capsrec summary in the input)"
 	case r.Lost > 0:
-		window += fmt.Sprintf("; %d records lost: partial", r.Lost)
+		window += "; " + english.Count(r.Lost, "record") + " lost: partial"
 	default:
-		window += fmt.Sprintf("; %d recording(s), nothing lost", r.Sessions)
+		window += "; " + english.Count(r.Sessions, "recording") + ", nothing lost"
 	}
-	return append(lines, window)
+	return window
 }
 
 // span is a time window in UTC, its date said once when it is one day.
@@ -270,18 +412,23 @@ func span(a, b time.Time) string {
 	return a.Format("2006-01-02 15:04:05") + " to " + b.Format("2006-01-02 15:04:05") + " UTC"
 }
 
-// Wrap breaks text at spaces into lines of at most width, each after prefix
-// (the first) or indent (the rest).
+// Wrap breaks text at spaces into lines of at most width columns, each after
+// prefix (the first) or indent (the rest); a word longer than a line (a long
+// image or path) is broken where the line ends.
 func Wrap(w io.Writer, prefix, indent, text string, width int) {
 	line := prefix
 	for i, word := range strings.Fields(text) {
-		if i > 0 && len(line)+1+len(word) > width {
+		if i > 0 && termwidth.Width(line)+1+termwidth.Width(word) > width {
 			fmt.Fprintln(w, line)
-			line = indent + word
-			continue
+			line = indent
 		}
-		if !strings.HasSuffix(line, " ") && line != "" {
+		if !strings.HasSuffix(line, " ") && line != "" && line != indent {
 			line += " "
+		}
+		for room := width - termwidth.Width(line); termwidth.Width(word) > room && room > 0 && width > termwidth.Width(indent)+8; room = width - termwidth.Width(line) {
+			head := termwidth.Head(word, room)
+			fmt.Fprintln(w, line+head)
+			line, word = indent, word[len(head):]
 		}
 		line += word
 	}
@@ -296,6 +443,13 @@ const (
 	NonRootNote    = "these needs were asked by a non-root user: capabilities.add alone does not raise a non-root process's effective set (kubernetes/kubernetes#56374); run as root with drop ALL + add, or give the binary file capabilities (setcap) or ambient ones"
 	NoCallSiteNote = "some events carry no call site (Tetragon's): kernel probes and runtime setup count as needs there unless marked noaudit"
 )
+
+// writeDenied comments on what was refused and is not in the add list.
+func writeDenied(w io.Writer, prefix string, r Recommendation) {
+	if len(r.Denied) > 0 {
+		fmt.Fprintf(w, "%sdenied: %s: the workload tried and was refused; add only if that operation is wanted\n", prefix, strings.Join(r.Denied, ", "))
+	}
+}
 
 func writeNotes(w io.Writer, prefix string, r Recommendation) {
 	for _, note := range notes(r) {
@@ -336,9 +490,7 @@ func writeYAML(w io.Writer, p *Profile) error {
 		r := sp.Recommend()
 		fmt.Fprintf(w, "# %s\n", sp.Subject.Title())
 		fmt.Fprintf(w, "# namespace: %s, workload: %s, container: %s\n", textsafe.Visible(sp.Subject.Namespace), textsafe.Visible(sp.Subject.Workload), textsafe.Visible(sp.Subject.Container))
-		if len(r.Denied) > 0 {
-			fmt.Fprintf(w, "# denied: %s: the workload tried and was refused; add only if that operation is wanted\n", strings.Join(r.Denied, ", "))
-		}
+		writeDenied(w, "# ", r)
 		writeNotes(w, "# note: ", r)
 		p.writeCoverage(w, sp)
 		fmt.Fprintln(w, "capabilities:")
@@ -404,12 +556,16 @@ func writeJSON(w io.Writer, p *Profile) error {
 }
 
 func writeDocker(w io.Writer, p *Profile) error {
+	n := 0
 	for _, sp := range p.Subjects() {
 		if !sp.Subject.IsContainer() {
 			continue
 		}
+		n++
 		r := sp.Recommend()
 		fmt.Fprintf(w, "# %s\n", sp.Subject.Title())
+		writeDenied(w, "# ", r)
+		writeNotes(w, "# note: ", r)
 		p.writeCoverage(w, sp)
 		fmt.Fprint(w, "--cap-drop=ALL")
 		for _, a := range r.Add {
@@ -417,10 +573,15 @@ func writeDocker(w io.Writer, p *Profile) error {
 		}
 		fmt.Fprintln(w)
 	}
+	if n == 0 {
+		_, err := fmt.Fprintln(w, "# no containers in this profile")
+		return err
+	}
 	return nil
 }
 
 func writeSystemd(w io.Writer, p *Profile) error {
+	n := 0
 	for _, sp := range p.Subjects() {
 		if sp.Subject.IsContainer() {
 			continue
@@ -431,10 +592,16 @@ func writeSystemd(w io.Writer, p *Profile) error {
 				names = append(names, caps.Name(c.Cap))
 			}
 		}
+		n++
 		fmt.Fprintf(w, "# %s\n", textsafe.Visible(sp.Subject.Binary))
+		writeDenied(w, "# ", sp.Recommend())
 		p.writeCoverage(w, sp)
 		fmt.Fprintf(w, "CapabilityBoundingSet=%s\n", strings.Join(names, " "))
 		fmt.Fprintf(w, "AmbientCapabilities=%s\n", strings.Join(names, " "))
+	}
+	if n == 0 {
+		_, err := fmt.Fprintln(w, "# no host binaries in this profile")
+		return err
 	}
 	return nil
 }

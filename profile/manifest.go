@@ -1,16 +1,18 @@
 package profile
 
 import (
-	"github.com/capsrec/capsrec/internal/boundedfile"
-
+	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/capsrec/capsrec/internal/boundedfile"
 	"github.com/capsrec/capsrec/internal/caps"
+	"github.com/capsrec/capsrec/internal/textsafe"
 )
 
 type manifestContainer struct {
@@ -40,67 +42,142 @@ type manifest struct {
 		Template struct {
 			Spec podSpec `json:"spec"`
 		} `json:"template"`
+		JobTemplate struct {
+			Spec struct {
+				Template struct {
+					Spec podSpec `json:"spec"`
+				} `json:"template"`
+			} `json:"spec"`
+		} `json:"jobTemplate"`
 	} `json:"spec"`
+	// Items are a List's (kubectl get -o yaml of many).
+	Items []json.RawMessage `json:"items"`
 }
 
-// Finding is one difference between a manifest and a profile.
+// pods is the pod spec of a workload kind, and whether the kind is one.
+func (m *manifest) pods() (podSpec, bool) {
+	switch m.Kind {
+	case "Pod":
+		return m.Spec.podSpec, true
+	case "Deployment", "DaemonSet", "StatefulSet", "ReplicaSet", "Job", "ReplicationController":
+		return m.Spec.Template.Spec, true
+	case "CronJob":
+		return m.Spec.JobTemplate.Spec.Template.Spec, true
+	}
+	return podSpec{}, false
+}
+
+// Finding is one difference between a manifest and a profile. A definite one
+// holds whatever the profile missed (a need the manifest lacks, a name that is
+// no capability); the others may come from what a partial profile did not see.
 type Finding struct {
 	Workload, Container string
 	Text                string
+	Definite            bool
 }
 
 func (f Finding) String() string { return f.Workload + " container " + f.Container + ": " + f.Text }
+
+// ManifestCheck is what CheckManifest found: the differences, how many
+// workloads it compared, and the documents it passed over by kind (a
+// Service, a ConfigMap: no containers).
+type ManifestCheck struct {
+	Findings  []Finding
+	Workloads int
+	Ignored   map[string]int
+}
+
+// IgnoredText says which documents were passed over ("1 Service, 2 ConfigMap"); empty if none.
+func (m ManifestCheck) IgnoredText() string {
+	var parts []string
+	for _, kind := range slices.Sorted(maps.Keys(m.Ignored)) {
+		parts = append(parts, fmt.Sprintf("%d %s", m.Ignored[kind], textsafe.Visible(kind)))
+	}
+	return strings.Join(parts, ", ")
+}
 
 var docSeparator = regexp.MustCompile(`(?m)^---\s*$`)
 
 // MaxManifest bounds a --check manifest.
 const MaxManifest = 16 << 20
 
-// CheckManifest compares the containers of the Pods, Deployments, DaemonSets,
-// StatefulSets, ReplicaSets and Jobs in a YAML file with the profile.
-func CheckManifest(path string, p *Profile) ([]Finding, error) {
+// maxListDepth bounds Lists within Lists.
+const maxListDepth = 4
+
+// CheckManifest compares the containers of the workloads (Pod, Deployment,
+// DaemonSet, StatefulSet, ReplicaSet, ReplicationController, Job, CronJob) in
+// a YAML file with the profile: many documents (Helm's and kustomize's
+// output), Lists (kubectl get -o yaml), other kinds passed over and counted.
+func CheckManifest(path string, p *Profile) (ManifestCheck, error) {
+	out := ManifestCheck{Ignored: map[string]int{}}
 	data, err := boundedfile.ReadFile(path, MaxManifest)
 	if err != nil {
-		return nil, err
+		return out, err
 	}
-	var findings []Finding
-	workloads := 0
 	for i, doc := range docSeparator.Split(string(data), -1) {
 		if onlyComments(doc) {
 			continue
 		}
 		var m manifest
 		if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", path, i+1, err)
+			return out, fmt.Errorf("%s: document %d: %w", path, i+1, err)
 		}
-		spec := m.Spec.Template.Spec
-		switch m.Kind {
-		case "Pod":
-			spec = m.Spec.podSpec
-		case "Deployment", "DaemonSet", "StatefulSet", "ReplicaSet", "Job":
-		default:
-			return nil, fmt.Errorf("%s: document %d is a %q, not a workload (Pod, Deployment, DaemonSet, StatefulSet, ReplicaSet, Job)", path, i+1, m.Kind)
+		if err := out.add(p, &m, path+": ", fmt.Sprintf("document %d", i+1), 0); err != nil {
+			return out, err
 		}
-		if m.Metadata.Name == "" || len(spec.Containers) == 0 {
-			return nil, fmt.Errorf("%s: document %d (%s) has no name or no containers", path, i+1, m.Kind)
+	}
+	if out.Workloads == 0 {
+		if len(out.Ignored) > 0 {
+			return out, fmt.Errorf("%s: no workload in it, only %s (not a workload: Pod, Deployment, DaemonSet, StatefulSet, ReplicaSet, Job, CronJob)", path, out.IgnoredText())
 		}
-		workloads++
-		ns := m.Metadata.Namespace
-		if ns == "" {
-			ns = "default"
+		return out, fmt.Errorf("%s: no workload in it", path)
+	}
+	return out, nil
+}
+
+// add compares one document (or a List's item) with the profile; where names
+// it in findings, file+where in errors.
+func (out *ManifestCheck) add(p *Profile, m *manifest, file, where string, depth int) error {
+	if strings.HasSuffix(m.Kind, "List") && m.Items != nil {
+		if depth >= maxListDepth {
+			return fmt.Errorf("%s%s: Lists nested deeper than %d", file, where, maxListDepth)
 		}
-		for _, c := range append(spec.InitContainers, spec.Containers...) {
-			findings = append(findings, checkContainer(p, m.Kind, ns, m.Metadata.Name, c)...)
-			for _, name := range unknownCapabilities(c) {
-				findings = append(findings, Finding{ns + "/" + m.Metadata.Name, c.Name,
-					fmt.Sprintf("document %d names an unknown capability %q (the runtime would refuse the container)", i+1, name)})
+		for j, raw := range m.Items {
+			var item manifest
+			if err := json.Unmarshal(raw, &item); err != nil {
+				return fmt.Errorf("%s%s, item %d: %w", file, where, j+1, err)
+			}
+			if err := out.add(p, &item, file, fmt.Sprintf("%s, item %d", where, j+1), depth+1); err != nil {
+				return err
 			}
 		}
+		return nil
 	}
-	if workloads == 0 {
-		return nil, fmt.Errorf("%s: no workload in it", path)
+	spec, ok := m.pods()
+	if !ok {
+		kind := m.Kind
+		if kind == "" {
+			kind = "document without a kind"
+		}
+		out.Ignored[kind]++
+		return nil
 	}
-	return findings, nil
+	if m.Metadata.Name == "" || len(spec.Containers) == 0 {
+		return fmt.Errorf("%s%s (%s) has no name or no containers", file, where, m.Kind)
+	}
+	out.Workloads++
+	ns := m.Metadata.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	for _, c := range append(spec.InitContainers, spec.Containers...) {
+		out.Findings = append(out.Findings, checkContainer(p, m.Kind, ns, m.Metadata.Name, c)...)
+		for _, name := range unknownCapabilities(c) {
+			out.Findings = append(out.Findings, Finding{ns + "/" + m.Metadata.Name, c.Name,
+				fmt.Sprintf("%s names an unknown capability %q (the runtime would refuse the container)", where, name), true})
+		}
+	}
+	return nil
 }
 
 // onlyComments tells a document with nothing but blank and comment lines.
@@ -137,8 +214,12 @@ func (sp *SubjectProfile) matches(kind, ns, name, container string) bool {
 	if !s.IsContainer() || s.Namespace != ns || s.Container != container {
 		return false
 	}
-	if kind == "Pod" {
+	switch kind {
+	case "Pod":
 		return slices.Contains(sp.Pods, name)
+	case "CronJob": // its Jobs are NAME-<minutes since the epoch>
+		rest, ok := strings.CutPrefix(s.Workload, name+"-")
+		return s.Workload == name || (ok && rest != "" && strings.Trim(rest, "0123456789") == "")
 	}
 	return s.Workload == name
 }
@@ -152,7 +233,7 @@ func checkContainer(p *Profile, kind, ns, name string, c manifestContainer) []Fi
 		}
 	}
 	if len(subjects) == 0 {
-		return []Finding{{where, c.Name, "never seen in the profile"}}
+		return []Finding{{where, c.Name, "never seen in the profile", false}}
 	}
 	granted := grantedBy(c)
 	needed, denied := map[int]bool{}, map[int]bool{}
@@ -180,16 +261,16 @@ func checkContainer(p *Profile, kind, ns, name string, c manifestContainer) []Fi
 	}
 	var out []Finding
 	if len(unused) > 0 {
-		out = append(out, Finding{where, c.Name, "grants capabilities it never needed: " + strings.Join(unused, ", ")})
+		out = append(out, Finding{where, c.Name, "grants capabilities it never needed: " + strings.Join(unused, ", "), false})
 	}
 	if len(refused) > 0 {
-		out = append(out, Finding{where, c.Name, "grants capabilities the workload tried and was refused while recorded (recorded without them: whether it needs them is not known): " + strings.Join(refused, ", ")})
+		out = append(out, Finding{where, c.Name, "grants capabilities the workload tried and was refused while recorded (recorded without them: whether it needs them is not known): " + strings.Join(refused, ", "), false})
 	}
 	if len(deniedList) > 0 {
-		out = append(out, Finding{where, c.Name, "was denied capabilities the manifest does not grant: " + strings.Join(deniedList, ", ")})
+		out = append(out, Finding{where, c.Name, "was denied capabilities the manifest does not grant: " + strings.Join(deniedList, ", "), false})
 	}
 	if len(missing) > 0 {
-		out = append(out, Finding{where, c.Name, "needed capabilities the manifest does not grant: " + strings.Join(missing, ", ")})
+		out = append(out, Finding{where, c.Name, "needed capabilities the manifest does not grant: " + strings.Join(missing, ", "), true})
 	}
 	return out
 }

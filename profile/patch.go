@@ -99,9 +99,8 @@ func (p *Profile) writeWorkloadPatch(w io.Writer, t PatchTarget, subjects []*Sub
 		for _, line := range p.CoverageLines(sp) {
 			fmt.Fprintf(w, "# %s: %s\n", v(sp.Subject.Container), line)
 		}
-		for _, note := range notes(sp.Recommend()) {
-			fmt.Fprintf(w, "# %s: note: %s\n", v(sp.Subject.Container), note)
-		}
+		writeDenied(w, "# "+v(sp.Subject.Container)+": ", sp.Recommend())
+		writeNotes(w, "# "+v(sp.Subject.Container)+": note: ", sp.Recommend())
 	}
 	fmt.Fprintln(w, "spec:\n  template:\n    spec:")
 	for _, part := range []struct {

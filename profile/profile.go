@@ -49,6 +49,9 @@ type Subject struct {
 // IsContainer tells a container subject from a host binary.
 func (s Subject) IsContainer() bool { return s.Container != "" || s.Pod != "" }
 
+// InPod tells a pod's container from one the runtime put in no pod (or did not describe).
+func (s Subject) InPod() bool { return s.Namespace != "" || s.Workload != "" || s.Pod != "" }
+
 // Key groups pods of one workload together: the pod name is not part of it.
 func (s Subject) key() Subject {
 	k := s

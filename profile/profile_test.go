@@ -149,13 +149,13 @@ func TestProfileOfTwoNodes(t *testing.T) {
 	}
 	for _, format := range Formats {
 		var buf bytes.Buffer
-		if err := Write(&buf, p, format, false); err != nil {
+		if err := Write(&buf, p, format, Style{}); err != nil {
 			t.Fatal(err)
 		}
 		golden(t, "two-nodes."+format, buf.Bytes())
 	}
 	var colored bytes.Buffer
-	_ = WriteTable(&colored, p, true)
+	_ = WriteTable(&colored, p, Style{Colored: true})
 	golden(t, "two-nodes.table-color", colored.Bytes())
 }
 
@@ -163,7 +163,7 @@ func TestProfileOfTwoNodes(t *testing.T) {
 func TestYAMLParsesAsSecurityContext(t *testing.T) {
 	p := readBytes(t, map[string][]byte{"n.json": writeCapsrecJSON(t, "n", append(node1, node2...))}, ReadOptions{})
 	var buf bytes.Buffer
-	if err := Write(&buf, p, "yaml", false); err != nil {
+	if err := Write(&buf, p, "yaml", Style{}); err != nil {
 		t.Fatal(err)
 	}
 	docs := docSeparator.Split(buf.String(), -1)
@@ -245,6 +245,72 @@ func TestFilter(t *testing.T) {
 	}
 }
 
+// Manifests as Helm, kustomize and kubectl write them: many documents, of
+// kinds that are no workload too, Lists, CronJobs.
+func TestCheckManifestOfManyKinds(t *testing.T) {
+	p := readBytes(t, map[string][]byte{"n.json": writeCapsrecJSON(t, "n", append(node1, node2...))}, ReadOptions{})
+	manifest := filepath.Join(t.TempDir(), "all.yaml")
+	if err := os.WriteFile(manifest, []byte(`apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: prod}
+---
+apiVersion: v1
+kind: List
+items:
+- kind: ConfigMap
+  metadata: {name: web-config}
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata: {name: web, namespace: prod}
+  spec:
+    template:
+      spec:
+        containers:
+        - name: app
+          securityContext:
+            capabilities: {drop: [ALL], add: [CHOWN]}
+        - name: sidecar
+          securityContext:
+            capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: backup, namespace: prod}
+spec:
+  schedule: "@daily"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          containers:
+          - name: app
+            securityContext:
+              capabilities: {drop: [ALL]}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	check, err := CheckManifest(manifest, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range check.Findings {
+		got = append(got, f.String())
+	}
+	want := []string{
+		"prod/web container app: was denied capabilities the manifest does not grant: SYSLOG",
+		"prod/backup container app: never seen in the profile",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") || check.Workloads != 2 || check.IgnoredText() != "1 ConfigMap, 1 Service" {
+		t.Errorf("findings:\n%s\nwant:\n%s\n%d workloads, ignored %q", strings.Join(got, "\n"), strings.Join(want, "\n"), check.Workloads, check.IgnoredText())
+	}
+	// A CronJob's pods belong to Jobs named after it and the minute they ran.
+	sp := &SubjectProfile{Subject: Subject{Namespace: "prod", Workload: "backup-29012345", Container: "app"}}
+	if !sp.matches("CronJob", "prod", "backup", "app") || sp.matches("CronJob", "prod", "back", "app") {
+		t.Error("a CronJob's Job is not matched by its name")
+	}
+}
+
 func TestCheckManifest(t *testing.T) {
 	p := readBytes(t, map[string][]byte{"n.json": writeCapsrecJSON(t, "n", append(node1, node2...))}, ReadOptions{})
 	dir := t.TempDir()
@@ -264,12 +330,12 @@ spec:
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	findings, err := CheckManifest(manifest, p)
+	check, err := CheckManifest(manifest, p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []string
-	for _, f := range findings {
+	for _, f := range check.Findings {
 		got = append(got, f.String())
 	}
 	want := []string{
@@ -302,12 +368,12 @@ spec:
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	findings, err = CheckManifest(manifest, p)
+	check, err = CheckManifest(manifest, p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got = nil
-	for _, f := range findings {
+	for _, f := range check.Findings {
 		got = append(got, f.String())
 	}
 	for _, name := range []string{"SYS_ADMINN", "NET-ADMIN"} {
@@ -328,11 +394,11 @@ spec:
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if findings, err = CheckManifest(manifest, p); err != nil {
+	if check, err = CheckManifest(manifest, p); err != nil {
 		t.Fatal(err)
 	}
 	got = nil
-	for _, f := range findings {
+	for _, f := range check.Findings {
 		got = append(got, f.String())
 	}
 	if want := "prod/web container app: grants capabilities the workload tried and was refused while recorded (recorded without them: whether it needs them is not known): SYSLOG"; !slices.Contains(got, want) {
@@ -370,7 +436,7 @@ func TestNotesNoCallSiteAndNonRoot(t *testing.T) {
 		t.Errorf("the non-root note fires for a root need beside a non-root refusal: %+v", r)
 	}
 	var buf bytes.Buffer
-	if err := Write(&buf, p, "yaml", false); err != nil {
+	if err := Write(&buf, p, "yaml", Style{}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(buf.String(), "# note: "+NonRootNote) {
@@ -395,7 +461,7 @@ func TestHostBinariesBounded(t *testing.T) {
 		t.Errorf("after a merge: folded %d, %d subjects; want 20 and %d", p.Folded, len(p.Subjects()), MaxHostBinaries+1)
 	}
 	var out bytes.Buffer
-	if err := WriteTable(&out, p, false); err != nil {
+	if err := WriteTable(&out, p, Style{}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "20 checks of host binaries past the first 1024 are profiled together as (other binaries)") {

@@ -42,6 +42,9 @@ func readPath(path string, stdin io.Reader, opts ReadOptions, p *Profile) error 
 		return Read("-", stdin, opts, p)
 	}
 	f, err := boundedfile.Open(path, 0)
+	if errors.Is(err, boundedfile.ErrNotRegular) {
+		return fmt.Errorf("%w; to read a stream, pipe it: ... | capsrec profile -", err)
+	}
 	if err != nil {
 		return err
 	}

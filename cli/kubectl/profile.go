@@ -19,6 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	capsrec "github.com/capsrec/capsrec/cli"
+	"github.com/capsrec/capsrec/internal/english"
 	"github.com/capsrec/capsrec/internal/textsafe"
 	"github.com/capsrec/capsrec/kubeplugin"
 	"github.com/capsrec/capsrec/output"
@@ -45,7 +46,8 @@ func kubectlProfileCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-nodes", Value: 20, Usage: "with --restart or --wait: record on at most this many nodes"},
 			&cli.DurationFlag{Name: "rollout-timeout", Value: 5 * time.Minute, Usage: "with --restart: how long the rollout may take"},
 			&cli.StringFlag{Name: "color", Value: "auto", Usage: "auto, always or never"},
-			&cli.StringFlag{Name: "check", Usage: "compare a workload manifest (YAML) with the profile; exit 1 when they differ, or when the profile is partial"},
+			capsrec.WideFlag,
+			capsrec.CheckFlag,
 			capsrec.AllowPartialFlag,
 			&cli.StringFlag{Name: "save", Usage: "also write the recorded checks (JSON lines) to this file, for capsrec profile"},
 		),
@@ -74,7 +76,7 @@ func kubectlProfile(c *cli.Context) error {
 	if err := output.CheckFormat(format, []string{"table", "yaml", "json", "patch"}); err != nil {
 		return err
 	}
-	colored, err := output.ColorFor(c.String("color"), os.Stdout)
+	style, err := capsrec.StyleFor(c, os.Stdout)
 	if err != nil {
 		return err
 	}
@@ -134,7 +136,7 @@ func kubectlProfile(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		return reportProfile(c, w, runs, format, colored)
+		return reportProfile(c, w, runs, format, style)
 	}
 	runs := recordNodes(ctx, s, w, nodes, save)
 	// The pods ran before the recording: their containers are in the profile
@@ -148,7 +150,7 @@ func kubectlProfile(c *cli.Context) error {
 			}
 		}
 	}
-	return reportProfile(c, w, runs, format, colored)
+	return reportProfile(c, w, runs, format, style)
 }
 
 // recordFromStart records on every candidate node from before the workload's
@@ -327,7 +329,7 @@ func showProgress(c *cli.Context, runs []*nodeRun) (stop func()) {
 				}
 				checks += r.checks.Load()
 			}
-			fmt.Fprintf(c.App.ErrWriter, "\r\033[Kkubectl capsrec: %d of %d nodes recording, %d checks (Ctrl-C to stop)", ready, len(runs), checks)
+			fmt.Fprintf(c.App.ErrWriter, "\r\033[Kkubectl capsrec: %d of %s recording, %s (Ctrl-C to stop)", ready, english.Count(len(runs), "node"), english.Count(checks, "check"))
 			select {
 			case <-done:
 				fmt.Fprint(c.App.ErrWriter, "\r\033[K")
@@ -341,7 +343,7 @@ func showProgress(c *cli.Context, runs []*nodeRun) (stop func()) {
 
 // reportProfile merges the nodes' profiles, names the nodes it covers and
 // those that failed, and prints the profile or the --check findings.
-func reportProfile(c *cli.Context, w kubeplugin.Workload, runs []*nodeRun, format string, colored bool) error {
+func reportProfile(c *cli.Context, w kubeplugin.Workload, runs []*nodeRun, format string, style profile.Style) error {
 	merged := profile.New()
 	var covered, failed []string
 	var checks int64
@@ -355,22 +357,19 @@ func reportProfile(c *cli.Context, w kubeplugin.Workload, runs []*nodeRun, forma
 			continue
 		}
 		merged.Merge(r.prof)
-		covered = append(covered, fmt.Sprintf("%s (%d pods)", r.node, len(r.pods)))
+		covered = append(covered, fmt.Sprintf("%s (%s)", r.node, english.Count(len(r.pods), "pod")))
 		checks += r.checks.Load()
 	}
 	if len(covered) == 0 {
 		return fmt.Errorf("no node recorded %s", w)
 	}
-	fmt.Fprintf(c.App.ErrWriter, "kubectl capsrec: %s recorded on %s: %d events\n", w, textsafe.Visible(strings.Join(covered, ", ")), checks)
+	fmt.Fprintf(c.App.ErrWriter, "kubectl capsrec: %s recorded on %s: %s\n", w, textsafe.Visible(strings.Join(covered, ", ")), english.Count(checks, "event"))
 	if manifest := c.String("check"); manifest != "" {
-		differ, err := capsrec.CheckManifest(c, manifest, merged)
-		if err != nil {
-			return err
+		err := capsrec.CheckManifest(c, manifest, merged)
+		if err == nil && len(failed) > 0 {
+			return cli.Exit(fmt.Sprintf("the profile lacks nodes %s, which failed", strings.Join(failed, ", ")), capsrec.ExitUndecided)
 		}
-		if differ || len(failed) > 0 {
-			return cli.Exit("", 1)
-		}
-		return nil
+		return err
 	}
 	capsrec.WarnPartial(c, "kubectl capsrec", merged)
 	if format == "yaml" {
@@ -380,7 +379,7 @@ func reportProfile(c *cli.Context, w kubeplugin.Workload, runs []*nodeRun, forma
 	if format == "patch" {
 		err = profile.WritePatch(c.App.Writer, merged, map[string]profile.PatchTarget{w.Namespace + "/" + w.Name: patchTarget(w)})
 	} else {
-		err = profile.Write(c.App.Writer, merged, format, colored)
+		err = profile.Write(c.App.Writer, merged, format, style)
 	}
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@
 package boundedfile
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -42,9 +43,13 @@ func Open(path string, limit int64) (*os.File, error) {
 	return f, nil
 }
 
+// ErrNotRegular is a path that names a pipe, a device, a directory...: reading
+// it could block for ever or never end.
+var ErrNotRegular = errors.New("not a regular file")
+
 func check(path string, fi os.FileInfo, limit int64) error {
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s: not a regular file but %s", path, Kind(fi.Mode()))
+		return fmt.Errorf("%s: %w but %s", path, ErrNotRegular, Kind(fi.Mode()))
 	}
 	if limit > 0 && fi.Size() > limit {
 		return fmt.Errorf("%s: %d bytes, more than the %d this reads", path, fi.Size(), limit)

@@ -170,7 +170,7 @@ func TestProfileLive(t *testing.T) {
 			if !found {
 				t.Errorf("no livehelper subject in %s", stdout.String())
 			}
-			m := regexp.MustCompile(`(\d+) checks seen, (\d+) sent whole, (\d+) aggregated, (\d+) filtered, (\d+) lost`).FindStringSubmatch(stderr.String())
+			m := regexp.MustCompile(`(\d+) checks? seen, (\d+) sent whole, (\d+) aggregated, (\d+) filtered, (\d+) lost`).FindStringSubmatch(stderr.String())
 			if m == nil || m[3] == "0" {
 				t.Errorf("no checks were aggregated in the kernel: %s", stderr.String())
 			} else {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/internal/termwidth"
 	"github.com/capsrec/capsrec/internal/testutil"
 	"github.com/capsrec/capsrec/output"
 	"github.com/capsrec/capsrec/recorder"
@@ -52,26 +54,41 @@ func terminalEvents(t *testing.T) string {
 }
 
 // TestProfileTableInTerminal looks at the profile table as a person does: in
-// a 120-column tmux, colored. No line wraps, and each row's verdict starts
-// where its header's VERDICT does, whatever its color.
+// an 80-, 120- and 200-column tmux, colored. No line wraps, and each row's
+// verdict starts where its header's VERDICT does, whatever its color.
 func TestProfileTableInTerminal(t *testing.T) {
+	events := terminalEvents(t)
+	for _, width := range []int{80, 120, 200} {
+		t.Run(fmt.Sprint(width), func(t *testing.T) {
+			screen, colored := inTmux(t, width, testutil.Binary(t)+" profile --color always "+events)
+			if !strings.Contains(strings.Join(colored, "\n"), "\x1b[") {
+				t.Fatalf("no color on the screen:\n%s", strings.Join(colored, "\n"))
+			}
+			checkProfileScreen(t, width, screen)
+		})
+	}
+}
+
+// inTmux runs cmd in a tmux pane of width columns, and returns the screen
+// once it ends: lines tmux wrapped joined (-J: a joined line longer than the
+// pane wrapped), and with colors (-e).
+func inTmux(t *testing.T, width int, cmd string) (screen, colored []string) {
+	t.Helper()
 	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Fatalf("tmux is not installed: %v", err)
 	}
-	events := terminalEvents(t)
-	session := "capsrec-table-" + filepath.Base(t.TempDir())
+	session := "capsrec-tmux-" + filepath.Base(t.TempDir())
 	done := filepath.Join(t.TempDir(), "done")
-	cmd := testutil.Binary(t) + " profile --color always " + events + "; touch " + done + "; sleep 60"
-	if out, err := exec.Command("tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "60", cmd).CombinedOutput(); err != nil {
+	if out, err := exec.Command("tmux", "new-session", "-d", "-s", session, "-x", fmt.Sprint(width), "-y", "80", cmd+"; touch "+done+"; sleep 60").CombinedOutput(); err != nil {
 		t.Fatalf("tmux: %v %s", err, out)
 	}
 	defer exec.Command("tmux", "kill-session", "-t", session).Run()
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if _, err := os.Stat(done); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("capsrec profile did not finish in tmux")
+			t.Fatalf("%s did not finish in tmux", cmd)
 		}
 	}
 	capture := func(args ...string) []string {
@@ -81,15 +98,15 @@ func TestProfileTableInTerminal(t *testing.T) {
 		}
 		return strings.Split(strings.TrimRight(string(out), "\n"), "\n")
 	}
-	// -J joins lines tmux wrapped: a joined line longer than the pane wrapped.
-	screen := capture("-J")
-	if colored := strings.Join(capture("-e"), "\n"); !strings.Contains(colored, "\x1b[") {
-		t.Fatalf("no color on the screen:\n%s", colored)
-	}
+	return capture("-J"), capture("-e")
+}
+
+func checkProfileScreen(t *testing.T, width int, screen []string) {
+	t.Helper()
 	verdictAt, rows := -1, 0
 	for _, line := range screen {
-		if n := len([]rune(line)); n > 120 {
-			t.Errorf("a line of %d columns wraps in 120:\n%s", n, line)
+		if n := termwidth.Width(line); n > width {
+			t.Errorf("a line of %d columns wraps in %d:\n%s", n, width, line)
 		}
 		if i := strings.Index(line, "VERDICT"); i >= 0 {
 			verdictAt = i

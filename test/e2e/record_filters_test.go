@@ -29,7 +29,7 @@ func linesOf(t *testing.T, s *testutil.Session, pid int) []event {
 	return evs
 }
 
-var summaryRE = regexp.MustCompile(`capsrec: (\d+) checks seen, (\d+) printed, (\d+) filtered, (\d+) lost`)
+var summaryRE = regexp.MustCompile(`capsrec: (\d+) checks? seen, (\d+) printed, (\d+) filtered, (\d+) lost`)
 
 // summary parses the exit line: seen, printed, filtered, lost.
 func summary(t *testing.T, stderr string) [4]int {
