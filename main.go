@@ -14,10 +14,14 @@ import (
 
 	capsrec "github.com/capsrec/capsrec/cli"
 	"github.com/capsrec/capsrec/cli/kubectl"
+	"github.com/capsrec/capsrec/internal/cmdgate"
 	"github.com/capsrec/capsrec/internal/textsafe"
 )
 
 func main() {
+	if cmdgate.IsGate() {
+		cmdgate.Exec() // record -- COMMAND's command, held until it is followed
+	}
 	run, prefix := capsrec.Run, "capsrec: "
 	if filepath.Base(os.Args[0]) == kubectl.PluginName {
 		run, prefix = kubectl.Run, "kubectl capsrec: "

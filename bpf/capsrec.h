@@ -109,7 +109,8 @@ struct config {
 	__u8 opts_bitmask;    /* cap_capable's 4th argument is a bitmask (5.1+), not an audit int */
 	__u8 hide_classes;    /* bit n set: checks of class n are counted, not sent */
 	__u8 classify_sites;  /* walk the kernel stack to find and classify each check's call site */
-	__u8 pad[2];
+	__u8 follow_pids;     /* a process a tgid in pid_filter forks joins it (record -- COMMAND) */
+	__u8 pad[1];
 	char comm_filter[TASK_COMM_LEN];
 };
 
@@ -194,6 +195,7 @@ struct check_stats {
 	__u64 walk_mismatch;  /* ... that disagreed (the fast walk then turns itself off) */
 	__u64 contexts;       /* ctx_events sent: a task's context changed, or was not known */
 	__u64 capset_pending_full; /* granted capset checks decided by the call's arguments: no room to wait */
+	__u64 follow_full;    /* processes a followed one forked that pid_filter had no room for */
 	__u64 unwoken_bytes;  /* sent from this CPU since it last woke the reader */
 };
 

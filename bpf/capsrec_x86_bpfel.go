@@ -105,6 +105,7 @@ type capsrecCheckStats struct {
 	WalkMismatch      uint64
 	Contexts          uint64
 	CapsetPendingFull uint64
+	FollowFull        uint64
 	UnwokenBytes      uint64
 }
 
@@ -124,7 +125,8 @@ type capsrecConfig struct {
 	OptsBitmask    uint8
 	HideClasses    uint8
 	ClassifySites  uint8
-	Pad            [2]uint8
+	FollowPids     uint8
+	Pad            [1]uint8
 	CommFilter     [16]int8
 }
 

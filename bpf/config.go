@@ -16,7 +16,11 @@ type Config struct {
 	CapMask uint64
 	Verdict uint8
 	Pids    []uint32
-	Comm    string
+	// FollowPids keeps the checks of the pid filter's processes and of every
+	// process they fork, from the fork on (record -- COMMAND): Session.Follow
+	// adds the first.
+	FollowPids bool
+	Comm       string
 	// WakeupBytes batches reader wake-ups: the kernel wakes the reader about once
 	// this much data waits (each CPU once it sent its share), and the reader
 	// polls for the rest. 0 wakes per record.
@@ -94,6 +98,10 @@ const (
 	CgroupsExclude              // no checks in the listed cgroups (--host: drop containers)
 )
 
+// MaxFollowed bounds the processes a FollowPids session follows at once;
+// past it forks are counted (Stats.FollowFull), not followed.
+const MaxFollowed = 65536
+
 // configure specialises the programs before load: one config struct, set once.
 func configure(specs *capsrecSpecs, cfg Config, ptRegs, optsBitmask bool) error {
 	if len(cfg.Comm) > 15 {
@@ -105,7 +113,8 @@ func configure(specs *capsrecSpecs, cfg Config, ptRegs, optsBitmask bool) error 
 		VerifyEvery:    cmp.Or(cfg.VerifyEvery, 1024),
 		WakeupBytes:    perCPUWakeup(cfg.WakeupBytes),
 		VerdictFilter:  cfg.Verdict,
-		FilterPids:     Bool(len(cfg.Pids) > 0),
+		FilterPids:     Bool(len(cfg.Pids) > 0 || cfg.FollowPids),
+		FollowPids:     Bool(cfg.FollowPids),
 		FilterComm:     Bool(cfg.Comm != ""),
 		FilterCgroups:  uint8(cfg.Cgroups),
 		HasTaskPtRegs:  Bool(ptRegs),
@@ -123,6 +132,9 @@ func configure(specs *capsrecSpecs, cfg Config, ptRegs, optsBitmask bool) error 
 	}
 	if cfg.RingBufferSize != 0 {
 		specs.Events.MaxEntries = cfg.RingBufferSize
+	}
+	if cfg.FollowPids {
+		specs.PidFilter.MaxEntries = MaxFollowed
 	}
 	return nil
 }

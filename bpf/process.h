@@ -199,6 +199,21 @@ static __always_inline int on_exec(struct task_struct *task, struct linux_binprm
 	return 0;
 }
 
+/* A process a followed one forks is followed: record -- COMMAND keeps the
+ * command's whole tree, decided in the kernel before the child runs. */
+static __always_inline void follow(__u32 ptgid, __u32 tgid)
+{
+	__u8 one = 1;
+
+	if (!bpf_map_lookup_elem(&pid_filter, &ptgid))
+		return;
+	if (bpf_map_update_elem(&pid_filter, &tgid, &one, BPF_ANY)) {
+		struct check_stats *st = stats_here();
+		if (st)
+			st->follow_full++;
+	}
+}
+
 static __always_inline int on_fork(struct task_struct *parent, struct task_struct *child)
 {
 	struct fork_event *ev;
@@ -209,6 +224,8 @@ static __always_inline int on_fork(struct task_struct *parent, struct task_struc
 		return 0;
 	ptgid = BPF_CORE_READ(parent, tgid);
 	tgid = BPF_CORE_READ(child, tgid);
+	if (cfg.follow_pids)
+		follow(ptgid, tgid);
 	mark = mark_of(ptgid, parent);
 	if (mark)
 		set_mark(tgid, BPF_CORE_READ(child, start_boottime), mark);
@@ -240,6 +257,8 @@ static __always_inline int on_exit(struct task_struct *task)
 		return 0;
 	tgid = BPF_CORE_READ(task, tgid);
 	bpf_map_delete_elem(&runtime_tasks, &tgid);
+	if (cfg.follow_pids) /* its pid, reused, is someone else */
+		bpf_map_delete_elem(&pid_filter, &tgid);
 	ev = reserve_proc(sizeof(*ev));
 	if (!ev)
 		return 0;

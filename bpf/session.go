@@ -151,6 +151,15 @@ func open(cfg Config, kernel *btf.Spec, method Method) (_ *Session, err error) {
 	return s, nil
 }
 
+// Follow adds a process to the pid filter: with FollowPids, what it forks from
+// now on joins it in the kernel.
+func (s *Session) Follow(tgid uint32) error {
+	if err := s.maps.PidFilter.Put(tgid, uint8(1)); err != nil {
+		return fmt.Errorf("following process %d: %w", tgid, err)
+	}
+	return nil
+}
+
 // assign takes the maps and variables out of the collection into their typed structs.
 func (s *Session) assign() error {
 	if err := s.coll.Assign(&s.maps); err != nil {
@@ -257,6 +266,7 @@ func (s *Session) Stats() (Stats, error) {
 		st.WalkMismatch += c.WalkMismatch
 		st.Contexts += c.Contexts
 		st.CapsetPendingFull += c.CapsetPendingFull
+		st.FollowFull += c.FollowFull
 	}
 	return st, nil
 }

@@ -78,6 +78,9 @@ type Stats struct {
 	// CapsetPendingFull granted capset checks were decided by the call's
 	// arguments, not its outcome: no room was left to wait for it.
 	CapsetPendingFull uint64
+	// FollowFull processes a followed one forked were not followed: the
+	// follow set was full (MaxFollowed).
+	FollowFull uint64
 }
 
 // AggKey is the kernel's aggregation key (capsrec.h's struct agg_key).

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -19,9 +20,10 @@ var Version = "dev"
 // order people type it in: global flags found after the subcommand go before
 // it (capsrec record -r SOCK), and the subcommand's flags before its arguments
 // (capsrec profile rec.json -o yaml), which follow a "--". Everything after a
-// "--" the user wrote stays an argument (capsrec record -- sh -c 'id -u').
-// globals are the app's own flags.
-func arrangeArgs(args []string, commands []*cli.Command, globals []cli.Flag) []string {
+// "--" the user wrote stays an argument (capsrec record -- sh -c 'id -u'); with
+// keepDash, that "--" is kept too, as the first argument after the files
+// (commandArgs splits them). globals are the app's own flags.
+func arrangeArgs(args []string, commands []*cli.Command, globals []cli.Flag, keepDash bool) []string {
 	globalTakes := FlagValues(globals)
 	sub := -1
 	for i := 1; i < len(args) && sub < 0; i++ {
@@ -48,13 +50,14 @@ func arrangeArgs(args []string, commands []*cli.Command, globals []cli.Flag) []s
 		}
 	}
 	cmdTakes := FlagValues(cmd.Flags)
-	var hoisted, flags, positional []string
+	var hoisted, flags, positional, command []string
+	dashed := false
 	for i := sub + 1; i < len(args); i++ {
 		a := args[i]
 		name, _, hasValue := strings.Cut(a, "=")
 		switch {
 		case a == "--":
-			positional = append(positional, args[i+1:]...)
+			dashed, command = true, args[i+1:]
 			i = len(args)
 		case !strings.HasPrefix(a, "-") || a == "-":
 			positional = append(positional, a)
@@ -77,10 +80,24 @@ func arrangeArgs(args []string, commands []*cli.Command, globals []cli.Flag) []s
 	out := append([]string{}, args[:sub]...)
 	out = append(append(out, hoisted...), args[sub])
 	out = append(out, flags...)
-	if len(positional) > 0 {
+	if keepDash && dashed {
+		return append(append(append(append(out, "--"), positional...), "--"), command...)
+	}
+	positional = append(positional, command...)
+	if len(positional) > 0 || dashed {
 		out = append(append(out, "--"), positional...)
 	}
 	return out
+}
+
+// commandArgs splits a command's arguments, as arrangeArgs left them, into
+// those before a "--" the user wrote (files) and the command after it.
+func commandArgs(c *cli.Context) (files, command []string, dashed bool) {
+	args := c.Args().Slice()
+	if i := slices.Index(args, "--"); i >= 0 {
+		return args[:i], args[i+1:], true
+	}
+	return args, nil, false
 }
 
 // FlagValues maps each flag's spellings ("-r", "--btf") to whether a value follows it.
@@ -106,12 +123,12 @@ func FlagValues(flags []cli.Flag) map[string]bool {
 // them (kubectl capsrec record xwing -o json): urfave/cli stops reading flags
 // at the first argument.
 func FlagsFirst(args []string, commands []*cli.Command) []string {
-	return arrangeArgs(args, commands, nil)
+	return arrangeArgs(args, commands, nil, false)
 }
 
 // Run runs capsrec with args (os.Args).
 func Run(args []string) error {
-	commands := []*cli.Command{recordCommand, profileCommand, capsCommand, doctorCommand}
+	commands := []*cli.Command{recordCommand, profileCommand, capsCommand, doctorCommand, versionCommand}
 	app := &cli.App{
 		Name:    "capsrec",
 		Usage:   "record Linux capability checks of processes, containers and pods, and profile them",
@@ -146,7 +163,7 @@ func Run(args []string) error {
 	if err := UnknownCommand(args, commands, app.Flags); err != nil {
 		return err
 	}
-	return app.Run(arrangeArgs(args, commands, app.Flags))
+	return app.Run(arrangeArgs(args, commands, app.Flags, true))
 }
 
 // UsageError is a flag or argument error: one line, never the whole usage.

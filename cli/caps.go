@@ -9,6 +9,18 @@ import (
 	"github.com/capsrec/capsrec/internal/caps"
 )
 
+var versionCommand = &cli.Command{
+	Name:  "version",
+	Usage: "print capsrec's version (as --version does)",
+	Action: func(c *cli.Context) error {
+		if c.NArg() > 0 {
+			return fmt.Errorf("version takes no arguments, got %q", c.Args().First())
+		}
+		fmt.Fprintf(c.App.Writer, "capsrec version %s\n", c.App.Version)
+		return nil
+	},
+}
+
 var capsCommand = &cli.Command{
 	Name:  "caps",
 	Usage: "list every Linux capability: number, name and what it allows",

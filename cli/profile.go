@@ -11,6 +11,7 @@ import (
 
 	"github.com/capsrec/capsrec/bpf"
 	"github.com/capsrec/capsrec/enrich"
+	"github.com/capsrec/capsrec/filter"
 	"github.com/capsrec/capsrec/internal/english"
 	"github.com/capsrec/capsrec/internal/readyfile"
 	"github.com/capsrec/capsrec/internal/termwidth"
@@ -24,14 +25,16 @@ var profileCommand = &cli.Command{
 	Name:  "profile",
 	Usage: "turn recorded checks (capsrec or Tetragon JSON lines) into the capabilities each container needs",
 	UsageText: `capsrec profile [flags] [FILE ...|-]
+   capsrec profile [flags] -- COMMAND [ARGS]
 
    sudo capsrec record -o json --duration 10m > node1.json
    capsrec profile node1.json node2.json.gz
    capsrec profile -o yaml --namespace prod events.json
    tetra getevents -o json | capsrec profile -
-   capsrec profile --check deploy.yaml events.json    # exit 1 when they differ, 2 undecided`,
+   capsrec profile --check deploy.yaml events.json    # exit 1 when they differ, 2 undecided
+   sudo capsrec profile -o systemd -- /usr/sbin/mydaemon --foreground`,
 	Flags: []cli.Flag{
-		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table, yaml (a securityContext per container), json, docker (--cap-drop/--cap-add) or systemd (host binaries)"},
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table, yaml (a securityContext per container), json, docker (--cap-drop/--cap-add), systemd (host binaries, a command) or patch (kubectl patch --patch-file)"},
 		&cli.StringFlag{Name: "color", Value: "auto", Usage: "auto, always or never"},
 		WideFlag,
 		&cli.StringSliceFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "only pods in this namespace (glob); repeatable"},
@@ -43,9 +46,9 @@ var profileCommand = &cli.Command{
 		&cli.BoolFlag{Name: "live", Usage: "profile this node's checks as they happen, counted in the kernel (busy nodes); needs root"},
 		runtimeBinaryFlag,
 		&cli.DurationFlag{Name: "interval", Usage: "with --live: also print the profile this often (e.g. 1m)"},
-		&cli.DurationFlag{Name: "duration", Usage: "with --live: stop after this long; else Ctrl-C"},
-		&cli.StringFlag{Name: "attach", Value: string(bpf.MethodAuto), Usage: "with --live: auto, tracepoint, fexit or kprobe"},
-		&cli.StringFlag{Name: "ready-file", Usage: "with --live: write this file once the hooks are attached"},
+		&cli.DurationFlag{Name: "duration", Usage: "with --live or a command: stop after this long; else Ctrl-C (or the command's end)"},
+		&cli.StringFlag{Name: "attach", Value: string(bpf.MethodAuto), Usage: "with --live or a command: auto, tracepoint, fexit or kprobe"},
+		&cli.StringFlag{Name: "ready-file", Usage: "with --live or a command: write this file once the hooks are attached"},
 	},
 	Action: runProfile,
 }
@@ -63,6 +66,10 @@ func runProfile(c *cli.Context) error {
 	if err := subjects.Validate(); err != nil {
 		return err
 	}
+	files, command, dashed := commandArgs(c)
+	if dashed {
+		return profileCommandLine(c, files, command, format, style)
+	}
 	if c.Bool("live") {
 		if c.String("check") != "" {
 			return errors.New("--check compares recorded files, not a --live session")
@@ -74,7 +81,6 @@ func runProfile(c *cli.Context) error {
 			return fmt.Errorf("--%s goes with --live: files are read to their end", live)
 		}
 	}
-	files := c.Args().Slice()
 	if len(files) == 0 {
 		if isatty.IsTerminal(os.Stdin.Fd()) {
 			return errors.New("profile reads JSON lines: give files, or - for stdin")
@@ -186,6 +192,48 @@ func CheckManifest(c *cli.Context, manifest string, p *profile.Profile) error {
 	}
 	fmt.Fprintln(c.App.Writer, "the manifest grants what the profile needs, and no more")
 	return nil
+}
+
+// profileCommandLine is profile -- COMMAND: record the command and all it
+// starts, then write their one profile (-o systemd: the unit's lines).
+func profileCommandLine(c *cli.Context, files, command []string, format string, style profile.Style) error {
+	switch {
+	case len(command) == 0:
+		return errors.New("no command after --: profile -- COMMAND [ARGS]")
+	case len(files) > 0:
+		return fmt.Errorf("profile reads files or runs a command, not both: got %q and a command", files[0])
+	case c.Bool("live") || c.String("check") != "":
+		return errors.New("a command is profiled as it runs: --live and --check do not apply")
+	}
+	for _, f := range []string{"namespace", "pod", "container", "interval"} {
+		if c.IsSet(f) {
+			return fmt.Errorf("--%s does not apply to a command's profile", f)
+		}
+	}
+	method, err := bpf.ParseMethod(c.String("attach"))
+	if err != nil {
+		return fmt.Errorf("--attach: %w", err)
+	}
+	plan := &recordPlan{format: output.FormatCompact, method: method, duration: c.Duration("duration"), summary: true,
+		command: command, profileFormat: format, style: style}
+	if plan.duration < 0 {
+		return fmt.Errorf("--duration %s: want 0 or more", plan.duration)
+	}
+	plan.cfg = bpf.Config{SelfTgid: uint32(os.Getpid()), TrackProcesses: true, RingBufferSize: 4 << 20, WakeupBytes: 512 << 10,
+		HideClasses: 1<<bpf.ClassProbe | 1<<bpf.ClassRuntime}
+	if plan.checks, err = filter.New(filter.Options{}, &plan.cfg); err != nil {
+		return err
+	}
+	if plan.pods, err = enrich.NewPodFilter(nil, nil, nil, "", false); err != nil {
+		return err
+	}
+	if err := followCommand(plan); err != nil {
+		return err
+	}
+	if err := loadBTFFlag(c, &plan.cfg); err != nil {
+		return err
+	}
+	return runRecordPlan(c, plan)
 }
 
 // runLive is profile --live: the kernel counts checks per (cgroup, executable,

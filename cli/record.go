@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"syscall"
@@ -83,6 +84,8 @@ type recordStats struct {
 	other uint64
 	// capsetUndecided: granted capset checks counted as needs, their outcome unread.
 	capsetUndecided uint64
+	// profiled checks went to profile -- COMMAND's profile, none printed.
+	profiled uint64
 }
 
 // emitExec handles a program's exec: in a container the pod filters keep, it is
@@ -106,6 +109,22 @@ func emitExec(ch *recorder.Check, plan *recordPlan, prof *profile.Profile, w out
 	return w.Write(ch)
 }
 
+// observation is a check as the session's profile counts it: a command's
+// tree is one subject, named by its command line.
+func (p *recordPlan) observation(ch *recorder.Check) profile.Observation {
+	o := profile.FromCheck(ch)
+	if len(p.command) > 0 && !o.Subject.IsContainer() {
+		o.Subject = profile.Subject{Command: commandTitle(p.command)}
+	}
+	return o
+}
+
+// discard is the writer of profile -- COMMAND: its output is the profile.
+type discard struct{}
+
+func (discard) Write(*recorder.Check) error { return nil }
+func (discard) Flush() error                { return nil }
+
 // recordPlan is what record's flags ask for, checked before anything loads.
 type recordPlan struct {
 	cfg          bpf.Config
@@ -118,6 +137,12 @@ type recordPlan struct {
 	checks       *filter.Filter
 	pods         *enrich.PodFilter
 	summary      bool
+	// command is record -- COMMAND's: only it and what it starts are recorded.
+	command []string
+	// profileFormat, set by profile -- COMMAND, writes the profile to stdout
+	// in this format instead of the checks.
+	profileFormat string
+	style         profile.Style
 }
 
 func runRecord(c *cli.Context) error {
@@ -125,6 +150,12 @@ func runRecord(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	return runRecordPlan(c, plan)
+}
+
+// runRecordPlan records what plan says: attach, join the runtime, start the
+// command if there is one, then record until the end.
+func runRecordPlan(c *cli.Context, plan *recordPlan) error {
 	if err := needRoot("record"); err != nil {
 		return err
 	}
@@ -134,6 +165,7 @@ func runRecord(c *cli.Context) error {
 	// Pod filters cannot work without the runtime: ask it first. Otherwise after
 	// attaching, so that an attach error stands alone on stderr.
 	var cri *enrich.CRI
+	var err error
 	if plan.pods.Active() && !plan.pods.Host {
 		if cri, err = dialRuntime(c, false); err != nil {
 			return fmt.Errorf("pod filters need the container runtime: %w", err)
@@ -181,7 +213,34 @@ func runRecord(c *cli.Context) error {
 	if plan.pods.Active() && !plan.pods.Host && len(plan.cfg.CgroupSet) == 0 {
 		fmt.Fprintln(c.App.ErrWriter, "capsrec: no running pod matches the pod filters yet: a pod that starts and matches is recorded from its start")
 	}
-	return record(c, plan, rec, enricher)
+	if len(plan.command) == 0 {
+		return record(c, plan, rec, enricher)
+	}
+	cmd, err := startCommand(rec, plan.command)
+	if err != nil {
+		return err
+	}
+	rec.ctx = cmd.session(rec.ctx)
+	return errors.Join(record(c, plan, rec, enricher), cmd.finish(c))
+}
+
+// followCommand has the kernel follow the plan's command, if it has one:
+// its tree is all the session records.
+func followCommand(p *recordPlan) error {
+	if len(p.command) == 0 {
+		return nil
+	}
+	if len(p.cfg.Pids) > 0 {
+		return errors.New("--pid and a command exclude each other: the command's processes are what is recorded")
+	}
+	if p.pods.Active() {
+		return errors.New("a command runs on the host: pod filters (--pod, -n, --container, -l, --host) do not apply to it")
+	}
+	if _, err := exec.LookPath(p.command[0]); err != nil {
+		return fmt.Errorf("the command: %w", err) // before anything is loaded
+	}
+	p.cfg.FollowPids = true
+	return nil
 }
 
 // settleForRecording readies the process for the read loop, once the hooks are on.
@@ -217,9 +276,14 @@ func planRecord(c *cli.Context) (*recordPlan, error) {
 	if p.method, err = bpf.ParseMethod(c.String("attach")); err != nil {
 		return nil, fmt.Errorf("--attach: %w", err)
 	}
-	if c.NArg() > 0 {
-		return nil, fmt.Errorf("record takes no arguments, got %q (filters are flags: --pid, --binary, ...)", c.Args().First())
+	files, command, dashed := commandArgs(c)
+	if len(files) > 0 {
+		return nil, fmt.Errorf("record takes no arguments, got %q (filters are flags: --pid, --binary, ...; a command to record goes after --)", files[0])
 	}
+	if dashed && len(command) == 0 {
+		return nil, errors.New("no command after --: record -- COMMAND [ARGS]")
+	}
+	p.command = command
 	if p.count < 0 {
 		return nil, fmt.Errorf("--count %d: want 0 or more", p.count)
 	}
@@ -257,6 +321,9 @@ func planRecord(c *cli.Context) (*recordPlan, error) {
 		return nil, err
 	}
 	p.cfg.Cgroups = p.pods.KernelMode()
+	if err := followCommand(p); err != nil {
+		return nil, err
+	}
 	if err := loadBTFFlag(c, &p.cfg); err != nil {
 		return nil, err
 	}
@@ -279,9 +346,12 @@ func record(c *cli.Context, plan *recordPlan, rec *recording, enricher *enrich.E
 	// A reader that stalls (| less) must not hold the hooks or the signals.
 	out := output.NewAsync(c.App.Writer, 4<<20, rec.ctx.Done())
 	var w output.Writer
-	if plan.format == output.FormatJSON {
+	switch {
+	case plan.profileFormat != "":
+		w = discard{}
+	case plan.format == output.FormatJSON:
 		w = output.NewJSON(out, nodeName(c), recorder.HostNamespaces())
-	} else {
+	default:
 		compact := output.NewCompact(out, plan.colored, plan.width)
 		if plan.tty {
 			fmt.Fprintln(c.App.Writer, compact.Header())
@@ -308,10 +378,14 @@ func record(c *cli.Context, plan *recordPlan, rec *recording, enricher *enrich.E
 		}
 		// The summary's profile counts every check, --unique or not.
 		if prof != nil {
-			prof.Add(profile.FromCheck(ch))
+			prof.Add(plan.observation(ch))
 		}
 		if !plan.checks.First(ch) {
 			st.filtered++
+			return nil
+		}
+		if plan.profileFormat != "" {
+			st.profiled++
 			return nil
 		}
 		if err := w.Write(ch); err != nil {
@@ -360,7 +434,7 @@ func record(c *cli.Context, plan *recordPlan, rec *recording, enricher *enrich.E
 	runErr = finishOutput(rec, out, &st, runErr)
 	st.unremembered, st.evicted = plan.checks.Unremembered, rec.recorder.Procs.Evicted
 	st.capsetUndecided = rec.recorder.CapsetUndecided
-	return errors.Join(runErr, report(c, rec, st, prof))
+	return errors.Join(runErr, report(c, plan, rec, st, prof))
 }
 
 // writeSummaryLine ends a JSON stream with what the session says of itself:
@@ -407,7 +481,7 @@ func finishOutput(rec *recording, out *output.Async, st *recordStats, runErr err
 }
 
 // report prints the summary line and, with --summary, the session's profile, on stderr.
-func report(c *cli.Context, rec *recording, st recordStats, prof *profile.Profile) error {
+func report(c *cli.Context, plan *recordPlan, rec *recording, st recordStats, prof *profile.Profile) error {
 	kstats, err := rec.stats()
 	if err != nil {
 		return err
@@ -415,7 +489,12 @@ func report(c *cli.Context, rec *recording, st recordStats, prof *profile.Profil
 	if isatty.IsTerminal(os.Stderr.Fd()) {
 		fmt.Fprint(c.App.ErrWriter, "\r\033[K") // not after the ^C the terminal echoed
 	}
-	fmt.Fprintln(c.App.ErrWriter, summaryLine(kstats, st))
+	// On a terminal wrapped at its edge; scripts get it on one line.
+	if w := termwidth.Of(os.Stderr); w > 0 {
+		profile.Wrap(c.App.ErrWriter, "", "  ", summaryLine(kstats, st), w)
+	} else {
+		fmt.Fprintln(c.App.ErrWriter, summaryLine(kstats, st))
+	}
 	if kstats.WalkMismatch > 0 {
 		if what := rec.walkMismatch(); what != "" {
 			fmt.Fprintf(c.App.ErrWriter, "capsrec: the first disagreement: %s\n", what)
@@ -425,6 +504,10 @@ func report(c *cli.Context, rec *recording, st recordStats, prof *profile.Profil
 		return nil
 	}
 	prof.Session(rec.attached.UTC(), time.Now().UTC(), recordsLost(kstats))
+	if plan.profileFormat != "" {
+		WarnPartial(c, "capsrec", prof)
+		return profile.Write(c.App.Writer, prof, plan.profileFormat, plan.style)
+	}
 	style, err := StyleFor(c, os.Stderr)
 	if err != nil {
 		return err
@@ -443,12 +526,15 @@ func summaryLine(k bpf.Stats, u recordStats) string {
 	for _, n := range k.Hidden {
 		hidden += n
 	}
-	printed := u.printed - min(u.unwritten, u.printed)
-	s := fmt.Sprintf("capsrec: %s seen, %d printed, %d filtered, %d lost", english.Count(k.Seen, "check"), printed, filtered, k.Lost)
+	printed, verb := u.printed-min(u.unwritten, u.printed), "printed"
+	if u.profiled > 0 {
+		printed, verb = u.profiled, "profiled"
+	}
+	s := fmt.Sprintf("capsrec: %s seen, %d %s, %d filtered, %d lost", english.Count(k.Seen, "check"), printed, verb, filtered, k.Lost)
 	if u.unwritten > 0 {
 		s += fmt.Sprintf(", %d not written (%s)", u.unwritten, u.unwrittenWhy)
 	}
-	if unread := int64(k.Seen) - int64(u.printed+filtered+k.Lost+hidden); unread > 0 {
+	if unread := int64(k.Seen) - int64(u.printed+u.profiled+filtered+k.Lost+hidden); unread > 0 {
 		s += fmt.Sprintf(", %d not read (stopped early)", unread)
 	}
 	if hidden > 0 {

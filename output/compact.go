@@ -274,4 +274,3 @@ func appendTail(b []byte, word string, room int, paint *color.Color) ([]byte, in
 	}
 	return append(b, word...), room
 }
-

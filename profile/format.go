@@ -45,6 +45,9 @@ func Write(w io.Writer, p *Profile, format string, st Style) error {
 // Title names a subject for people.
 func (s Subject) Title() string {
 	v := textsafe.Visible
+	if s.Command != "" {
+		return "command " + v(s.Command)
+	}
 	if !s.IsContainer() {
 		return "host " + v(s.Binary)
 	}
@@ -62,6 +65,9 @@ func (s Subject) Title() string {
 // or the host binary.
 func (s Subject) Short() string {
 	v := textsafe.Visible
+	if s.Command != "" {
+		return "command " + v(s.Command)
+	}
 	if !s.IsContainer() {
 		return "host " + v(s.Binary)
 	}
@@ -238,7 +244,7 @@ func WriteBrief(w io.Writer, p *Profile, width int, more string) {
 		fmt.Fprintf(w, "  and %s that needed nothing\n", english.Count(quiet, "subject"))
 	}
 	if more != "" {
-		Wrap(w, "", "  ", more, width)
+		Wrap(w, " ", "    ", more, width)
 	}
 }
 
@@ -593,7 +599,7 @@ func writeSystemd(w io.Writer, p *Profile) error {
 			}
 		}
 		n++
-		fmt.Fprintf(w, "# %s\n", textsafe.Visible(sp.Subject.Binary))
+		fmt.Fprintf(w, "# %s\n", strings.TrimPrefix(sp.Subject.Short(), "host "))
 		writeDenied(w, "# ", sp.Recommend())
 		p.writeCoverage(w, sp)
 		fmt.Fprintf(w, "CapabilityBoundingSet=%s\n", strings.Join(names, " "))

@@ -44,6 +44,9 @@ type Subject struct {
 	Image        string `json:"image,omitempty"`
 	// Binary names a host subject; containers leave it empty.
 	Binary string `json:"binary,omitempty"`
+	// Command names the command line a session ran and followed (record --
+	// COMMAND): every binary of its process tree is in its one profile.
+	Command string `json:"command,omitempty"`
 }
 
 // IsContainer tells a container subject from a host binary.

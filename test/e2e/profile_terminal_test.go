@@ -129,3 +129,43 @@ func checkProfileScreen(t *testing.T, width int, screen []string) {
 		t.Errorf("the verdicts' legend or the coverage is missing:\n%s", s)
 	}
 }
+
+// TestRecordInTerminal runs record -- COMMAND in 80-, 120- and 200-column
+// terminals: every line fits, the header is whole and above its columns, and
+// the exit summary is one short block.
+func TestRecordInTerminal(t *testing.T) {
+	method := firstMethod(t)
+	for _, width := range []int{80, 120, 200} {
+		t.Run(fmt.Sprint(width), func(t *testing.T) {
+			f := ownedFile(t)
+			screen, _ := inTmux(t, width, testutil.Binary(t)+" record --color always --attach "+method+" -- sh -c '"+commandScript+"' sh "+f+" 2>&1")
+			header := -1
+			for i, line := range screen {
+				if n := termwidth.Width(line); n > width {
+					t.Errorf("a line of %d columns wraps in %d:\n%s", n, width, line)
+				}
+				if strings.HasPrefix(line, "TIME ") {
+					header = i
+				}
+			}
+			text := strings.Join(screen, "\n")
+			if header < 0 || !strings.Contains(screen[header], " VERDICT SYSCALL") {
+				t.Fatalf("no whole header:\n%s", text)
+			}
+			at := strings.Index(screen[header], "VERDICT")
+			rows := 0
+			for _, line := range screen[header+1:] {
+				if strings.Contains(line, "CHOWN ") || strings.Contains(line, "FOWNER ") {
+					rows++
+					if !strings.HasPrefix(line[at:], "granted") {
+						t.Errorf("the verdict is not under VERDICT (column %d):\n%s", at, line)
+					}
+				}
+			}
+			if rows != 2 || !strings.Contains(text, "capsrec: the session's profile, 1 subject:") || !strings.Contains(text, "needs [CHOWN, FOWNER]") ||
+				!strings.Contains(text, "the whole table: --full-summary") {
+				t.Errorf("want the two checks and a brief summary:\n%s", text)
+			}
+		})
+	}
+}

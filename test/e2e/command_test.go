@@ -1,0 +1,135 @@
+package e2e
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/capsrec/capsrec/internal/testutil"
+)
+
+// commandScript needs exactly CHOWN (chown to another user) and FOWNER
+// (chmod of the file it no longer owns), in a child of the shell each.
+const commandScript = `chown 65534 "$1" && chmod 600 "$1"`
+
+// ownedFile is a fresh root-owned file for commandScript.
+func ownedFile(t *testing.T) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(f, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// busyChown makes the same checks outside the command, all the time, until
+// the test ends: none of them may show.
+func busyChown(t *testing.T) string {
+	t.Helper()
+	other := filepath.Join(t.TempDir(), "other-file")
+	if err := os.WriteFile(other, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	loop := exec.Command("sh", "-c", `while :; do chown 65534 "$1"; chmod 600 "$1"; chown 0 "$1"; sleep 0.01; done`, "sh", other)
+	if err := loop.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = loop.Process.Kill(); _ = loop.Wait() })
+	return other
+}
+
+// record -- COMMAND records the command and what it starts, nothing else,
+// and exits with its status.
+func TestRecordCommand(t *testing.T) {
+	method := firstMethod(t)
+	other := busyChown(t)
+	f := ownedFile(t)
+	cmd := exec.Command(testutil.Binary(t), "record", "-o", "json", "--attach", method, "--", "sh", "-c", commandScript+"; exit 7", "sh", f)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if exitCode(err) != 7 || !strings.Contains(stderr.String(), "capsrec: sh exited with status 7") {
+		t.Fatalf("record -- sh -c '...; exit 7': %v, want exit 7\n%s", err, stderr.String())
+	}
+	var caps, binaries []string
+	for _, line := range bytes.Split(bytes.TrimSpace(stdout.Bytes()), []byte("\n")) {
+		ev := decode(t, line)
+		if ev.ProcessKprobe.Process.Binary == "" {
+			continue // process_exec and the summary
+		}
+		if strings.Contains(ev.ProcessKprobe.Process.Arguments, other) {
+			t.Errorf("a check of a process outside the command: %s", line)
+		}
+		caps = append(caps, ev.cap())
+		binaries = append(binaries, filepath.Base(ev.ProcessKprobe.Process.Binary))
+	}
+	slices.Sort(caps)
+	slices.Sort(binaries)
+	if want := []string{"CAP_CHOWN", "CAP_FOWNER"}; !slices.Equal(slices.Compact(caps), want) || !slices.Equal(slices.Compact(binaries), []string{"chmod", "chown"}) {
+		t.Errorf("checks %v by %v, want %v by chown and chmod:\n%s", caps, binaries, want, stdout.String())
+	}
+	if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the command did not run through: %v %v", fi, err)
+	}
+}
+
+// profile -o systemd -- COMMAND gives the unit's capabilities, and they are
+// proven: the command runs with exactly them as its bounding set, and fails
+// with any one less.
+func TestProfileCommandIsExact(t *testing.T) {
+	method := firstMethod(t)
+	busyChown(t)
+	out, err := exec.Command(testutil.Binary(t), "profile", "-o", "systemd", "--attach", method, "--", "sh", "-c", commandScript, "sh", ownedFile(t)).Output()
+	if err != nil {
+		t.Fatalf("profile -- COMMAND: %v\n%s", err, out)
+	}
+	var bounding []string
+	for line := range strings.SplitSeq(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapabilityBoundingSet="); ok {
+			bounding = strings.Fields(v)
+		}
+	}
+	if want := []string{"CAP_CHOWN", "CAP_FOWNER"}; !slices.Equal(bounding, want) || !strings.Contains(string(out), "# command sh -c") {
+		t.Fatalf("CapabilityBoundingSet %v, want %v:\n%s", bounding, want, out)
+	}
+	run := func(caps []string) error {
+		set := "-all"
+		for _, c := range caps {
+			set += ",+" + strings.ToLower(strings.TrimPrefix(c, "CAP_"))
+		}
+		return exec.Command("setpriv", "--bounding-set="+set, "--inh-caps=-all", "sh", "-c", commandScript, "sh", ownedFile(t)).Run()
+	}
+	if err := run(bounding); err != nil {
+		t.Errorf("with exactly %v the command fails: %v", bounding, err)
+	}
+	for i := range bounding {
+		less := slices.Delete(slices.Clone(bounding), i, i+1)
+		if err := run(less); err == nil {
+			t.Errorf("without %s the command still succeeds: it is no need", bounding[i])
+		}
+	}
+}
+
+// A command that cannot be found, or no command after --: one line, no hooks left.
+func TestRecordCommandBadInput(t *testing.T) {
+	bin := testutil.Binary(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"record", "--", "no-such-command-xyz"}, `the command: exec: "no-such-command-xyz": executable file not found`},
+		{[]string{"record", "--"}, "no command after --"},
+		{[]string{"record", "--pid", "1", "--", "true"}, "--pid and a command exclude each other"},
+		{[]string{"profile", "x.json", "--", "true"}, "files or runs a command, not both"},
+		{[]string{"record", "xwing"}, "a command to record goes after --"},
+	} {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			assertOneLineError(t, exec.Command(bin, c.args...), c.want)
+		})
+	}
+	testutil.AssertNothingLeft(t)
+}
