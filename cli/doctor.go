@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/cilium/ebpf/rlimit"
@@ -51,10 +52,10 @@ var doctorCommand = &cli.Command{
 			cri.Close()
 		}
 		if err := needRoot("doctor"); err != nil {
-			fmt.Fprintf(w, "privileges\tnot root: attach methods cannot be tested\n")
+			fmt.Fprintf(w, "privileges\tneither root nor CAP_BPF + CAP_PERFMON: attach methods cannot be tested\n")
 			return cli.Exit("", 1)
 		}
-		fmt.Fprintf(w, "privileges\troot\n")
+		fmt.Fprintf(w, "privileges\t%s\n", privileges())
 		if err := rlimit.RemoveMemlock(); err != nil {
 			fmt.Fprintf(w, "memlock\tfails: %v\n", err)
 		}
@@ -87,6 +88,36 @@ var doctorCommand = &cli.Command{
 		}
 		return nil
 	},
+}
+
+// privileges says with what capsrec runs, and what a non-root user lacks of
+// what recording as root gives (README: the capabilities instead of root).
+func privileges() string {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if os.Geteuid() == 0 || unix.Capget(&hdr, &data[0]) != nil {
+		return "root"
+	}
+	eff := uint64(data[0].Effective) | uint64(data[1].Effective)<<32
+	var missing []string
+	for _, c := range []struct {
+		cap  int
+		name string
+		for_ string
+	}{
+		{unix.CAP_SYSLOG, "CAP_SYSLOG", "call sites: without it probes count as needs"},
+		{unix.CAP_SYS_PTRACE, "CAP_SYS_PTRACE", "other users' /proc/PID/exe: the runtime's process tree"},
+		{unix.CAP_DAC_OVERRIDE, "CAP_DAC_OVERRIDE", "the runtime's socket: pod names"},
+	} {
+		if eff&(1<<c.cap) == 0 {
+			missing = append(missing, c.name+" ("+c.for_+")")
+		}
+	}
+	s := fmt.Sprintf("uid %d with CAP_BPF and CAP_PERFMON", os.Geteuid())
+	if len(missing) > 0 {
+		s += "; lacks " + strings.Join(missing, ", ")
+	}
+	return s
 }
 
 func optsText(k bpf.OptsKind) string {

@@ -592,20 +592,21 @@ func loadBTFFlag(c *cli.Context, cfg *bpf.Config) error {
 }
 
 func needRoot(cmd string) error {
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("%s needs root (to load BPF programs): run it with sudo", cmd)
-	}
-	// Root in a container may lack them: say so, before RLIMIT_MEMLOCK is blamed.
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
-	if unix.Capget(&hdr, &data[0]) == nil {
-		eff := uint64(data[0].Effective) | uint64(data[1].Effective)<<32
-		has := func(c int) bool { return eff&(1<<c) != 0 }
-		if !has(unix.CAP_SYS_ADMIN) && !(has(unix.CAP_BPF) && has(unix.CAP_PERFMON)) {
-			return fmt.Errorf("%s needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN, to load BPF programs; this root has neither (a container without them?)", cmd)
-		}
+	if unix.Capget(&hdr, &data[0]) != nil {
+		return nil // the load will say
 	}
-	return nil
+	eff := uint64(data[0].Effective) | uint64(data[1].Effective)<<32
+	has := func(c int) bool { return eff&(1<<c) != 0 }
+	if has(unix.CAP_SYS_ADMIN) || (has(unix.CAP_BPF) && has(unix.CAP_PERFMON)) {
+		return nil
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("%s needs root, or CAP_BPF and CAP_PERFMON (to load BPF programs): run it with sudo", cmd)
+	}
+	// Root in a container may lack them: say so, before RLIMIT_MEMLOCK is blamed.
+	return fmt.Errorf("%s needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN, to load BPF programs; this root has neither (a container without them?)", cmd)
 }
 
 // RecordFlags are record's flags: kubectl capsrec record forwards them.

@@ -13,6 +13,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +22,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/capsrec/capsrec/internal/nodepod"
 )
 
 // RequireEnv makes skips of privileged tests fatal: .ci/run and the VM matrix set it.
@@ -65,18 +69,29 @@ func Binary(t testing.TB) string {
 		return p
 	}
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "capsrec-bin-")
+		// One binary in the repository's ignored cache, rebuilt (from the
+		// build cache: quickly) by each test binary and renamed into place,
+		// so that runs side by side each see a whole one and none leaves a copy.
+		dir := filepath.Join(Root(), ".cache", "test-bin")
+		if buildErr = os.MkdirAll(dir, 0o755); buildErr != nil {
+			return
+		}
+		tmp, err := os.CreateTemp(dir, "capsrec-*")
 		if err != nil {
 			buildErr = err
 			return
 		}
-		binPath = filepath.Join(dir, "capsrec")
-		cmd := exec.Command("go", "build", "-o", binPath, ".")
+		tmp.Close()
+		defer os.Remove(tmp.Name())
+		cmd := exec.Command("go", "build", "-o", tmp.Name(), ".")
 		cmd.Dir = Root()
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			return
 		}
+		binPath = filepath.Join(dir, "capsrec")
+		buildErr = os.Rename(tmp.Name(), binPath)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -275,10 +290,17 @@ func IsCapsrecProgram(name string) bool {
 	return false
 }
 
-// LeftoverPrograms lists capsrec programs still loaded in the kernel. A
-// program lives as long as a link or fd holds it, so none may remain once
-// every capsrec has exited.
+// LeftoverPrograms lists capsrec programs still loaded in the kernel that are
+// this test's: held by no process (a leak: a link or pin keeps it), or by the
+// test or a process it started (its capsrec still running, a child that
+// inherited an fd), or by a node pod's recorder (kubectl capsrec's). Another
+// capsrec on the host, a standing recorder on the node, is not the test's: a
+// busy machine does not fail it.
 func LeftoverPrograms() ([]string, error) {
+	holders, err := programHolders()
+	if err != nil {
+		return nil, err
+	}
 	var left []string
 	var id ebpf.ProgramID
 	for {
@@ -296,16 +318,84 @@ func LeftoverPrograms() ([]string, error) {
 		}
 		info, err := p.Info()
 		p.Close()
-		if err != nil {
+		if err != nil || !IsCapsrecProgram(info.Name) {
 			continue
 		}
-		if IsCapsrecProgram(info.Name) {
-			left = append(left, fmt.Sprintf("%s (id %d)", info.Name, id))
+		pids := holders[uint32(id)]
+		if len(pids) > 0 && !slices.ContainsFunc(pids, ours) {
+			continue // another capsrec's
 		}
+		left = append(left, fmt.Sprintf("%s (id %d, held by %v)", info.Name, id, pids))
 	}
 }
 
-// AssertNothingLeft fails if any capsrec program is still in the kernel.
+// programHolders maps BPF program ids to the processes holding an fd of
+// them (the program's own, or a link's), from /proc/PID/fdinfo.
+func programHolders() (map[uint32][]int, error) {
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	holders := map[uint32][]int{}
+	for _, e := range procs {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		dir := filepath.Join("/proc", e.Name(), "fdinfo")
+		fds, err := os.ReadDir(dir)
+		if err != nil {
+			continue // gone, or not ours to read
+		}
+		for _, fd := range fds {
+			data, err := os.ReadFile(filepath.Join(dir, fd.Name()))
+			if err != nil {
+				continue
+			}
+			for line := range strings.SplitSeq(string(data), "\n") {
+				if v, ok := strings.CutPrefix(line, "prog_id:"); ok {
+					if id, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32); err == nil {
+						holders[uint32(id)] = append(holders[uint32(id)], pid)
+					}
+				}
+			}
+		}
+	}
+	return holders, nil
+}
+
+// ours tells whether pid is this test, a process it started, or a node pod's recorder.
+func ours(pid int) bool {
+	if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err == nil && slices.Contains(strings.Split(string(env), "\x00"), nodepod.Env+"=1") {
+		return true
+	}
+	self := os.Getpid()
+	for range 64 { // up the parents
+		if pid == self {
+			return true
+		}
+		if pid <= 1 {
+			return false
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return false
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		rest := string(stat[bytes.LastIndexByte(stat, ')')+1:])
+		fields := strings.Fields(rest)
+		if len(fields) < 2 {
+			return false
+		}
+		if pid, err = strconv.Atoi(fields[1]); err != nil {
+			return false
+		}
+	}
+	return false
+}
+
+// AssertNothingLeft fails if any of this test's capsrec programs is still in
+// the kernel (LeftoverPrograms).
 func AssertNothingLeft(t testing.TB) {
 	t.Helper()
 	// Links close as the process exits; the kernel frees programs right after.
