@@ -16,8 +16,7 @@ import (
 func FitHelp(commands []*cli.Command, globals []cli.Flag) {
 	width := termwidth.Of(os.Stdout)
 	names := 0
-	var visit func([]cli.Flag)
-	visit = func(flags []cli.Flag) {
+	visit := func(flags []cli.Flag) {
 		for _, f := range flags {
 			names = max(names, len(flagNames(f)))
 		}

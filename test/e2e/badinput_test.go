@@ -44,7 +44,9 @@ func TestBadInputOneLine(t *testing.T) {
 		{[]string{"record", "--no-such-flag"}, "flag provided but not defined"},
 		{[]string{"--btf", "/nonexistent/vmlinux", "record"}, "--btf /nonexistent/vmlinux"},
 		{[]string{"--btf", notBTF, "record"}, "--btf " + notBTF},
-		{[]string{"nosuchcommand"}, "No help topic"},
+		{[]string{"nosuchcommand"}, `"nosuchcommand" is not a command (commands: record, profile`},
+		{[]string{"recrod"}, `"recrod" is not a command: did you mean record?`},
+		{[]string{"record", "--caps", "syslog"}, "did you mean --cap?"},
 		// A bare socket path is taken, as crictl takes it; so are global flags after the subcommand.
 		{[]string{"record", "-r", "/nonexistent.sock", "--pod", "x"}, "runtime endpoint /nonexistent.sock: stat /nonexistent.sock"},
 		{[]string{"profile", "--btf", "/nonexistent/vmlinux", "--live"}, "--btf /nonexistent/vmlinux"},

@@ -470,6 +470,7 @@ spec:
 		want string
 	}{
 		{"no kubeconfig", []string{"KUBECONFIG=", "HOME=" + t.TempDir()}, []string{"record", "xwing"}, "no kubeconfig: set KUBECONFIG or pass --kubeconfig"},
+		{"kubeconfig missing", []string{"KUBECONFIG=/nonexistent", "HOME=" + t.TempDir()}, []string{"record", "xwing"}, "KUBECONFIG names /nonexistent, which does not exist"},
 		{"unreachable API server", nil, []string{"--kubeconfig", unreachable, "record", "xwing"}, "cannot reach the API server at https://127.0.0.1:1"},
 		{"no such pod", nil, []string{"record", "ywing"}, `pod default/ywing: pods "ywing" not found`},
 		{"pod not running", nil, []string{"record", "ghost"}, "pod default/ghost is Pending, not Running"},

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -79,18 +80,102 @@ func TestProfileOfARecording(t *testing.T) {
 	}
 }
 
-// record --summary prints the session's profile after the counts.
+// record --summary prints a line per subject after the counts;
+// --full-summary the whole profile table; --no-summary neither.
 func TestRecordSummary(t *testing.T) {
 	method := firstMethod(t)
 	dmesgRestrict(t)
-	h := startHelper(t, "", 65534, "syslog:2")
-	s := testutil.Record(t, "--attach", method, "--pid", strconv.Itoa(h.pid()), "--summary")
-	h.run(t)
-	s.WaitFor("the denial", func(l []byte) bool { return strings.Contains(string(l), "CAP_SYSLOG") })
-	s.Stop(syscall.SIGINT)
-	stderr := s.Stderr()
-	if !strings.Contains(stderr, "checks seen") || !strings.Contains(stderr, "host ") || !strings.Contains(stderr, "denied: the workload tried") {
-		t.Errorf("no profile summary on stderr:\n%s", stderr)
+	for _, c := range []struct {
+		flag        string
+		want, never string
+	}{
+		{"--summary", "needs [], denied [SYSLOG]", "denied: the workload tried"},
+		{"--full-summary", "denied: the workload tried", "the session's profile"},
+		{"--no-summary", "checks seen", "SYSLOG"},
+	} {
+		t.Run(c.flag, func(t *testing.T) {
+			h := startHelper(t, "", 65534, "syslog:2")
+			s := testutil.Record(t, "--attach", method, "--pid", strconv.Itoa(h.pid()), c.flag)
+			h.run(t)
+			s.WaitFor("the denial", func(l []byte) bool { return strings.Contains(string(l), "CAP_SYSLOG") })
+			s.Stop(syscall.SIGINT)
+			stderr := s.Stderr()
+			if !strings.Contains(stderr, "checks seen") || !strings.Contains(stderr, c.want) || strings.Contains(stderr, c.never) {
+				t.Errorf("want %q and not %q on stderr:\n%s", c.want, c.never, stderr)
+			}
+		})
+	}
+}
+
+// The README's jq line selects exactly the denied checks: not the summary
+// line, not a process_exec, not a granted check.
+func TestReadmeJQ(t *testing.T) {
+	method := firstMethod(t)
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`capsrec record -o json \| jq '([^']+)'`).FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("no jq line in the README")
+	}
+	f := ownedFile(t)
+	out, err := exec.Command(testutil.Binary(t), "record", "-o", "json", "--attach", method, "--",
+		"sh", "-c", `chown 65534 "$1"; setpriv --reuid=65534 chown 0 "$1"; true`, "sh", f).Output() // a grant, then denials
+	if err != nil {
+		t.Fatalf("record: %v", err)
+	}
+	jq := exec.Command("jq", "-c", string(m[1]))
+	jq.Stdin = bytes.NewReader(out)
+	sel, err := jq.Output()
+	if err != nil {
+		t.Fatalf("jq %s: %v", m[1], err)
+	}
+	denied := 0
+	for _, line := range bytes.Split(bytes.TrimSpace(out), []byte("\n")) {
+		if ev := decode(t, line); ev.ProcessKprobe.Return.IntArg != nil && *ev.ProcessKprobe.Return.IntArg < 0 {
+			denied++
+		}
+	}
+	selected := strings.Split(strings.TrimSpace(string(sel)), "\n")
+	if denied == 0 || len(selected) != denied || !strings.Contains(string(out), `"capsrec_summary"`) {
+		t.Errorf("the README's jq selected %d lines of %d denied checks (and the summary line):\n%.2000s", len(selected), denied, sel)
+	}
+	for _, line := range selected {
+		if !strings.Contains(line, `"int_arg":-`) || !strings.HasPrefix(line, `{"process_kprobe"`) {
+			t.Errorf("the README's jq selected a line that is no denied check: %.300s", line)
+		}
+	}
+}
+
+// Flags after arguments, as people type them; --check's exit codes: 1 when
+// the manifest differs, 2 when it cannot decide.
+func TestProfileFlagsAnywhereAndCheckExits(t *testing.T) {
+	bin := testutil.Binary(t)
+	event := "testdata/tetragon-cap_capable-event.json"
+	out, err := exec.Command(bin, "profile", event, "-o", "yaml", "--color", "never").Output()
+	if err != nil || !strings.Contains(string(out), "capabilities:") {
+		t.Errorf("profile FILE -o yaml: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	manifest := filepath.Join(dir, "all.yaml")
+	if err := os.WriteFile(manifest, []byte("kind: Service\nmetadata: {name: x}\n---\nkind: Pod\nmetadata: {name: xwing}\nspec:\n  containers:\n  - name: spaceship\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The seed's event has no capsrec summary: partial, so undecided.
+	cmd := exec.Command(bin, "profile", event, "--check", manifest)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err = cmd.Output()
+	if exitCode(err) != 2 || !strings.Contains(string(out), "cannot decide") || !strings.Contains(stderr.String(), "passed over what is no workload: 1 Service") {
+		t.Errorf("--check of a partial profile: %v, want exit 2\n%s%s", err, out, stderr.String())
+	}
+	out, err = exec.Command(bin, "profile", event, "--check", manifest, "--allow-partial").Output()
+	if exitCode(err) != 1 || !strings.Contains(string(out), "default/xwing container spaceship: grants capabilities it never needed") {
+		t.Errorf("--check --allow-partial of a manifest granting the defaults: %v, want exit 1\n%s", err, out)
+	}
+	if _, err := exec.Command(bin, "profile", event, "--check", filepath.Join(dir, "none.yaml")).Output(); exitCode(err) != 2 {
+		t.Errorf("--check of a missing manifest: %v, want exit 2", err)
 	}
 }
 
@@ -192,10 +277,8 @@ func TestRecordSummaryUnique(t *testing.T) {
 	method := firstMethod(t)
 	dmesgRestrict(t)
 	h := startHelper(t, "", 65534, "syslog:3")
-	s := testutil.Record(t, "--attach", method, "--pid", strconv.Itoa(h.pid()), "--summary", "--unique", "--cap", "syslog")
-	h.run(t)
-	s.WaitFor("the denial", func(l []byte) bool { return strings.Contains(string(l), "CAP_SYSLOG") })
-	time.Sleep(200 * time.Millisecond)
+	s := testutil.Record(t, "--attach", method, "--pid", strconv.Itoa(h.pid()), "--full-summary", "--unique", "--cap", "syslog")
+	h.run(t) // the helper has exited: its checks are in the ring, which the stop drains
 	s.Stop(syscall.SIGINT)
 	if n := len(s.Lines()); n != 1 {
 		t.Errorf("--unique printed %d lines, want 1", n)

@@ -95,11 +95,14 @@ func report(r io.Reader, w io.Writer) (failed bool, skips []string) {
 			}
 		case "fail":
 			failed = true
+			// A package's output ends with go test's own FAIL lines: printed once, here.
+			for _, line := range output[k] {
+				if ev.Test != "" || !strings.HasPrefix(line, "FAIL") {
+					fmt.Fprint(w, line)
+				}
+			}
 			if ev.Test == "" {
-				fmt.Fprint(w, strings.Join(output[k], ""))
 				fmt.Fprintf(w, "FAIL\t%s\t%.3fs\n", ev.Package, ev.Elapsed)
-			} else {
-				fmt.Fprint(w, strings.Join(output[k], ""))
 			}
 			delete(output, k)
 		}
