@@ -23,6 +23,7 @@ import (
 	"github.com/capsrec/capsrec/internal/english"
 	"github.com/capsrec/capsrec/internal/nodepod"
 	"github.com/capsrec/capsrec/internal/readyfile"
+	"github.com/capsrec/capsrec/internal/runtimes"
 	"github.com/capsrec/capsrec/internal/termwidth"
 	"github.com/capsrec/capsrec/output"
 	"github.com/capsrec/capsrec/profile"
@@ -162,24 +163,12 @@ func runRecordPlan(c *cli.Context, plan *recordPlan) error {
 	// Where the runtime marks start; its pids also tell the pod filter which
 	// cgroups are pod sandboxes.
 	tree := findRuntimeTree(c)
-	// Pod filters cannot work without the runtime: ask it first. Otherwise after
-	// attaching, so that an attach error stands alone on stderr.
-	var cri *enrich.CRI
-	var err error
-	if plan.pods.Active() && !plan.pods.Host {
-		if cri, err = dialRuntime(c, false); err != nil {
-			return fmt.Errorf("pod filters need the container runtime: %w", err)
-		}
+	cri, err := podsBeforeAttach(c, plan, tree)
+	if err != nil {
+		return err
+	}
+	if cri != nil {
 		defer cri.Close()
-		// The kernel's set before attach: the pods that run now listed, every
-		// cgroup decided up to the first container the runtime did not
-		// describe; what is made later is kept until it is decided.
-		infos, err := cri.List(context.Background())
-		if err != nil {
-			return fmt.Errorf("pod filters need the container runtime: %w", err)
-		}
-		plan.cfg.CgroupSet = enrich.InitialSet(plan.pods, infos)
-		plan.cfg.CgroupWatermark = enrich.InitialWatermark(infos, tree.PIDs)
 	}
 	rec, err := startRecording(c, plan.cfg, plan.method, plan.duration, tree)
 	if err != nil {
@@ -202,6 +191,46 @@ func runRecordPlan(c *cli.Context, plan *recordPlan) error {
 		pods.Add(enricher.Refresh(rec.ctx))
 		go pods.Run(rec.ctx)
 	}
+	if err := announceReady(c, plan); err != nil {
+		return err
+	}
+	if len(plan.command) == 0 {
+		return record(c, plan, rec, enricher)
+	}
+	cmd, err := startCommand(rec, plan.command)
+	if err != nil {
+		return err
+	}
+	rec.ctx = cmd.session(rec.ctx)
+	return errors.Join(record(c, plan, rec, enricher), cmd.finish(c))
+}
+
+// podsBeforeAttach dials the runtime when pod filters need it, before
+// anything loads (otherwise later, so that an attach error stands alone on
+// stderr), and fills the kernel's cgroup set: the pods that run now listed,
+// every cgroup decided up to the first container the runtime did not
+// describe; what is made later is kept until it is decided.
+func podsBeforeAttach(c *cli.Context, plan *recordPlan, tree runtimes.Tree) (*enrich.CRI, error) {
+	if !plan.pods.Active() || plan.pods.Host {
+		return nil, nil
+	}
+	cri, err := dialRuntime(c, false)
+	if err != nil {
+		return nil, fmt.Errorf("pod filters need the container runtime: %w", err)
+	}
+	infos, err := cri.List(context.Background())
+	if err != nil {
+		cri.Close()
+		return nil, fmt.Errorf("pod filters need the container runtime: %w", err)
+	}
+	plan.cfg.CgroupSet = enrich.InitialSet(plan.pods, infos)
+	plan.cfg.CgroupWatermark = enrich.InitialWatermark(infos, tree.PIDs)
+	return cri, nil
+}
+
+// announceReady settles the process, then says the session records: the
+// ready file, a node pod's ready line, and whether any pod matches yet.
+func announceReady(c *cli.Context, plan *recordPlan) error {
 	// Before the ready file: checks made while it runs would wait in the ring.
 	settleForRecording()
 	if err := readyfile.Write(c.String("ready-file")); err != nil {
@@ -213,15 +242,7 @@ func runRecordPlan(c *cli.Context, plan *recordPlan) error {
 	if plan.pods.Active() && !plan.pods.Host && len(plan.cfg.CgroupSet) == 0 {
 		fmt.Fprintln(c.App.ErrWriter, "capsrec: no running pod matches the pod filters yet: a pod that starts and matches is recorded from its start")
 	}
-	if len(plan.command) == 0 {
-		return record(c, plan, rec, enricher)
-	}
-	cmd, err := startCommand(rec, plan.command)
-	if err != nil {
-		return err
-	}
-	rec.ctx = cmd.session(rec.ctx)
-	return errors.Join(record(c, plan, rec, enricher), cmd.finish(c))
+	return nil
 }
 
 // followCommand has the kernel follow the plan's command, if it has one:

@@ -15,7 +15,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${VMTEST_CACHE:-$root/.cache/vmtest}
 kernels=${VMTEST_KERNELS:-"5.10 6.1 6.12 sid 6.12-cgroup2 arm64-6.1 arm64-6.12 arm64-sid arm64-6.12-cgroup2"}
-tests=${VMTEST_TESTS:-'TestRecordDmesgAsNobodyIsDenied|TestCallSiteClasses|TestUnavailableMethodIsOneLine|TestRecordEndsCleanly|TestRecordWithExternalBTF|TestProfileLive|TestContextChangesBetweenChecks|TestContextAfterLostRecords|TestCapsetRaceDecidedByTheKernel'}
+tests=${VMTEST_TESTS:-'TestRecordDmesgAsNobodyIsDenied|TestCallSiteClasses|TestUnavailableMethodIsOneLine|TestRecordEndsCleanly|TestRecordWithExternalBTF|TestProfileLive|TestContextChangesBetweenChecks|TestContextAfterLostRecords|TestCapsetRaceDecidedByTheKernel|TestRecordCommand$'}
 mkdir -p "$cache"/{debs,kernels,apt/lists/partial,apt/cache/archives/partial,apt-arm64/lists/partial,apt-arm64/cache/archives/partial}
 
 log() { printf 'vmtest: %s\n' "$*" >&2; }
@@ -123,7 +123,7 @@ build_rootfs() {
 	local busybox
 	busybox=$(busybox_for "$arch")
 	cp "$busybox" "$build/rootfs/bin/busybox"
-	for app in sh mount mkdir dmesg chown cat echo sleep poweroff sync uname unshare; do
+	for app in sh mount mkdir dmesg chown chmod cat echo sleep poweroff sync uname unshare; do
 		ln -s busybox "$build/rootfs/bin/$app"
 	done
 	cat >"$build/rootfs/init" <<'INIT'
