@@ -152,11 +152,14 @@ func ProcessName(c *recorder.Check) string {
 
 // padFrom pads what was appended since start to w columns, and a space.
 func padFrom(b []byte, start, w int) []byte {
-	for n := termwidth.WidthBytes(b[start:]); n < w; n++ {
-		b = append(b, ' ')
+	if n := w - termwidth.WidthBytes(b[start:]); n > 0 {
+		b = append(b, spaces[:min(n, len(spaces))]...)
 	}
 	return append(b, ' ')
 }
+
+// spaces pads columns: the widest is 48.
+const spaces = "                                                                "
 
 // column appends s in w columns and a space: shortened in the middle when the
 // layout is limited, else whole (the next columns then shift).

@@ -38,13 +38,19 @@ func Width(s string) int {
 	return n
 }
 
-// WidthBytes is Width of b, without copying it.
+// WidthBytes is Width of b, without copying it; printable ASCII (what most
+// lines hold) is one column a byte, counted without decoding.
 func WidthBytes(b []byte) int {
-	n := 0
-	for _, r := range string(b) {
-		n += runeWidth(r)
+	for i, c := range b {
+		if c < 0x20 || c >= 0x7f {
+			n := i
+			for _, r := range string(b[i:]) {
+				n += runeWidth(r)
+			}
+			return n
+		}
 	}
-	return n
+	return len(b)
 }
 
 func runeWidth(r rune) int {
