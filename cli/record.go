@@ -42,6 +42,7 @@ var recordCommand = &cli.Command{
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: output.FormatCompact, Usage: "compact (one colored line per check) or json (Tetragon's process_kprobe events, one per line)"},
 		&cli.StringFlag{Name: "color", Value: "auto", Usage: "auto, always or never; auto colors a terminal unless NO_COLOR is set"},
 		WideFlag,
+		&cli.IntFlag{Name: "width", Hidden: true, Usage: "lay lines out for a terminal this wide, stdout's and stderr's (kubectl capsrec passes its own)"},
 		&cli.StringFlag{Name: "attach", Value: string(bpf.MethodAuto), Usage: "auto, tracepoint, fexit or kprobe; auto takes the first that works, in that order"},
 		&cli.IntSliceFlag{Name: "pid", Usage: "only checks of this process (thread group id); repeatable"},
 		&cli.StringFlag{Name: "comm", Usage: "only checks of tasks with this comm (the kernel's 15-character name)"},
@@ -287,7 +288,11 @@ func planRecord(c *cli.Context) (*recordPlan, error) {
 		return nil, err
 	}
 	p.tty = isatty.IsTerminal(os.Stdout.Fd())
-	if !c.Bool("wide") {
+	switch {
+	case c.Bool("wide"):
+	case c.IsSet("width"): // a node pod's, for kubectl capsrec's terminal
+		p.width = max(c.Int("width"), 0)
+	default:
 		p.width = termwidth.Of(os.Stdout)
 	}
 	var err error
@@ -511,7 +516,7 @@ func report(c *cli.Context, plan *recordPlan, rec *recording, st recordStats, pr
 		fmt.Fprint(c.App.ErrWriter, "\r\033[K") // not after the ^C the terminal echoed
 	}
 	// On a terminal wrapped at its edge; scripts get it on one line.
-	if w := termwidth.Of(os.Stderr); w > 0 {
+	if w := stderrColumns(c, plan); w > 0 {
 		profile.Wrap(c.App.ErrWriter, "", "  ", summaryLine(kstats, st), w)
 	} else {
 		fmt.Fprintln(c.App.ErrWriter, summaryLine(kstats, st))
@@ -533,12 +538,23 @@ func report(c *cli.Context, plan *recordPlan, rec *recording, st recordStats, pr
 	if err != nil {
 		return err
 	}
+	if c.IsSet("width") {
+		style.Width = plan.width
+	}
 	if !c.Bool("full-summary") {
 		profile.WriteBrief(c.App.ErrWriter, prof, style.Width, "the whole table: --full-summary; none: --no-summary; to keep the checks: -o json > rec.json, then capsrec profile rec.json")
 		return nil
 	}
 	fmt.Fprintln(c.App.ErrWriter)
 	return profile.WriteTable(c.App.ErrWriter, prof, style)
+}
+
+// stderrColumns is stderr's terminal width, or the one kubectl capsrec passed; 0: no terminal.
+func stderrColumns(c *cli.Context, plan *recordPlan) int {
+	if c.IsSet("width") {
+		return plan.width
+	}
+	return termwidth.Of(os.Stderr)
 }
 
 func summaryLine(k bpf.Stats, u recordStats) string {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	capsrec "github.com/capsrec/capsrec/cli"
 	"github.com/capsrec/capsrec/internal/nodepod"
 	"github.com/capsrec/capsrec/internal/readyfile"
+	"github.com/capsrec/capsrec/internal/termwidth"
 	"github.com/capsrec/capsrec/internal/textsafe"
 	"github.com/capsrec/capsrec/kubeplugin"
 	"github.com/capsrec/capsrec/output"
@@ -27,7 +29,7 @@ import (
 
 // Record flags the plugin sets itself, or that name what the plugin's own
 // flags name (the pod, its namespace and container).
-var pluginOwnedRecordFlags = []string{"pod", "namespace", "container", "selector", "host", "ready-file"}
+var pluginOwnedRecordFlags = []string{"pod", "namespace", "container", "selector", "host", "ready-file", "width"}
 
 func kubectlRecordCommand() *cli.Command {
 	forwarded := flagsExcept(capsrec.RecordFlags(), pluginOwnedRecordFlags...)
@@ -107,6 +109,9 @@ func remoteRecordArgs(c *cli.Context, forwarded []cli.Flag, ns, pod string) []st
 	}
 	if colored, _ := output.ColorFor(c.String("color"), os.Stdout); colored && c.String("color") == "auto" {
 		args = append(args, "--color", "always")
+	}
+	if w := termwidth.Of(os.Stdout); w > 0 && !c.Bool("wide") {
+		args = append(args, "--width", strconv.Itoa(w)) // lines that fit this terminal
 	}
 	return args
 }

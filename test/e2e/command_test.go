@@ -135,3 +135,22 @@ func TestRecordCommandBadInput(t *testing.T) {
 	}
 	testutil.AssertNothingLeft(t)
 }
+
+// --width (what kubectl capsrec passes its node pod for its own terminal)
+// lays lines out for that width on a pipe too.
+func TestRecordWidthFlag(t *testing.T) {
+	out, err := exec.Command(testutil.Binary(t), "record", "--attach", firstMethod(t), "--width", "80", "--no-summary", "--",
+		"sh", "-c", commandScript, "sh", ownedFile(t)).Output()
+	if err != nil {
+		t.Fatalf("record --width 80: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for _, line := range lines {
+		if len([]rune(line)) > 80 {
+			t.Errorf("a line of %d columns with --width 80: %s", len([]rune(line)), line)
+		}
+	}
+	if len(lines) != 2 || !strings.Contains(lines[0], " CHOWN ") {
+		t.Errorf("want the two checks, CAP_ dropped for 80 columns:\n%s", out)
+	}
+}
