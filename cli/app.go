@@ -228,6 +228,9 @@ func UnknownCommand(args []string, commands []*cli.Command, globals []cli.Flag) 
 // closest is the name within two edits of word, or one that word begins
 // (--caps for --cap); empty when none is that close.
 func closest(word string, names []string) string {
+	if len(word) > 64 {
+		return "" // no flag or command is that long: nothing to compare
+	}
 	best, bestD := "", 3
 	for _, n := range names {
 		d := editDistance(word, n)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/urfave/cli/v2"
@@ -25,6 +26,15 @@ func TestArrangeArgs(t *testing.T) {
 		globals := []cli.Flag{&cli.StringFlag{Name: "node-name"}, &cli.StringFlag{Name: "runtime-endpoint", Aliases: []string{"r"}}, &cli.StringFlag{Name: "btf"}}
 		if got := arrangeArgs(c.in, []*cli.Command{recordCommand, profileCommand, capsCommand, doctorCommand}, globals, true); !slices.Equal(got, c.want) {
 			t.Errorf("arrangeArgs(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestClosest(t *testing.T) {
+	names := []string{"record", "profile", "caps", "doctor", "cap", "pod", "color"}
+	for word, want := range map[string]string{"recrod": "record", "caps": "caps", "capz": "caps", "colour": "color", "xyzzy": "", "pdo": "pod", strings.Repeat("a", 1<<20): ""} {
+		if got := closest(word, names); got != want {
+			t.Errorf("closest(%.20q) = %q, want %q", word, got, want)
 		}
 	}
 }
