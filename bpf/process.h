@@ -253,7 +253,12 @@ static __always_inline int on_exit(struct task_struct *task)
 
 	resolve_capset(tid, task);
 	bpf_map_delete_elem(&ctx_sent, &tid); /* every thread: its tid may come back as another's */
-	if (!cfg.track_processes || tid != BPF_CORE_READ(task, tgid))
+	/*
+	 * The process ends with its last thread (do_exit decrements signal->live
+	 * before this tracepoint), not with its leader: a leader may exit first,
+	 * and a thread that execs kills the leader, takes its pid and goes on.
+	 */
+	if (!cfg.track_processes || BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
 	tgid = BPF_CORE_READ(task, tgid);
 	bpf_map_delete_elem(&runtime_tasks, &tgid);

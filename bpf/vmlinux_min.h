@@ -25,6 +25,9 @@ typedef __s32 s32;
 typedef __s64 s64;
 typedef _Bool bool;
 typedef int pid_t;
+typedef struct {
+	int counter;
+} atomic_t;
 typedef __u16 __be16;
 typedef __u32 __be32;
 typedef __u32 __wsum;
@@ -200,6 +203,11 @@ struct linux_binprm {
 	const char *filename;
 } __attribute__((preserve_access_index));
 
+/* Its threads still running: the process ends when it reaches 0 (do_exit). */
+struct signal_struct {
+	atomic_t live;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	unsigned int flags;
 	pid_t pid;
@@ -217,6 +225,7 @@ struct task_struct {
 	struct mm_struct *mm;
 	void *stack;
 	char comm[16];
+	struct signal_struct *signal;
 } __attribute__((preserve_access_index));
 
 #if defined(__TARGET_ARCH_x86)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"syscall"
 )
@@ -27,6 +28,14 @@ const (
 
 // IsGate tells whether this process is a gate: main calls Exec then, first thing.
 func IsGate() bool { return os.Getenv(gateEnv) != "" }
+
+// A gate execs from its main thread, as a single-threaded program would:
+// locked in an init, main runs there.
+func init() {
+	if IsGate() {
+		runtime.LockOSThread()
+	}
+}
 
 // Exec is the gate: it waits for the release, then execs os.Args[1] with
 // os.Args[2:] as its argv, without the gate's variable. It never returns: on

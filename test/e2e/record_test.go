@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"regexp"
 	"slices"
 	"strconv"
@@ -71,6 +72,9 @@ func runHelper(spec string) int {
 				fmt.Fprintln(os.Stderr, err)
 				return 1
 			}
+		case "execthread": // execthread:FILE: chown FILE, exec'd from a thread that is not the leader
+			fmt.Fprintln(os.Stderr, execFromThread("chown", "65534", parts[1]))
+			return 1
 		case "listen": // accept and hang up on a unix socket until stdin closes
 			l, err := net.Listen("unix", parts[1])
 			if err != nil {
@@ -90,6 +94,27 @@ func runHelper(spec string) int {
 		}
 	}
 	return 0
+}
+
+// execFromThread execs argv from a thread other than the process's leader:
+// the kernel then kills the leader, gives its pid to this thread, and goes on.
+func execFromThread(argv ...string) error {
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		return err
+	}
+	done := make(chan error)
+	var onThread func()
+	onThread = func() {
+		runtime.LockOSThread() // never unlocked: no other goroutine runs here
+		if syscall.Gettid() == os.Getpid() {
+			go onThread() // the leader: held here, try another thread
+			select {}
+		}
+		done <- syscall.Exec(path, argv, os.Environ())
+	}
+	go onThread()
+	return <-done
 }
 
 // helper is a started helper process, waiting for its cue.
