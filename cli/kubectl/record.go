@@ -104,7 +104,7 @@ func remoteRecordArgs(c *cli.Context, forwarded []cli.Flag, ns, pod string) []st
 	}
 	args = append(args, forwardFlags(c, forwarded)...)
 	// The node pod's stdout and stderr are no terminal: decide here, for ours.
-	if !c.IsSet("summary") && isatty.IsTerminal(os.Stderr.Fd()) {
+	if !c.IsSet("summary") && !c.IsSet("no-summary") && !c.IsSet("full-summary") && isatty.IsTerminal(os.Stderr.Fd()) {
 		args = append(args, "--summary")
 	}
 	if colored, _ := output.ColorFor(c.String("color"), os.Stdout); colored && c.String("color") == "auto" {
