@@ -47,11 +47,33 @@ func (r *Recorder) context(tid, seq uint32) *taskContext {
 	if ok && tc.seq == seq {
 		return tc
 	}
+	if tc, ok := r.exited[tid]; ok && tc.seq == seq {
+		return tc
+	}
 	r.Unjoined++
 	_ = r.sess.ForgetContext(tid)
 	return nil
 }
 
-// forgetProcess drops the context of an exited process's main thread; its
-// other threads' go when the bound is reached.
-func (r *Recorder) forgetProcess(tgid uint32) { delete(r.contexts, tgid) }
+// maxExited bounds the contexts of exited main threads kept for their last
+// records.
+const maxExited = 4096
+
+// forgetProcess moves the context of an exited process's main thread aside;
+// its other threads' go when the bound is reached. A process ends with its
+// last thread, which may record its end before the main thread, on another
+// CPU, records its last check (a capset check decided at its exit): that
+// check still finds its context.
+func (r *Recorder) forgetProcess(tgid uint32) {
+	tc, ok := r.contexts[tgid]
+	if !ok {
+		return
+	}
+	delete(r.contexts, tgid)
+	if len(r.exitedOrder) >= maxExited {
+		delete(r.exited, r.exitedOrder[0])
+		r.exitedOrder = r.exitedOrder[1:]
+	}
+	r.exited[tgid] = tc
+	r.exitedOrder = append(r.exitedOrder, tgid)
+}

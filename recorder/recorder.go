@@ -47,6 +47,9 @@ type Recorder struct {
 	sites map[uint64]string
 	// contexts are the threads' contexts by tid (see context.go).
 	contexts map[uint32]*taskContext
+	// exited are the last contexts of exited main threads, oldest first in exitedOrder.
+	exited      map[uint32]*taskContext
+	exitedOrder []uint32
 	// Unjoined counts checks dropped because their context was not known here.
 	Unjoined uint64
 	// CapsetUndecided counts granted capset checks whose thread was gone
@@ -102,6 +105,7 @@ func New(sess *bpf.Session, opts Options) (*Recorder, error) {
 	r.Procs.runtimes = opts.Runtimes
 	r.sites = map[uint64]string{}
 	r.contexts = map[uint32]*taskContext{}
+	r.exited = map[uint32]*taskContext{}
 	// After the exec hook is attached, so that no process falls between the two.
 	if err := r.Procs.ScanProc(); err != nil {
 		rd.Close()
