@@ -82,10 +82,44 @@ func (a *Async) WriteChunk(b []byte, lines int) ([]byte, error) {
 		select {
 		case a.ch <- c:
 		case <-a.stop:
-			return b[:0], ErrStalled
+			if !a.whileReading(func(t <-chan time.Time) bool {
+				select {
+				case a.ch <- c:
+					return true
+				case <-t:
+					return false
+				}
+			}, stallWindow) {
+				return b[:0], ErrStalled
+			}
 		}
 	}
 	return a.buffer(), nil
+}
+
+// After the stop, a reader that takes lines is waited for, a window at a
+// time, up to maxDrain in all; one that took none in a window has stalled.
+const (
+	stallWindow = 500 * time.Millisecond
+	maxDrain    = 30 * time.Second
+)
+
+// whileReading runs try, each time with a window's timer, until it succeeds,
+// the reader took nothing in a window, or maxDrain passed.
+func (a *Async) whileReading(try func(<-chan time.Time) bool, window time.Duration) bool {
+	deadline := time.Now().Add(maxDrain)
+	for {
+		before := a.written.Load()
+		t := time.NewTimer(window)
+		ok := try(t.C)
+		t.Stop()
+		if ok {
+			return true
+		}
+		if a.written.Load() == before || time.Now().After(deadline) {
+			return false
+		}
+	}
 }
 
 // buffer is an empty chunk: a written one, or a new one.
@@ -99,17 +133,22 @@ func (a *Async) buffer() []byte {
 }
 
 // Close lets the reader take what is queued, for as long as it takes unless
-// stop comes, then for grace more; it returns how many lines the reader took
+// stop comes, then for as long as it keeps taking lines (a grace with none
+// taken ends it, as does maxDrain); it returns how many lines the reader took
 // and the first write error.
 func (a *Async) Close(grace time.Duration) (written int64, err error) {
 	a.once.Do(func() { close(a.ch) })
 	select {
 	case <-a.done:
 	case <-a.stop:
-		select {
-		case <-a.done:
-		case <-time.After(grace):
-		}
+		a.whileReading(func(t <-chan time.Time) bool {
+			select {
+			case <-a.done:
+				return true
+			case <-t:
+				return false
+			}
+		}, grace)
 	}
 	if e := a.err.Load(); e != nil {
 		err = *e

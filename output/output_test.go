@@ -327,3 +327,51 @@ func indexVerdict(line string) int {
 	}
 	return 0
 }
+
+// slowReader takes a write every delay; stalled, it takes none.
+type slowReader struct {
+	delay   time.Duration
+	stalled bool
+	n       int
+}
+
+func (s *slowReader) Write(p []byte) (int, error) {
+	if s.stalled {
+		select {} // never returns: the test ends with its goroutine parked
+	}
+	time.Sleep(s.delay)
+	s.n += bytes.Count(p, []byte("\n"))
+	return len(p), nil
+}
+
+// After the stop, a reader that keeps taking lines gets every one, however
+// long each takes; one that takes none is given up on within a window.
+func TestAsyncWaitsForAReaderThatReads(t *testing.T) {
+	stop := make(chan struct{})
+	r := &slowReader{delay: 5 * time.Millisecond} // 200 lines: twice the stall window in all
+	a := NewAsync(r, 2*chunkSize, stop)
+	line := append(bytes.Repeat([]byte("x"), 1023), '\n')
+	close(stop) // the session ends while the queue is still to be written
+	const lines = 200
+	for range lines {
+		if _, err := a.Write(line); err != nil {
+			t.Fatalf("a reader that reads was taken for a stalled one: %v", err)
+		}
+	}
+	if written, err := a.Close(stallWindow); err != nil || written != lines {
+		t.Errorf("the reader took %d of %d lines: %v", written, lines, err)
+	}
+
+	stop2 := make(chan struct{})
+	b := NewAsync(&slowReader{stalled: true}, chunkSize, stop2)
+	close(stop2)
+	start := time.Now()
+	var err error
+	for i := 0; i < 10*chunkSize/1024 && err == nil; i++ {
+		_, err = b.Write(line)
+	}
+	b.Close(stallWindow)
+	if !errors.Is(err, ErrStalled) || time.Since(start) > 10*stallWindow {
+		t.Errorf("a stalled reader: %v after %s, want ErrStalled within a few windows", err, time.Since(start))
+	}
+}
