@@ -25,22 +25,8 @@ var Version = "dev"
 // (commandArgs splits them). globals are the app's own flags.
 func arrangeArgs(args []string, commands []*cli.Command, globals []cli.Flag, keepDash bool) []string {
 	globalTakes := FlagValues(globals)
-	sub := -1
-	for i := 1; i < len(args) && sub < 0; i++ {
-		if args[i] == "--" {
-			return args
-		}
-		for _, c := range commands {
-			if c.HasName(args[i]) {
-				sub = i
-			}
-		}
-		name, _, hasValue := strings.Cut(args[i], "=")
-		if globalTakes[name] && !hasValue {
-			i++ // a global flag before the subcommand: skip its value
-		}
-	}
-	if sub < 0 {
+	sub, dashBefore := firstArg(args, globalTakes)
+	if sub < 0 || dashBefore {
 		return args
 	}
 	var cmd *cli.Command
@@ -48,6 +34,9 @@ func arrangeArgs(args []string, commands []*cli.Command, globals []cli.Flag, kee
 		if c.HasName(args[sub]) {
 			cmd = c
 		}
+	}
+	if cmd == nil {
+		return args // UnknownCommand says so
 	}
 	cmdTakes := FlagValues(cmd.Flags)
 	var hoisted, flags, positional, command []string
@@ -109,11 +98,7 @@ func FlagValues(flags []cli.Flag) map[string]bool {
 			value = d.TakesValue()
 		}
 		for _, n := range f.Names() {
-			if len(n) == 1 {
-				takesValue["-"+n] = value
-			} else {
-				takesValue["--"+n] = value
-			}
+			takesValue[dashed(n)] = value
 		}
 	}
 	return takesValue
@@ -197,32 +182,40 @@ func UsageErrorsOnOneLine(commands []*cli.Command) {
 // UnknownCommand says what a first argument that names no command may have
 // meant (capsrec recrod), instead of urfave/cli's "No help topic".
 func UnknownCommand(args []string, commands []*cli.Command, globals []cli.Flag) error {
-	takes := FlagValues(globals)
-	for i := 1; i < len(args); i++ {
-		a := args[i]
-		if strings.HasPrefix(a, "-") {
-			if name, _, hasValue := strings.Cut(a, "="); takes[name] && !hasValue {
-				i++
-			}
-			continue
-		}
-		var names []string
-		for _, c := range commands {
-			if c.HasName(a) {
-				return nil
-			}
-			names = append(names, c.Name)
-		}
-		if a == "help" {
+	i, _ := firstArg(args, FlagValues(globals))
+	if i < 0 || args[i] == "help" {
+		return nil
+	}
+	a := args[i]
+	var names []string
+	for _, c := range commands {
+		if c.HasName(a) {
 			return nil
 		}
-		msg := fmt.Sprintf("%q is not a command (commands: %s)", a, strings.Join(names, ", "))
-		if near := closest(a, names); near != "" {
-			msg = fmt.Sprintf("%q is not a command: did you mean %s?", a, near)
-		}
-		return errors.New(msg)
+		names = append(names, c.Name)
 	}
-	return nil
+	msg := fmt.Sprintf("%q is not a command (commands: %s)", a, strings.Join(names, ", "))
+	if near := closest(a, names); near != "" {
+		msg = fmt.Sprintf("%q is not a command: did you mean %s?", a, near)
+	}
+	return errors.New(msg)
+}
+
+// firstArg is the index of the first argument after args[0] that is neither
+// a flag nor the value of a flag of takes, -1 when there is none, and whether
+// a "--" came before it.
+func firstArg(args []string, takes map[string]bool) (i int, dashBefore bool) {
+	for i = 1; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") {
+			return i, dashBefore
+		}
+		dashBefore = dashBefore || a == "--"
+		if name, _, hasValue := strings.Cut(a, "="); takes[name] && !hasValue {
+			i++ // its value
+		}
+	}
+	return -1, dashBefore
 }
 
 // closest is the name within two edits of word, or one that word begins

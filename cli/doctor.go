@@ -93,12 +93,10 @@ var doctorCommand = &cli.Command{
 // privileges says with what capsrec runs, and what a non-root user lacks of
 // what recording as root gives (README: the capabilities instead of root).
 func privileges() string {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if os.Geteuid() == 0 || unix.Capget(&hdr, &data[0]) != nil {
+	eff, ok := effectiveCaps()
+	if os.Geteuid() == 0 || !ok {
 		return "root"
 	}
-	eff := uint64(data[0].Effective) | uint64(data[1].Effective)<<32
 	var missing []string
 	for _, c := range []struct {
 		cap  int

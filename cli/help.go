@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/capsrec/capsrec/internal/termwidth"
+	"github.com/capsrec/capsrec/profile"
 )
 
 // FitHelp makes --help fit the terminal: a flag's usage wraps under itself
@@ -36,7 +37,9 @@ func FitHelp(commands []*cli.Command, globals []cli.Flag) {
 			return s
 		}
 		name, usage, _ := strings.Cut(s, "\t")
-		return name + "\t" + strings.Join(wrapWords(usage, room), "\n\t")
+		var wrapped strings.Builder
+		profile.Wrap(&wrapped, "", "", usage, room)
+		return name + "\t" + strings.ReplaceAll(strings.TrimSuffix(wrapped.String(), "\n"), "\n", "\n\t")
 	}
 }
 
@@ -67,21 +70,4 @@ func flagUsage(f cli.Flag) string {
 		usage += " [$" + strings.Join(env, ", $") + "]"
 	}
 	return usage
-}
-
-// wrapWords breaks text at spaces into lines of at most width bytes.
-func wrapWords(text string, width int) []string {
-	var lines []string
-	line := ""
-	for _, word := range strings.Fields(text) {
-		if line != "" && len(line)+1+len(word) > width {
-			lines = append(lines, line)
-			line = ""
-		}
-		if line != "" {
-			line += " "
-		}
-		line += word
-	}
-	return append(lines, line)
 }

@@ -236,7 +236,7 @@ func cutVisible(b []byte, start, width int) []byte {
 			continue
 		}
 		r, size := utf8.DecodeRune(b[i:])
-		rw := termwidth.Width(string(r))
+		rw := termwidth.RuneWidth(r)
 		if n+rw > width {
 			b = b[:i]
 			if bytes.IndexByte(b[start:], 0x1b) >= 0 {

@@ -33,7 +33,7 @@ func Of(f *os.File) int {
 func Width(s string) int {
 	n := 0
 	for _, r := range s {
-		n += runeWidth(r)
+		n += RuneWidth(r)
 	}
 	return n
 }
@@ -45,7 +45,7 @@ func WidthBytes(b []byte) int {
 		if c < 0x20 || c >= 0x7f {
 			n := i
 			for _, r := range string(b[i:]) {
-				n += runeWidth(r)
+				n += RuneWidth(r)
 			}
 			return n
 		}
@@ -53,7 +53,8 @@ func WidthBytes(b []byte) int {
 	return len(b)
 }
 
-func runeWidth(r rune) int {
+// RuneWidth is how many columns r takes (see Width).
+func RuneWidth(r rune) int {
 	switch {
 	case r < 0x20 || r == 0x7f:
 		return 0
@@ -91,7 +92,7 @@ func Middle(s string, w int) string {
 func Head(s string, w int) string {
 	n := 0
 	for i, r := range s {
-		rw := runeWidth(r)
+		rw := RuneWidth(r)
 		if n+rw > w {
 			return s[:i]
 		}
@@ -116,7 +117,7 @@ func tailOf(s string, w int) string {
 	n, i := 0, len(s)
 	for i > 0 {
 		r, size := utf8.DecodeLastRuneInString(s[:i])
-		rw := runeWidth(r)
+		rw := RuneWidth(r)
 		if n+rw > w {
 			break
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/capsrec/capsrec/internal/nodepod"
+	"github.com/capsrec/capsrec/internal/procfs"
 )
 
 // RequireEnv makes skips of privileged tests fatal: .ci/run and the VM matrix set it.
@@ -377,19 +378,11 @@ func ours(pid int) bool {
 		if pid <= 1 {
 			return false
 		}
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
+		st, ok := procfs.ReadStat(fmt.Sprintf("/proc/%d", pid))
+		if !ok {
 			return false
 		}
-		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
-		rest := string(stat[bytes.LastIndexByte(stat, ')')+1:])
-		fields := strings.Fields(rest)
-		if len(fields) < 2 {
-			return false
-		}
-		if pid, err = strconv.Atoi(fields[1]); err != nil {
-			return false
-		}
+		pid = int(st.PPid)
 	}
 	return false
 }
