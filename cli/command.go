@@ -11,7 +11,6 @@ import (
 
 	"github.com/mattn/go-isatty"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/capsrec/capsrec/internal/cmdgate"
 	"github.com/capsrec/capsrec/internal/textsafe"
@@ -41,10 +40,10 @@ func commandStdout() *os.File {
 	return os.Stderr
 }
 
-// startCommand starts argv under rec: its pid joins the kernel's follow set
-// before it runs its first instruction.
-func startCommand(rec *recording, argv []string) (*commandRun, error) {
-	gate, err := cmdgate.Start(argv, commandStdout())
+// startCommand starts path with argv under rec: its pid joins the kernel's
+// follow set before it runs its first instruction.
+func startCommand(rec *recording, path string, argv []string) (*commandRun, error) {
+	gate, err := cmdgate.Start(path, argv, commandStdout())
 	if err != nil {
 		return nil, err
 	}
@@ -110,21 +109,11 @@ func (r *commandRun) finish(c *cli.Context) error {
 		return fmt.Errorf("%s: %w", name, r.waitErr)
 	}
 	code := cmdgate.ExitCode(state)
-	fmt.Fprintf(c.App.ErrWriter, "capsrec: %s %s after %s\n", name, exitText(state), time.Since(r.started).Round(time.Millisecond))
+	fmt.Fprintf(c.App.ErrWriter, "capsrec: %s %s after %s\n", name, cmdgate.ExitText(state), time.Since(r.started).Round(time.Millisecond))
 	if code != 0 {
 		return cli.Exit("", code)
 	}
 	return nil
-}
-
-func exitText(state *os.ProcessState) string {
-	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		if name := unix.SignalName(ws.Signal()); name != "" {
-			return "was killed by " + name
-		}
-		return fmt.Sprintf("was killed by signal %d", int(ws.Signal()))
-	}
-	return fmt.Sprintf("exited with status %d", state.ExitCode())
 }
 
 // commandTitle names a command's profile: its command line, as typed.

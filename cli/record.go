@@ -116,7 +116,7 @@ func emitExec(ch *recorder.Check, plan *recordPlan, prof *profile.Profile, w out
 func (p *recordPlan) observation(ch *recorder.Check) profile.Observation {
 	o := profile.FromCheck(ch)
 	if len(p.command) > 0 && !o.Subject.IsContainer() {
-		o.Subject = profile.Subject{Command: commandTitle(p.command)}
+		o.Subject = profile.Subject{Command: p.commandTitle}
 	}
 	return o
 }
@@ -139,8 +139,10 @@ type recordPlan struct {
 	checks       *filter.Filter
 	pods         *enrich.PodFilter
 	summary      bool
-	// command is record -- COMMAND's: only it and what it starts are recorded.
-	command []string
+	// command is record -- COMMAND's: only it and what it starts are recorded;
+	// commandPath is its program, found in $PATH, commandTitle its profile's name.
+	command                   []string
+	commandPath, commandTitle string
 	// profileFormat, set by profile -- COMMAND, writes the profile to stdout
 	// in this format instead of the checks.
 	profileFormat string
@@ -198,7 +200,7 @@ func runRecordPlan(c *cli.Context, plan *recordPlan) error {
 	if len(plan.command) == 0 {
 		return record(c, plan, rec, enricher)
 	}
-	cmd, err := startCommand(rec, plan.command)
+	cmd, err := startCommand(rec, plan.commandPath, plan.command)
 	if err != nil {
 		return err
 	}
@@ -258,9 +260,11 @@ func followCommand(p *recordPlan) error {
 	if p.pods.Active() {
 		return errors.New("a command runs on the host: pod filters (--pod, -n, --container, -l, --host) do not apply to it")
 	}
-	if _, err := exec.LookPath(p.command[0]); err != nil {
+	path, err := exec.LookPath(p.command[0])
+	if err != nil {
 		return fmt.Errorf("the command: %w", err) // before anything is loaded
 	}
+	p.commandPath, p.commandTitle = path, commandTitle(p.command)
 	p.cfg.FollowPids = true
 	return nil
 }
@@ -628,13 +632,22 @@ func loadBTFFlag(c *cli.Context, cfg *bpf.Config) error {
 	return nil
 }
 
-func needRoot(cmd string) error {
+// effectiveCaps is this process's effective capability set; false when the
+// kernel does not say.
+func effectiveCaps() (uint64, bool) {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if unix.Capget(&hdr, &data[0]) != nil {
+		return 0, false
+	}
+	return uint64(data[0].Effective) | uint64(data[1].Effective)<<32, true
+}
+
+func needRoot(cmd string) error {
+	eff, ok := effectiveCaps()
+	if !ok {
 		return nil // the load will say
 	}
-	eff := uint64(data[0].Effective) | uint64(data[1].Effective)<<32
 	has := func(c int) bool { return eff&(1<<c) != 0 }
 	if has(unix.CAP_SYS_ADMIN) || (has(unix.CAP_BPF) && has(unix.CAP_PERFMON)) {
 		return nil

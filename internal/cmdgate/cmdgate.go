@@ -12,10 +12,13 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
-// gateEnv marks the gate: its value is the fd the release comes on.
+// gateEnv marks the gate.
 const gateEnv = "CAPSREC_COMMAND_GATE"
 
 // The gate's pipes (ExtraFiles start at 3): the release comes on one; on the
@@ -41,7 +44,7 @@ func init() {
 // os.Args[2:] as its argv, without the gate's variable. It never returns: on
 // an error it exits 127, as a shell does for a command it cannot run.
 func Exec() {
-	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return len(kv) > len(gateEnv) && kv[:len(gateEnv)+1] == gateEnv+"=" })
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, gateEnv+"=") })
 	var b [1]byte
 	_, _ = syscall.Write(readyFD, b[:])
 	syscall.Close(readyFD)
@@ -61,16 +64,13 @@ type Command struct {
 	release *os.File
 }
 
-// Start starts argv (argv[0] looked up in $PATH) held at the gate, with
-// stdin and stderr capsrec's and stdout the given one, and returns once the
-// gate waits. It is not released until Release: follow its pid first.
-func Start(argv []string, stdout *os.File) (*Command, error) {
+// Start starts the program at path with argv (as exec.LookPath(argv[0])
+// found it) held at the gate, with stdin and stderr capsrec's and stdout the
+// given one, and returns once the gate waits. It is not released until
+// Release: follow its pid first.
+func Start(path string, argv []string, stdout *os.File) (*Command, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("no command")
-	}
-	path, err := exec.LookPath(argv[0])
-	if err != nil {
-		return nil, fmt.Errorf("the command: %w", err)
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -126,6 +126,17 @@ func (c *Command) Abort() {
 	c.release.Close() // a gate still waiting reads EOF and exits
 	_ = c.Cmd.Process.Kill()
 	_ = c.Cmd.Wait()
+}
+
+// ExitText says how the command ended, for people.
+func ExitText(state *os.ProcessState) string {
+	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		if name := unix.SignalName(ws.Signal()); name != "" {
+			return "was killed by " + name
+		}
+		return fmt.Sprintf("was killed by signal %d", int(ws.Signal()))
+	}
+	return fmt.Sprintf("exited with status %d", state.ExitCode())
 }
 
 // ExitCode is how capsrec exits after the command: its status, or 128 + the
