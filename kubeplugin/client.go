@@ -129,10 +129,20 @@ func (c *Client) Explain(err error, doing string) error {
 	case apierrors.IsUnauthorized(err):
 		return fmt.Errorf("%s: the API server at %s refused the kubeconfig's credentials (%s)", doing, c.Server, statusMessage(err))
 	case errors.As(err, &uerr), errors.As(err, &nerr), errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%s: cannot reach the API server at %s: %v (check --context and --kubeconfig)", doing, c.Server, rootCause(err))
+		// The cause stays in the chain: a caller's own deadline is told from the server's silence.
+		return explained{fmt.Sprintf("%s: cannot reach the API server at %s: %v (check --context and --kubeconfig)", doing, c.Server, rootCause(err)), err}
 	}
 	return fmt.Errorf("%s: %w", doing, err)
 }
+
+// explained is an error said in other words, its cause kept for errors.Is.
+type explained struct {
+	msg   string
+	cause error
+}
+
+func (e explained) Error() string { return e.msg }
+func (e explained) Unwrap() error { return e.cause }
 
 func statusMessage(err error) string {
 	var se apierrors.APIStatus
