@@ -12,10 +12,13 @@
 /* x86-64 without KASAN; used only where bpf_task_pt_regs (5.15) is missing, and by the fast walk. */
 #define THREAD_SIZE (16384)
 #define NR_CAPSET 126
-/* struct pt_regs fields: the syscall number, and its first two arguments. */
+/* struct pt_regs fields: the syscall number, and its first three arguments. */
 #define REGS_SYSCALL_NR orig_ax
 #define REGS_ARG0 di
 #define REGS_ARG1 si
+#define REGS_ARG2 dx
+#define NR_SOCKET 41
+#define NR_BIND 49
 #define FAST_WALK 1
 /* A kprobe on a function's entry: the call pushed the return address, the unwinder finds the caller. */
 #define KPROBE_CALLER_IN_LR 0
@@ -27,6 +30,9 @@
 /* x0 is also the return value's register: the entry code keeps the first argument in orig_x0. */
 #define REGS_ARG0 orig_x0
 #define REGS_ARG1 regs[1]
+#define REGS_ARG2 regs[2]
+#define NR_SOCKET 198
+#define NR_BIND 200
 /* Saved return addresses on the stack may carry pointer authentication codes
  * (CONFIG_ARM64_PTR_AUTH_KERNEL), which only the kernel's unwinder strips: every
  * call site is found by the unwinder. */

@@ -453,6 +453,32 @@ static __always_inline __s32 syscall_nr_btf(struct task_struct *task)
 }
 
 /*
+ * What a capability-free alternative of a CAP_NET_BIND_SERVICE or CAP_NET_RAW
+ * check rests on (cap_event.net_arg): the port bind(2) asked for (a sockaddr's
+ * port is at the same offset in sockaddr_in and sockaddr_in6), or socket(2)'s
+ * protocol + 1. These checks are rare: probe reads do.
+ */
+static __always_inline __u16 net_arg(struct task_struct *task, int cap)
+{
+	struct pt_regs *regs;
+	__u16 head[2];
+	__s32 nr;
+
+	if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
+		return 0;
+	regs = user_regs(task);
+	nr = (__s32)BPF_CORE_READ(regs, REGS_SYSCALL_NR);
+	if (cap == CAP_NET_BIND_SERVICE && nr == NR_BIND) {
+		if (bpf_probe_read_user(head, sizeof(head), (void *)BPF_CORE_READ(regs, REGS_ARG1)))
+			return 0;
+		return __builtin_bswap16(head[1]);
+	}
+	if (cap == CAP_NET_RAW && nr == NR_SOCKET)
+		return (__u16)(BPF_CORE_READ(regs, REGS_ARG2) + 1);
+	return 0;
+}
+
+/*
  * A check's key is read on every check: plain loads where the verifier knows
  * the pointer's type (a helper call costs tens of ns here). kernel_cap_t is
  * u32[2] before 6.3 and u64 after: two 4-byte loads fit both.
@@ -770,7 +796,7 @@ static __always_inline bool hold_capset(struct check_stats *st, struct task_stru
  */
 static __always_inline int record_check(void *ctx, const struct cred *cred, struct user_namespace *targ_ns, int cap,
 					__u32 opts, int ret, __u8 method, bool has_opts, bool btf,
-					struct call_site *site)
+					struct call_site *site, __u16 listen_port)
 {
 	__u32 tid, zero = 0, ctx_seq;
 	struct call_site cs = {};
@@ -836,7 +862,7 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 	if (hide(st, class))
 		return 0;
 	if (cfg.aggregate) { /* a capset check waiting for its outcome is sent whole */
-		if (!pending && aggregated(st, task, cred, targ_ns, cap, opts, ret, has_opts, btf, class, override))
+		if (!pending && !listen_port && aggregated(st, task, cred, targ_ns, cap, opts, ret, has_opts, btf, class, override))
 			return 0;
 		load_context(now, task, cred, pid_tgid, &tid, btf);
 	}
@@ -864,6 +890,11 @@ static __always_inline int record_check(void *ctx, const struct cred *cred, stru
 	else
 		fill_cap_event_probe(ev, task, pid_tgid, cred, targ_ns, cap, opts, ret, method, has_opts, &cs, class, override,
 				     now->key.cgroup_id, ctx_seq);
+	if (listen_port) { /* opts: the sysctl, as the caller passed it */
+		ev->hdr.type = EVENT_LISTEN;
+		ev->net_arg = listen_port;
+		ev->has_opts = 0;
+	}
 	submit(ev, sizeof(*ev));
 	return 0;
 }
@@ -872,14 +903,14 @@ SEC("tp_btf/cap_capable")
 int BPF_PROG(tp_cap_capable, const struct cred *cred, struct user_namespace *targ_ns,
 	     const struct user_namespace *capable_ns, int cap, int ret)
 {
-	return record_check(ctx, cred, targ_ns, cap, 0, ret, METHOD_TRACEPOINT, false, true, NULL);
+	return record_check(ctx, cred, targ_ns, cap, 0, ret, METHOD_TRACEPOINT, false, true, NULL, 0);
 }
 
 SEC("fexit/cap_capable")
 int BPF_PROG(fexit_cap_capable, const struct cred *cred, struct user_namespace *targ_ns, int cap,
 	     unsigned int opts, int ret)
 {
-	return record_check(ctx, cred, targ_ns, cap, opts, ret, METHOD_FEXIT, true, true, NULL);
+	return record_check(ctx, cred, targ_ns, cap, opts, ret, METHOD_FEXIT, true, true, NULL, 0);
 }
 
 /* 5.10 has no bpf_get_current_task_btf: the task is read with probe reads. */
@@ -887,7 +918,7 @@ SEC("fexit/cap_capable")
 int BPF_PROG(fexit_cap_capable_legacy, const struct cred *cred, struct user_namespace *targ_ns, int cap,
 	     unsigned int opts, int ret)
 {
-	return record_check(ctx, cred, targ_ns, cap, opts, ret, METHOD_FEXIT, true, false, NULL);
+	return record_check(ctx, cred, targ_ns, cap, opts, ret, METHOD_FEXIT, true, false, NULL, 0);
 }
 
 SEC("kprobe/cap_capable")
@@ -940,10 +971,48 @@ int BPF_KRETPROBE(kretprobe_cap_capable, int ret)
 	cs.capset = a.capset;
 	cs.failed = a.failed;
 	return record_check(ctx, (const struct cred *)a.cred, (struct user_namespace *)a.targ_ns, a.cap, a.opts, ret,
-			    METHOD_KPROBE, true, false, &cs);
+			    METHOD_KPROBE, true, false, &cs, 0);
 }
 
 #include "process.h"
+
+#define TCP_LISTEN 10
+
+/*
+ * A socket starts listening (any path: listen(2), io_uring) on a port below
+ * 1024 that its bind made no CAP_NET_BIND_SERVICE check for: the network
+ * namespace's ip_unprivileged_port_start let it. Sent as a check would be, so
+ * that the profile sees the bind a runtime's sysctl default hid, and filtered
+ * as a granted CAP_NET_BIND_SERVICE check is. (A UDP bind has no such hook.)
+ */
+static __always_inline int on_listen(void *ctx, struct sock *sk, int newstate)
+{
+	struct call_site none = {};
+	struct task_struct *task;
+	struct net *net;
+	__u16 port;
+	int start;
+
+	if (newstate != TCP_LISTEN)
+		return 0;
+	port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
+	if (!bpf_core_field_exists(net->ipv4.sysctl_ip_prot_sock))
+		return 0;
+	start = BPF_CORE_READ(net, ipv4.sysctl_ip_prot_sock);
+	if (port == 0 || port >= PRIVILEGED_PORTS || port < start)
+		return 0; /* not low, or its bind was checked (a cap_event says so) */
+	/* Rare: probe reads on every kernel, whatever the check programs use. */
+	task = (struct task_struct *)bpf_get_current_task();
+	return record_check(ctx, (const struct cred *)BPF_CORE_READ(task, cred), BPF_CORE_READ(net, user_ns),
+			    CAP_NET_BIND_SERVICE, (__u32)start, 0, METHOD_TRACEPOINT, false, false, &none, port);
+}
+
+SEC("raw_tp/inet_sock_set_state")
+int BPF_PROG(raw_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	return on_listen(ctx, sk, newstate);
+}
 
 /* The floor the benchmark compares against: the cost of the hook alone. */
 SEC("tp_btf/cap_capable")

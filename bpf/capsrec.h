@@ -19,7 +19,16 @@ enum event_type {
 	EVENT_EXIT = 4,
 	EVENT_LEARN = 5,
 	EVENT_CTX = 6,
+	/* A cap_event for no check: a listening socket on a port below 1024 that
+	 * needed no CAP_NET_BIND_SERVICE, because its network namespace's
+	 * ip_unprivileged_port_start is at or below the port (net_arg: the port;
+	 * opts: the sysctl). Joined to its context as a check is. */
+	EVENT_LISTEN = 7,
 };
+
+#define CAP_NET_BIND_SERVICE 10
+#define CAP_NET_RAW 13
+#define PRIVILEGED_PORTS 1024 /* the kernel's default ip_unprivileged_port_start */
 
 enum attach_method {
 	METHOD_TRACEPOINT = 1,
@@ -233,7 +242,10 @@ struct cap_event {
 	__u8 class; /* enum check_class */
 	__u8 site_probe; /* the call site says probe (for cap_capset: with the call's arguments) */
 	__u8 ns_answer;  /* enum ns_answer */
-	__u8 pad[2];
+	/* What a capability-free alternative rests on, read from the syscall's
+	 * arguments: bind(2)'s port under a CAP_NET_BIND_SERVICE check, socket(2)'s
+	 * protocol + 1 under a CAP_NET_RAW one; 0 unknown (another syscall, io_uring). */
+	__u16 net_arg;
 };
 
 struct ctx_event {
@@ -255,6 +267,11 @@ struct ctx_event {
 	__u32 ns_pid; /* tgid as seen in the task's own pid namespace */
 	__u32 ns[NS_COUNT];
 	__u32 cred_user_ns; /* the checked cred's user namespace (ns[NS_USER] is the real cred's) */
+	/* The network namespace's net.ipv4.ip_unprivileged_port_start and
+	 * net.ipv4.ping_group_range: what lets a low port or an ICMP socket pass
+	 * without a check there. -1, and 1 0, when the kernel lacks them. */
+	__s32 ip_prot_sock;
+	__u32 ping_gid[2];
 	__u32 pad;
 	char comm[TASK_COMM_LEN];
 	char cgroup_name[CGROUP_NAME_LEN];

@@ -68,7 +68,7 @@ type capsrecCapEvent struct {
 	Class         uint8
 	SiteProbe     uint8
 	NsAnswer      uint8
-	Pad           [2]uint8
+	NetArg        uint16
 }
 
 type capsrecCapsetPending struct {
@@ -150,10 +150,11 @@ type capsrecCtxEvent struct {
 	NsPid          uint32
 	Ns             [10]uint32
 	CredUserNs     uint32
+	IpProtSock     int32
+	PingGid        [2]uint32
 	Pad            uint32
 	Comm           [16]int8
 	CgroupName     [128]int8
-	_              [4]byte
 }
 
 type capsrecCtxSent struct {
@@ -191,12 +192,13 @@ type capsrecEventHeader struct {
 type capsrecEventType uint32
 
 const (
-	capsrecEventTypeEVENT_CAP   capsrecEventType = 1
-	capsrecEventTypeEVENT_EXEC  capsrecEventType = 2
-	capsrecEventTypeEVENT_FORK  capsrecEventType = 3
-	capsrecEventTypeEVENT_EXIT  capsrecEventType = 4
-	capsrecEventTypeEVENT_LEARN capsrecEventType = 5
-	capsrecEventTypeEVENT_CTX   capsrecEventType = 6
+	capsrecEventTypeEVENT_CAP    capsrecEventType = 1
+	capsrecEventTypeEVENT_EXEC   capsrecEventType = 2
+	capsrecEventTypeEVENT_FORK   capsrecEventType = 3
+	capsrecEventTypeEVENT_EXIT   capsrecEventType = 4
+	capsrecEventTypeEVENT_LEARN  capsrecEventType = 5
+	capsrecEventTypeEVENT_CTX    capsrecEventType = 6
+	capsrecEventTypeEVENT_LISTEN capsrecEventType = 7
 )
 
 type capsrecExeKey struct {
@@ -372,6 +374,7 @@ const (
 	capsrecProgKprobeCapCapable      = "kprobe_cap_capable"
 	capsrecProgKretprobeCapCapable   = "kretprobe_cap_capable"
 	capsrecProgNoopCapCapable        = "noop_cap_capable"
+	capsrecProgRawInetSockSetState   = "raw_inet_sock_set_state"
 	capsrecProgRawSchedProcessExec   = "raw_sched_process_exec"
 	capsrecProgRawSchedProcessExit   = "raw_sched_process_exit"
 	capsrecProgRawSchedProcessFork   = "raw_sched_process_fork"
@@ -454,6 +457,7 @@ type capsrecProgramSpecs struct {
 	KprobeCapCapable      *ebpf.ProgramSpec `ebpf:"kprobe_cap_capable"`
 	KretprobeCapCapable   *ebpf.ProgramSpec `ebpf:"kretprobe_cap_capable"`
 	NoopCapCapable        *ebpf.ProgramSpec `ebpf:"noop_cap_capable"`
+	RawInetSockSetState   *ebpf.ProgramSpec `ebpf:"raw_inet_sock_set_state"`
 	RawSchedProcessExec   *ebpf.ProgramSpec `ebpf:"raw_sched_process_exec"`
 	RawSchedProcessExit   *ebpf.ProgramSpec `ebpf:"raw_sched_process_exit"`
 	RawSchedProcessFork   *ebpf.ProgramSpec `ebpf:"raw_sched_process_fork"`
@@ -628,6 +632,7 @@ type capsrecPrograms struct {
 	KprobeCapCapable      *ebpf.Program `ebpf:"kprobe_cap_capable"`
 	KretprobeCapCapable   *ebpf.Program `ebpf:"kretprobe_cap_capable"`
 	NoopCapCapable        *ebpf.Program `ebpf:"noop_cap_capable"`
+	RawInetSockSetState   *ebpf.Program `ebpf:"raw_inet_sock_set_state"`
 	RawSchedProcessExec   *ebpf.Program `ebpf:"raw_sched_process_exec"`
 	RawSchedProcessExit   *ebpf.Program `ebpf:"raw_sched_process_exit"`
 	RawSchedProcessFork   *ebpf.Program `ebpf:"raw_sched_process_fork"`
@@ -645,6 +650,7 @@ func (p *capsrecPrograms) Close() error {
 		p.KprobeCapCapable,
 		p.KretprobeCapCapable,
 		p.NoopCapCapable,
+		p.RawInetSockSetState,
 		p.RawSchedProcessExec,
 		p.RawSchedProcessExit,
 		p.RawSchedProcessFork,

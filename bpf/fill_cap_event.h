@@ -68,6 +68,19 @@ static __always_inline void FILL_CTX_EVENT(struct ctx_event *ev, struct task_str
 	ev->ns[NS_USER] = READ(real_cred, user_ns, ns.inum);
 	ev->cred_user_ns = READ(cred, user_ns, ns.inum);
 	ev->pad = 0;
+	ev->ip_prot_sock = -1;
+	ev->ping_gid[0] = 1;
+	ev->ping_gid[1] = 0;
+	if (nsp) {
+		struct net *net = READ(nsp, net_ns);
+
+		if (bpf_core_field_exists(net->ipv4.sysctl_ip_prot_sock))
+			ev->ip_prot_sock = READ(net, ipv4.sysctl_ip_prot_sock);
+		if (bpf_core_field_exists(net->ipv4.ping_group_range)) {
+			ev->ping_gid[0] = READ(net, ipv4.ping_group_range.range[0].val);
+			ev->ping_gid[1] = READ(net, ipv4.ping_group_range.range[1].val);
+		}
+	}
 	ev->exe_ino = READ(task, mm, exe_file, f_inode, i_ino);
 	ev->exe_dev = READ(task, mm, exe_file, f_inode, i_sb, s_dev);
 	ev->ns[NS_PID] = BPF_CORE_READ(up.ns, ns.inum);
@@ -125,7 +138,7 @@ static __always_inline void FILL_CAP_EVENT(struct cap_event *ev, struct task_str
 	ev->method = method;
 	ev->override_creds = override;
 	ev->ns_answer = NS_ANSWER(cred, targ_ns);
-	ev->pad[0] = ev->pad[1] = 0;
+	ev->net_arg = (cap == CAP_NET_BIND_SERVICE || cap == CAP_NET_RAW) ? net_arg(task, cap) : 0;
 	ev->syscall_nr = SYSCALL_NR(task);
 	ev->target_ns_level = READ(targ_ns, level);
 	ev->target_ns_uid = READ(targ_ns, owner.val);

@@ -23,6 +23,8 @@ type Session struct {
 	SyscallFromPtRegs bool
 	// OptsKind is how cap_capable's 4th argument reads on the kernel the programs were loaded for.
 	OptsKind OptsKind
+	// ListenHookErr says why low ports bound without a check are not seen (nil: they are).
+	ListenHookErr error
 }
 
 // capProgram are the programs on cap_capable of each method; only those of
@@ -88,6 +90,7 @@ func open(cfg Config, kernel *btf.Spec, method Method) (_ *Session, err error) {
 	for _, p := range capProgram[method] {
 		keep[p] = true
 	}
+	keep[capsrecProgRawInetSockSetState] = true
 	if cfg.TrackProcesses {
 		for _, tp := range processTracepoints {
 			keep[tp.btf], keep[tp.raw] = cfg.KernelBTF == nil, cfg.KernelBTF != nil
@@ -205,6 +208,13 @@ func (s *Session) attach(method Method, cfg Config) error {
 		if err != nil {
 			return err
 		}
+	}
+	// A low port bound with no check (the namespace's sysctl let it): a fact
+	// for the profile, never a reason not to record.
+	if l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "inet_sock_set_state", Program: s.coll.Programs[capsrecProgRawInetSockSetState]}); err != nil {
+		s.ListenHookErr = fmt.Errorf("attaching to the inet_sock_set_state tracepoint: %w", err)
+	} else {
+		s.links = append(s.links, l)
 	}
 	if cfg.BeforeChecks != nil {
 		if err := cfg.BeforeChecks(s); err != nil {

@@ -10,6 +10,8 @@ const (
 	EventLearn = uint8(capsrecEventTypeEVENT_LEARN)
 	// EventCtx carries a thread's context: checks made under it refer to it by seq.
 	EventCtx = uint8(capsrecEventTypeEVENT_CTX)
+	// EventListen is a CapEvent for no check: a low port bound with none (capsrec.h).
+	EventListen = uint8(capsrecEventTypeEVENT_LISTEN)
 )
 
 // NSCount is how many namespaces a context names, capsrec.h's enum ns_index.

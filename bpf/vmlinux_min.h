@@ -99,7 +99,24 @@ struct uts_namespace { struct ns_common ns; } __attribute__((preserve_access_ind
 struct ipc_namespace { struct ns_common ns; } __attribute__((preserve_access_index));
 struct mnt_namespace { struct ns_common ns; } __attribute__((preserve_access_index));
 struct pid_namespace { struct ns_common ns; } __attribute__((preserve_access_index));
-struct net { struct ns_common ns; } __attribute__((preserve_access_index));
+/* The network namespace's sysctls that let a bind or an ICMP socket pass without a capability check. */
+struct ping_group_range { kgid_t range[2]; } __attribute__((preserve_access_index));
+struct netns_ipv4 {
+	struct ping_group_range ping_group_range;
+	int sysctl_ip_prot_sock; /* net.ipv4.ip_unprivileged_port_start */
+} __attribute__((preserve_access_index));
+struct net {
+	struct ns_common ns;
+	struct user_namespace *user_ns;
+	struct netns_ipv4 ipv4;
+} __attribute__((preserve_access_index));
+typedef struct { struct net *net; } possible_net_t;
+struct sock_common {
+	unsigned short skc_family;
+	__u16 skc_num; /* the bound port, host order */
+	possible_net_t skc_net;
+} __attribute__((preserve_access_index));
+struct sock { struct sock_common __sk_common; } __attribute__((preserve_access_index));
 struct time_namespace { struct ns_common ns; } __attribute__((preserve_access_index));
 struct cgroup_namespace { struct ns_common ns; } __attribute__((preserve_access_index));
 

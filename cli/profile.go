@@ -41,6 +41,7 @@ var profileCommand = &cli.Command{
 		&cli.StringSliceFlag{Name: "pod", Usage: "only this pod (glob); repeatable"},
 		&cli.StringSliceFlag{Name: "container", Usage: "only this container (glob); repeatable"},
 		&cli.BoolFlag{Name: "skip-invalid", Usage: "count malformed lines and go on, instead of stopping at the first"},
+		AlternativesFlag,
 		CheckFlag,
 		AllowPartialFlag,
 		&cli.BoolFlag{Name: "live", Usage: "profile this node's checks as they happen, counted in the kernel (busy nodes); needs root"},
@@ -112,7 +113,7 @@ func StyleFor(c *cli.Context, f *os.File) (profile.Style, error) {
 	if err != nil {
 		return profile.Style{}, err
 	}
-	st := profile.Style{Colored: colored}
+	st := profile.Style{Colored: colored, Alternatives: c.Bool("alternatives")}
 	if !c.Bool("wide") {
 		st.Width = termwidth.Of(f)
 	}
@@ -126,6 +127,9 @@ func stderrWidth() int {
 	}
 	return profile.TableWidth
 }
+
+// AlternativesFlag is --alternatives, of profile here and through kubectl.
+var AlternativesFlag = &cli.BoolFlag{Name: "alternatives", Usage: "with -o patch: use the capability-free alternatives that apply (a pod sysctl instead of NET_BIND_SERVICE); every output lists them"}
 
 // CheckFlag is --check, of profile here and through kubectl.
 var CheckFlag = &cli.StringFlag{Name: "check", Usage: "compare the workloads of a manifest (YAML: many documents, Lists, CronJobs too) with the profile; exit 1 when they differ, 2 when it cannot decide (a partial profile, an unreadable input)"}

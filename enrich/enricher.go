@@ -184,7 +184,7 @@ func (e *Enricher) fill(c *recorder.Check, ref CgroupRef, info *Info) {
 // in a user namespace other than the subject's own (one the workload made).
 // A container's own namespace is the node's unless the runtime gave it one.
 func (e *Enricher) Classify(c *recorder.Check) {
-	if c.Exec || c.Class != recorder.ClassNeed {
+	if c.Exec || c.Listen || c.Class != recorder.ClassNeed {
 		return
 	}
 	own := e.hostUserNS

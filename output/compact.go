@@ -2,6 +2,7 @@ package output
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"path"
 	"strconv"
@@ -23,6 +24,7 @@ type Compact struct {
 	out                  *lines
 	granted, denied, dim *color.Color
 	grantedS, deniedS    string
+	listenS              string
 	layout               layout
 }
 
@@ -94,6 +96,7 @@ func NewCompact(w io.Writer, colored bool, width int) *Compact {
 	// Padded before coloring so that columns line up with and without color.
 	c.grantedS = c.granted.Sprint("granted")
 	c.deniedS = c.denied.Sprint("denied ")
+	c.listenS = c.dim.Sprint("nocheck")
 	return c
 }
 
@@ -193,9 +196,12 @@ func (o *Compact) Append(b []byte, c *recorder.Check) []byte {
 		capName = strings.TrimPrefix(capName, "CAP_")
 	}
 	b = l.column(b, capName, l.cap)
-	if c.Granted() {
+	switch {
+	case c.Listen:
+		b = append(b, o.listenS...)
+	case c.Granted():
 		b = append(b, o.grantedS...)
-	} else {
+	default:
 		b = append(b, o.deniedS...)
 	}
 	// The tail: the syscall, then notes, cut at the terminal's edge.
@@ -203,7 +209,9 @@ func (o *Compact) Append(b []byte, c *recorder.Check) []byte {
 	if l.width > 0 {
 		room = l.width - (len(l.timeLayout) + 1 + l.source + 1 + l.process + 1 + l.uid + 1 + l.cap + 1 + verdictWidth)
 	}
-	if name := syscalls.Name(c.Syscall); name != "" {
+	if c.Listen { // the bind this listen follows made no check
+		b, room = appendTail(b, fmt.Sprintf("listen port %d (ip_unprivileged_port_start=%d)", c.BindPort(), c.NetSysctls.PortStart), room, nil)
+	} else if name := syscalls.Name(c.Syscall); name != "" {
 		b, room = appendTail(b, name, room, nil)
 	}
 	if c.Class != recorder.ClassNeed {

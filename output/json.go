@@ -75,6 +75,9 @@ func (j *JSON) Append(b []byte, c *recorder.Check) []byte {
 	if c.Exec {
 		return j.appendExec(b, c)
 	}
+	if c.Listen {
+		return j.appendListen(b, c)
+	}
 	b = append(b, `{"process_kprobe":{"process":{`...)
 	b = append(b, j.fragment(c.Process)...)
 	b = appendUint(b, true, "uid", uint64(c.UID))
@@ -95,7 +98,7 @@ func (j *JSON) Append(b []byte, c *recorder.Check) []byte {
 	// From the arguments to the end of capsrec's per-check facts: consecutive
 	// checks from one place say the same, rendered once.
 	if call := (checkCall{c.TargetNS, c.Cap, c.Ret, c.Method, c.Syscall, c.OverrideCreds, c.Class, c.CallSite,
-		c.SiteProbe, c.AuditKnown, c.Audit, c.InSetID, c.NSAnswer, c.CredUserNS}); call != j.lastCall || j.lastCallJSON == nil {
+		c.SiteProbe, c.AuditKnown, c.Audit, c.InSetID, c.NSAnswer, c.CredUserNS, c.NetArg, netSysctls(c)}); call != j.lastCall || j.lastCallJSON == nil {
 		j.lastCall = call
 		j.lastCallJSON = j.appendCall(j.lastCallJSON[:0], &call)
 	}
@@ -144,6 +147,43 @@ func (j *JSON) appendExec(b []byte, c *recorder.Check) []byte {
 	return append(b, '}')
 }
 
+// appendListen writes capsrec_listen: a socket listening on a port below
+// 1024 that needed no CAP_NET_BIND_SERVICE check, and the sysctl that let it.
+func (j *JSON) appendListen(b []byte, c *recorder.Check) []byte {
+	b = append(b, `{"capsrec_listen":{"process":{`...)
+	b = append(b, j.fragment(c.Process)...)
+	b = appendUint(b, true, "uid", uint64(c.UID))
+	b = appendUint(b, true, "tid", uint64(c.Tid))
+	b = j.appendContainer(b, c.Container, c.NsPid)
+	b = j.appendNamespaces(b, &c.NS)
+	b = append(b, '}')
+	b = j.appendParent(b, c)
+	b = append(b, `,"capsrec":{`...)
+	b = appendUint(b, false, "port", uint64(c.BindPort()))
+	b = appendInt(b, true, "ip_unprivileged_port_start", int64(c.NetSysctls.PortStart))
+	b = appendStr(b, true, "comm", c.Comm)
+	b = appendUint(b, true, "euid", uint64(c.EUID))
+	b = appendUint(b, true, "cgroup_id", c.CgroupID)
+	b = append(b, '}')
+	b = append(b, j.nodeTime[1:]...) // one object to close, not two
+	b = j.clock.appendTimestamp(b, c.Time)
+	return append(b, '}')
+}
+
+// netSysctls are a check's network namespace sysctls where they matter: its
+// capability has a capability-free alternative they decide.
+func netSysctls(c *recorder.Check) recorder.NetSysctls {
+	if c.Cap != capNetBindService && c.Cap != capNetRaw {
+		return recorder.NetSysctls{PortStart: -1}
+	}
+	return c.NetSysctls
+}
+
+const (
+	capNetBindService = 10
+	capNetRaw         = 13
+)
+
 // Summary is what a recording says of itself as its last line
 // (capsrec_summary), so that a profile of the stream knows its window and
 // whether it lost anything.
@@ -180,6 +220,8 @@ type checkCall struct {
 	auditKnown, audit, insetid bool
 	nsAnswer                   uint8
 	credUserNS                 uint32
+	netArg                     uint16
+	netSysctls                 recorder.NetSysctls
 }
 
 func (j *JSON) appendCall(b []byte, c *checkCall) []byte {
@@ -213,6 +255,19 @@ func (j *JSON) appendCall(b []byte, c *checkCall) []byte {
 	if c.auditKnown {
 		b = appendBool(b, true, "audit", c.audit)
 		b = appendBool(b, true, "insetid", c.insetid)
+	}
+	switch {
+	case c.netArg == 0:
+	case c.cap == capNetBindService:
+		b = appendUint(b, true, "bind_port", uint64(c.netArg))
+	case c.cap == capNetRaw:
+		b = appendInt(b, true, "socket_protocol", int64(c.netArg)-1)
+	}
+	if n := c.netSysctls; n.Known() {
+		b = append(b, `,"netns_sysctls":{`...)
+		b = appendInt(b, false, "ip_unprivileged_port_start", int64(n.PortStart))
+		b = appendStr(b, true, "ping_group_range", strconv.FormatUint(uint64(n.PingGroup[0]), 10)+" "+strconv.FormatUint(uint64(n.PingGroup[1]), 10))
+		b = append(b, '}')
 	}
 	return b
 }

@@ -35,6 +35,15 @@ type fields struct {
 	// capsrec.container_start, or for Tetragon's the container's pid 1.
 	exec, startKnown, start bool
 	containerPID            int64
+	// The network facts (alternatives.go): call site, bind(2)'s port or
+	// socket(2)'s protocol, the namespace's sysctl, whether it is the host's;
+	// listen: a capsrec_listen event.
+	callSite              string
+	port, protocol        int64
+	portStart             int64
+	hasPortStart          bool
+	hostNet, hostNetKnown bool
+	listen                bool
 	// A capsrec_summary event: what a recording says of itself.
 	summary          bool
 	sumStart, sumEnd string
@@ -44,7 +53,7 @@ type fields struct {
 // parseEvent reads one JSON line into an Observation.
 func parseEvent(line []byte) (Observation, error) {
 	s := &scanner{b: line}
-	var f fields
+	f := fields{protocol: -1}
 	err := s.object(func(key []byte) error {
 		switch string(key) {
 		case "process_kprobe":
@@ -53,6 +62,9 @@ func parseEvent(line []byte) (Observation, error) {
 		case "process_exec":
 			f.exec = true
 			return s.object(func(k []byte) error { return f.execField(s, k) })
+		case "capsrec_listen":
+			f.listen = true
+			return s.object(func(k []byte) error { return f.listenField(s, k) })
 		case "capsrec_summary":
 			f.summary = true
 			return s.object(func(k []byte) error { return f.summaryField(s, k) })
@@ -88,6 +100,72 @@ func (f *fields) execField(s *scanner, key []byte) error {
 		})
 	}
 	return s.skip()
+}
+
+func (f *fields) listenField(s *scanner, key []byte) error {
+	switch string(key) {
+	case "process":
+		return s.object(func(k []byte) error { return f.processField(s, k) })
+	case "capsrec":
+		return s.object(func(k []byte) error {
+			var err error
+			switch string(k) {
+			case "port":
+				f.port, err = s.integer()
+			case "ip_unprivileged_port_start":
+				f.hasPortStart = true
+				f.portStart, err = s.integer()
+			default:
+				err = s.skip()
+			}
+			return err
+		})
+	}
+	return s.skip()
+}
+
+// netField reads capsrec's network facts of a check.
+func (f *fields) netField(s *scanner, key []byte) (bool, error) {
+	var err error
+	switch string(key) {
+	case "call_site":
+		f.callSite, err = s.str()
+	case "bind_port":
+		f.port, err = s.integer()
+	case "socket_protocol":
+		f.protocol, err = s.integer()
+	case "netns_sysctls":
+		err = s.object(func(k []byte) error {
+			if string(k) != "ip_unprivileged_port_start" {
+				return s.skip()
+			}
+			var err error
+			f.hasPortStart = true
+			f.portStart, err = s.integer()
+			return err
+		})
+	default:
+		return false, nil
+	}
+	return true, err
+}
+
+// nsField reads whether the process's network namespace is the host's.
+func (f *fields) nsField(s *scanner) error {
+	return s.object(func(k []byte) error {
+		if string(k) != "net" {
+			return s.skip()
+		}
+		f.hostNetKnown = true // is_host is written only when true
+		return s.object(func(k []byte) error {
+			if string(k) != "is_host" {
+				return s.skip()
+			}
+			var err error
+			f.hostNet, err = s.boolean()
+			return err
+		})
+	})
 }
 
 func (f *fields) summaryField(s *scanner, key []byte) error {
@@ -161,7 +239,10 @@ func (f *fields) kprobeField(s *scanner, key []byte) error {
 			case "syscall_name":
 				f.syscall, err = s.str()
 			default:
-				err = s.skip()
+				var ok bool
+				if ok, err = f.netField(s, k); !ok {
+					err = s.skip()
+				}
 			}
 			return err
 		})
@@ -179,6 +260,8 @@ func (f *fields) processField(s *scanner, key []byte) error {
 	case "uid":
 		f.hasUID = true
 		f.uid, err = s.number()
+	case "ns":
+		err = f.nsField(s)
 	case "pod":
 		err = s.object(func(k []byte) error {
 			var err error
@@ -229,6 +312,9 @@ func (f *fields) observation() (Observation, error) {
 	if f.exec {
 		return f.execObservation()
 	}
+	if f.listen {
+		return f.listenObservation()
+	}
 	if !f.kprobe || f.function != "cap_capable" {
 		return Observation{}, errNotCheck
 	}
@@ -247,6 +333,8 @@ func (f *fields) observation() (Observation, error) {
 		Binary:        f.binary,
 		OverrideCreds: f.override,
 		Syscall:       f.syscall,
+		CallSite:      f.callSite,
+		Net:           f.net(),
 	}
 	if !f.hasValue {
 		if v, err := caps.Parse(f.capName); err == nil {
@@ -277,14 +365,7 @@ func (f *fields) observation() (Observation, error) {
 		return Observation{}, err
 	}
 	o.Time = t
-	if f.pod != "" || f.container != "" {
-		o.Subject = Subject{Namespace: f.namespace, Pod: f.pod, Container: f.container, Image: f.image}
-		if f.workload != "" {
-			o.Subject.Workload, o.Subject.WorkloadRule = f.workload, "Tetragon's pod.workload"
-		}
-	} else {
-		o.Subject = Subject{Binary: hostBinary(f.binary)}
-	}
+	o.Subject = f.subject()
 	return o, nil
 }
 
@@ -313,6 +394,48 @@ func (f *fields) execObservation() (Observation, error) {
 	if f.workload != "" {
 		o.Subject.Workload, o.Subject.WorkloadRule = f.workload, "Tetragon's pod.workload"
 	}
+	t, err := f.eventTime()
+	if err != nil {
+		return Observation{}, err
+	}
+	o.Time = t
+	return o, nil
+}
+
+// subject is the event's container, else its host binary.
+func (f *fields) subject() Subject {
+	if f.pod == "" && f.container == "" {
+		return Subject{Binary: hostBinary(f.binary)}
+	}
+	sub := Subject{Namespace: f.namespace, Pod: f.pod, Container: f.container, Image: f.image}
+	if f.workload != "" {
+		sub.Workload, sub.WorkloadRule = f.workload, "Tetragon's pod.workload"
+	}
+	return sub
+}
+
+// net is what the event says of the network.
+func (f *fields) net() NetObservation {
+	n := NetObservation{Protocol: int32(f.protocol), PortStart: -1, HostNet: f.hostNet, HostNetKnown: f.hostNetKnown}
+	if f.port > 0 && f.port < 1<<16 {
+		n.Port = uint16(f.port)
+	}
+	if f.hasPortStart && f.portStart >= 0 && f.portStart < 1<<16 {
+		n.PortStart = int32(f.portStart)
+	}
+	if f.protocol < -1 || f.protocol >= 1<<16 {
+		n.Protocol = -1
+	}
+	return n
+}
+
+// listenObservation is a low port listened on with no check.
+func (f *fields) listenObservation() (Observation, error) {
+	o := Observation{Listen: true, Cap: capNetBindService, Granted: true, Binary: f.binary, Net: f.net()}
+	if o.Net.Port == 0 || o.Net.Port >= 1024 {
+		return Observation{}, errors.New("capsrec_listen without a capsrec.port below 1024")
+	}
+	o.Subject = f.subject()
 	t, err := f.eventTime()
 	if err != nil {
 		return Observation{}, err

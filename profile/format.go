@@ -37,7 +37,7 @@ func Write(w io.Writer, p *Profile, format string, st Style) error {
 	case "systemd":
 		return writeSystemd(w, p)
 	case "patch":
-		return WritePatch(w, p, nil)
+		return WritePatch(w, p, nil, st.Alternatives)
 	}
 	return CheckFormat(format)
 }
@@ -91,6 +91,8 @@ func visibleList(list []string, sep string) string {
 type Style struct {
 	Colored bool
 	Width   int
+	// Alternatives: a patch uses the applicable capability-free alternatives.
+	Alternatives bool
 }
 
 func (st Style) width() int {
@@ -165,6 +167,9 @@ func WriteTable(w io.Writer, p *Profile, st Style) error {
 		r := sp.Recommend()
 		if sp.Subject.IsContainer() {
 			Wrap(w, "  securityContext.capabilities:", "    ", fmt.Sprintf("drop [%s], add [%s]", strings.Join(r.Drop, ", "), strings.Join(r.Add, ", ")), width)
+			for _, s := range r.Sysctls {
+				Wrap(w, "  pod securityContext.sysctls:", "    ", s.Name+"="+s.Value, width)
+			}
 			if len(r.UnusedDefaults) > 0 {
 				Wrap(w, "  runtime defaults never needed:", "    ", strings.Join(r.UnusedDefaults, ", "), width)
 			}
@@ -471,7 +476,7 @@ func notes(r Recommendation) []string {
 	if r.NoCallSite {
 		n = append(n, NoCallSiteNote)
 	}
-	return n
+	return append(n, alternativeNotes(r)...)
 }
 
 // writeCoverage writes the coverage lines as comments.

@@ -26,6 +26,12 @@ func FromCheck(c *recorder.Check) Observation {
 		EUIDKnown:     true,
 		Exec:          c.Exec,
 		Start:         c.Start,
+		Listen:        c.Listen,
+		CallSite:      c.CallSite,
+	}
+	if c.Listen || c.Cap == capNetBindService || c.Cap == capNetRaw {
+		o.Net = NetObservation{Port: c.BindPort(), Protocol: c.SocketProtocol(), PortStart: c.NetSysctls.PortStart,
+			HostNet: c.InHostNetNS(), HostNetKnown: true}
 	}
 	if o.Binary == "" {
 		o.Binary = c.Comm

@@ -35,8 +35,9 @@ func kindOfRule(rule string) string {
 // patch KIND/NAME --patch-file` applies as is: each container (init
 // containers apart, by name) drops ALL and adds what it needs. targets names
 // the workloads by namespace/workload; a workload missing there is named by
-// its pods' names.
-func WritePatch(w io.Writer, p *Profile, targets map[string]PatchTarget) error {
+// its pods' names. With alternatives, the applicable capability-free
+// alternatives replace the capabilities they grant.
+func WritePatch(w io.Writer, p *Profile, targets map[string]PatchTarget, alternatives bool) error {
 	byWorkload := map[string][]*SubjectProfile{}
 	var order []string
 	for _, sp := range p.Subjects() {
@@ -64,12 +65,19 @@ func WritePatch(w io.Writer, p *Profile, targets map[string]PatchTarget) error {
 			s := subjects[0].Subject
 			t = PatchTarget{Kind: kindOfRule(s.WorkloadRule), Name: s.Workload, Namespace: s.Namespace}
 		}
-		p.writeWorkloadPatch(w, t, subjects)
+		p.writeWorkloadPatch(w, t, subjects, alternatives)
 	}
 	return nil
 }
 
-func (p *Profile) writeWorkloadPatch(w io.Writer, t PatchTarget, subjects []*SubjectProfile) {
+func (p *Profile) writeWorkloadPatch(w io.Writer, t PatchTarget, subjects []*SubjectProfile, alternatives bool) {
+	recommend := func(sp *SubjectProfile) Recommendation {
+		r := sp.Recommend()
+		if alternatives {
+			r = r.WithAlternatives()
+		}
+		return r
+	}
 	v := textsafe.Visible
 	kind := t.Kind
 	if kind == "" {
@@ -99,10 +107,23 @@ func (p *Profile) writeWorkloadPatch(w io.Writer, t PatchTarget, subjects []*Sub
 		for _, line := range p.CoverageLines(sp) {
 			fmt.Fprintf(w, "# %s: %s\n", v(sp.Subject.Container), line)
 		}
-		writeDenied(w, "# "+v(sp.Subject.Container)+": ", sp.Recommend())
-		writeNotes(w, "# "+v(sp.Subject.Container)+": note: ", sp.Recommend())
+		writeDenied(w, "# "+v(sp.Subject.Container)+": ", recommend(sp))
+		writeNotes(w, "# "+v(sp.Subject.Container)+": note: ", recommend(sp))
 	}
 	fmt.Fprintln(w, "spec:\n  template:\n    spec:")
+	var sysctls []Sysctl // pod-level: every container's
+	for _, sp := range subjects {
+		for _, s := range recommend(sp).Sysctls {
+			sysctls = mergeSysctls(sysctls, s)
+		}
+	}
+	if len(sysctls) > 0 {
+		fmt.Fprintln(w, "      # a patch replaces the pod's sysctls list: add any it already has")
+		fmt.Fprintln(w, "      securityContext:\n        sysctls:")
+		for _, s := range sysctls {
+			fmt.Fprintf(w, "        - name: %s\n          value: %s\n", s.Name, yamlString(s.Value))
+		}
+	}
 	for _, part := range []struct {
 		key  string
 		list []*SubjectProfile
@@ -112,7 +133,7 @@ func (p *Profile) writeWorkloadPatch(w io.Writer, t PatchTarget, subjects []*Sub
 		}
 		fmt.Fprintf(w, "      %s:\n", part.key)
 		for _, sp := range part.list {
-			r := sp.Recommend()
+			r := recommend(sp)
 			fmt.Fprintf(w, "      - name: %s\n", yamlString(sp.Subject.Container))
 			fmt.Fprintf(w, "        securityContext:\n          capabilities:\n")
 			fmt.Fprintf(w, "            drop: [%s]\n            add: [%s]\n", strings.Join(r.Drop, ", "), strings.Join(r.Add, ", "))

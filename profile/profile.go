@@ -81,6 +81,13 @@ type Observation struct {
 	// Exec: no check but a program's exec in the subject's container (a
 	// process_exec event); Start: that exec was the container's start.
 	Exec, Start bool
+	// CallSite is the kernel function that asked ("" unknown); Net the
+	// network facts of a NET_BIND_SERVICE or NET_RAW check or a Listen item.
+	CallSite string
+	Net      NetObservation
+	// Listen: no check but a low port listened on with none (the network
+	// namespace's sysctl let it): Net.Port and Net.PortStart say which.
+	Listen bool
 	// session: no check but a recording's summary event.
 	session *Recorded
 }
@@ -197,6 +204,8 @@ type SubjectProfile struct {
 	Caps    map[int]*CapStats
 	// NonRootNeeds: some need was asked with a non-zero effective uid.
 	NonRootNeeds bool
+	// Net is what its network needs were made of (alternatives.go).
+	Net NetProfile
 	// First and Last are the subject's first and last event, checks and execs.
 	First, Last time.Time
 	// seen and started are its pods (containers' subjects) seen at all, and
@@ -308,6 +317,12 @@ func (p *Profile) AddN(o Observation, n uint64, last time.Time) {
 		return
 	}
 	p.workload(&o)
+	if o.Listen { // no check: only what it says of the network
+		sp, _ := p.subject(o.Subject.key(), n)
+		sp.see(o, last)
+		sp.Net.seeNet(o, n)
+		return
+	}
 	p.add(o, n, last)
 }
 
@@ -427,6 +442,9 @@ func (p *Profile) add(o Observation, n uint64, last time.Time) {
 	if class == ClassNeed && o.Granted && o.EUIDKnown && o.EUID != 0 { // a refusal adds nothing to note
 		sp.NonRootNeeds = true
 	}
+	if (o.Cap == capNetBindService || o.Cap == capNetRaw) && (class == ClassNeed || class == ClassUnknown) {
+		sp.Net.seeNet(o, n)
+	}
 	if !o.Granted {
 		cs.Denied += n
 		switch class {
@@ -487,6 +505,7 @@ func (p *Profile) Merge(q *Profile) {
 		}
 		ps.Checks += qs.Checks
 		ps.NonRootNeeds = ps.NonRootNeeds || qs.NonRootNeeds
+		ps.Net.merge(&qs.Net)
 		ps.mergeCoverage(qs)
 		for _, pod := range qs.Pods {
 			ps.Pods = addListed(ps.Pods, pod)
@@ -576,6 +595,15 @@ type Recommendation struct {
 	// NonRoot is set when the needs were asked by a non-root user: add alone does
 	// not raise a non-root process's effective set (kubernetes/kubernetes#56374).
 	NonRoot bool `json:"non_root,omitempty"`
+	// Sysctls are pod-level sysctls the profile depends on: what let a low
+	// port pass with no check here, set explicitly for any runtime.
+	Sysctls []Sysctl `json:"sysctls,omitempty"`
+	// Alternatives are capability-free ways to needs in Add (Applies: proven).
+	Alternatives []Alternative `json:"alternatives,omitempty"`
+	// HostNetUnchecked says why NET_BIND_SERVICE is in Add though no check
+	// asked it: a namespace's sysctl let a low port pass here, and the
+	// subject cannot set it itself (hostNetwork, a host process).
+	HostNetUnchecked string `json:"unchecked_bind,omitempty"`
 }
 
 // Recommend is drop ALL, add what was needed, in Kubernetes spelling.
@@ -594,6 +622,15 @@ func (sp *SubjectProfile) Recommend() Recommendation {
 			r.Denied = append(r.Denied, caps.KubernetesName(c.Cap))
 		}
 	}
+	if n := &sp.Net; !sp.ownPodNet() && len(n.Unchecked) > 0 && !needed[capNetBindService] {
+		// No pod sysctl can stand in: a node with the kernel's default refuses.
+		needed[capNetBindService] = true
+		r.HostNetUnchecked = n.uncheckedNote()
+		r.Add = append(r.Add, caps.KubernetesName(capNetBindService))
+		slices.SortFunc(r.Add, func(a, b string) int { return cmpCap(a) - cmpCap(b) })
+	}
+	r.Sysctls = sp.RequiredSysctls()
+	r.Alternatives = sp.Alternatives()
 	r.NonRoot = sp.NonRootNeeds && len(r.Add) > 0
 	defaults := slices.Clone(RuntimeDefaults)
 	slices.Sort(defaults)
@@ -624,4 +661,13 @@ func Workload(pod string) (name, rule string) {
 		}
 	}
 	return pod, "bare pod: the pod's own name"
+}
+
+// cmpCap orders Kubernetes capability names by value.
+func cmpCap(name string) int {
+	v, err := caps.Parse(name)
+	if err != nil {
+		return caps.MaxValue + 1
+	}
+	return v
 }

@@ -3,6 +3,7 @@
 package recorder
 
 import (
+	"sync"
 	"time"
 
 	"github.com/capsrec/capsrec/bpf"
@@ -125,6 +126,19 @@ type Check struct {
 	// Container is set by enrichment for checks made inside a container.
 	Container *Container
 
+	// NetArg is what a capability-free alternative rests on: bind(2)'s port
+	// under a CAP_NET_BIND_SERVICE check, socket(2)'s protocol + 1 under a
+	// CAP_NET_RAW one; 0 unknown. BindPort and SocketProtocol read it.
+	NetArg uint16
+	// NetSysctls are the sysctls of the network namespace the check was made in.
+	NetSysctls NetSysctls
+
+	// Listen marks an item that is no check but a socket listening on a port
+	// below 1024 (BindPort) that needed no CAP_NET_BIND_SERVICE check: its
+	// network namespace's ip_unprivileged_port_start (NetSysctls.PortStart, as
+	// of the listen) let it. Cap is CAP_NET_BIND_SERVICE, granted, for filters.
+	Listen bool
+
 	// Exec marks an item that is no check but a process's exec (DeliverExecs):
 	// Process is the new program, and only the identity fields are set.
 	// Handoff: a runtime handed over to it (only the runtime's process tree
@@ -172,4 +186,49 @@ type Pod struct {
 	Namespace, Name, UID   string
 	Labels                 map[string]string
 	Workload, WorkloadKind string
+}
+
+// NetSysctls are a network namespace's sysctls that let an operation pass
+// without a capability check: binds to ports from PortStart on
+// (net.ipv4.ip_unprivileged_port_start; -1 unknown), ICMP datagram sockets
+// for groups PingGroup[0] to PingGroup[1] (net.ipv4.ping_group_range; none
+// when [0] > [1]).
+type NetSysctls struct {
+	PortStart int32
+	PingGroup [2]uint32
+}
+
+// Known tells whether the kernel reported them.
+func (n NetSysctls) Known() bool { return n.PortStart >= 0 }
+
+// capNetBindService and capNetRaw are the capabilities NetArg speaks of.
+const (
+	capNetBindService = 10
+	capNetRaw         = 13
+)
+
+// BindPort is the port bind(2) asked for under a CAP_NET_BIND_SERVICE
+// check, or a Listen item's port; 0 unknown.
+func (c *Check) BindPort() uint16 {
+	if c.Cap != capNetBindService {
+		return 0
+	}
+	return c.NetArg
+}
+
+// SocketProtocol is socket(2)'s protocol under a CAP_NET_RAW check; -1 unknown.
+func (c *Check) SocketProtocol() int32 {
+	if c.Cap != capNetRaw || c.NetArg == 0 {
+		return -1
+	}
+	return int32(c.NetArg) - 1
+}
+
+// hostNamespaces are read once: the host's do not change.
+var hostNamespaces = sync.OnceValue(HostNamespaces)
+
+// InHostNetNS tells whether the check was made in the host's network namespace.
+func (c *Check) InHostNetNS() bool {
+	host := hostNamespaces()[NSNet]
+	return host != 0 && c.NS[NSNet] == host
 }

@@ -239,6 +239,15 @@ func (r *Recorder) decode(raw []byte) *Check {
 		if len(raw) >= int(unsafe.Sizeof(bpf.CapEvent{})) {
 			return r.check((*bpf.CapEvent)(unsafe.Pointer(&raw[0])))
 		}
+	case bpf.EventListen:
+		if len(raw) >= int(unsafe.Sizeof(bpf.CapEvent{})) {
+			ev := (*bpf.CapEvent)(unsafe.Pointer(&raw[0]))
+			if c := r.check(ev); c != nil {
+				c.Listen = true
+				c.NetSysctls.PortStart = int32(ev.Opts) // as of the listen
+				return c
+			}
+		}
 	case bpf.EventExec:
 		if len(raw) >= int(unsafe.Sizeof(bpf.ExecEvent{})) {
 			ev := (*bpf.ExecEvent)(unsafe.Pointer(&raw[0]))
@@ -354,6 +363,8 @@ func (r *Recorder) check(ev *bpf.CapEvent) *Check {
 		ExeDev:         cx.ExeDev,
 		Class:          Class(ev.Class),
 		SiteProbe:      ev.SiteProbe != 0,
+		NetArg:         ev.NetArg,
+		NetSysctls:     NetSysctls{PortStart: cx.IpProtSock, PingGroup: cx.PingGid},
 	}
 	c.CallSite = r.callSite(ev.CallSite)
 	if ev.HasOpts != 0 {

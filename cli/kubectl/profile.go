@@ -47,6 +47,7 @@ func kubectlProfileCommand() *cli.Command {
 			&cli.DurationFlag{Name: "rollout-timeout", Value: 5 * time.Minute, Usage: "with --restart: how long the rollout may take"},
 			&cli.StringFlag{Name: "color", Value: "auto", Usage: "auto, always or never"},
 			capsrec.WideFlag,
+			capsrec.AlternativesFlag,
 			capsrec.CheckFlag,
 			capsrec.AllowPartialFlag,
 			&cli.StringFlag{Name: "save", Usage: "also write the recorded checks (JSON lines) to this file, for capsrec profile"},
@@ -377,7 +378,7 @@ func reportProfile(c *cli.Context, w kubeplugin.Workload, runs []*nodeRun, forma
 	}
 	var err error
 	if format == "patch" {
-		err = profile.WritePatch(c.App.Writer, merged, map[string]profile.PatchTarget{w.Namespace + "/" + w.Name: patchTarget(w)})
+		err = profile.WritePatch(c.App.Writer, merged, map[string]profile.PatchTarget{w.Namespace + "/" + w.Name: patchTarget(w)}, style.Alternatives)
 	} else {
 		err = profile.Write(c.App.Writer, merged, format, style)
 	}

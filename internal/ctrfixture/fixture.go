@@ -66,7 +66,10 @@ func Start(t testing.TB) *Containerd {
 	c.Endpoint = "unix://" + c.Socket
 	c.shimDirs, _ = filepath.Glob("/run/containerd/s/*")
 	t.Cleanup(c.stop)
-	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(config(dir)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(config(dir, cniBin(t))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := cniConfig(dir); err != nil {
 		t.Fatal(err)
 	}
 	logf, err := os.Create(filepath.Join(dir, "containerd.log"))
@@ -90,7 +93,7 @@ func Start(t testing.TB) *Containerd {
 	return c
 }
 
-func config(dir string) string {
+func config(dir, cniBin string) string {
 	// restrict_oom_score_adj: the machine lacks CAP_SYS_RESOURCE, and runc fails
 	// on the sandbox's negative oom_score_adj otherwise. SystemdCgroup = false: no systemd here.
 	return fmt.Sprintf(`version = 2
@@ -110,7 +113,7 @@ oom_score = 0
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "%[1]s/cni/bin"
+    bin_dir = "%[3]s"
     conf_dir = "%[1]s/cni/conf"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
@@ -120,7 +123,7 @@ oom_score = 0
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
         Root = "%[1]s/runc"
-`, dir, PauseImage)
+`, dir, PauseImage, cniBin)
 }
 
 func (c *Containerd) waitSocket() {
@@ -159,7 +162,7 @@ func (c *Containerd) importImages() {
 	app := map[string]file{"bin/busybox": {data: busybox, mode: 0o755}, "bin/capop": {data: capop, mode: 0o755}, "tmp/.keep": {mode: 0o644},
 		"etc/passwd": {data: []byte("root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n"), mode: 0o644},
 		"etc/group":  {data: []byte("root:x:0:\nnogroup:x:65534:\n"), mode: 0o644}}
-	for _, applet := range []string{"sh", "sleep", "dmesg", "chown", "cat", "ls", "touch", "id", "true", "chmod", "mknod", "chroot", "su", "kill", "unshare", "mount"} {
+	for _, applet := range []string{"sh", "sleep", "dmesg", "chown", "cat", "ls", "touch", "id", "true", "chmod", "mknod", "chroot", "su", "kill", "unshare", "mount", "httpd", "wget", "sysctl"} {
 		app["bin/"+applet] = file{symlink: "busybox"}
 	}
 	for _, img := range []struct {
@@ -204,6 +207,7 @@ type Pod struct {
 	SandboxID            string
 	Containers           map[string]string // name -> id
 	config               *runtimeapi.PodSandboxConfig
+	network              runtimeapi.NamespaceMode
 	mu                   sync.Mutex // Containers, for tests that start containers at once
 }
 
@@ -218,8 +222,28 @@ type ContainerSpec struct {
 
 // RunPod makes a host-network pod with one app container per name, as kubelet would.
 func (c *Containerd) RunPod(name, namespace string, labels map[string]string, containers ...string) *Pod {
+	c.t.Helper()
+	return c.RunPodWith(PodOptions{Name: name, Namespace: namespace, Labels: labels}, containers...)
+}
+
+// PodOptions are a pod's: OwnNetwork gives it a network namespace of its own
+// (else the node's), Sysctls its securityContext.sysctls.
+type PodOptions struct {
+	Name, Namespace string
+	Labels          map[string]string
+	OwnNetwork      bool
+	Sysctls         map[string]string
+}
+
+// RunPodWith makes a pod, with one app container per name, as kubelet would.
+func (c *Containerd) RunPodWith(o PodOptions, containers ...string) *Pod {
 	t := c.t
 	t.Helper()
+	name, namespace, labels := o.Name, o.Namespace, o.Labels
+	network := runtimeapi.NamespaceMode_NODE
+	if o.OwnNetwork {
+		network = runtimeapi.NamespaceMode_POD
+	}
 	uid := fmt.Sprintf("%08x-0000-4000-8000-%012x", time.Now().UnixNano()&0xffffffff, len(c.pods)+1)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -235,15 +259,16 @@ func (c *Containerd) RunPod(name, namespace string, labels map[string]string, co
 		Linux: &runtimeapi.LinuxPodSandboxConfig{
 			CgroupParent: "/kubepods/besteffort/pod" + uid,
 			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
-				NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE},
+				NamespaceOptions: &runtimeapi.NamespaceOption{Network: network},
 			},
+			Sysctls: o.Sysctls,
 		},
 	}
 	run, err := c.CRI.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
 	if err != nil {
 		c.fatalWithLog("RunPodSandbox %s: %v", name, err)
 	}
-	pod := &Pod{Name: name, Namespace: namespace, UID: uid, SandboxID: run.PodSandboxId, Containers: map[string]string{}, config: cfg}
+	pod := &Pod{Name: name, Namespace: namespace, UID: uid, SandboxID: run.PodSandboxId, Containers: map[string]string{}, config: cfg, network: network}
 	c.pods = append(c.pods, pod)
 	for _, ctrName := range containers {
 		c.RunContainer(pod, ContainerSpec{Name: ctrName, Command: []string{"/bin/sleep", "3600"}})
@@ -256,7 +281,7 @@ func (c *Containerd) RunContainer(p *Pod, spec ContainerSpec) string {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	sc := &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE}}
+	sc := &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{Network: p.network}}
 	if spec.Caps != nil {
 		sc.Capabilities = &runtimeapi.Capability{DropCapabilities: []string{"ALL"}, AddCapabilities: spec.Caps}
 	}

@@ -1,0 +1,154 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/capsrec/capsrec/internal/ctrfixture"
+	"github.com/capsrec/capsrec/internal/testutil"
+)
+
+// serveOnce serves a page on port and fetches it: exit 0 only when the bind worked.
+func serveOnce(port string) []string {
+	return []string{"/bin/sh", "-c", "echo ok > /tmp/index.html; httpd -p " + port + " -h /tmp; sleep 0.3; wget -q -O - http://127.0.0.1:" + strings.TrimPrefix(port, "127.0.0.1:") + "/index.html"}
+}
+
+type alternativesJSON struct {
+	Subjects []struct {
+		Workload       string `json:"workload"`
+		Recommendation struct {
+			Add     []string
+			Sysctls []struct{ Name, Value, Why string }
+			// The capability-free alternatives.
+			Alternatives []struct {
+				Replaces string
+				Sysctl   struct{ Name, Value string }
+				Covers   string
+				Applies  bool
+				Why      string
+			}
+		}
+	}
+}
+
+// TestBindAlternativeReplayed: web servers on port 80 in real containerd
+// pods. In a network namespace of its own, the profile offers
+// ip_unprivileged_port_start=80 instead of NET_BIND_SERVICE, from the port
+// bind(2) asked for; where the namespace already lets the port pass (what
+// containerd 2 does for every pod) no check is made, and the profile still
+// sees the bind and sets the sysctl itself. Replayed: with the sysctl and no
+// capability the server answers, without either it does not. With
+// hostNetwork the sysctl is the node's: no alternative.
+func TestBindAlternativeReplayed(t *testing.T) {
+	method := firstMethod(t)
+	c := ctrfixture.Start(t)
+	t.Setenv("CONTAINER_RUNTIME_ENDPOINT", c.Endpoint)
+	rec := testutil.Record(t, "-o", "json", "--attach", method)
+	const portStart = "net.ipv4.ip_unprivileged_port_start"
+	for _, p := range []struct {
+		name    string
+		own     bool
+		sysctls map[string]string
+		port    string
+	}{
+		{"web", true, nil, "80"},
+		{"preset", true, map[string]string{portStart: "0"}, "80"}, // a runtime's default, as containerd 2's
+		{"hostnet", false, nil, "127.0.0.1:989"},
+	} {
+		pod := c.RunPodWith(ctrfixture.PodOptions{Name: p.name, Namespace: "default", OwnNetwork: p.own, Sysctls: p.sysctls})
+		id := c.RunContainer(pod, ctrfixture.ContainerSpec{Name: "server", Command: serveOnce(p.port)})
+		if code := c.WaitExit(id, 30*time.Second*testutil.Slow()); code != 0 {
+			t.Fatalf("%s: the server did not answer under the runtime's defaults: exit %d", p.name, code)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	rec.Stop(syscall.SIGINT)
+
+	listens := 0
+	for _, l := range rec.Lines() {
+		if strings.Contains(string(l), `"capsrec_listen"`) {
+			listens++
+			if !strings.Contains(string(l), `"port":80,"ip_unprivileged_port_start":0`) || !strings.Contains(string(l), `"name":"preset"`) {
+				t.Errorf("a listen event not of the preset pod's port 80: %s", l)
+			}
+		}
+	}
+	if listens == 0 {
+		t.Errorf("no capsrec_listen event for the bind the preset pod's sysctl let pass")
+	}
+
+	events := filepath.Join(t.TempDir(), "events.json")
+	var data []byte
+	for _, l := range rec.AllLines() {
+		data = append(append(data, l...), '\n')
+	}
+	if err := os.WriteFile(events, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(testutil.Binary(t), "profile", "-o", "json", "--container", "server", events).Output()
+	if err != nil {
+		t.Fatalf("capsrec profile: %v", err)
+	}
+	var prof alternativesJSON
+	if err := json.Unmarshal(out, &prof); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	byPod := map[string]int{}
+	for i, s := range prof.Subjects {
+		byPod[s.Workload] = i
+	}
+	for _, name := range []string{"web", "preset", "hostnet"} {
+		if _, ok := byPod[name]; !ok {
+			t.Fatalf("no profile of pod %s:\n%s", name, out)
+		}
+	}
+	web := prof.Subjects[byPod["web"]].Recommendation
+	if !slices.Equal(web.Add, []string{"NET_BIND_SERVICE"}) || len(web.Alternatives) != 1 || !web.Alternatives[0].Applies ||
+		web.Alternatives[0].Sysctl.Name != portStart || web.Alternatives[0].Sysctl.Value != "80" || web.Alternatives[0].Covers != "bind(2) to port 80" {
+		t.Errorf("web: add %v, alternatives %+v; want NET_BIND_SERVICE, replaceable by %s=80 (bind(2) to port 80)", web.Add, web.Alternatives, portStart)
+	}
+	preset := prof.Subjects[byPod["preset"]].Recommendation
+	if len(preset.Add) != 0 || len(preset.Sysctls) != 1 || preset.Sysctls[0].Name != portStart || preset.Sysctls[0].Value != "80" ||
+		!strings.Contains(preset.Sysctls[0].Why, portStart+"=0") {
+		t.Errorf("preset: add %v, sysctls %+v; want none, and %s=80 because the namespace's is 0", preset.Add, preset.Sysctls, portStart)
+	}
+	host := prof.Subjects[byPod["hostnet"]].Recommendation
+	if !slices.Equal(host.Add, []string{"NET_BIND_SERVICE"}) || len(host.Alternatives) != 1 || host.Alternatives[0].Applies ||
+		!strings.Contains(host.Alternatives[0].Why, "hostNetwork") {
+		t.Errorf("hostnet: add %v, alternatives %+v; want NET_BIND_SERVICE and no applicable alternative", host.Add, host.Alternatives)
+	}
+
+	patch, err := exec.Command(testutil.Binary(t), "profile", "-o", "patch", "--alternatives", "--pod", "web", events).Output()
+	if err != nil {
+		t.Fatalf("capsrec profile -o patch --alternatives: %v", err)
+	}
+	if !strings.Contains(string(patch), "        - name: "+portStart+"\n          value: \"80\"\n") || !strings.Contains(string(patch), "add: []") {
+		t.Errorf("-o patch --alternatives does not set the sysctl and add nothing:\n%s", patch)
+	}
+
+	// Replay: what the profiles say, on a runtime that sets no sysctl.
+	for _, r := range []struct {
+		what    string
+		sysctls map[string]string
+		caps    []string
+		works   bool
+	}{
+		{"web's alternative: the sysctl, no capability", map[string]string{portStart: web.Alternatives[0].Sysctl.Value}, []string{}, true},
+		{"preset's own profile: its sysctl, its add list", map[string]string{portStart: preset.Sysctls[0].Value}, preset.Add, true},
+		{"neither sysctl nor capability", nil, []string{}, false},
+	} {
+		pod := c.RunPodWith(ctrfixture.PodOptions{Name: "replay", Namespace: "default", OwnNetwork: true, Sysctls: r.sysctls})
+		id := c.RunContainer(pod, ctrfixture.ContainerSpec{Name: "server", Command: serveOnce("80"), Caps: r.caps})
+		if code := c.WaitExit(id, 30*time.Second*testutil.Slow()); (code == 0) != r.works {
+			t.Errorf("%s: exit %d, want it to work: %v", r.what, code, r.works)
+		}
+		c.RemovePod(pod)
+	}
+}
