@@ -152,3 +152,81 @@ func TestBindAlternativeReplayed(t *testing.T) {
 		c.RemovePod(pod)
 	}
 }
+
+// netScript, in a network namespace of its own: a listen on port 80 (a
+// NET_BIND_SERVICE check, bind(2)'s port read), then with the namespace's
+// ip_unprivileged_port_start at 0 one on port 81 (no check: a listen
+// event), and a raw ICMP socket (a NET_RAW check, socket(2)'s protocol).
+const netScript = `bb=/bin/busybox; $bb ip link set lo up; $bb timeout 1 $bb nc -l -p 80 127.0.0.1;
+$bb sysctl -w net.ipv4.ip_unprivileged_port_start=0 >/dev/null; $bb timeout 1 $bb nc -l -p 81 127.0.0.1;
+$bb ping -c 1 127.0.0.1 >/dev/null; exit 0`
+
+// TestNetFactsRecorded: the facts alternatives rest on, from the real hooks
+// on every attach method: the port and protocol of the calls, the
+// namespace's sysctls as of each check, and the bind that made no check.
+func TestNetFactsRecorded(t *testing.T) {
+	for _, method := range methodsUnderTest(t) {
+		t.Run(method, func(t *testing.T) {
+			out, err := exec.Command(testutil.Binary(t), "record", "-o", "json", "--attach", method, "--no-summary", "--",
+				"/bin/busybox", "unshare", "-n", "/bin/busybox", "sh", "-c", netScript).Output()
+			if err != nil {
+				t.Fatalf("record -- unshare -n ...: %v\n%s", err, out)
+			}
+			var bind, raw, listen bool
+			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				var ev struct {
+					ProcessKprobe *struct {
+						Args []struct {
+							CapabilityArg *struct{ Name string } `json:"capability_arg"`
+						} `json:"args"`
+						Capsrec struct {
+							CallSite       string `json:"call_site"`
+							BindPort       int    `json:"bind_port"`
+							SocketProtocol *int   `json:"socket_protocol"`
+							Sysctls        *struct {
+								PortStart int    `json:"ip_unprivileged_port_start"`
+								PingGroup string `json:"ping_group_range"`
+							} `json:"netns_sysctls"`
+						} `json:"capsrec"`
+					} `json:"process_kprobe"`
+					Listen *struct {
+						Capsrec struct {
+							Port      int `json:"port"`
+							PortStart int `json:"ip_unprivileged_port_start"`
+						} `json:"capsrec"`
+					} `json:"capsrec_listen"`
+				}
+				if err := json.Unmarshal([]byte(line), &ev); err != nil {
+					t.Fatalf("%v: %s", err, line)
+				}
+				if l := ev.Listen; l != nil {
+					listen = true
+					if l.Capsrec.Port != 81 || l.Capsrec.PortStart != 0 {
+						t.Errorf("a listen event not of port 81 at ip_unprivileged_port_start 0: %s", line)
+					}
+					continue
+				}
+				pk := ev.ProcessKprobe
+				if pk == nil || len(pk.Args) < 2 || pk.Args[1].CapabilityArg == nil {
+					continue
+				}
+				cs := pk.Capsrec
+				switch pk.Args[1].CapabilityArg.Name {
+				case "CAP_NET_BIND_SERVICE":
+					bind = true
+					if cs.BindPort != 80 || cs.Sysctls == nil || cs.Sysctls.PortStart != 1024 || !strings.Contains(cs.CallSite, "inet_bind") {
+						t.Errorf("the bind's check: want port 80, at ip_unprivileged_port_start 1024, from __inet_bind: %s", line)
+					}
+				case "CAP_NET_RAW":
+					raw = true
+					if cs.SocketProtocol == nil || *cs.SocketProtocol != 1 || cs.Sysctls == nil || cs.Sysctls.PortStart != 0 || cs.Sysctls.PingGroup != "1 0" {
+						t.Errorf("the raw socket's check: want protocol 1 (ICMP), the namespace's sysctls 0 and \"1 0\": %s", line)
+					}
+				}
+			}
+			if !bind || !raw || !listen {
+				t.Errorf("bind check %v, raw socket check %v, listen event %v: want all three\n%s", bind, raw, listen, out)
+			}
+		})
+	}
+}

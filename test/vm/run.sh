@@ -15,7 +15,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${VMTEST_CACHE:-$root/.cache/vmtest}
 kernels=${VMTEST_KERNELS:-"5.10 6.1 6.12 sid 6.12-cgroup2 arm64-6.1 arm64-6.12 arm64-sid arm64-6.12-cgroup2"}
-tests=${VMTEST_TESTS:-'TestRecordDmesgAsNobodyIsDenied|TestCallSiteClasses|TestUnavailableMethodIsOneLine|TestRecordEndsCleanly|TestRecordWithExternalBTF|TestProfileLive|TestContextChangesBetweenChecks|TestContextAfterLostRecords|TestCapsetRaceDecidedByTheKernel|TestRecordCommand$|TestRecordCommandExecFromAThread'}
+tests=${VMTEST_TESTS:-'TestRecordDmesgAsNobodyIsDenied|TestCallSiteClasses|TestUnavailableMethodIsOneLine|TestRecordEndsCleanly|TestRecordWithExternalBTF|TestProfileLive|TestContextChangesBetweenChecks|TestContextAfterLostRecords|TestCapsetRaceDecidedByTheKernel|TestRecordCommand$|TestRecordCommandExecFromAThread|TestNetFactsRecorded'}
 mkdir -p "$cache"/{debs,kernels,apt/lists/partial,apt/cache/archives/partial,apt-arm64/lists/partial,apt-arm64/cache/archives/partial}
 
 log() { printf 'vmtest: %s\n' "$*" >&2; }
