@@ -39,6 +39,7 @@ __noinline __u32 kind_at(__u64 ip)
 
 struct call_site {
 	__u64 ip;
+	__u64 via; /* return address into the last plumbing function: the one the call site called (capable, ns_capable, ...) */
 	bool probe;
 	bool capset; /* cap_capset: need or probe by the call's arguments (capset_gates) */
 	bool failed;
@@ -76,8 +77,10 @@ static __always_inline struct call_site classify_ips(__u64 *ips, long n)
 				continue;
 			preamble = false;
 		}
-		if (kind == SITE_PLUMBING)
+		if (kind == SITE_PLUMBING) {
+			cs.via = ip;
 			continue;
+		}
 		cs.ip = ip;
 		cs.probe = kind == SITE_PROBE;
 		cs.capset = kind == SITE_CAPSET;
@@ -186,6 +189,8 @@ static __always_inline enum walk_result fast_walk(struct learn_event *le, __u32 
 		if (f) {
 			if (f->delta <= 0 || (f->delta & 7))
 				return WALK_MISS;
+			if (f->kind == SITE_PLUMBING)
+				cs->via = r;
 			idx += f->delta / 8;
 			continue;
 		}
@@ -198,6 +203,7 @@ static __always_inline enum walk_result fast_walk(struct learn_event *le, __u32 
 		c->n = i + 1;
 		c->words = idx + 1;
 		c->site = cs->ip;
+		c->via = cs->via;
 		c->probe = cs->probe;
 		c->capset = cs->capset;
 		c->generation = ws->generation;
@@ -222,6 +228,7 @@ static __always_inline bool cached_walk(struct learn_event *le, __u32 words, str
 			return false;
 	}
 	cs->ip = c->site;
+	cs->via = c->via;
 	cs->probe = c->probe;
 	cs->capset = c->capset;
 	return true;

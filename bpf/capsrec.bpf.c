@@ -190,6 +190,7 @@ struct cap_args {
 	__u64 cred;    /* const struct cred * */
 	__u64 targ_ns; /* struct user_namespace * */
 	__u64 call_site;
+	__u64 call_site_via;
 	__s32 cap;
 	__u32 opts;
 	__u8 probe;
@@ -941,6 +942,7 @@ int BPF_KPROBE(kprobe_cap_capable, const struct cred *cred, struct user_namespac
 
 		st->slow_walks++;
 		args.call_site = cs.ip;
+		args.call_site_via = cs.via;
 		args.probe = cs.probe;
 		args.capset = cs.capset;
 		args.failed = cs.failed;
@@ -967,6 +969,7 @@ int BPF_KRETPROBE(kretprobe_cap_capable, int ret)
 	a = *args;
 	bpf_map_delete_elem(&kprobe_args, &pid_tgid);
 	cs.ip = a.call_site;
+	cs.via = a.call_site_via;
 	cs.probe = a.probe;
 	cs.capset = a.capset;
 	cs.failed = a.failed;

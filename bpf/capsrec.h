@@ -160,6 +160,7 @@ struct walk_cache {
 	__u32 pad2;
 	__u64 last_learn; /* ktime of this CPU's last learn event: at most one a millisecond */
 	__u64 site;
+	__u64 via;
 	__u8 probe;
 	__u8 capset;
 	__u8 pad[6];
@@ -226,6 +227,10 @@ struct cap_event {
 	struct event_header hdr;
 	__u64 cgroup_id;
 	__u64 call_site; /* return address into the kernel function that asked; 0 unknown */
+	/* Return address into the capability function the call site called
+	 * (capable, ns_capable, capable_wrt_inode_uidgid, ...): which user
+	 * namespace it checks against, for user-namespace readiness; 0 unknown. */
+	__u64 call_site_via;
 	__u32 tid;
 	__u32 ctx_seq; /* the task's ctx_event this check was made under */
 	__s32 cap;

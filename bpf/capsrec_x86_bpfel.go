@@ -35,16 +35,17 @@ type capsrecAggValue struct {
 }
 
 type capsrecCapArgs struct {
-	_        structs.HostLayout
-	Cred     uint64
-	TargNs   uint64
-	CallSite uint64
-	Cap      int32
-	Opts     uint32
-	Probe    uint8
-	Capset   uint8
-	Failed   uint8
-	Pad      [5]uint8
+	_           structs.HostLayout
+	Cred        uint64
+	TargNs      uint64
+	CallSite    uint64
+	CallSiteVia uint64
+	Cap         int32
+	Opts        uint32
+	Probe       uint8
+	Capset      uint8
+	Failed      uint8
+	Pad         [5]uint8
 }
 
 type capsrecCapEvent struct {
@@ -52,6 +53,7 @@ type capsrecCapEvent struct {
 	Hdr           capsrecEventHeader
 	CgroupId      uint64
 	CallSite      uint64
+	CallSiteVia   uint64
 	Tid           uint32
 	CtxSeq        uint32
 	Cap           int32
@@ -326,6 +328,7 @@ type capsrecWalkCache struct {
 	Pad2       uint32
 	LastLearn  uint64
 	Site       uint64
+	Via        uint64
 	Probe      uint8
 	Capset     uint8
 	Pad        [6]uint8

@@ -133,6 +133,7 @@ static __always_inline void FILL_CAP_EVENT(struct cap_event *ev, struct task_str
 	ev->opts = opts;
 	ev->has_opts = has_opts;
 	ev->call_site = cs->ip;
+	ev->call_site_via = cs->via;
 	ev->site_probe = cs->probe;
 	ev->class = class;
 	ev->method = method;

@@ -85,14 +85,28 @@ static __always_inline void *reserve_proc(__u64 size)
 }
 
 /*
+ * Whether exe lies on a mount of no mount namespace: detached, or an
+ * anonymous one from fsmount(2) (inum 0). No path reaches it: runc 1.2+
+ * seals its copy of itself so (libcontainer/exeseal, overlayfs).
+ */
+static __always_inline bool unreachable(struct file *exe)
+{
+	struct vfsmount *vfsmnt = BPF_CORE_READ(exe, f_path.mnt);
+	struct mount *mnt = (void *)vfsmnt - bpf_core_field_offset(struct mount, mnt);
+	struct mnt_namespace *ns = BPF_CORE_READ(mnt, mnt_ns);
+
+	return !ns || BPF_CORE_READ(ns, ns.inum) == 0;
+}
+
+/*
  * A process's runtime mark after it execs exe (capsrec.h's MARK_*): only a
  * marked process can keep one. The server or a runtime execing a runtime binary
- * marks it with that binary; a runtime (not its clone) execing an unlinked file
+ * marks it with that binary; a runtime (not its clone) execing a sealed file
  * of its own binary's size is its re-exec of itself (runc init from a memfd
- * copy); anything else, and any exec of a clone (the container's command), ends
+ * copy, or since runc 1.2 from an overlayfs mount of no namespace); anything else, and any exec of a clone (the container's command), ends
  * the mark. Returns the mark, 0 none.
  */
-static __always_inline __u8 mark_runtime_exec(struct task_struct *task, __u32 tgid, struct file *exe, bool unlinked,
+static __always_inline __u8 mark_runtime_exec(struct task_struct *task, __u32 tgid, struct file *exe, bool sealed,
 					      __u8 *handoff)
 {
 	struct exe_key k = {};
@@ -114,7 +128,7 @@ static __always_inline __u8 mark_runtime_exec(struct task_struct *task, __u32 tg
 	rt = bpf_map_lookup_elem(&runtime_exes, &k);
 	if (rt && !clone) {
 		mark = *rt;
-	} else if (unlinked && !server && !clone) {
+	} else if (sealed && !server && !clone) {
 		idx = was & MARK_INDEX;
 		size = bpf_map_lookup_elem(&runtime_sizes, &idx);
 		if (size && *size && *size == BPF_CORE_READ(exe, f_inode, i_size))
@@ -153,7 +167,7 @@ static __always_inline int on_exec(struct task_struct *task, struct linux_binprm
 	exe = BPF_CORE_READ(task, mm, exe_file);
 	exe_dentry = BPF_CORE_READ(exe, f_path.dentry);
 	unlinked = BPF_CORE_READ(exe_dentry, d_hash.pprev) == 0;
-	runtime = mark_runtime_exec(task, BPF_CORE_READ(task, tgid), exe, unlinked, &handoff);
+	runtime = mark_runtime_exec(task, BPF_CORE_READ(task, tgid), exe, unlinked || unreachable(exe), &handoff);
 	ev = reserve_proc(sizeof(*ev));
 	if (!ev)
 		return 0;

@@ -184,6 +184,7 @@ struct mount {
 	struct mount *mnt_parent;
 	struct dentry *mnt_mountpoint;
 	struct vfsmount mnt;
+	struct mnt_namespace *mnt_ns; /* NULL once detached; an anonymous one (inum 0) from fsmount */
 } __attribute__((preserve_access_index));
 
 struct path {

@@ -42,6 +42,7 @@ var profileCommand = &cli.Command{
 		&cli.StringSliceFlag{Name: "container", Usage: "only this container (glob); repeatable"},
 		&cli.BoolFlag{Name: "skip-invalid", Usage: "count malformed lines and go on, instead of stopping at the first"},
 		AlternativesFlag,
+		UserNSFlag,
 		CheckFlag,
 		AllowPartialFlag,
 		&cli.BoolFlag{Name: "live", Usage: "profile this node's checks as they happen, counted in the kernel (busy nodes); needs root"},
@@ -113,7 +114,7 @@ func StyleFor(c *cli.Context, f *os.File) (profile.Style, error) {
 	if err != nil {
 		return profile.Style{}, err
 	}
-	st := profile.Style{Colored: colored, Alternatives: c.Bool("alternatives")}
+	st := profile.Style{Colored: colored, Alternatives: c.Bool("alternatives"), UserNS: c.Bool("userns")}
 	if !c.Bool("wide") {
 		st.Width = termwidth.Of(f)
 	}
@@ -130,6 +131,9 @@ func stderrWidth() int {
 
 // AlternativesFlag is --alternatives, of profile here and through kubectl.
 var AlternativesFlag = &cli.BoolFlag{Name: "alternatives", Usage: "with -o patch: use the capability-free alternatives that apply (a pod sysctl instead of NET_BIND_SERVICE); every output lists them"}
+
+// UserNSFlag is --userns, of profile here and through kubectl.
+var UserNSFlag = &cli.BoolFlag{Name: "userns", Usage: "with -o patch: set hostUsers: false when every container of the workload is ready for a user namespace of its own (every output says whether it is)"}
 
 // CheckFlag is --check, of profile here and through kubectl.
 var CheckFlag = &cli.StringFlag{Name: "check", Usage: "compare the workloads of a manifest (YAML: many documents, Lists, CronJobs too) with the profile; exit 1 when they differ, 2 when it cannot decide (a partial profile, an unreadable input)"}

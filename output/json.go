@@ -97,7 +97,7 @@ func (j *JSON) Append(b []byte, c *recorder.Check) []byte {
 	b = j.appendParent(b, c)
 	// From the arguments to the end of capsrec's per-check facts: consecutive
 	// checks from one place say the same, rendered once.
-	if call := (checkCall{c.TargetNS, c.Cap, c.Ret, c.Method, c.Syscall, c.OverrideCreds, c.Class, c.CallSite,
+	if call := (checkCall{c.TargetNS, c.Cap, c.Ret, c.Method, c.Syscall, c.OverrideCreds, c.Class, c.CallSite, c.CallSiteVia,
 		c.SiteProbe, c.AuditKnown, c.Audit, c.InSetID, c.NSAnswer, c.CredUserNS, c.NetArg, netSysctls(c)}); call != j.lastCall || j.lastCallJSON == nil {
 		j.lastCall = call
 		j.lastCallJSON = j.appendCall(j.lastCallJSON[:0], &call)
@@ -215,7 +215,7 @@ type checkCall struct {
 	syscall                    int32
 	overrideCreds              bool
 	class                      recorder.Class
-	callSite                   string
+	callSite, callSiteVia      string
 	siteProbe                  bool
 	auditKnown, audit, insetid bool
 	nsAnswer                   uint8
@@ -251,6 +251,9 @@ func (j *JSON) appendCall(b []byte, c *checkCall) []byte {
 	if c.callSite != "" {
 		b = appendStr(b, true, "call_site", c.callSite)
 		b = appendBool(b, true, "call_site_probe", c.siteProbe)
+		if c.callSiteVia != "" {
+			b = appendStr(b, true, "call_site_via", c.callSiteVia)
+		}
 	}
 	if c.auditKnown {
 		b = appendBool(b, true, "audit", c.audit)

@@ -123,7 +123,7 @@ func TestUncheckedListen(t *testing.T) {
 		t.Errorf("add %v, checks %d, sysctls %+v", r.Add, sp.Checks, r.Sysctls)
 	}
 	var patch bytes.Buffer
-	if err := WritePatch(&patch, profileOfNet(t, netCheck{pod: pod, cap: netBind, netArg: 80, start: 0, listen: true}), nil, false); err != nil {
+	if err := WritePatch(&patch, profileOfNet(t, netCheck{pod: pod, cap: netBind, netArg: 80, start: 0, listen: true}), nil, PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if want := "      securityContext:\n        sysctls:\n        - name: net.ipv4.ip_unprivileged_port_start\n          value: \"80\"\n"; !strings.Contains(patch.String(), want) {

@@ -38,11 +38,12 @@ type fields struct {
 	// The network facts (alternatives.go): call site, bind(2)'s port or
 	// socket(2)'s protocol, the namespace's sysctl, whether it is the host's;
 	// listen: a capsrec_listen event.
-	callSite              string
+	callSite, callSiteVia string
+	hostNS                HostNS
 	port, protocol        int64
 	portStart             int64
 	hasPortStart          bool
-	hostNet, hostNetKnown bool
+	hostNetKnown          bool
 	listen                bool
 	// A capsrec_summary event: what a recording says of itself.
 	summary          bool
@@ -130,6 +131,8 @@ func (f *fields) netField(s *scanner, key []byte) (bool, error) {
 	switch string(key) {
 	case "call_site":
 		f.callSite, err = s.str()
+	case "call_site_via":
+		f.callSiteVia, err = s.str()
 	case "bind_port":
 		f.port, err = s.integer()
 	case "socket_protocol":
@@ -150,19 +153,36 @@ func (f *fields) netField(s *scanner, key []byte) (bool, error) {
 	return true, err
 }
 
-// nsField reads whether the process's network namespace is the host's.
+// nsField reads which of the process's namespaces are the host's.
 func (f *fields) nsField(s *scanner) error {
 	return s.object(func(k []byte) error {
-		if string(k) != "net" {
+		var host *bool
+		switch string(k) {
+		case "net":
+			f.hostNetKnown = true // is_host is written only when true
+			host = &f.hostNS.Net
+		case "pid":
+			host = &f.hostNS.PID
+		case "ipc":
+			host = &f.hostNS.IPC
+		case "user":
+			host = &f.hostNS.User
+		default:
 			return s.skip()
 		}
-		f.hostNetKnown = true // is_host is written only when true
+		user := host == &f.hostNS.User
 		return s.object(func(k []byte) error {
-			if string(k) != "is_host" {
-				return s.skip()
-			}
 			var err error
-			f.hostNet, err = s.boolean()
+			switch string(k) {
+			case "is_host":
+				*host, err = s.boolean()
+			case "inum":
+				var inum int64
+				inum, err = s.integer()
+				f.hostNS.Known = f.hostNS.Known || (user && inum > 0) // what readiness rests on
+			default:
+				err = s.skip()
+			}
 			return err
 		})
 	})
@@ -334,6 +354,8 @@ func (f *fields) observation() (Observation, error) {
 		OverrideCreds: f.override,
 		Syscall:       f.syscall,
 		CallSite:      f.callSite,
+		CallSiteVia:   f.callSiteVia,
+		NS:            f.hostNS,
 		Net:           f.net(),
 	}
 	if !f.hasValue {
@@ -416,7 +438,7 @@ func (f *fields) subject() Subject {
 
 // net is what the event says of the network.
 func (f *fields) net() NetObservation {
-	n := NetObservation{Protocol: int32(f.protocol), PortStart: -1, HostNet: f.hostNet, HostNetKnown: f.hostNetKnown}
+	n := NetObservation{Protocol: int32(f.protocol), PortStart: -1, HostNet: f.hostNS.Net, HostNetKnown: f.hostNetKnown}
 	if f.port > 0 && f.port < 1<<16 {
 		n.Port = uint16(f.port)
 	}

@@ -37,7 +37,7 @@ func Write(w io.Writer, p *Profile, format string, st Style) error {
 	case "systemd":
 		return writeSystemd(w, p)
 	case "patch":
-		return WritePatch(w, p, nil, st.Alternatives)
+		return WritePatch(w, p, nil, PatchOptions{Alternatives: st.Alternatives, UserNS: st.UserNS})
 	}
 	return CheckFormat(format)
 }
@@ -91,8 +91,9 @@ func visibleList(list []string, sep string) string {
 type Style struct {
 	Colored bool
 	Width   int
-	// Alternatives: a patch uses the applicable capability-free alternatives.
-	Alternatives bool
+	// Alternatives: a patch uses the applicable capability-free alternatives;
+	// UserNS: it sets hostUsers: false where every container is ready.
+	Alternatives, UserNS bool
 }
 
 func (st Style) width() int {
@@ -476,7 +477,8 @@ func notes(r Recommendation) []string {
 	if r.NoCallSite {
 		n = append(n, NoCallSiteNote)
 	}
-	return append(n, alternativeNotes(r)...)
+	n = append(n, alternativeNotes(r)...)
+	return append(n, readinessNote(r.UserNS)...)
 }
 
 // writeCoverage writes the coverage lines as comments.

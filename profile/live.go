@@ -28,6 +28,9 @@ func FromCheck(c *recorder.Check) Observation {
 		Start:         c.Start,
 		Listen:        c.Listen,
 		CallSite:      c.CallSite,
+		CallSiteVia:   c.CallSiteVia,
+		NS: HostNS{Known: c.NS[recorder.NSUser] != 0, Net: c.InHostNS(recorder.NSNet), PID: c.InHostNS(recorder.NSPid),
+			IPC: c.InHostNS(recorder.NSIpc), User: c.InHostNS(recorder.NSUser)},
 	}
 	if c.Listen || c.Cap == capNetBindService || c.Cap == capNetRaw {
 		o.Net = NetObservation{Port: c.BindPort(), Protocol: c.SocketProtocol(), PortStart: c.NetSysctls.PortStart,

@@ -35,9 +35,10 @@ func kindOfRule(rule string) string {
 // patch KIND/NAME --patch-file` applies as is: each container (init
 // containers apart, by name) drops ALL and adds what it needs. targets names
 // the workloads by namespace/workload; a workload missing there is named by
-// its pods' names. With alternatives, the applicable capability-free
-// alternatives replace the capabilities they grant.
-func WritePatch(w io.Writer, p *Profile, targets map[string]PatchTarget, alternatives bool) error {
+// its pods' names. Options: the applicable capability-free alternatives
+// replace the capabilities they grant; hostUsers: false where every
+// container is ready for it.
+func WritePatch(w io.Writer, p *Profile, targets map[string]PatchTarget, o PatchOptions) error {
 	byWorkload := map[string][]*SubjectProfile{}
 	var order []string
 	for _, sp := range p.Subjects() {
@@ -65,15 +66,21 @@ func WritePatch(w io.Writer, p *Profile, targets map[string]PatchTarget, alterna
 			s := subjects[0].Subject
 			t = PatchTarget{Kind: kindOfRule(s.WorkloadRule), Name: s.Workload, Namespace: s.Namespace}
 		}
-		p.writeWorkloadPatch(w, t, subjects, alternatives)
+		p.writeWorkloadPatch(w, t, subjects, o)
 	}
 	return nil
 }
 
-func (p *Profile) writeWorkloadPatch(w io.Writer, t PatchTarget, subjects []*SubjectProfile, alternatives bool) {
+// PatchOptions are what a patch may set beyond the capabilities.
+type PatchOptions struct {
+	Alternatives bool // the applicable capability-free alternatives
+	UserNS       bool // hostUsers: false, when every container is ready
+}
+
+func (p *Profile) writeWorkloadPatch(w io.Writer, t PatchTarget, subjects []*SubjectProfile, o PatchOptions) {
 	recommend := func(sp *SubjectProfile) Recommendation {
 		r := sp.Recommend()
-		if alternatives {
+		if o.Alternatives {
 			r = r.WithAlternatives()
 		}
 		return r
@@ -124,6 +131,9 @@ func (p *Profile) writeWorkloadPatch(w io.Writer, t PatchTarget, subjects []*Sub
 			fmt.Fprintf(w, "        - name: %s\n          value: %s\n", s.Name, yamlString(s.Value))
 		}
 	}
+	if o.UserNS {
+		writeHostUsers(w, subjects)
+	}
 	for _, part := range []struct {
 		key  string
 		list []*SubjectProfile
@@ -145,4 +155,19 @@ func (p *Profile) writeWorkloadPatch(w io.Writer, t PatchTarget, subjects []*Sub
 // recording may hold anything.
 func yamlString(s string) string {
 	return fmt.Sprintf("%q", s)
+}
+
+// writeHostUsers sets hostUsers: false when every container is ready for a
+// user namespace of its own, and says why not otherwise.
+func writeHostUsers(w io.Writer, subjects []*SubjectProfile) {
+	ready := true
+	for _, sp := range subjects {
+		if r := sp.UserNSReadiness(); r == nil || !r.Ready {
+			ready = false
+			fmt.Fprintf(w, "      # hostUsers: false is not set: %s is not ready for it (see its note)\n", textsafe.Visible(sp.Subject.Container))
+		}
+	}
+	if ready {
+		fmt.Fprintln(w, "      hostUsers: false")
+	}
 }

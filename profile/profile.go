@@ -84,7 +84,11 @@ type Observation struct {
 	// CallSite is the kernel function that asked ("" unknown); Net the
 	// network facts of a NET_BIND_SERVICE or NET_RAW check or a Listen item.
 	CallSite string
-	Net      NetObservation
+	// CallSiteVia is the capability function the call site called; NS which
+	// namespaces were the host's (user-namespace readiness, userns.go).
+	CallSiteVia string
+	NS          HostNS
+	Net         NetObservation
 	// Listen: no check but a low port listened on with none (the network
 	// namespace's sysctl let it): Net.Port and Net.PortStart say which.
 	Listen bool
@@ -204,8 +208,10 @@ type SubjectProfile struct {
 	Caps    map[int]*CapStats
 	// NonRootNeeds: some need was asked with a non-zero effective uid.
 	NonRootNeeds bool
-	// Net is what its network needs were made of (alternatives.go).
-	Net NetProfile
+	// Net is what its network needs were made of (alternatives.go); UserNS
+	// what its needs and namespaces say of hostUsers: false (userns.go).
+	Net    NetProfile
+	UserNS UserNSFacts
 	// First and Last are the subject's first and last event, checks and execs.
 	First, Last time.Time
 	// seen and started are its pods (containers' subjects) seen at all, and
@@ -445,6 +451,9 @@ func (p *Profile) add(o Observation, n uint64, last time.Time) {
 	if (o.Cap == capNetBindService || o.Cap == capNetRaw) && (class == ClassNeed || class == ClassUnknown) {
 		sp.Net.seeNet(o, n)
 	}
+	if sp.Subject.IsContainer() {
+		sp.UserNS.see(o, class)
+	}
 	if !o.Granted {
 		cs.Denied += n
 		switch class {
@@ -506,6 +515,7 @@ func (p *Profile) Merge(q *Profile) {
 		ps.Checks += qs.Checks
 		ps.NonRootNeeds = ps.NonRootNeeds || qs.NonRootNeeds
 		ps.Net.merge(&qs.Net)
+		ps.UserNS.merge(&qs.UserNS)
 		ps.mergeCoverage(qs)
 		for _, pod := range qs.Pods {
 			ps.Pods = addListed(ps.Pods, pod)
@@ -600,6 +610,8 @@ type Recommendation struct {
 	Sysctls []Sysctl `json:"sysctls,omitempty"`
 	// Alternatives are capability-free ways to needs in Add (Applies: proven).
 	Alternatives []Alternative `json:"alternatives,omitempty"`
+	// UserNS is the container's readiness for hostUsers: false.
+	UserNS *Readiness `json:"user_namespace,omitempty"`
 	// HostNetUnchecked says why NET_BIND_SERVICE is in Add though no check
 	// asked it: a namespace's sysctl let a low port pass here, and the
 	// subject cannot set it itself (hostNetwork, a host process).
@@ -631,6 +643,7 @@ func (sp *SubjectProfile) Recommend() Recommendation {
 	}
 	r.Sysctls = sp.RequiredSysctls()
 	r.Alternatives = sp.Alternatives()
+	r.UserNS = sp.UserNSReadiness()
 	r.NonRoot = sp.NonRootNeeds && len(r.Add) > 0
 	defaults := slices.Clone(RuntimeDefaults)
 	slices.Sort(defaults)

@@ -107,6 +107,10 @@ type Check struct {
 	// is what the call site alone says, before opts are taken into account.
 	CallSite  string
 	SiteProbe bool
+	// CallSiteVia names the capability function the call site called
+	// (capable, ns_capable, capable_wrt_inode_uidgid, ...): which user
+	// namespace the check is against follows from it ("" unknown).
+	CallSiteVia string
 
 	TargetNS UserNS
 	NS       [bpf.NSCount]uint32
@@ -228,7 +232,10 @@ func (c *Check) SocketProtocol() int32 {
 var hostNamespaces = sync.OnceValue(HostNamespaces)
 
 // InHostNetNS tells whether the check was made in the host's network namespace.
-func (c *Check) InHostNetNS() bool {
-	host := hostNamespaces()[NSNet]
-	return host != 0 && c.NS[NSNet] == host
+func (c *Check) InHostNetNS() bool { return c.InHostNS(NSNet) }
+
+// InHostNS tells whether the check was made in the host's namespace of kind i (NSNet, ...).
+func (c *Check) InHostNS(i int) bool {
+	host := hostNamespaces()[i]
+	return host != 0 && c.NS[i] == host
 }

@@ -367,6 +367,7 @@ func (r *Recorder) check(ev *bpf.CapEvent) *Check {
 		NetSysctls:     NetSysctls{PortStart: cx.IpProtSock, PingGroup: cx.PingGid},
 	}
 	c.CallSite = r.callSite(ev.CallSite)
+	c.CallSiteVia = r.callSite(ev.CallSiteVia)
 	if ev.HasOpts != 0 {
 		switch r.sess.OptsKind {
 		case bpf.OptsBitmask:

@@ -48,6 +48,7 @@ func kubectlProfileCommand() *cli.Command {
 			&cli.StringFlag{Name: "color", Value: "auto", Usage: "auto, always or never"},
 			capsrec.WideFlag,
 			capsrec.AlternativesFlag,
+			capsrec.UserNSFlag,
 			capsrec.CheckFlag,
 			capsrec.AllowPartialFlag,
 			&cli.StringFlag{Name: "save", Usage: "also write the recorded checks (JSON lines) to this file, for capsrec profile"},
@@ -378,7 +379,7 @@ func reportProfile(c *cli.Context, w kubeplugin.Workload, runs []*nodeRun, forma
 	}
 	var err error
 	if format == "patch" {
-		err = profile.WritePatch(c.App.Writer, merged, map[string]profile.PatchTarget{w.Namespace + "/" + w.Name: patchTarget(w)}, style.Alternatives)
+		err = profile.WritePatch(c.App.Writer, merged, map[string]profile.PatchTarget{w.Namespace + "/" + w.Name: patchTarget(w)}, profile.PatchOptions{Alternatives: style.Alternatives, UserNS: style.UserNS})
 	} else {
 		err = profile.Write(c.App.Writer, merged, format, style)
 	}

@@ -34,7 +34,7 @@ var Dirs = []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin"
 // The kernel's marks (capsrec.h's MARK_*).
 const (
 	MarkServer = 0xff // the runtime server: passes the mark on, its own checks are not setup
-	MarkClone  = 0x40 // a runtime's re-exec of an unlinked copy of itself (runc init)
+	MarkClone  = 0x40 // a runtime's re-exec of a sealed copy of itself (runc init)
 	MarkIndex  = 0x3f // 1 + the runtime binary's index
 )
 
@@ -46,7 +46,7 @@ type Binary struct {
 	Path string
 	Ino  uint64
 	Dev  uint32 // the kernel's dev_t (major << 20 | minor), as super_block.s_dev
-	Size int64  // an unlinked copy of this size is the runtime's re-exec of itself
+	Size int64  // a sealed copy of this size is the runtime's re-exec of itself
 }
 
 // KernelDev turns stat's st_dev into the kernel's internal dev_t.
@@ -134,7 +134,34 @@ type proc struct {
 	id       [2]uint64 // kernel dev, inode of its executable
 	size     int64
 	unlinked bool
-	args     []string // argv, read only for processes that run a shim
+	// pid, mntID: its executable's mount, for sealed (is it in no mount
+	// namespace: runc 1.2+'s sealed copy of itself).
+	pid   uint32
+	mntID uint64
+	args  []string // argv, read only for processes that run a shim
+}
+
+// sealed tells an executable no path reaches: deleted, or on a mount its own
+// process's mount namespace does not list (detached, or fsmount's anonymous
+// namespace), as runc 1.2+ seals its copy of itself (the kernel's unreachable()).
+func (p proc) sealed() bool {
+	if p.unlinked {
+		return true
+	}
+	if p.mntID == 0 {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(p.pid), 10) + "/mountinfo")
+	if err != nil {
+		return false
+	}
+	id := strconv.FormatUint(p.mntID, 10) + " "
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, id) {
+			return false
+		}
+	}
+	return true
 }
 
 // Mark is a process's kernel mark (MarkServer, 1 + index, | MarkClone), valid
@@ -171,7 +198,7 @@ func IsShim(path string) bool {
 // run now: each server; each shim (a runtime binary that is the parent of a
 // process the runtime reported, or of a bundle's init process, or that serves
 // a bundle of the server's, run by root); and below those, what the kernel's
-// rules would have marked (runtime binaries, a runtime's unlinked copy of
+// rules would have marked (runtime binaries, a runtime's sealed copy of
 // itself, forked children). Marks is called once the exec, fork and exit
 // hooks are attached: what changes after it read /proc, the kernel marks.
 func Marks(bins []Binary, tree Tree) map[uint32]Mark {
@@ -251,9 +278,9 @@ func childMark(parent uint8, p, pp proc, byID map[[2]uint64]int, bins []Binary) 
 		return parent // forked, not exec'd
 	case isRuntime && !clone:
 		return uint8(i + 1)
-	case p.unlinked && parent != MarkServer && !clone:
+	case parent != MarkServer && !clone:
 		i := int(parent&MarkIndex) - 1
-		if i >= 0 && i < len(bins) && !IsShim(bins[i].Path) && bins[i].Size == p.size {
+		if i >= 0 && i < len(bins) && !IsShim(bins[i].Path) && bins[i].Size == p.size && p.sealed() {
 			return parent | MarkClone
 		}
 	}
@@ -314,6 +341,10 @@ func readProcs(withArgs func(id [2]uint64) bool) map[uint32]proc {
 			p.id, p.size = [2]uint64{uint64(KernelDev(st.Dev)), st.Ino}, st.Size
 			link, _ := os.Readlink(dir + "/exe")
 			p.unlinked = strings.HasSuffix(link, " (deleted)")
+			var stx unix.Statx_t
+			if unix.Statx(unix.AT_FDCWD, dir+"/exe", 0, unix.STATX_MNT_ID, &stx) == nil && stx.Mask&unix.STATX_MNT_ID != 0 {
+				p.pid, p.mntID = uint32(pid), stx.Mnt_id
+			}
 		}
 		if withArgs(p.id) {
 			if uid, ok := procfs.RealUID(dir); ok {

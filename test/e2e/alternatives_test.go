@@ -157,13 +157,14 @@ func TestBindAlternativeReplayed(t *testing.T) {
 // NET_BIND_SERVICE check, bind(2)'s port read), then with the namespace's
 // ip_unprivileged_port_start at 0 one on port 81 (no check: a listen
 // event), and a raw ICMP socket (a NET_RAW check, socket(2)'s protocol).
-const netScript = `bb=/bin/busybox; $bb ip link set lo up; $bb timeout 1 $bb nc -l -p 80 127.0.0.1;
+const netScript = `bb=/bin/busybox; $bb mknod /tmp/capsrec-null-$$ c 1 3; $bb rm -f /tmp/capsrec-null-$$; $bb ip link set lo up; $bb timeout 1 $bb nc -l -p 80 127.0.0.1;
 $bb sysctl -w net.ipv4.ip_unprivileged_port_start=0 >/dev/null; $bb timeout 1 $bb nc -l -p 81 127.0.0.1;
 $bb ping -c 1 127.0.0.1 >/dev/null; exit 0`
 
-// TestNetFactsRecorded: the facts alternatives rest on, from the real hooks
-// on every attach method: the port and protocol of the calls, the
-// namespace's sysctls as of each check, and the bind that made no check.
+// TestNetFactsRecorded: the facts alternatives and user-namespace readiness
+// rest on, from the real hooks on every attach method: the port and protocol
+// of the calls, the namespace's sysctls as of each check, the bind that made
+// no check, and the capability function each call site called.
 func TestNetFactsRecorded(t *testing.T) {
 	for _, method := range methodsUnderTest(t) {
 		t.Run(method, func(t *testing.T) {
@@ -172,7 +173,7 @@ func TestNetFactsRecorded(t *testing.T) {
 			if err != nil {
 				t.Fatalf("record -- unshare -n ...: %v\n%s", err, out)
 			}
-			var bind, raw, listen bool
+			var bind, raw, listen, mknod bool
 			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 				var ev struct {
 					ProcessKprobe *struct {
@@ -181,6 +182,7 @@ func TestNetFactsRecorded(t *testing.T) {
 						} `json:"args"`
 						Capsrec struct {
 							CallSite       string `json:"call_site"`
+							Via            string `json:"call_site_via"`
 							BindPort       int    `json:"bind_port"`
 							SocketProtocol *int   `json:"socket_protocol"`
 							Sysctls        *struct {
@@ -214,8 +216,13 @@ func TestNetFactsRecorded(t *testing.T) {
 				switch pk.Args[1].CapabilityArg.Name {
 				case "CAP_NET_BIND_SERVICE":
 					bind = true
-					if cs.BindPort != 80 || cs.Sysctls == nil || cs.Sysctls.PortStart != 1024 || !strings.Contains(cs.CallSite, "inet_bind") {
-						t.Errorf("the bind's check: want port 80, at ip_unprivileged_port_start 1024, from __inet_bind: %s", line)
+					if cs.BindPort != 80 || cs.Sysctls == nil || cs.Sysctls.PortStart != 1024 || !strings.Contains(cs.CallSite, "inet_bind") || cs.Via != "ns_capable" {
+						t.Errorf("the bind's check: want port 80, at ip_unprivileged_port_start 1024, from __inet_bind through ns_capable: %s", line)
+					}
+				case "CAP_MKNOD": // through capable(): the host's user namespace, for readiness
+					mknod = true
+					if cs.CallSite != "vfs_mknod" || cs.Via != "capable" {
+						t.Errorf("mknod's check: want vfs_mknod through capable: %s", line)
 					}
 				case "CAP_NET_RAW":
 					raw = true
@@ -224,8 +231,8 @@ func TestNetFactsRecorded(t *testing.T) {
 					}
 				}
 			}
-			if !bind || !raw || !listen {
-				t.Errorf("bind check %v, raw socket check %v, listen event %v: want all three\n%s", bind, raw, listen, out)
+			if !bind || !raw || !listen || !mknod {
+				t.Errorf("bind check %v, raw socket check %v, listen event %v, mknod check %v: want all four\n%s", bind, raw, listen, mknod, out)
 			}
 		})
 	}
