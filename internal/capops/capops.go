@@ -4,6 +4,7 @@
 package capops
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -161,4 +162,51 @@ func RaiseInheritableRacing(n int) (raised int, err error) {
 		}
 	}
 	return raised, nil
+}
+
+// Ping sends one ICMP echo request to 127.0.0.1 and waits a second for the
+// reply, as iputils ping does: through an ICMP datagram socket (no
+// capability: net.ipv4.ping_group_range decides), and only when that is
+// refused through a raw socket (CAP_NET_RAW).
+func Ping() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, unix.IPPROTO_ICMP)
+	raw := false
+	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP)
+		raw = true
+	}
+	if err != nil {
+		return fmt.Errorf("socket (raw %v): %w", raw, err)
+	}
+	defer unix.Close(fd)
+	req := []byte{8, 0, 0, 0, 0x12, 0x34, 0, 1, 'c', 'a', 'p', 's'} // echo request; the kernel sets a datagram socket's id
+	sum := uint32(0)
+	for i := 0; i < len(req); i += 2 {
+		sum += uint32(req[i])<<8 | uint32(req[i+1])
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	req[2], req[3] = byte(^sum>>8), byte(^sum)
+	if err := unix.Sendto(fd, req, 0, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		return fmt.Errorf("sendto: %w", err)
+	}
+	tv := unix.Timeval{Sec: 1}
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return err
+	}
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			return fmt.Errorf("no echo reply: %w", err)
+		}
+		reply := buf[:n]
+		if raw && n > 20 {
+			reply = reply[int(buf[0]&0xf)*4:] // past the IP header
+		}
+		if len(reply) > 0 && reply[0] == 0 { // echo reply
+			return nil
+		}
+	}
 }

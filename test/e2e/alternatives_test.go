@@ -237,3 +237,74 @@ func TestNetFactsRecorded(t *testing.T) {
 		})
 	}
 }
+
+// TestICMPAlternativeIsConditional: two pings in real containerd pods, both
+// a raw ICMP socket under NET_RAW as recorded (the runtime's 1.6 leaves
+// ping_group_range at "1 0"). One falls back to a datagram socket when
+// refused (as iputils ping does), one does not (busybox ping): the profile
+// cannot tell them apart, so it offers ping_group_range as possible only,
+// and --alternatives never uses it. Replayed with the sysctl and no
+// capability: the first answers, the second fails.
+func TestICMPAlternativeIsConditional(t *testing.T) {
+	method := firstMethod(t)
+	c := ctrfixture.Start(t)
+	t.Setenv("CONTAINER_RUNTIME_ENDPOINT", c.Endpoint)
+	pings := map[string][]string{"iputils-like": {"/bin/capop", "ping"}, "busybox": {"/bin/busybox", "ping", "-c", "1", "-W", "1", "127.0.0.1"}}
+	rec := testutil.Record(t, "-o", "json", "--attach", method)
+	for name, cmd := range pings {
+		pod := c.RunPodWith(ctrfixture.PodOptions{Name: name, Namespace: "default", OwnNetwork: true})
+		if code := c.WaitExit(c.RunContainer(pod, ctrfixture.ContainerSpec{Name: "ping", Command: cmd}), 30*time.Second*testutil.Slow()); code != 0 {
+			t.Fatalf("%s: no echo reply under the runtime's defaults: exit %d", name, code)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	rec.Stop(syscall.SIGINT)
+	events := filepath.Join(t.TempDir(), "events.json")
+	var data []byte
+	for _, l := range rec.AllLines() {
+		data = append(append(data, l...), '\n')
+	}
+	if err := os.WriteFile(events, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(testutil.Binary(t), "profile", "-o", "json", "--container", "ping", events).Output()
+	if err != nil {
+		t.Fatalf("capsrec profile: %v", err)
+	}
+	var alts struct {
+		Subjects []struct {
+			Workload       string
+			Recommendation struct {
+				Add          []string
+				Alternatives []struct {
+					Replaces    string
+					Sysctl      struct{ Name, Value string }
+					Applies     bool
+					Conditional bool
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(out, &alts); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if len(alts.Subjects) != len(pings) {
+		t.Fatalf("%d subjects, want %d:\n%s", len(alts.Subjects), len(pings), out)
+	}
+	for _, s := range alts.Subjects {
+		r := s.Recommendation
+		if !slices.Equal(r.Add, []string{"NET_RAW"}) || len(r.Alternatives) != 1 || r.Alternatives[0].Applies || !r.Alternatives[0].Conditional ||
+			r.Alternatives[0].Sysctl.Name != "net.ipv4.ping_group_range" {
+			t.Errorf("%s: add %v, alternatives %+v; want NET_RAW, and ping_group_range as possible only", s.Workload, r.Add, r.Alternatives)
+		}
+	}
+	for name, cmd := range pings {
+		pod := c.RunPodWith(ctrfixture.PodOptions{Name: "replay-" + name, Namespace: "default", OwnNetwork: true,
+			Sysctls: map[string]string{"net.ipv4.ping_group_range": "0 2147483647"}})
+		code := c.WaitExit(c.RunContainer(pod, ctrfixture.ContainerSpec{Name: "ping", Command: cmd, Caps: []string{}}), 30*time.Second*testutil.Slow())
+		if (code == 0) != (name == "iputils-like") {
+			t.Errorf("%s with ping_group_range and no capability: exit %d; only the datagram fallback should answer", name, code)
+		}
+		c.RemovePod(pod)
+	}
+}

@@ -5,6 +5,8 @@
 //	capop seccomp      install a seccomp filter without no_new_privs (CAP_SYS_ADMIN)
 //	capop inheritable  chown a file, drop CAP_CHOWN from the permitted set, then put
 //	                   it in the inheritable set (CAP_CHOWN, then CAP_SETPCAP)
+//	capop ping         an ICMP echo to 127.0.0.1 as iputils ping sends it: a
+//	                   datagram socket, else a raw one (CAP_NET_RAW)
 //	capop reexec memfd|deleted SIZE ARGV...
 //	                   run ARGV (a busybox applet) from an unlinked copy of
 //	                   busybox padded to SIZE bytes, as a runtime re-execs itself
@@ -28,7 +30,7 @@ func main() {
 		os.Exit(1)
 	}
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: capop seccomp|inheritable|reexec")
+		fmt.Fprintln(os.Stderr, "usage: capop seccomp|inheritable|ping|reexec")
 		os.Exit(2)
 	}
 	var err error
@@ -37,6 +39,8 @@ func main() {
 		err = capops.SeccompFilter()
 	case "inheritable":
 		err = capops.RaiseInheritable()
+	case "ping":
+		err = capops.Ping()
 	default:
 		err = fmt.Errorf("unknown operation %q", os.Args[1])
 	}
