@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -84,18 +82,7 @@ func TestBindAlternativeReplayed(t *testing.T) {
 		t.Errorf("no capsrec_listen event for the bind the preset pod's sysctl let pass")
 	}
 
-	events := filepath.Join(t.TempDir(), "events.json")
-	var data []byte
-	for _, l := range rec.AllLines() {
-		data = append(append(data, l...), '\n')
-	}
-	if err := os.WriteFile(events, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(testutil.Binary(t), "profile", "-o", "json", "--container", "server", events).Output()
-	if err != nil {
-		t.Fatalf("capsrec profile: %v", err)
-	}
+	events, out := profileRun(t, rec.AllLines(), "-o", "json", "--container", "server")
 	var prof alternativesJSON
 	if err := json.Unmarshal(out, &prof); err != nil {
 		t.Fatalf("%v: %s", err, out)
@@ -259,18 +246,7 @@ func TestICMPAlternativeIsConditional(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond)
 	rec.Stop(syscall.SIGINT)
-	events := filepath.Join(t.TempDir(), "events.json")
-	var data []byte
-	for _, l := range rec.AllLines() {
-		data = append(append(data, l...), '\n')
-	}
-	if err := os.WriteFile(events, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(testutil.Binary(t), "profile", "-o", "json", "--container", "ping", events).Output()
-	if err != nil {
-		t.Fatalf("capsrec profile: %v", err)
-	}
+	_, out := profileRun(t, rec.AllLines(), "-o", "json", "--container", "ping")
 	var alts struct {
 		Subjects []struct {
 			Workload       string

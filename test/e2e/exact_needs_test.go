@@ -70,9 +70,11 @@ type profileJSON struct {
 	}
 }
 
-func profileOf(t *testing.T, lines [][]byte) profileJSON {
+// profileRun writes a recording's lines to a file and runs capsrec profile
+// ARGS FILE on it; it returns the file and what profile printed.
+func profileRun(t *testing.T, lines [][]byte, args ...string) (events string, out []byte) {
 	t.Helper()
-	events := filepath.Join(t.TempDir(), "events.json")
+	events = filepath.Join(t.TempDir(), "events.json")
 	var data []byte
 	for _, l := range lines {
 		data = append(append(data, l...), '\n')
@@ -80,10 +82,16 @@ func profileOf(t *testing.T, lines [][]byte) profileJSON {
 	if err := os.WriteFile(events, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(testutil.Binary(t), "profile", "-o", "json", events).Output()
+	out, err := exec.Command(testutil.Binary(t), append(append([]string{"profile"}, args...), events)...).Output()
 	if err != nil {
-		t.Fatalf("capsrec profile: %v", err)
+		t.Fatalf("capsrec profile %v: %v", args, err)
 	}
+	return events, out
+}
+
+func profileOf(t *testing.T, lines [][]byte) profileJSON {
+	t.Helper()
+	_, out := profileRun(t, lines, "-o", "json")
 	var prof profileJSON
 	if err := json.Unmarshal(out, &prof); err != nil {
 		t.Fatalf("%v: %s", err, out)
