@@ -123,6 +123,9 @@ func startRecording(c *cli.Context, cfg bpf.Config, method bpf.Method, duration 
 	if method == bpf.MethodAuto {
 		fmt.Fprintf(c.App.ErrWriter, "capsrec: attached with %s\n", s.hooks.Method)
 	}
+	if err := s.hooks.ListenHookErr; err != nil { // the profile then cannot see a low port bound with no check
+		fmt.Fprintf(c.App.ErrWriter, "capsrec: warning: low ports bound with no check are not seen: %v\n", err)
+	}
 	return s, nil
 }
 
