@@ -135,7 +135,7 @@ func TestKubectlSeedScenario(t *testing.T) {
 		}
 	}
 	for _, s := range []*testutil.Session{compact, jsonOut} {
-		if !strings.Contains(s.Stderr(), "checks seen") || !strings.Contains(s.Stderr(), "runtime setup and") {
+		if !strings.Contains(s.Stderr(), " seen, ") || !strings.Contains(s.Stderr(), "runtime setup and") {
 			t.Errorf("the node's summary line did not reach stderr:\n%s", s.Stderr())
 		}
 	}
@@ -571,7 +571,7 @@ func TestKubectlRecordEnds(t *testing.T) {
 
 	start := time.Now()
 	out, errOut, err := c.plugin(t, "record", "xwing", "--duration", "2s")
-	if err != nil || !strings.Contains(errOut, "checks seen") || time.Since(start) > 60*time.Second {
+	if err != nil || !strings.Contains(errOut, " seen, ") || time.Since(start) > 60*time.Second {
 		t.Errorf("--duration 2s: %v after %s\n%s%s", err, time.Since(start), out, errOut)
 	}
 
@@ -611,7 +611,7 @@ func TestKubectlRecordEnds(t *testing.T) {
 		_ = cmd.Process.Kill()
 		t.Fatalf("| head: the plugin did not end\n%s", stderr.String())
 	}
-	if !strings.Contains(stderr.String(), "checks seen") {
+	if !strings.Contains(stderr.String(), " seen, ") {
 		t.Errorf("| head: no summary line from the node:\n%s", stderr.String())
 	}
 	c.assertNoNodePods(t)
