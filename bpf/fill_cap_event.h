@@ -76,10 +76,9 @@ static __always_inline void FILL_CTX_EVENT(struct ctx_event *ev, struct task_str
 
 		if (bpf_core_field_exists(net->ipv4.sysctl_ip_prot_sock))
 			ev->ip_prot_sock = READ(net, ipv4.sysctl_ip_prot_sock);
-		if (bpf_core_field_exists(net->ipv4.ping_group_range)) {
-			ev->ping_gid[0] = READ(net, ipv4.ping_group_range.range[0].val);
-			ev->ping_gid[1] = READ(net, ipv4.ping_group_range.range[1].val);
-		}
+		/* Probe reads: 6.1's verifier cannot walk into an array of kgid_t. */
+		if (bpf_core_field_exists(net->ipv4.ping_group_range))
+			bpf_core_read(ev->ping_gid, sizeof(ev->ping_gid), &net->ipv4.ping_group_range.range);
 	}
 	ev->exe_ino = READ(task, mm, exe_file, f_inode, i_ino);
 	ev->exe_dev = READ(task, mm, exe_file, f_inode, i_sb, s_dev);
