@@ -177,7 +177,7 @@ func (c *Client) CanRestart(ctx context.Context, w Workload) error {
 		return fmt.Errorf("asking whether we may restart %s: %w", w, err)
 	}
 	if !answer.Status.Allowed {
-		return fmt.Errorf("forbidden: we cannot patch %s, which --restart does (RBAC: verb patch on %ss.apps)", w, w.Kind)
+		return fmt.Errorf("forbidden: we cannot patch %s, which --restart and --verify do (RBAC: verb patch on %ss.apps)", w, w.Kind)
 	}
 	return nil
 }
@@ -251,6 +251,12 @@ var stuckReasons = []string{"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPu
 // that cannot be pulled, a crash loop), is an error that carries the pods'
 // warning events.
 func (c *Client) WaitRollout(ctx context.Context, w Workload, since time.Time, timeout time.Duration) error {
+	return c.WaitRolloutPast(ctx, w, since, timeout, nil)
+}
+
+// WaitRolloutPast is WaitRollout when the pods named in past are on their
+// way out (a roll back): their being stuck is why, not news.
+func (c *Client) WaitRolloutPast(ctx context.Context, w Workload, since time.Time, timeout time.Duration, past []string) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		raw, err := c.apps.Get().Namespace(w.Namespace).Resource(w.Kind + "s").Name(w.Name).DoRaw(ctx)
@@ -263,7 +269,7 @@ func (c *Client) WaitRollout(ctx context.Context, w Workload, since time.Time, t
 		}
 		done, err := s.done(w.Kind)
 		if err == nil && !done {
-			err = c.stuckPod(ctx, w)
+			err = c.stuckPod(ctx, w, past)
 		}
 		if err == nil && !done && time.Now().After(deadline) {
 			err = fmt.Errorf("not complete after %s", timeout)
@@ -282,14 +288,43 @@ func (c *Client) WaitRollout(ctx context.Context, w Workload, since time.Time, t
 	}
 }
 
+// WaitObserved waits until w's controller has seen its latest spec.
+func (c *Client) WaitObserved(ctx context.Context, w Workload, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		raw, err := c.apps.Get().Namespace(w.Namespace).Resource(w.Kind + "s").Name(w.Name).DoRaw(ctx)
+		if err != nil {
+			return c.Explain(err, w.String())
+		}
+		var s rolloutStatus
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return fmt.Errorf("%s: %w", w, err)
+		}
+		if s.Status.ObservedGeneration >= s.Metadata.Generation {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: its controller did not see its new spec within %s", w, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 // stuckPod is an error naming a pod of w whose container waits for a reason
 // that waiting does not cure.
-func (c *Client) stuckPod(ctx context.Context, w Workload) error {
+func (c *Client) stuckPod(ctx context.Context, w Workload, past []string) error {
 	pods, err := c.listPods(ctx, w.Namespace, w.Selector.String())
 	if err != nil {
 		return nil
 	}
 	for _, p := range pods.Items {
+		if slices.Contains(past, p.Name) {
+			continue
+		}
 		for _, st := range append(slices.Clone(p.Status.InitContainerStatuses), p.Status.ContainerStatuses...) {
 			if st.State.Waiting != nil && slices.Contains(stuckReasons, st.State.Waiting.Reason) {
 				return fmt.Errorf("pod %s: container %s is %s", p.Name, st.Name, st.State.Waiting.Reason)

@@ -32,6 +32,12 @@ var hostNS = [bpf.NSCount]uint32{recorder.NSNet: 1}
 // what the reader reads back: the facts must survive the round trip.
 func profileOfNet(t *testing.T, checks ...netCheck) *Profile {
 	t.Helper()
+	return readBytes(t, map[string][]byte{"node1.json": netJSON(t, checks...)}, ReadOptions{})
+}
+
+// netJSON is the checks, a second apart from t0, as capsrec's JSON writer writes them.
+func netJSON(t *testing.T, checks ...netCheck) []byte {
+	t.Helper()
 	var buf bytes.Buffer
 	w := output.NewJSON(&buf, "node1", hostNS)
 	for i, n := range checks {
@@ -53,7 +59,7 @@ func profileOfNet(t *testing.T, checks ...netCheck) *Profile {
 		}
 	}
 	_ = w.Flush()
-	return readBytes(t, map[string][]byte{"node1.json": buf.Bytes()}, ReadOptions{})
+	return buf.Bytes()
 }
 
 func onlySubject(t *testing.T, p *Profile) *SubjectProfile {

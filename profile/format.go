@@ -197,6 +197,12 @@ func WriteTable(w io.Writer, p *Profile, st Style) error {
 		fmt.Fprintln(w)
 		Wrap(w, "", "", fmt.Sprintf("%s of host binaries past the first %d are profiled together as %s", english.Count(p.Folded, "check"), MaxHostBinaries, OtherBinaries), width)
 	}
+	if lines := p.Verification.Lines(); len(lines) > 0 {
+		fmt.Fprintln(w)
+		for _, l := range lines {
+			Wrap(w, "", "    ", l, width)
+		}
+	}
 	return nil
 }
 
@@ -491,6 +497,7 @@ func (p *Profile) writeCoverage(w io.Writer, sp *SubjectProfile) {
 // writeYAML writes, per container, a securityContext document that parses
 // into Kubernetes' SecurityContext; comments say which container and why.
 func writeYAML(w io.Writer, p *Profile) error {
+	writeVerification(w, "# ", p.Verification)
 	n := 0
 	for _, sp := range p.Subjects() {
 		if !sp.Subject.IsContainer() {
@@ -550,7 +557,8 @@ func writeJSON(w io.Writer, p *Profile) error {
 		Skipped  uint64        `json:"skipped_lines"`
 		Folded   uint64        `json:"folded_checks,omitempty"`
 		Recorded jsonRecorded  `json:"recorded"`
-	}{Subjects: []jsonSubject{}, Ignored: p.Ignored, Skipped: p.Skipped, Folded: p.Folded,
+		Verified *Verification `json:"verification,omitempty"`
+	}{Verified: p.Verification, Subjects: []jsonSubject{}, Ignored: p.Ignored, Skipped: p.Skipped, Folded: p.Folded,
 		Recorded: jsonRecorded{Recorded: p.Recorded, LossesKnown: p.Recorded.Sessions > 0}}
 	if r := p.Recorded; r.Sessions > 0 {
 		out.Recorded.Start, out.Recorded.End = &r.Start, &r.End

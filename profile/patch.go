@@ -75,22 +75,52 @@ func WritePatch(w io.Writer, p *Profile, targets map[string]PatchTarget, o Patch
 type PatchOptions struct {
 	Alternatives bool // the applicable capability-free alternatives
 	UserNS       bool // hostUsers: false, when every container is ready
+	// Omit are capabilities (Kubernetes spelling) a container's add leaves
+	// out, by container name: those a --minimize run proved optional.
+	Omit map[string][]string
+}
+
+// recommend is sp's recommendation as the patch writes it.
+func (o PatchOptions) recommend(sp *SubjectProfile) Recommendation {
+	r := sp.Recommend()
+	if o.Alternatives {
+		r = r.WithAlternatives()
+	}
+	if omit := o.Omit[sp.Subject.Container]; len(omit) > 0 {
+		r.Add = slices.DeleteFunc(slices.Clone(r.Add), func(c string) bool { return slices.Contains(omit, c) })
+		r.NonRoot = r.NonRoot && len(r.Add) > 0
+	}
+	return r
+}
+
+// ContainerCap is one capability a container's patch adds.
+type ContainerCap struct {
+	Container, Cap string
+}
+
+// PatchAdds are what the patch of p's containers adds, in the order it writes them.
+func (p *Profile) PatchAdds(o PatchOptions) []ContainerCap {
+	var out []ContainerCap
+	for _, sp := range p.Subjects() {
+		if !sp.Subject.IsContainer() {
+			continue
+		}
+		for _, c := range o.recommend(sp).Add {
+			out = append(out, ContainerCap{sp.Subject.Container, c})
+		}
+	}
+	return out
 }
 
 func (p *Profile) writeWorkloadPatch(w io.Writer, t PatchTarget, subjects []*SubjectProfile, o PatchOptions) {
-	recommend := func(sp *SubjectProfile) Recommendation {
-		r := sp.Recommend()
-		if o.Alternatives {
-			r = r.WithAlternatives()
-		}
-		return r
-	}
+	recommend := o.recommend
 	v := textsafe.Visible
 	kind := t.Kind
 	if kind == "" {
 		kind = "KIND"
 	}
 	fmt.Fprintf(w, "# kubectl patch %s/%s -n %s --patch-file FILE\n", kind, v(t.Name), v(t.Namespace))
+	writeVerification(w, "# ", p.Verification)
 	switch t.Kind {
 	case "daemonset":
 		if !t.InitKnown {

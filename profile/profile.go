@@ -299,6 +299,8 @@ type Profile struct {
 	hosts  int
 	// Recorded is what the recordings say of themselves.
 	Recorded Recorded
+	// Verification, when set, is what applying the profile's patch proved.
+	Verification *Verification
 	// workloads caches Workload(pod): pods are few, checks many.
 	workloads map[string][2]string
 }
@@ -571,6 +573,11 @@ func (p *Profile) Subjects() []*SubjectProfile {
 			cmp.Compare(x.Container, y.Container), cmp.Compare(x.Image, y.Image), cmp.Compare(x.Binary, y.Binary))
 	})
 	return list
+}
+
+// Keep drops the subjects keep refuses.
+func (p *Profile) Keep(keep func(*SubjectProfile) bool) {
+	maps.DeleteFunc(p.subjects, func(_ Subject, sp *SubjectProfile) bool { return !keep(sp) })
 }
 
 // Len is the number of subjects.

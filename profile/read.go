@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/capsrec/capsrec/internal/boundedfile"
 )
@@ -23,6 +24,8 @@ type ReadOptions struct {
 	Workers int
 	// Filter keeps only matching subjects.
 	Filter Filter
+	// Since, when set, keeps only the checks made from then on.
+	Since time.Time
 }
 
 // ReadFiles profiles JSON lines from capsrec or Tetragon (`tetra getevents -o json`)
@@ -256,7 +259,7 @@ func (p *Profile) take(event []byte, opts ReadOptions) error {
 	o, err := parseEvent(event)
 	switch {
 	case err == nil:
-		if o.session != nil || keep(opts.Filter, o) {
+		if o.session != nil || keep(opts.Filter, o) && !o.Time.Before(opts.Since) {
 			p.Add(o)
 		}
 	case errors.Is(err, errNotCheck):

@@ -36,8 +36,10 @@ func kubectlProfileCommand() *cli.Command {
    kubectl capsrec profile deploy/web -n shop --restart --duration 1m -o patch   # from its pods' start
    kubectl capsrec profile -l job-name=backup --wait --duration 5m             # then kubectl apply it
    kubectl capsrec profile ds/agent --duration 5m -o yaml                      # its running pods only
-   kubectl capsrec profile -l app=web --duration 1m --check web.yaml           # exit 1 when they differ`,
-		Flags: append(flags,
+   kubectl capsrec profile -l app=web --duration 1m --check web.yaml           # exit 1 when they differ
+   kubectl capsrec profile deploy/web --restart --duration 1m --verify -o patch  # apply it, roll back what breaks
+   kubectl capsrec profile deploy/web --verify --patch-file web-patch.yaml     # verify a patch you have`,
+		Flags: append(append(flags,
 			&cli.StringFlag{Name: "selector", Aliases: []string{"l"}, Usage: "the workload's pods by label selector, instead of KIND/NAME"},
 			&cli.DurationFlag{Name: "duration", Usage: "how long to record; 0 records until Ctrl-C"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table, yaml (a securityContext per container), json or patch (for kubectl patch --patch-file)"},
@@ -52,7 +54,7 @@ func kubectlProfileCommand() *cli.Command {
 			capsrec.CheckFlag,
 			capsrec.AllowPartialFlag,
 			&cli.StringFlag{Name: "save", Usage: "also write the recorded checks (JSON lines) to this file, for capsrec profile"},
-		),
+		), verifyFlags...),
 		Action: kubectlProfile,
 	}
 }
@@ -92,6 +94,9 @@ func kubectlProfile(c *cli.Context) error {
 	if fromStart && c.Duration("duration") <= 0 {
 		return errors.New("--restart and --wait record for --duration after the pods start: give one")
 	}
+	if err := checkVerifyFlags(c); err != nil {
+		return err
+	}
 	ctx, stop := capsrec.Interruptible()
 	defer stop()
 	signal.Ignore(syscall.SIGPIPE)
@@ -99,6 +104,7 @@ func kubectlProfile(c *cli.Context) error {
 	if fromStart {
 		budget += c.Duration("rollout-timeout")
 	}
+	budget += verifyBudget(c)
 	s, err := newPluginSession(ctx, c, budget)
 	if err != nil {
 		return err
@@ -107,13 +113,22 @@ func kubectlProfile(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Bool("restart") {
+	if c.Bool("restart") || c.Bool("verify") {
 		if !w.Restartable() {
-			return fmt.Errorf("--restart restarts a Deployment, DaemonSet or StatefulSet, not %s: for a Pod, a Job or a CronJob, use --wait with -l SELECTOR and create it once the recorders are ready", w)
+			return fmt.Errorf("--restart and --verify roll out a Deployment, DaemonSet or StatefulSet, not %s: for a Pod, a Job or a CronJob, use --wait with -l SELECTOR and create it once the recorders are ready", w)
 		}
 		if err := s.client.CanRestart(ctx, w); err != nil {
 			return err
 		}
+	}
+	if w, err = checkMark(ctx, s, w); err != nil {
+		return err
+	}
+	if c.String("recording") != "" {
+		return verifyRecording(ctx, s, w, format, style)
+	}
+	if c.Bool("verify") && !c.Bool("restart") {
+		return verifyPatchFile(ctx, s, w, format)
 	}
 	var nodes map[string]*kubeplugin.NodePods
 	if fromStart {
@@ -137,6 +152,16 @@ func kubectlProfile(c *cli.Context) error {
 		runs, err := recordFromStart(ctx, s, w, nodes, save)
 		if err != nil {
 			return err
+		}
+		if c.Bool("verify") {
+			merged, covered, failed := mergeRuns(c, w, runs)
+			if len(covered) == 0 {
+				return fmt.Errorf("no node recorded %s", w)
+			}
+			if len(failed) > 0 {
+				return cli.Exit(fmt.Sprintf("not verifying: the profile lacks nodes %s, which failed", strings.Join(failed, ", ")), 1)
+			}
+			return verifyProfile(ctx, s, w, merged, "recorded on nodes "+strings.Join(covered, ", "), format, style)
 		}
 		return reportProfile(c, w, runs, format, style)
 	}
@@ -167,12 +192,7 @@ func recordFromStart(ctx context.Context, s *pluginSession, w kubeplugin.Workloa
 	defer func() {
 		stopRecording()
 		wait()
-		for _, r := range runs {
-			if r.spool != nil {
-				os.Remove(r.spool.Name())
-				r.spool.Close()
-			}
-		}
+		removeSpools(runs)
 	}()
 	if err := allReady(ctx, runs); err != nil {
 		return nil, err
@@ -346,8 +366,30 @@ func showProgress(c *cli.Context, runs []*nodeRun) (stop func()) {
 // reportProfile merges the nodes' profiles, names the nodes it covers and
 // those that failed, and prints the profile or the --check findings.
 func reportProfile(c *cli.Context, w kubeplugin.Workload, runs []*nodeRun, format string, style profile.Style) error {
-	merged := profile.New()
-	var covered, failed []string
+	merged, covered, failed := mergeRuns(c, w, runs)
+	if len(covered) == 0 {
+		return fmt.Errorf("no node recorded %s", w)
+	}
+	if manifest := c.String("check"); manifest != "" {
+		err := capsrec.CheckManifest(c, manifest, merged)
+		if err == nil && len(failed) > 0 {
+			return cli.Exit(fmt.Sprintf("the profile lacks nodes %s, which failed", strings.Join(failed, ", ")), capsrec.ExitUndecided)
+		}
+		return err
+	}
+	if err := printProfile(c, w, merged, "recorded on nodes "+strings.Join(covered, ", "), format, style, nil); err != nil {
+		return err
+	}
+	if len(failed) > 0 {
+		return cli.Exit(fmt.Sprintf("the profile lacks nodes %s, which failed", strings.Join(failed, ", ")), 1)
+	}
+	return nil
+}
+
+// mergeRuns merges the nodes' profiles, says which nodes failed and how
+// many events it covers.
+func mergeRuns(c *cli.Context, w kubeplugin.Workload, runs []*nodeRun) (merged *profile.Profile, covered, failed []string) {
+	merged = profile.New()
 	var checks int64
 	for _, r := range runs {
 		if r.err != nil {
@@ -362,34 +404,23 @@ func reportProfile(c *cli.Context, w kubeplugin.Workload, runs []*nodeRun, forma
 		covered = append(covered, fmt.Sprintf("%s (%s)", r.node, english.Count(len(r.pods), "pod")))
 		checks += r.checks.Load()
 	}
-	if len(covered) == 0 {
-		return fmt.Errorf("no node recorded %s", w)
+	if len(covered) > 0 {
+		fmt.Fprintf(c.App.ErrWriter, "kubectl capsrec: %s recorded on %s: %s\n", w, textsafe.Visible(strings.Join(covered, ", ")), english.Count(checks, "event"))
 	}
-	fmt.Fprintf(c.App.ErrWriter, "kubectl capsrec: %s recorded on %s: %s\n", w, textsafe.Visible(strings.Join(covered, ", ")), english.Count(checks, "event"))
-	if manifest := c.String("check"); manifest != "" {
-		err := capsrec.CheckManifest(c, manifest, merged)
-		if err == nil && len(failed) > 0 {
-			return cli.Exit(fmt.Sprintf("the profile lacks nodes %s, which failed", strings.Join(failed, ", ")), capsrec.ExitUndecided)
-		}
-		return err
-	}
+	return merged, covered, failed
+}
+
+// printProfile writes the merged profile in format; source says where it
+// was recorded.
+func printProfile(c *cli.Context, w kubeplugin.Workload, merged *profile.Profile, source string, format string, style profile.Style, omit map[string][]string) error {
 	capsrec.WarnPartial(c, "kubectl capsrec", merged)
 	if format == "yaml" {
-		fmt.Fprintf(c.App.Writer, "# %s, recorded on nodes %s\n", w, textsafe.Visible(strings.Join(covered, ", ")))
+		fmt.Fprintf(c.App.Writer, "# %s, %s\n", w, textsafe.Visible(source))
 	}
-	var err error
 	if format == "patch" {
-		err = profile.WritePatch(c.App.Writer, merged, map[string]profile.PatchTarget{w.Namespace + "/" + w.Name: patchTarget(w)}, profile.PatchOptions{Alternatives: style.Alternatives, UserNS: style.UserNS})
-	} else {
-		err = profile.Write(c.App.Writer, merged, format, style)
+		return profile.WritePatch(c.App.Writer, merged, map[string]profile.PatchTarget{w.Namespace + "/" + w.Name: patchTarget(w)}, profile.PatchOptions{Alternatives: style.Alternatives, UserNS: style.UserNS, Omit: omit})
 	}
-	if err != nil {
-		return err
-	}
-	if len(failed) > 0 {
-		return cli.Exit(fmt.Sprintf("the profile lacks nodes %s, which failed", strings.Join(failed, ", ")), 1)
-	}
-	return nil
+	return profile.Write(c.App.Writer, merged, format, style)
 }
 
 // patchTarget names w for -o patch, with its init containers from its template.

@@ -39,11 +39,17 @@ func (c *k8sCluster) pluginEnv(t *testing.T) {
 
 func (c *k8sCluster) plugin(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	cmd := exec.Command(pluginBinary(t), args...)
+	cmd := c.pluginCmd(t, args...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err = cmd.Run()
 	return o.String(), e.String(), err
+}
+
+// pluginCmd is kubectl capsrec ARGS, not started.
+func (c *k8sCluster) pluginCmd(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	return exec.Command(pluginBinary(t), args...)
 }
 
 var (
@@ -387,6 +393,11 @@ func (c *k8sCluster) waitCrash(t *testing.T, label string) {
 func TestKubectlFaults(t *testing.T) {
 	c := k8sUp(t)
 	c.pluginEnv(t)
+	otherRecording := "testdata/tetragon-cap_capable-event.json" // pod default/xwing
+	emptyPatch := filepath.Join(t.TempDir(), "empty.yaml")
+	if err := os.WriteFile(emptyPatch, []byte("# no containers in this profile\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	rbac := `
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
@@ -485,6 +496,13 @@ spec:
 		{"restart that no node admits", nil, []string{"profile", "deploy/nowhere", "--restart", "--duration", "1s"}, "no Ready node admits its pods"},
 		{"restart never rolled out", nil, []string{"profile", "deploy/badimage", "--restart", "--duration", "1s"}, "the rollout of deployment/badimage in namespace default failed: pod badimage-"},
 		{"restart forbidden", nil, []string{"profile", "deploy/badimage", "--restart", "--duration", "1s", "--kubeconfig", c.env["VIEWER_KUBECONFIG"]}, "forbidden: we cannot patch deployment/badimage"},
+		{"verify forbidden", nil, []string{"profile", "deploy/badimage", "--verify", "--patch-file", emptyPatch, "--kubeconfig", c.env["VIEWER_KUBECONFIG"]}, "forbidden: we cannot patch deployment/badimage in namespace default, which --restart and --verify do"},
+		{"verify without a patch", nil, []string{"profile", "deploy/badimage", "--verify"}, "--verify needs a patch: profile with --restart, or give --patch-file or --recording"},
+		{"verify of a recording of another workload", nil, []string{"profile", "deploy/badimage", "--verify", "--recording", otherRecording}, "holds no container of deployment/badimage"},
+		{"verify of two patches", nil, []string{"profile", "deploy/badimage", "--verify", "--recording", otherRecording, "--patch-file", emptyPatch}, "--verify verifies one patch"},
+		{"verify of bare pods", nil, []string{"profile", "-l", "app.kubernetes.io/name=xwing", "--verify", "--patch-file", emptyPatch}, "--restart and --verify roll out a Deployment, DaemonSet or StatefulSet"},
+		{"verify of a patch of nothing", nil, []string{"profile", "deploy/badimage", "--verify", "--patch-file", emptyPatch}, "the patch sets no spec: there is nothing to verify"},
+		{"minimize without restart", nil, []string{"profile", "deploy/badimage", "--verify", "--minimize", "--patch-file", emptyPatch}, "--minimize tries the profile's capabilities: profile with --restart, or give --recording"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(pluginBinary(t), tc.args...)
