@@ -350,21 +350,40 @@ func (c *Client) warnings(ctx context.Context, w Workload, since time.Time) stri
 	for _, p := range pods.Items {
 		ours[p.Name] = true
 	}
-	var lines []string
+	// One line per pod and reason (the last message, and how many times):
+	// a crashing container repeats its probe failures.
+	type key struct{ pod, reason string }
+	var order []key
+	seen := map[key]int32{}
+	message := map[key]string{}
 	for _, e := range events.Items {
 		last := e.LastTimestamp.Time
 		if last.IsZero() {
 			last = e.EventTime.Time
 		}
-		if ours[e.InvolvedObject.Name] && !last.Before(since.Add(-time.Second)) {
-			lines = append(lines, fmt.Sprintf("pod %s: %s: %s", e.InvolvedObject.Name, e.Reason, textsafe.OneLine(e.Message)))
+		if !ours[e.InvolvedObject.Name] || last.Before(since.Add(-time.Second)) {
+			continue
 		}
+		k := key{e.InvolvedObject.Name, e.Reason}
+		if _, ok := seen[k]; !ok {
+			order = append(order, k)
+		}
+		seen[k] += max(e.Count, 1)
+		message[k] = textsafe.OneLine(e.Message)
+	}
+	var lines []string
+	for _, k := range order {
+		times := ""
+		if n := seen[k]; n > 1 {
+			times = fmt.Sprintf(" (%d times)", n)
+		}
+		lines = append(lines, fmt.Sprintf("pod %s: %s%s: %s", k.pod, k.reason, times, message[k]))
 	}
 	if len(lines) == 0 {
 		return ""
 	}
 	if len(lines) > 5 {
-		lines = lines[len(lines)-5:]
+		lines = append(lines[len(lines)-5:], fmt.Sprintf("%d more (kubectl get events -n %s)", len(lines)-5, w.Namespace))
 	}
 	return "; its pods' warnings: " + strings.Join(lines, "; ")
 }

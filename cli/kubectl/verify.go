@@ -164,10 +164,18 @@ func minimize(ctx context.Context, s *pluginSession, w kubeplugin.Workload, merg
 		}
 		t := profile.Try{Container: cc.Container, Cap: cc.Cap, Optional: tv.Verified}
 		if tv.Verified {
-			t.Tolerated = tolerated
+			for _, d := range tolerated {
+				t.Tolerated = append(t.Tolerated, d.Text)
+			}
 			opts = try
 		} else {
-			t.Problems = append(slices.Clone(tv.Denied), tv.Problems...)
+			// Its own refusals first: the likeliest cause.
+			for _, d := range tolerated {
+				if d.Container == cc.Container && d.Cap == cc.Cap {
+					t.Problems = append(t.Problems, d.Text)
+				}
+			}
+			t.Problems = append(append(t.Problems, tv.Denied...), tv.Problems...)
 		}
 		v.Tries = append(v.Tries, t)
 	}
@@ -252,7 +260,7 @@ type verifyOptions struct {
 // land on and watches them; what fails is rolled back. From the mark to the
 // end the workload carries its template from before (kubeplugin.VerifyMark):
 // a run killed on the way leaves it for the next to restore.
-func verify(ctx context.Context, s *pluginSession, w kubeplugin.Workload, patchYAML []byte, o verifyOptions) (*profile.Verification, []string, error) {
+func verify(ctx context.Context, s *pluginSession, w kubeplugin.Workload, patchYAML []byte, o verifyOptions) (*profile.Verification, []profile.Denial, error) {
 	patch, err := patchJSON(patchYAML)
 	if err != nil {
 		return nil, nil, err
@@ -372,16 +380,16 @@ func watch(ctx context.Context, s *pluginSession, w kubeplugin.Workload, before,
 
 // judge decides v from the new pods' health, the needs refused them (but
 // for those o tolerates, returned apart) and --verify-cmd.
-func judge(ctx context.Context, s *pluginSession, runs []*nodeRun, health kubeplugin.PodHealth, o verifyOptions, v *profile.Verification) ([]string, error) {
+func judge(ctx context.Context, s *pluginSession, runs []*nodeRun, health kubeplugin.PodHealth, o verifyOptions, v *profile.Verification) ([]profile.Denial, error) {
 	v.Pods, v.Problems = health.Pods, append(v.Problems, health.Problems...)
 	denied, err := deniedUnder(runs, health)
 	if err != nil {
 		return nil, err
 	}
-	var tolerated []string
+	var tolerated []profile.Denial
 	for _, d := range denied {
 		if slices.Contains(o.tolerate, profile.ContainerCap{Container: d.Container, Cap: d.Cap}) {
-			tolerated = append(tolerated, d.Text)
+			tolerated = append(tolerated, d)
 		} else {
 			v.Denied = append(v.Denied, d.Text)
 		}

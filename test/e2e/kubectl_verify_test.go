@@ -39,12 +39,15 @@ func (c *k8sCluster) verifyWeb(t *testing.T) verifyWeb {
 	return d
 }
 
-// capabilities is the server container's securityContext.capabilities in a template.
-func capabilities(t *testing.T, template json.RawMessage) string {
+// grants is what a patch of verify-web sets in a template: the server
+// container's securityContext.capabilities and the pod's sysctls (where
+// containerd 2's profile grants the bind).
+func grants(t *testing.T, template json.RawMessage) string {
 	t.Helper()
 	var tm struct {
 		Spec struct {
-			Containers []struct {
+			SecurityContext *struct{ Sysctls json.RawMessage }
+			Containers      []struct {
 				Name            string
 				SecurityContext *struct{ Capabilities json.RawMessage }
 			}
@@ -53,16 +56,25 @@ func capabilities(t *testing.T, template json.RawMessage) string {
 	if err := json.Unmarshal(template, &tm); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range tm.Spec.Containers {
-		if c.Name == "server" && c.SecurityContext != nil {
-			var b bytes.Buffer
-			if err := json.Compact(&b, c.SecurityContext.Capabilities); err != nil {
+	compact := func(raw json.RawMessage) string {
+		var b bytes.Buffer
+		if len(raw) > 0 {
+			if err := json.Compact(&b, raw); err != nil {
 				t.Fatal(err)
 			}
-			return b.String()
+		}
+		return b.String()
+	}
+	var g string
+	for _, c := range tm.Spec.Containers {
+		if c.Name == "server" && c.SecurityContext != nil {
+			g = compact(c.SecurityContext.Capabilities)
 		}
 	}
-	return ""
+	if sc := tm.Spec.SecurityContext; sc != nil && len(sc.Sysctls) > 0 {
+		g += " sysctls " + compact(sc.Sysctls)
+	}
+	return g
 }
 
 // kubectlTemplateHash names a template by its content.
@@ -114,9 +126,9 @@ func TestKubectlVerify(t *testing.T) {
 	if _, marked := patched.Metadata.Annotations[verifyMark]; marked {
 		t.Errorf("a verified workload keeps the mark %s", verifyMark)
 	}
-	caps := capabilities(t, patched.Spec.Template)
+	caps := grants(t, patched.Spec.Template)
 	if !strings.Contains(caps, `"drop":["ALL"]`) {
-		t.Fatalf("the verified patch is not on the workload: capabilities %s", caps)
+		t.Fatalf("the verified patch is not on the workload: %s", caps)
 	}
 	c.assertNoNodePods(t)
 
@@ -125,8 +137,8 @@ func TestKubectlVerify(t *testing.T) {
 		if err != nil || !strings.Contains(vout, `"verified": true`) {
 			t.Fatalf("--verify --recording of the first run's --save: %v\n%s%s", err, vout, verr)
 		}
-		if got := capabilities(t, c.verifyWeb(t).Spec.Template); got != caps {
-			t.Errorf("the saved recording's verified patch leaves capabilities %s, want %s as the first run's", got, caps)
+		if got := grants(t, c.verifyWeb(t).Spec.Template); got != caps {
+			t.Errorf("the saved recording's verified patch leaves %s, want %s as the first run's", got, caps)
 		}
 		c.assertNoNodePods(t)
 	})
@@ -155,8 +167,8 @@ func TestKubectlVerify(t *testing.T) {
 			t.Errorf("-o json: %+v (%v), want not verified, rolled back, a denied need:\n%s", v, err, vout)
 		}
 		after := c.verifyWeb(t)
-		if got, want := capabilities(t, after.Spec.Template), capabilities(t, before.Spec.Template); got != want {
-			t.Errorf("after the roll back: capabilities %s, want those from before, %s", got, want)
+		if got, want := grants(t, after.Spec.Template), grants(t, before.Spec.Template); got != want {
+			t.Errorf("after the roll back: %s, want those from before, %s", got, want)
 		}
 		if _, marked := after.Metadata.Annotations[verifyMark]; marked {
 			t.Errorf("a rolled back workload keeps the mark %s", verifyMark)
@@ -246,7 +258,7 @@ func TestKubectlVerify(t *testing.T) {
 		_ = cmd.Process.Kill() // SIGKILL: nothing of the plugin runs on
 		_ = cmd.Wait()
 		c.assertNoNodePods(t)
-		if left := c.verifyWeb(t); capabilities(t, left.Spec.Template) == capabilities(t, before.Spec.Template) {
+		if left := c.verifyWeb(t); grants(t, left.Spec.Template) == grants(t, before.Spec.Template) {
 			t.Fatalf("the killed verify's patch is not on the workload: nothing tests the restore")
 		}
 		// The next verify restores the template from before, says so, and goes on.
@@ -255,8 +267,8 @@ func TestKubectlVerify(t *testing.T) {
 			t.Fatalf("the next --verify: %v\n%s%s", err, vout, verr)
 		}
 		after := c.verifyWeb(t)
-		if _, marked := after.Metadata.Annotations[verifyMark]; marked || capabilities(t, after.Spec.Template) != capabilities(t, before.Spec.Template) {
-			t.Errorf("after the next verify: mark %v, capabilities %s, want no mark and %s", marked, capabilities(t, after.Spec.Template), capabilities(t, before.Spec.Template))
+		if _, marked := after.Metadata.Annotations[verifyMark]; marked || grants(t, after.Spec.Template) != grants(t, before.Spec.Template) {
+			t.Errorf("after the next verify: mark %v, %s, want no mark and %s", marked, grants(t, after.Spec.Template), grants(t, before.Spec.Template))
 		}
 		c.assertNoNodePods(t)
 	})
@@ -301,6 +313,7 @@ func TestKubectlMinimize(t *testing.T) {
 	if err != nil {
 		t.Fatalf("profile --verify --minimize: %v\n%s%s", err, out, errOut)
 	}
+	t.Logf("the minimized patch:\n%s", out)
 	if !strings.Contains(out, "# minimize: CHOWN of container prepare is optional: healthy without it for 5s; refused and tolerated: CAP_CHOWN denied") {
 		t.Fatalf("--minimize does not find the init container's CHOWN optional, with the refusal it tolerated:\n%s%s", out, errOut)
 	}
@@ -313,7 +326,7 @@ func TestKubectlMinimize(t *testing.T) {
 	}
 	if strings.Contains(out, "NET_BIND_SERVICE of container server") {
 		// containerd 1.6: the bind makes a check; without it the server crashes.
-		if !strings.Contains(out, "# minimize: NET_BIND_SERVICE of container server is needed: without it ") ||
+		if !strings.Contains(out, "# minimize: NET_BIND_SERVICE of container server is needed: without it CAP_NET_BIND_SERVICE denied") ||
 			!strings.Contains(caps["server"], "NET_BIND_SERVICE") {
 			t.Errorf("NET_BIND_SERVICE is not found needed and kept: %v\n%s", caps, out)
 		}
