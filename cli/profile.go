@@ -34,7 +34,7 @@ var profileCommand = &cli.Command{
    capsrec profile --check deploy.yaml events.json    # exit 1 when they differ, 2 undecided
    sudo capsrec profile -o systemd -- /usr/sbin/mydaemon --foreground`,
 	Flags: []cli.Flag{
-		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table, yaml (a securityContext per container), json, docker (--cap-drop/--cap-add), systemd (host binaries, a command) or patch (kubectl patch --patch-file)"},
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: profile.Formats.Usage()},
 		&cli.StringFlag{Name: "color", Value: "auto", Usage: "auto, always or never"},
 		WideFlag,
 		&cli.StringSliceFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "only pods in this namespace (glob); repeatable"},

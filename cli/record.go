@@ -39,7 +39,7 @@ var recordCommand = &cli.Command{
    sudo capsrec record -o json | jq 'select((.process_kprobe.return.int_arg // 0) < 0)'
    sudo capsrec record --binary dmesg --unique --duration 30s`,
 	Flags: []cli.Flag{
-		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: output.FormatCompact, Usage: "compact (one colored line per check) or json (Tetragon's process_kprobe events, one per line)"},
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: output.FormatCompact, Usage: output.Formats.Usage()},
 		&cli.StringFlag{Name: "color", Value: "auto", Usage: "auto, always or never; auto colors a terminal unless NO_COLOR is set"},
 		WideFlag,
 		&cli.IntFlag{Name: "width", Hidden: true, Usage: "lay lines out for a terminal this wide, stdout's and stderr's (kubectl capsrec passes its own)"},
@@ -288,7 +288,7 @@ func settleForRecording() {
 // planRecord reads and checks record's flags.
 func planRecord(c *cli.Context) (*recordPlan, error) {
 	p := &recordPlan{format: c.String("output"), count: c.Int("count"), duration: c.Duration("duration")}
-	if err := output.CheckFormat(p.format, output.Formats); err != nil {
+	if err := output.Formats.Check(p.format); err != nil {
 		return nil, err
 	}
 	p.tty = isatty.IsTerminal(os.Stdout.Fd())

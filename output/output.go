@@ -25,16 +25,53 @@ const (
 	FormatJSON    = "json"
 )
 
-// Formats are record's -o.
-var Formats = []string{FormatCompact, FormatJSON}
+// Format is one -o choice: its name and, for help, what it writes.
+type Format struct{ Name, Help string }
 
-// CheckFormat rejects a format not among formats (a command's -o choices).
-func CheckFormat(f string, formats []string) error {
-	if slices.Contains(formats, f) {
+// FormatTable is a command's -o choices: its validation and help text.
+type FormatTable []Format
+
+// Formats are record's -o.
+var Formats = FormatTable{
+	{FormatCompact, "one colored line per check"},
+	{FormatJSON, "Tetragon's process_kprobe events, one per line"},
+}
+
+// Names are the table's formats.
+func (t FormatTable) Names() []string {
+	names := make([]string, len(t))
+	for i, f := range t {
+		names[i] = f.Name
+	}
+	return names
+}
+
+// Check rejects a format not in the table.
+func (t FormatTable) Check(f string) error {
+	names := t.Names()
+	if slices.Contains(names, f) {
 		return nil
 	}
-	want := strings.Join(formats[:len(formats)-1], ", ") + " or " + formats[len(formats)-1]
-	return fmt.Errorf("unknown output format %q (want %s)", f, want)
+	return fmt.Errorf("unknown output format %q (want %s)", f, orList(names))
+}
+
+// Usage is -o's help: each format, with what it writes.
+func (t FormatTable) Usage() string {
+	parts := make([]string, len(t))
+	for i, f := range t {
+		parts[i] = f.Name
+		if f.Help != "" {
+			parts[i] += " (" + f.Help + ")"
+		}
+	}
+	return orList(parts)
+}
+
+func orList(l []string) string {
+	if len(l) == 1 {
+		return l[0]
+	}
+	return strings.Join(l[:len(l)-1], ", ") + " or " + l[len(l)-1]
 }
 
 // ColorFor decides whether to color what goes to f: --color always, never, or

@@ -375,3 +375,19 @@ func TestAsyncWaitsForAReaderThatReads(t *testing.T) {
 		t.Errorf("a stalled reader: %v after %s, want ErrStalled within a few windows", err, time.Since(start))
 	}
 }
+
+func TestFormatTable(t *testing.T) {
+	table := FormatTable{{Name: "a"}, {Name: "b", Help: "bee"}, {Name: "c"}}
+	if got, want := table.Usage(), "a, b (bee) or c"; got != want {
+		t.Errorf("Usage() = %q, want %q", got, want)
+	}
+	if err := table.Check("b"); err != nil {
+		t.Errorf("Check(b) = %v", err)
+	}
+	if err := table.Check("d"); err == nil || err.Error() != `unknown output format "d" (want a, b or c)` {
+		t.Errorf("Check(d) = %v", err)
+	}
+	if got := (FormatTable{{Name: "only"}}).Usage(); got != "only" {
+		t.Errorf("a table of one: %q", got)
+	}
+}

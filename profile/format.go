@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,11 +18,23 @@ import (
 	"github.com/capsrec/capsrec/output"
 )
 
-// Formats of capsrec profile's -o.
-var Formats = []string{"table", "yaml", "json", "docker", "systemd", "patch"}
+// Formats are capsrec profile's -o.
+var Formats = output.FormatTable{
+	{Name: "table"},
+	{Name: "yaml", Help: "a securityContext per container"},
+	{Name: "json"},
+	{Name: "docker", Help: "--cap-drop/--cap-add"},
+	{Name: "systemd", Help: "host binaries, a command"},
+	{Name: "patch", Help: "kubectl patch --patch-file"},
+}
+
+// ClusterFormats are kubectl capsrec profile's -o: those of a workload.
+var ClusterFormats = slices.DeleteFunc(slices.Clone(Formats), func(f output.Format) bool {
+	return f.Name == "docker" || f.Name == "systemd"
+})
 
 // CheckFormat rejects a format capsrec profile cannot write.
-func CheckFormat(f string) error { return output.CheckFormat(f, Formats) }
+func CheckFormat(f string) error { return Formats.Check(f) }
 
 // Write writes the profile in format; the style applies to the table.
 func Write(w io.Writer, p *Profile, format string, st Style) error {

@@ -147,7 +147,7 @@ func TestProfileOfTwoNodes(t *testing.T) {
 	if nginx.Subject.Binary != "/usr/sbin/nginx" || nginx.Caps[netBind].Verdict() != Needed || nginx.Recommend().NoCallSite {
 		t.Errorf("nginx = %+v", nginx)
 	}
-	for _, format := range Formats {
+	for _, format := range Formats.Names() {
 		var buf bytes.Buffer
 		if err := Write(&buf, p, format, Style{}); err != nil {
 			t.Fatal(err)

@@ -22,7 +22,6 @@ import (
 	"github.com/capsrec/capsrec/internal/english"
 	"github.com/capsrec/capsrec/internal/textsafe"
 	"github.com/capsrec/capsrec/kubeplugin"
-	"github.com/capsrec/capsrec/output"
 	"github.com/capsrec/capsrec/profile"
 )
 
@@ -42,7 +41,7 @@ func kubectlProfileCommand() *cli.Command {
 		Flags: append(append(flags,
 			&cli.StringFlag{Name: "selector", Aliases: []string{"l"}, Usage: "the workload's pods by label selector, instead of KIND/NAME"},
 			&cli.DurationFlag{Name: "duration", Usage: "how long to record; 0 records until Ctrl-C"},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table, yaml (a securityContext per container), json or patch (for kubectl patch --patch-file)"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: profile.ClusterFormats.Usage()},
 			&cli.BoolFlag{Name: "restart", Usage: "record from the start of new pods: attach on every node they may land on, restart the workload as kubectl rollout restart does, wait for the rollout, then record --duration"},
 			&cli.BoolFlag{Name: "wait", Usage: "record pods that start during --duration (a Pod, Job or CronJob applied after the recorders are ready), on every node they may land on"},
 			&cli.IntFlag{Name: "max-nodes", Value: 20, Usage: "with --restart or --wait: record on at most this many nodes"},
@@ -77,7 +76,7 @@ type nodeRun struct {
 
 func kubectlProfile(c *cli.Context) error {
 	format := c.String("output")
-	if err := output.CheckFormat(format, []string{"table", "yaml", "json", "patch"}); err != nil {
+	if err := profile.ClusterFormats.Check(format); err != nil {
 		return err
 	}
 	style, err := capsrec.StyleFor(c, os.Stdout)
