@@ -8,12 +8,21 @@ import (
 	"github.com/capsrec/capsrec/recorder"
 )
 
+// Runtime is what the enricher asks of the node's container runtime: the
+// CRI client (*CRI), or a fake in tests.
+type Runtime interface {
+	// List describes every running container.
+	List(ctx context.Context) ([]*Info, error)
+	// Lookup describes one container; an error when the runtime does not know it.
+	Lookup(ctx context.Context, id string) (*Info, error)
+}
+
 // Enricher joins checks to their containers through a cache keyed by
 // container id. The event path never waits on the runtime: a check whose
 // container is not known yet is held, in order, until its lookup answers or
 // times out (Queue).
 type Enricher struct {
-	cri  *CRI // nil: no runtime, checks go on without pod fields
+	cri  Runtime // nil: no runtime, checks go on without pod fields
 	warn func(string)
 	// hostUserNS is the node's user namespace: a container's own unless the
 	// runtime gave it one.
@@ -43,8 +52,12 @@ type cgroupAnswer struct {
 // retryMissing is how long an id the runtime did not know stays unknown before it is asked again.
 const retryMissing = 10 * time.Second
 
-// NewEnricher fills the cache from the runtime's containers; cri may be nil.
-func NewEnricher(cri *CRI, warn func(string)) *Enricher {
+// NewEnricher fills the cache from the runtime's containers; cri may be nil
+// (a nil *CRI too).
+func NewEnricher(cri Runtime, warn func(string)) *Enricher {
+	if c, ok := cri.(*CRI); ok && c == nil {
+		cri = nil
+	}
 	e := &Enricher{cri: cri, warn: warn, byID: map[string]*entry{}, byCg: map[uint64]cgroupAnswer{}, missing: map[string]time.Time{},
 		hostUserNS: recorder.HostNamespaces()[recorder.NSUser]}
 	if cri != nil {
