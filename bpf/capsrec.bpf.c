@@ -227,6 +227,10 @@ const enum check_class *const unused_check_class __attribute__((unused)) = 0;
 const enum site_kind *const unused_site_kind __attribute__((unused)) = 0;
 const enum ns_index *const unused_ns_index __attribute__((unused)) = 0;
 const enum ns_answer *const unused_ns_answer __attribute__((unused)) = 0;
+const enum attach_method *const unused_attach_method __attribute__((unused)) = 0;
+const enum runtime_mark_bits *const unused_runtime_mark_bits __attribute__((unused)) = 0;
+const enum verdict_filter *const unused_verdict_filter __attribute__((unused)) = 0;
+const enum cgroup_filter_mode *const unused_cgroup_filter_mode __attribute__((unused)) = 0;
 
 /*
  * Wakes the reader once per cfg.wakeup_bytes this CPU sent: a reader that lags is
@@ -286,7 +290,7 @@ static __always_inline bool keep_check(__u64 pid_tgid, int cap, struct task_stru
 		/* With a task BTF pointer, what bpf_get_current_cgroup_id() returns, without the call. */
 		__u64 cg = task ? task->cgroups->dfl_cgrp->kn->id : bpf_get_current_cgroup_id();
 		bool listed = bpf_map_lookup_elem(&cgroup_filter, &cg) != 0;
-		if (cfg.filter_cgroups == 1 ? !listed && cg <= cgroup_watermark : listed)
+		if (cfg.filter_cgroups == CGROUPS_ONLY ? !listed && cg <= cgroup_watermark : listed)
 			return false;
 	}
 	return true;
@@ -294,9 +298,9 @@ static __always_inline bool keep_check(__u64 pid_tgid, int cap, struct task_stru
 
 static __always_inline bool keep_verdict(int ret)
 {
-	if (cfg.verdict_filter == 1 && ret != 0)
+	if (cfg.verdict_filter == VERDICT_GRANTED && ret != 0)
 		return false;
-	if (cfg.verdict_filter == 2 && ret == 0)
+	if (cfg.verdict_filter == VERDICT_DENIED && ret == 0)
 		return false;
 	return true;
 }

@@ -68,9 +68,25 @@ enum site_kind {
  * index), and that binary's re-exec of an unlinked copy of itself (| MARK_CLONE:
  * runc init), whose next exec is the container's command and ends the mark.
  */
-#define MARK_SERVER 0xff
-#define MARK_CLONE 0x40
-#define MARK_INDEX 0x3f
+enum runtime_mark_bits {
+	MARK_INDEX = 0x3f,
+	MARK_CLONE = 0x40,
+	MARK_SERVER = 0xff,
+};
+
+/* config.verdict_filter: which verdicts the kernel sends. */
+enum verdict_filter {
+	VERDICT_ALL = 0,
+	VERDICT_GRANTED = 1,
+	VERDICT_DENIED = 2,
+};
+
+/* config.filter_cgroups: how the kernel uses cgroup_filter. */
+enum cgroup_filter_mode {
+	CGROUPS_ALL = 0,     /* no cgroup filter */
+	CGROUPS_ONLY = 1,    /* keep listed cgroups (pods) and those above cgroup_watermark */
+	CGROUPS_EXCLUDE = 2, /* drop listed ones (--host) */
+};
 
 /* A runtime_tasks entry: the mark holds only for the process that started at
  * start, so that no mark outlives its process (a pid reused by another).
@@ -108,10 +124,10 @@ struct config {
 	__u32 self_tgid;      /* capsrec's own checks are never recorded */
 	__u32 verify_every;   /* check one fast walk in this many against the kernel's unwinder (0: never) */
 	__u32 wakeup_bytes;   /* each CPU wakes the reader once it sent this many bytes; 0: every record */
-	__u8 verdict_filter;  /* 0 all, 1 granted only, 2 denied only */
+	__u8 verdict_filter;  /* enum verdict_filter */
 	__u8 filter_pids;     /* keep only the tgids in pid_filter */
 	__u8 filter_comm;     /* keep only comm_filter */
-	__u8 filter_cgroups;  /* 1: keep listed cgroups (pods) and those above cgroup_watermark; 2: drop listed ones (--host) */
+	__u8 filter_cgroups;  /* enum cgroup_filter_mode */
 	__u8 has_task_pt_regs; /* bpf_task_pt_regs exists (5.15+) */
 	__u8 track_processes; /* exec/fork/exit programs feed the process cache */
 	__u8 aggregate;       /* count checks per agg_key, send each key's first (profile --live) */

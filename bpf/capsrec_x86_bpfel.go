@@ -34,6 +34,14 @@ type capsrecAggValue struct {
 	LastKtime uint64
 }
 
+type capsrecAttachMethod uint32
+
+const (
+	capsrecAttachMethodMETHOD_TRACEPOINT capsrecAttachMethod = 1
+	capsrecAttachMethodMETHOD_FEXIT      capsrecAttachMethod = 2
+	capsrecAttachMethodMETHOD_KPROBE     capsrecAttachMethod = 3
+)
+
 type capsrecCapArgs struct {
 	_           structs.HostLayout
 	Cred        uint64
@@ -78,6 +86,14 @@ type capsrecCapsetPending struct {
 	Ev      capsrecCapEvent
 	OldSets uint64
 }
+
+type capsrecCgroupFilterMode uint32
+
+const (
+	capsrecCgroupFilterModeCGROUPS_ALL     capsrecCgroupFilterMode = 0
+	capsrecCgroupFilterModeCGROUPS_ONLY    capsrecCgroupFilterMode = 1
+	capsrecCgroupFilterModeCGROUPS_EXCLUDE capsrecCgroupFilterMode = 2
+)
 
 type capsrecCheckClass uint32
 
@@ -302,6 +318,14 @@ type capsrecRuntimeMark struct {
 	Pad   [6]uint8
 }
 
+type capsrecRuntimeMarkBits uint32
+
+const (
+	capsrecRuntimeMarkBitsMARK_INDEX  capsrecRuntimeMarkBits = 63
+	capsrecRuntimeMarkBitsMARK_CLONE  capsrecRuntimeMarkBits = 64
+	capsrecRuntimeMarkBitsMARK_SERVER capsrecRuntimeMarkBits = 255
+)
+
 type capsrecSiteKind uint32
 
 const (
@@ -319,6 +343,14 @@ type capsrecSiteRange struct {
 	Kind  uint32
 	Pad   uint32
 }
+
+type capsrecVerdictFilter uint32
+
+const (
+	capsrecVerdictFilterVERDICT_ALL     capsrecVerdictFilter = 0
+	capsrecVerdictFilterVERDICT_GRANTED capsrecVerdictFilter = 1
+	capsrecVerdictFilterVERDICT_DENIED  capsrecVerdictFilter = 2
+)
 
 type capsrecWalkCache struct {
 	_          structs.HostLayout
@@ -392,8 +424,10 @@ const (
 	capsrecVarOverlayKnown           = "overlay_known"
 	capsrecVarTextEnd                = "text_end"
 	capsrecVarTextStart              = "text_start"
+	capsrecVarUnusedAttachMethod     = "unused_attach_method"
 	capsrecVarUnusedCapEvent         = "unused_cap_event"
 	capsrecVarUnusedCapsetPending    = "unused_capset_pending"
+	capsrecVarUnusedCgroupFilterMode = "unused_cgroup_filter_mode"
 	capsrecVarUnusedCheckClass       = "unused_check_class"
 	capsrecVarUnusedCtxEvent         = "unused_ctx_event"
 	capsrecVarUnusedEventType        = "unused_event_type"
@@ -406,8 +440,10 @@ const (
 	capsrecVarUnusedNsAnswer         = "unused_ns_answer"
 	capsrecVarUnusedNsIndex          = "unused_ns_index"
 	capsrecVarUnusedRuntimeMark      = "unused_runtime_mark"
+	capsrecVarUnusedRuntimeMarkBits  = "unused_runtime_mark_bits"
 	capsrecVarUnusedSiteKind         = "unused_site_kind"
 	capsrecVarUnusedSiteRange        = "unused_site_range"
+	capsrecVarUnusedVerdictFilter    = "unused_verdict_filter"
 	capsrecVarUnusedWalkCache        = "unused_walk_cache"
 	capsrecVarUnusedWalkState        = "unused_walk_state"
 )
@@ -500,31 +536,35 @@ type capsrecMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type capsrecVariableSpecs struct {
-	Cfg                 *ebpf.VariableSpec `ebpf:"cfg"`
-	CgroupWatermark     *ebpf.VariableSpec `ebpf:"cgroup_watermark"`
-	N_overlay           *ebpf.VariableSpec `ebpf:"n_overlay"`
-	N_sites             *ebpf.VariableSpec `ebpf:"n_sites"`
-	OverlayKnown        *ebpf.VariableSpec `ebpf:"overlay_known"`
-	TextEnd             *ebpf.VariableSpec `ebpf:"text_end"`
-	TextStart           *ebpf.VariableSpec `ebpf:"text_start"`
-	UnusedCapEvent      *ebpf.VariableSpec `ebpf:"unused_cap_event"`
-	UnusedCapsetPending *ebpf.VariableSpec `ebpf:"unused_capset_pending"`
-	UnusedCheckClass    *ebpf.VariableSpec `ebpf:"unused_check_class"`
-	UnusedCtxEvent      *ebpf.VariableSpec `ebpf:"unused_ctx_event"`
-	UnusedEventType     *ebpf.VariableSpec `ebpf:"unused_event_type"`
-	UnusedExeKey        *ebpf.VariableSpec `ebpf:"unused_exe_key"`
-	UnusedExecEvent     *ebpf.VariableSpec `ebpf:"unused_exec_event"`
-	UnusedExitEvent     *ebpf.VariableSpec `ebpf:"unused_exit_event"`
-	UnusedForkEvent     *ebpf.VariableSpec `ebpf:"unused_fork_event"`
-	UnusedFrameInfo     *ebpf.VariableSpec `ebpf:"unused_frame_info"`
-	UnusedLearnEvent    *ebpf.VariableSpec `ebpf:"unused_learn_event"`
-	UnusedNsAnswer      *ebpf.VariableSpec `ebpf:"unused_ns_answer"`
-	UnusedNsIndex       *ebpf.VariableSpec `ebpf:"unused_ns_index"`
-	UnusedRuntimeMark   *ebpf.VariableSpec `ebpf:"unused_runtime_mark"`
-	UnusedSiteKind      *ebpf.VariableSpec `ebpf:"unused_site_kind"`
-	UnusedSiteRange     *ebpf.VariableSpec `ebpf:"unused_site_range"`
-	UnusedWalkCache     *ebpf.VariableSpec `ebpf:"unused_walk_cache"`
-	UnusedWalkState     *ebpf.VariableSpec `ebpf:"unused_walk_state"`
+	Cfg                    *ebpf.VariableSpec `ebpf:"cfg"`
+	CgroupWatermark        *ebpf.VariableSpec `ebpf:"cgroup_watermark"`
+	N_overlay              *ebpf.VariableSpec `ebpf:"n_overlay"`
+	N_sites                *ebpf.VariableSpec `ebpf:"n_sites"`
+	OverlayKnown           *ebpf.VariableSpec `ebpf:"overlay_known"`
+	TextEnd                *ebpf.VariableSpec `ebpf:"text_end"`
+	TextStart              *ebpf.VariableSpec `ebpf:"text_start"`
+	UnusedAttachMethod     *ebpf.VariableSpec `ebpf:"unused_attach_method"`
+	UnusedCapEvent         *ebpf.VariableSpec `ebpf:"unused_cap_event"`
+	UnusedCapsetPending    *ebpf.VariableSpec `ebpf:"unused_capset_pending"`
+	UnusedCgroupFilterMode *ebpf.VariableSpec `ebpf:"unused_cgroup_filter_mode"`
+	UnusedCheckClass       *ebpf.VariableSpec `ebpf:"unused_check_class"`
+	UnusedCtxEvent         *ebpf.VariableSpec `ebpf:"unused_ctx_event"`
+	UnusedEventType        *ebpf.VariableSpec `ebpf:"unused_event_type"`
+	UnusedExeKey           *ebpf.VariableSpec `ebpf:"unused_exe_key"`
+	UnusedExecEvent        *ebpf.VariableSpec `ebpf:"unused_exec_event"`
+	UnusedExitEvent        *ebpf.VariableSpec `ebpf:"unused_exit_event"`
+	UnusedForkEvent        *ebpf.VariableSpec `ebpf:"unused_fork_event"`
+	UnusedFrameInfo        *ebpf.VariableSpec `ebpf:"unused_frame_info"`
+	UnusedLearnEvent       *ebpf.VariableSpec `ebpf:"unused_learn_event"`
+	UnusedNsAnswer         *ebpf.VariableSpec `ebpf:"unused_ns_answer"`
+	UnusedNsIndex          *ebpf.VariableSpec `ebpf:"unused_ns_index"`
+	UnusedRuntimeMark      *ebpf.VariableSpec `ebpf:"unused_runtime_mark"`
+	UnusedRuntimeMarkBits  *ebpf.VariableSpec `ebpf:"unused_runtime_mark_bits"`
+	UnusedSiteKind         *ebpf.VariableSpec `ebpf:"unused_site_kind"`
+	UnusedSiteRange        *ebpf.VariableSpec `ebpf:"unused_site_range"`
+	UnusedVerdictFilter    *ebpf.VariableSpec `ebpf:"unused_verdict_filter"`
+	UnusedWalkCache        *ebpf.VariableSpec `ebpf:"unused_walk_cache"`
+	UnusedWalkState        *ebpf.VariableSpec `ebpf:"unused_walk_state"`
 }
 
 // capsrecObjects contains all objects after they have been loaded into the kernel.
@@ -598,31 +638,35 @@ func (m *capsrecMaps) Close() error {
 //
 // It can be passed to loadCapsrecObjects or ebpf.CollectionSpec.LoadAndAssign.
 type capsrecVariables struct {
-	Cfg                 *ebpf.Variable `ebpf:"cfg"`
-	CgroupWatermark     *ebpf.Variable `ebpf:"cgroup_watermark"`
-	N_overlay           *ebpf.Variable `ebpf:"n_overlay"`
-	N_sites             *ebpf.Variable `ebpf:"n_sites"`
-	OverlayKnown        *ebpf.Variable `ebpf:"overlay_known"`
-	TextEnd             *ebpf.Variable `ebpf:"text_end"`
-	TextStart           *ebpf.Variable `ebpf:"text_start"`
-	UnusedCapEvent      *ebpf.Variable `ebpf:"unused_cap_event"`
-	UnusedCapsetPending *ebpf.Variable `ebpf:"unused_capset_pending"`
-	UnusedCheckClass    *ebpf.Variable `ebpf:"unused_check_class"`
-	UnusedCtxEvent      *ebpf.Variable `ebpf:"unused_ctx_event"`
-	UnusedEventType     *ebpf.Variable `ebpf:"unused_event_type"`
-	UnusedExeKey        *ebpf.Variable `ebpf:"unused_exe_key"`
-	UnusedExecEvent     *ebpf.Variable `ebpf:"unused_exec_event"`
-	UnusedExitEvent     *ebpf.Variable `ebpf:"unused_exit_event"`
-	UnusedForkEvent     *ebpf.Variable `ebpf:"unused_fork_event"`
-	UnusedFrameInfo     *ebpf.Variable `ebpf:"unused_frame_info"`
-	UnusedLearnEvent    *ebpf.Variable `ebpf:"unused_learn_event"`
-	UnusedNsAnswer      *ebpf.Variable `ebpf:"unused_ns_answer"`
-	UnusedNsIndex       *ebpf.Variable `ebpf:"unused_ns_index"`
-	UnusedRuntimeMark   *ebpf.Variable `ebpf:"unused_runtime_mark"`
-	UnusedSiteKind      *ebpf.Variable `ebpf:"unused_site_kind"`
-	UnusedSiteRange     *ebpf.Variable `ebpf:"unused_site_range"`
-	UnusedWalkCache     *ebpf.Variable `ebpf:"unused_walk_cache"`
-	UnusedWalkState     *ebpf.Variable `ebpf:"unused_walk_state"`
+	Cfg                    *ebpf.Variable `ebpf:"cfg"`
+	CgroupWatermark        *ebpf.Variable `ebpf:"cgroup_watermark"`
+	N_overlay              *ebpf.Variable `ebpf:"n_overlay"`
+	N_sites                *ebpf.Variable `ebpf:"n_sites"`
+	OverlayKnown           *ebpf.Variable `ebpf:"overlay_known"`
+	TextEnd                *ebpf.Variable `ebpf:"text_end"`
+	TextStart              *ebpf.Variable `ebpf:"text_start"`
+	UnusedAttachMethod     *ebpf.Variable `ebpf:"unused_attach_method"`
+	UnusedCapEvent         *ebpf.Variable `ebpf:"unused_cap_event"`
+	UnusedCapsetPending    *ebpf.Variable `ebpf:"unused_capset_pending"`
+	UnusedCgroupFilterMode *ebpf.Variable `ebpf:"unused_cgroup_filter_mode"`
+	UnusedCheckClass       *ebpf.Variable `ebpf:"unused_check_class"`
+	UnusedCtxEvent         *ebpf.Variable `ebpf:"unused_ctx_event"`
+	UnusedEventType        *ebpf.Variable `ebpf:"unused_event_type"`
+	UnusedExeKey           *ebpf.Variable `ebpf:"unused_exe_key"`
+	UnusedExecEvent        *ebpf.Variable `ebpf:"unused_exec_event"`
+	UnusedExitEvent        *ebpf.Variable `ebpf:"unused_exit_event"`
+	UnusedForkEvent        *ebpf.Variable `ebpf:"unused_fork_event"`
+	UnusedFrameInfo        *ebpf.Variable `ebpf:"unused_frame_info"`
+	UnusedLearnEvent       *ebpf.Variable `ebpf:"unused_learn_event"`
+	UnusedNsAnswer         *ebpf.Variable `ebpf:"unused_ns_answer"`
+	UnusedNsIndex          *ebpf.Variable `ebpf:"unused_ns_index"`
+	UnusedRuntimeMark      *ebpf.Variable `ebpf:"unused_runtime_mark"`
+	UnusedRuntimeMarkBits  *ebpf.Variable `ebpf:"unused_runtime_mark_bits"`
+	UnusedSiteKind         *ebpf.Variable `ebpf:"unused_site_kind"`
+	UnusedSiteRange        *ebpf.Variable `ebpf:"unused_site_range"`
+	UnusedVerdictFilter    *ebpf.Variable `ebpf:"unused_verdict_filter"`
+	UnusedWalkCache        *ebpf.Variable `ebpf:"unused_walk_cache"`
+	UnusedWalkState        *ebpf.Variable `ebpf:"unused_walk_state"`
 }
 
 // capsrecPrograms contains all programs after they have been loaded into the kernel.

@@ -92,10 +92,11 @@ type (
 // CgroupFilter is the kernel's cgroup filter mode; the set is filled at run time (AddCgroup).
 type CgroupFilter uint8
 
+// capsrec.h's enum cgroup_filter_mode.
 const (
-	CgroupsAll     CgroupFilter = iota
-	CgroupsOnly                 // only checks in the listed cgroups (pod filters)
-	CgroupsExclude              // no checks in the listed cgroups (--host: drop containers)
+	CgroupsAll     = CgroupFilter(capsrecCgroupFilterModeCGROUPS_ALL)
+	CgroupsOnly    = CgroupFilter(capsrecCgroupFilterModeCGROUPS_ONLY)    // only checks in the listed cgroups (pod filters)
+	CgroupsExclude = CgroupFilter(capsrecCgroupFilterModeCGROUPS_EXCLUDE) // no checks in the listed cgroups (--host: drop containers)
 )
 
 // MaxFollowed bounds the processes a FollowPids session follows at once;

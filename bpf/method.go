@@ -18,6 +18,20 @@ const (
 	MethodKprobe     Method = "kprobe"
 )
 
+// MethodOf names the method of a record's method field (capsrec.h's enum
+// attach_method); "" when it is none.
+func MethodOf(id uint8) Method {
+	switch capsrecAttachMethod(id) {
+	case capsrecAttachMethodMETHOD_TRACEPOINT:
+		return MethodTracepoint
+	case capsrecAttachMethodMETHOD_FEXIT:
+		return MethodFexit
+	case capsrecAttachMethodMETHOD_KPROBE:
+		return MethodKprobe
+	}
+	return ""
+}
+
 // Methods lists the concrete methods in the order auto tries them.
 var Methods = []Method{MethodTracepoint, MethodFexit, MethodKprobe}
 

@@ -27,11 +27,18 @@ type (
 	EventHeader = capsrecEventHeader
 )
 
-// Verdict filters applied in the kernel.
+// Verdict filters applied in the kernel (Config.Verdict), capsrec.h's enum verdict_filter.
 const (
-	VerdictAll     = 0
-	VerdictGranted = 1
-	VerdictDenied  = 2
+	VerdictAll     = uint8(capsrecVerdictFilterVERDICT_ALL)
+	VerdictGranted = uint8(capsrecVerdictFilterVERDICT_GRANTED)
+	VerdictDenied  = uint8(capsrecVerdictFilterVERDICT_DENIED)
+)
+
+// A process's runtime mark (runtime_tasks), capsrec.h's enum runtime_mark_bits.
+const (
+	MarkServer = uint8(capsrecRuntimeMarkBitsMARK_SERVER) // the runtime server: passes the mark on, its own checks are not setup
+	MarkClone  = uint8(capsrecRuntimeMarkBitsMARK_CLONE)  // a runtime's re-exec of a sealed copy of itself (runc init)
+	MarkIndex  = uint8(capsrecRuntimeMarkBitsMARK_INDEX)  // 1 + the runtime binary's index
 )
 
 // Check classes (records' Class), capsrec.h's enum check_class.

@@ -301,8 +301,6 @@ const (
 	capOptInSetID = 1 << 2
 )
 
-var methodNames = map[uint8]bpf.Method{1: bpf.MethodTracepoint, 2: bpf.MethodFexit, 3: bpf.MethodKprobe}
-
 // exec is the Exec item of a program's exec.
 func (r *Recorder) exec(ev *bpf.ExecEvent, p *Process) *Check {
 	c := &r.scratch
@@ -347,7 +345,7 @@ func (r *Recorder) check(ev *bpf.CapEvent) *Check {
 		Comm:           tc.comm,
 		Cap:            ev.Cap,
 		Ret:            ev.Ret,
-		Method:         methodNames[ev.Method],
+		Method:         bpf.MethodOf(ev.Method),
 		OverrideCreds:  ev.OverrideCreds != 0,
 		Syscall:        ev.SyscallNr,
 		TargetNS:       UserNS{Level: ev.TargetNsLevel, UID: ev.TargetNsUid, GID: ev.TargetNsGid, Inum: ev.TargetNsInum},

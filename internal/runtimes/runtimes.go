@@ -8,6 +8,7 @@ package runtimes
 
 import (
 	"fmt"
+	"github.com/capsrec/capsrec/bpf"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -31,15 +32,15 @@ var Names = []string{
 var Dirs = []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin",
 	"/usr/libexec/crio", "/usr/lib/cri-o-runc/sbin", "/usr/libexec/podman", "/opt/containerd/bin"}
 
-// The kernel's marks (capsrec.h's MARK_*).
+// The kernel's marks (capsrec.h's enum runtime_mark_bits).
 const (
-	MarkServer = 0xff // the runtime server: passes the mark on, its own checks are not setup
-	MarkClone  = 0x40 // a runtime's re-exec of a sealed copy of itself (runc init)
-	MarkIndex  = 0x3f // 1 + the runtime binary's index
+	MarkServer = bpf.MarkServer // the runtime server: passes the mark on, its own checks are not setup
+	MarkClone  = bpf.MarkClone  // a runtime's re-exec of a sealed copy of itself (runc init)
+	MarkIndex  = bpf.MarkIndex  // 1 + the runtime binary's index
 )
 
 // MaxBinaries is how many runtime binaries a mark can name.
-const MaxBinaries = MarkIndex
+const MaxBinaries = int(MarkIndex)
 
 // Binary is one runtime executable and its identity as the kernel sees it.
 type Binary struct {
