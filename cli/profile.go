@@ -232,7 +232,7 @@ func profileCommandLine(c *cli.Context, files, command []string, format string, 
 	if plan.checks, err = filter.New(filter.Options{}, &plan.cfg); err != nil {
 		return err
 	}
-	if plan.pods, err = enrich.NewPodFilter(nil, nil, nil, "", false); err != nil {
+	if plan.pods, err = filter.NewPodFilter(nil, nil, nil, "", false); err != nil {
 		return err
 	}
 	if err := followCommand(plan); err != nil {

@@ -137,7 +137,7 @@ type recordPlan struct {
 	count        int
 	duration     time.Duration
 	checks       *filter.Filter
-	pods         *enrich.PodFilter
+	pods         *filter.PodFilter
 	summary      bool
 	// command is record -- COMMAND's: only it and what it starts are recorded;
 	// commandPath is its program, found in $PATH, commandTitle its profile's name.
@@ -346,7 +346,7 @@ func planRecord(c *cli.Context) (*recordPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.pods, err = enrich.NewPodFilter(c.StringSlice("pod"), c.StringSlice("namespace"), c.StringSlice("container"), c.String("selector"), c.Bool("host"))
+	p.pods, err = filter.NewPodFilter(c.StringSlice("pod"), c.StringSlice("namespace"), c.StringSlice("container"), c.String("selector"), c.Bool("host"))
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package enrich
 import (
 	"testing"
 
+	"github.com/capsrec/capsrec/filter"
 	"github.com/capsrec/capsrec/recorder"
 )
 
@@ -54,7 +55,7 @@ func TestFillNeedsTheRuntimesCgroup(t *testing.T) {
 	if c.Container == nil || !c.Container.Undescribed {
 		t.Errorf("a container the runtime does not describe: %+v, want its id, undescribed", c.Container)
 	}
-	f := &PodFilter{Host: true}
+	f := &filter.PodFilter{Host: true}
 	if !f.Matches(c.Container) {
 		t.Errorf("--host hides a cgroup that only its name calls a container")
 	}

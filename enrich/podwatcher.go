@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/filter"
 )
 
 // PodWatcher keeps the kernel's cgroup filter in step with the pods. With pod
@@ -23,7 +24,7 @@ import (
 // undescribedFor (a pod sandbox, or no container of the runtime's).
 type PodWatcher struct {
 	e         *Enricher
-	f         *PodFilter
+	f         *filter.PodFilter
 	add       func(id uint64) error
 	watermark func(id uint64) error
 
@@ -40,13 +41,13 @@ const undescribedFor = 5 * time.Second
 
 // NewPodWatcher watches for f; add lists a cgroup in the kernel, watermark moves
 // the kernel's watermark (Session.AddCgroup, SetCgroupWatermark).
-func NewPodWatcher(e *Enricher, f *PodFilter, add, watermark func(id uint64) error) *PodWatcher {
+func NewPodWatcher(e *Enricher, f *filter.PodFilter, add, watermark func(id uint64) error) *PodWatcher {
 	return &PodWatcher{e: e, f: f, add: add, watermark: watermark, listed: map[uint64]bool{}, undescribed: map[uint64]time.Time{}}
 }
 
 // InitialSet is the kernel's set at attach: the matching containers' cgroups.
 // Its watermark is InitialWatermark.
-func InitialSet(f *PodFilter, infos []*Info) (listed []uint64) {
+func InitialSet(f *filter.PodFilter, infos []*Info) (listed []uint64) {
 	for id, in := range cgroupsOf(infos) {
 		if f.Kernel(in.Container) {
 			listed = append(listed, id)

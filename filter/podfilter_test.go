@@ -1,4 +1,4 @@
-package enrich
+package filter
 
 import (
 	"strings"

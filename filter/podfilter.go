@@ -1,4 +1,4 @@
-package enrich
+package filter
 
 import (
 	"errors"
@@ -7,20 +7,19 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/capsrec/capsrec/bpf"
-	"github.com/capsrec/capsrec/filter"
 	"github.com/capsrec/capsrec/recorder"
 )
 
 // PodFilter is record's --pod, --namespace, --container, --selector and --host.
 type PodFilter struct {
-	filter.Pods
+	Pods
 	Selector labels.Selector
 	Host     bool // only processes in no container
 }
 
 // NewPodFilter validates the flags.
 func NewPodFilter(pods, namespaces, containers []string, selector string, host bool) (*PodFilter, error) {
-	f := &PodFilter{Pods: filter.Pods{Pods: pods, Namespaces: namespaces, Containers: containers}, Host: host}
+	f := &PodFilter{Pods: Pods{Pods: pods, Namespaces: namespaces, Containers: containers}, Host: host}
 	if err := f.Validate(); err != nil {
 		return nil, err
 	}
