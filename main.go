@@ -13,9 +13,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	capsrec "github.com/capsrec/capsrec/cli"
-	"github.com/capsrec/capsrec/cli/kubectl"
 	"github.com/capsrec/capsrec/internal/cmdgate"
 	"github.com/capsrec/capsrec/internal/textsafe"
+	"github.com/capsrec/capsrec/kubectl"
 )
 
 func main() {

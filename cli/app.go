@@ -1,6 +1,6 @@
 // Package cli holds capsrec's commands: record, profile, caps and doctor, one
 // file each, and what they share (the BPF session, the runtime's endpoints).
-// The kubectl front end is in cli/kubectl, which uses this package.
+// The kubectl front end is in kubectl/, which uses this package.
 package cli
 
 import (

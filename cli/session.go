@@ -13,9 +13,9 @@ import (
 
 	"github.com/capsrec/capsrec/bpf"
 	"github.com/capsrec/capsrec/internal/callsite"
-	"github.com/capsrec/capsrec/internal/nodepod"
 	"github.com/capsrec/capsrec/internal/readyfile"
 	"github.com/capsrec/capsrec/internal/runtimes"
+	"github.com/capsrec/capsrec/kubectl/nodepod"
 	"github.com/capsrec/capsrec/recorder"
 )
 

@@ -23,8 +23,8 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"github.com/capsrec/capsrec/internal/nodepod"
 	"github.com/capsrec/capsrec/internal/procfs"
+	"github.com/capsrec/capsrec/kubectl/nodepod"
 )
 
 // RequireEnv makes skips of privileged tests fatal: .ci/run and the VM matrix set it.

@@ -18,7 +18,7 @@ import (
 
 	capsrec "github.com/capsrec/capsrec/cli"
 	"github.com/capsrec/capsrec/enrich"
-	"github.com/capsrec/capsrec/kubeplugin"
+	"github.com/capsrec/capsrec/kubectl/cluster"
 )
 
 // PluginName is the binary's name when kubectl runs it as a plugin (krew, or a
@@ -91,7 +91,7 @@ func sinkKubeFlags(args []string, commands []*cli.Command) []string {
 // pluginSession is what both plugin commands share: the cluster and how node pods run.
 type pluginSession struct {
 	c          *cli.Context
-	client     *kubeplugin.Client
+	client     *cluster.Client
 	namespace  string // of the pod or workload
 	podNS      string // of the node pods
 	ready      time.Duration
@@ -120,7 +120,7 @@ func newPluginSession(ctx context.Context, c *cli.Context, duration time.Duratio
 	if s.binaries, err = newBinaries(c.StringSlice("binary-for")); err != nil {
 		return nil, err
 	}
-	s.client, err = kubeplugin.Connect(ctx, kubeplugin.ClientFlags{Kubeconfig: c.String("kubeconfig"), Context: c.String("context"), Namespace: c.String("namespace")})
+	s.client, err = cluster.Connect(ctx, cluster.ClientFlags{Kubeconfig: c.String("kubeconfig"), Context: c.String("context"), Namespace: c.String("namespace")})
 	if err != nil {
 		return nil, err
 	}
@@ -134,13 +134,13 @@ func newPluginSession(ctx context.Context, c *cli.Context, duration time.Duratio
 // nodePodSpec says how capsrec runs on node: from --image, or copied into
 // fallbackImage (an image already on the node): this binary, or the one given
 // or found for the node's platform.
-func (s *pluginSession) nodePodSpec(ctx context.Context, node, fallbackImage string, args []string) (kubeplugin.NodePodSpec, error) {
+func (s *pluginSession) nodePodSpec(ctx context.Context, node, fallbackImage string, args []string) (cluster.NodePodSpec, error) {
 	facts, err := s.client.Node(ctx, node)
 	if err != nil {
-		return kubeplugin.NodePodSpec{}, err
+		return cluster.NodePodSpec{}, err
 	}
-	spec := kubeplugin.NodePodSpec{Namespace: s.podNS, Node: node, PullPolicy: s.pullPolicy, Deadline: s.deadline,
-		OldKernel: kubeplugin.KernelBefore(facts.Kernel, 5, 11)}
+	spec := cluster.NodePodSpec{Namespace: s.podNS, Node: node, PullPolicy: s.pullPolicy, Deadline: s.deadline,
+		OldKernel: cluster.KernelBefore(facts.Kernel, 5, 11)}
 	ep, from := facts.RuntimeEndpoint, facts.EndpointFrom
 	if flag := s.c.String("runtime-endpoint"); flag != "" {
 		ep, from = flag, "--runtime-endpoint"
@@ -167,7 +167,7 @@ func (s *pluginSession) nodePodSpec(ctx context.Context, node, fallbackImage str
 
 // startRecorder starts a recorder pod on node running capsrec with args:
 // from --image, or copied into fallbackImage. The caller deletes it.
-func (s *pluginSession) startRecorder(ctx context.Context, node, fallbackImage string, args []string) (*kubeplugin.NodePod, error) {
+func (s *pluginSession) startRecorder(ctx context.Context, node, fallbackImage string, args []string) (*cluster.NodePod, error) {
 	spec, err := s.nodePodSpec(ctx, node, fallbackImage, args)
 	if err != nil {
 		return nil, err
@@ -176,7 +176,7 @@ func (s *pluginSession) startRecorder(ctx context.Context, node, fallbackImage s
 }
 
 // startNodePod creates the pod and, in copy mode, copies this binary in.
-func (s *pluginSession) startNodePod(ctx context.Context, spec kubeplugin.NodePodSpec) (*kubeplugin.NodePod, error) {
+func (s *pluginSession) startNodePod(ctx context.Context, spec cluster.NodePodSpec) (*cluster.NodePod, error) {
 	np, err := s.client.StartNodePod(ctx, spec, s.ready)
 	if err != nil {
 		return nil, err

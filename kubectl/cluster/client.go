@@ -1,8 +1,8 @@
-// Package kubeplugin runs capsrec on the nodes of a Kubernetes cluster through
+// Package cluster runs capsrec on the nodes of a Kubernetes cluster through
 // its API: it finds where pods run, starts a short-lived privileged recorder
 // pod on those nodes and streams its output back. It schedules nothing itself
 // beyond those pods, which it deletes on every exit path.
-package kubeplugin
+package cluster
 
 import (
 	"context"

@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/capsrec/capsrec/internal/textsafe"
-	"github.com/capsrec/capsrec/kubeplugin"
+	"github.com/capsrec/capsrec/kubectl/cluster"
 	"github.com/capsrec/capsrec/profile"
 )
 
@@ -84,7 +84,7 @@ func verifyBudget(c *cli.Context) time.Duration {
 
 // verifyProfile verifies the patch of merged, w's profile (source says where
 // it was recorded), and prints the profile with what the verify proved.
-func verifyProfile(ctx context.Context, s *pluginSession, w kubeplugin.Workload, merged *profile.Profile, source string, format string, style profile.Style) error {
+func verifyProfile(ctx context.Context, s *pluginSession, w cluster.Workload, merged *profile.Profile, source string, format string, style profile.Style) error {
 	c := s.c
 	opts := profile.PatchOptions{Alternatives: style.Alternatives, UserNS: style.UserNS}
 	v, _, err := verify(ctx, s, w, patchOf(merged, w, opts), verifyOptions{})
@@ -108,7 +108,7 @@ func verifyProfile(ctx context.Context, s *pluginSession, w kubeplugin.Workload,
 
 // verifyRecording verifies the profile of --recording, a recording --save
 // wrote: its containers of w alone.
-func verifyRecording(ctx context.Context, s *pluginSession, w kubeplugin.Workload, format string, style profile.Style) error {
+func verifyRecording(ctx context.Context, s *pluginSession, w cluster.Workload, format string, style profile.Style) error {
 	path := s.c.String("recording")
 	prof, err := profile.ReadFiles([]string{path}, os.Stdin, profile.ReadOptions{Filter: profile.Filter{Namespaces: []string{w.Namespace}}})
 	if err != nil {
@@ -134,7 +134,7 @@ func omitted(omit map[string][]string) []profile.ContainerCap {
 	return out
 }
 
-func patchOf(p *profile.Profile, w kubeplugin.Workload, opts profile.PatchOptions) []byte {
+func patchOf(p *profile.Profile, w cluster.Workload, opts profile.PatchOptions) []byte {
 	var b strings.Builder
 	_ = profile.WritePatch(&b, p, map[string]profile.PatchTarget{w.Namespace + "/" + w.Name: patchTarget(w)}, opts)
 	return []byte(b.String())
@@ -145,7 +145,7 @@ func patchOf(p *profile.Profile, w kubeplugin.Workload, opts profile.PatchOption
 // out of the next tries and of the patch it returns. A try that fails is
 // rolled back by verify; with --keep-optional one that passes is too: the
 // workload ends on the last verified template.
-func minimize(ctx context.Context, s *pluginSession, w kubeplugin.Workload, merged *profile.Profile, opts profile.PatchOptions, v *profile.Verification) (profile.PatchOptions, error) {
+func minimize(ctx context.Context, s *pluginSession, w cluster.Workload, merged *profile.Profile, opts profile.PatchOptions, v *profile.Verification) (profile.PatchOptions, error) {
 	c := s.c
 	opts.Omit = map[string][]string{}
 	candidates := merged.PatchAdds(opts)
@@ -190,7 +190,7 @@ func minimize(ctx context.Context, s *pluginSession, w kubeplugin.Workload, merg
 
 // verifyPatchFile verifies --patch-file's patch, and prints what it proved:
 // the patch with it as comments, or it alone.
-func verifyPatchFile(ctx context.Context, s *pluginSession, w kubeplugin.Workload, format string) error {
+func verifyPatchFile(ctx context.Context, s *pluginSession, w cluster.Workload, format string) error {
 	patch, err := os.ReadFile(s.c.String("patch-file"))
 	if err != nil {
 		return fmt.Errorf("--patch-file: %w", err)
@@ -258,9 +258,9 @@ type verifyOptions struct {
 
 // verify applies patch to w under recording on every node its new pods may
 // land on and watches them; what fails is rolled back. From the mark to the
-// end the workload carries its template from before (kubeplugin.VerifyMark):
+// end the workload carries its template from before (cluster.VerifyMark):
 // a run killed on the way leaves it for the next to restore.
-func verify(ctx context.Context, s *pluginSession, w kubeplugin.Workload, patchYAML []byte, o verifyOptions) (*profile.Verification, []profile.Denial, error) {
+func verify(ctx context.Context, s *pluginSession, w cluster.Workload, patchYAML []byte, o verifyOptions) (*profile.Verification, []profile.Denial, error) {
 	patch, err := patchJSON(patchYAML)
 	if err != nil {
 		return nil, nil, err
@@ -326,7 +326,7 @@ func verify(ctx context.Context, s *pluginSession, w kubeplugin.Workload, patchY
 
 // applyMarked marks w with its template from before, applies the patch and
 // marks w again with the template the patch made, which it returns.
-func applyMarked(ctx context.Context, s *pluginSession, w kubeplugin.Workload, snap kubeplugin.Snapshot, patch []byte) (json.RawMessage, error) {
+func applyMarked(ctx context.Context, s *pluginSession, w cluster.Workload, snap cluster.Snapshot, patch []byte) (json.RawMessage, error) {
 	started := time.Now()
 	if err := s.client.Mark(ctx, w, snap, started, ""); err != nil {
 		return nil, err
@@ -335,7 +335,7 @@ func applyMarked(ctx context.Context, s *pluginSession, w kubeplugin.Workload, s
 	if err != nil {
 		return nil, errors.Join(err, unmark(s, w))
 	}
-	if err := s.client.Mark(ctx, w, snap, started, kubeplugin.TemplateHash(ours)); err != nil {
+	if err := s.client.Mark(ctx, w, snap, started, cluster.TemplateHash(ours)); err != nil {
 		return nil, errors.Join(err, interrupted(s, w, snap.Template, ours))
 	}
 	progress(s.c, "kubectl capsrec: verifying: patched %s; waiting for its rollout\n", w)
@@ -346,7 +346,7 @@ func applyMarked(ctx context.Context, s *pluginSession, w kubeplugin.Workload, s
 // --verify-duration, reading w's template every second: one changed by
 // someone else stops the verify, and is left as they made it. Ctrl-C puts
 // the template from before back.
-func watch(ctx context.Context, s *pluginSession, w kubeplugin.Workload, before, ours json.RawMessage, v *profile.Verification) error {
+func watch(ctx context.Context, s *pluginSession, w cluster.Workload, before, ours json.RawMessage, v *profile.Verification) error {
 	started := time.Now()
 	err := s.client.WaitRollout(ctx, w, started, s.c.Duration("rollout-timeout"))
 	if err != nil && ctx.Err() == nil {
@@ -364,9 +364,9 @@ func watch(ctx context.Context, s *pluginSession, w kubeplugin.Workload, before,
 		if err != nil && ctx.Err() == nil {
 			return err
 		}
-		if err == nil && kubeplugin.TemplateHash(cur.Template) != kubeplugin.TemplateHash(ours) {
+		if err == nil && cluster.TemplateHash(cur.Template) != cluster.TemplateHash(ours) {
 			return fmt.Errorf("stopped: the template of %s was %w: it is left as they made it; remove the mark once it is right (kubectl annotate %s/%s -n %s %s-)",
-				w, kubeplugin.ErrChanged, w.Kind, w.Name, w.Namespace, kubeplugin.VerifyMark)
+				w, cluster.ErrChanged, w.Kind, w.Name, w.Namespace, cluster.VerifyMark)
 		}
 		if len(v.Problems) > 0 || !time.Now().Before(end) {
 			return nil
@@ -380,7 +380,7 @@ func watch(ctx context.Context, s *pluginSession, w kubeplugin.Workload, before,
 
 // judge decides v from the new pods' health, the needs refused them (but
 // for those o tolerates, returned apart) and --verify-cmd.
-func judge(ctx context.Context, s *pluginSession, runs []*nodeRun, health kubeplugin.PodHealth, o verifyOptions, v *profile.Verification) ([]profile.Denial, error) {
+func judge(ctx context.Context, s *pluginSession, runs []*nodeRun, health cluster.PodHealth, o verifyOptions, v *profile.Verification) ([]profile.Denial, error) {
 	v.Pods, v.Problems = health.Pods, append(v.Problems, health.Problems...)
 	denied, err := deniedUnder(runs, health)
 	if err != nil {
@@ -418,7 +418,7 @@ func removeSpools(runs []*nodeRun) {
 
 // deniedUnder reads the recorders' spools into a profile of the new pods
 // alone, and lists the needs the kernel refused them.
-func deniedUnder(runs []*nodeRun, h kubeplugin.PodHealth) ([]profile.Denial, error) {
+func deniedUnder(runs []*nodeRun, h cluster.PodHealth) ([]profile.Denial, error) {
 	prof := profile.New()
 	var errs []error
 	for _, r := range runs {
@@ -439,13 +439,13 @@ func deniedUnder(runs []*nodeRun, h kubeplugin.PodHealth) ([]profile.Denial, err
 	}
 	if err := errors.Join(errs...); err != nil {
 		// A node that did not record cannot say no need was denied there.
-		return nil, fmt.Errorf("the verify's recording failed, the workload is left patched and marked (%s): %w", kubeplugin.VerifyMark, err)
+		return nil, fmt.Errorf("the verify's recording failed, the workload is left patched and marked (%s): %w", cluster.VerifyMark, err)
 	}
 	return profile.DeniedNeeds(prof), nil
 }
 
 // signals name the health signals the verdict rests on.
-func signals(c *cli.Context, h kubeplugin.PodHealth) []string {
+func signals(c *cli.Context, h cluster.PodHealth) []string {
 	s := []string{"Ready and no restarts (no readiness probe on every container: Ready is only Running there)"}
 	if h.Probed {
 		s[0] = "Ready (readiness probes) and no restarts"
@@ -474,7 +474,7 @@ func runVerifyCmd(ctx context.Context, cmd string) error {
 // rollBack puts template back and waits for that rollout. A StatefulSet
 // does not replace a pod that never became Ready (its forced rollback): the
 // new pods are deleted for the controller to remake them from the template.
-func rollBack(ctx context.Context, s *pluginSession, w kubeplugin.Workload, template, ours json.RawMessage, pods []string) error {
+func rollBack(ctx context.Context, s *pluginSession, w cluster.Workload, template, ours json.RawMessage, pods []string) error {
 	progress(s.c, "kubectl capsrec: verify failed; rolling %s back\n", w)
 	since := time.Now()
 	if err := s.client.RestoreTemplate(ctx, w, template, ours); err != nil {
@@ -494,16 +494,16 @@ func rollBack(ctx context.Context, s *pluginSession, w kubeplugin.Workload, temp
 
 // interrupted restores the template from before after Ctrl-C, without
 // waiting for that rollout.
-func interrupted(s *pluginSession, w kubeplugin.Workload, before, ours json.RawMessage) error {
+func interrupted(s *pluginSession, w cluster.Workload, before, ours json.RawMessage) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.client.RestoreTemplate(ctx, w, before, ours); err != nil {
-		return fmt.Errorf("interrupted: %s is left on the unverified patch, marked (%s): %w", w, kubeplugin.VerifyMark, err)
+		return fmt.Errorf("interrupted: %s is left on the unverified patch, marked (%s): %w", w, cluster.VerifyMark, err)
 	}
 	return errors.Join(errors.New("interrupted: the template from before is restored"), unmark(s, w))
 }
 
-func unmark(s *pluginSession, w kubeplugin.Workload) error {
+func unmark(s *pluginSession, w cluster.Workload) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return s.client.Unmark(ctx, w)
@@ -512,7 +512,7 @@ func unmark(s *pluginSession, w kubeplugin.Workload) error {
 // checkMark deals with the mark an earlier --verify left on w: a --restart
 // or --verify puts the template from before back first (it runs an
 // unverified patch); another run says so.
-func checkMark(ctx context.Context, s *pluginSession, w kubeplugin.Workload) (kubeplugin.Workload, error) {
+func checkMark(ctx context.Context, s *pluginSession, w cluster.Workload) (cluster.Workload, error) {
 	if !w.Restartable() {
 		return w, nil
 	}
@@ -532,19 +532,19 @@ func checkMark(ctx context.Context, s *pluginSession, w kubeplugin.Workload) (ku
 
 // restoreInterrupted puts back the template an earlier --verify left on w,
 // killed before it could: the workload runs an unverified patch until then.
-func restoreInterrupted(ctx context.Context, s *pluginSession, w kubeplugin.Workload, snap kubeplugin.Snapshot) (kubeplugin.Snapshot, error) {
-	if snap.MarkPatched == "" && kubeplugin.TemplateHash(snap.Mark) == kubeplugin.TemplateHash(snap.Template) {
+func restoreInterrupted(ctx context.Context, s *pluginSession, w cluster.Workload, snap cluster.Snapshot) (cluster.Snapshot, error) {
+	if snap.MarkPatched == "" && cluster.TemplateHash(snap.Mark) == cluster.TemplateHash(snap.Template) {
 		// Killed before its patch: nothing to restore.
 		if err := s.client.Unmark(ctx, w); err != nil {
 			return snap, err
 		}
 		return s.client.Snapshot(ctx, w)
 	}
-	if snap.MarkPatched == "" || snap.MarkPatched != kubeplugin.TemplateHash(snap.Template) {
+	if snap.MarkPatched == "" || snap.MarkPatched != cluster.TemplateHash(snap.Template) {
 		// Killed before its patch was known to land, or changed since by
 		// someone else: which template runs is theirs to say.
 		return snap, fmt.Errorf("an earlier --verify of %s (started %s) did not end, and %s changed since its patch or its patch is not known to have landed: check its template, then remove the mark (kubectl annotate %s/%s -n %s %s-)",
-			w, textsafe.Visible(snap.Marked), w.Name, w.Kind, w.Name, w.Namespace, kubeplugin.VerifyMark)
+			w, textsafe.Visible(snap.Marked), w.Name, w.Kind, w.Name, w.Namespace, cluster.VerifyMark)
 	}
 	fmt.Fprintf(s.c.App.ErrWriter, "kubectl capsrec: an earlier --verify of %s (started %s) did not end: restoring its template from before\n", w, textsafe.Visible(snap.Marked))
 	pods, _, err := s.client.PodNames(ctx, w)

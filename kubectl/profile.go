@@ -21,7 +21,7 @@ import (
 	capsrec "github.com/capsrec/capsrec/cli"
 	"github.com/capsrec/capsrec/internal/english"
 	"github.com/capsrec/capsrec/internal/textsafe"
-	"github.com/capsrec/capsrec/kubeplugin"
+	"github.com/capsrec/capsrec/kubectl/cluster"
 	"github.com/capsrec/capsrec/profile"
 )
 
@@ -129,7 +129,7 @@ func kubectlProfile(c *cli.Context) error {
 	if c.Bool("verify") && !c.Bool("restart") {
 		return verifyPatchFile(ctx, s, w, format)
 	}
-	var nodes map[string]*kubeplugin.NodePods
+	var nodes map[string]*cluster.NodePods
 	if fromStart {
 		nodes, err = s.client.CandidateNodes(ctx, w, c.Int("max-nodes"))
 	} else {
@@ -183,7 +183,7 @@ func kubectlProfile(c *cli.Context) error {
 // new pods start: once every recorder is attached, --restart restarts the
 // workload and waits for its rollout, --wait says to start it; then
 // --duration more. With --restart the profile is of the new pods alone.
-func recordFromStart(ctx context.Context, s *pluginSession, w kubeplugin.Workload, nodes map[string]*kubeplugin.NodePods, save *lockedWriter) ([]*nodeRun, error) {
+func recordFromStart(ctx context.Context, s *pluginSession, w cluster.Workload, nodes map[string]*cluster.NodePods, save *lockedWriter) ([]*nodeRun, error) {
 	c := s.c
 	recCtx, stopRecording := context.WithCancel(ctx)
 	defer stopRecording()
@@ -243,7 +243,7 @@ func progress(c *cli.Context, format string, args ...any) {
 // startNodes starts a recorder on each node; with spool each one's JSON goes to
 // a file of its own. wait waits for them all to end. Without spool the
 // recorders stop after --duration, if one is given.
-func startNodes(ctx context.Context, s *pluginSession, w kubeplugin.Workload, nodes map[string]*kubeplugin.NodePods, save *lockedWriter, spool bool) (runs []*nodeRun, wait func()) {
+func startNodes(ctx context.Context, s *pluginSession, w cluster.Workload, nodes map[string]*cluster.NodePods, save *lockedWriter, spool bool) (runs []*nodeRun, wait func()) {
 	args := []string{"record", "-o", "json", "--color", "never", "--namespace", w.Namespace, "--selector", w.Selector.String()}
 	if d := s.c.Duration("duration"); d > 0 && !spool {
 		args = append(args, "--duration", d.String())
@@ -295,7 +295,7 @@ func allReady(ctx context.Context, runs []*nodeRun) error {
 
 // recordNodes runs a recorder on every node at once and reads each one's JSON
 // into its own profile.
-func recordNodes(ctx context.Context, s *pluginSession, w kubeplugin.Workload, nodes map[string]*kubeplugin.NodePods, save *lockedWriter) []*nodeRun {
+func recordNodes(ctx context.Context, s *pluginSession, w cluster.Workload, nodes map[string]*cluster.NodePods, save *lockedWriter) []*nodeRun {
 	runs, wait := startNodes(ctx, s, w, nodes, save, false)
 	stopProgress := showProgress(s.c, runs)
 	wait()
@@ -364,7 +364,7 @@ func showProgress(c *cli.Context, runs []*nodeRun) (stop func()) {
 
 // reportProfile merges the nodes' profiles, names the nodes it covers and
 // those that failed, and prints the profile or the --check findings.
-func reportProfile(c *cli.Context, w kubeplugin.Workload, runs []*nodeRun, format string, style profile.Style) error {
+func reportProfile(c *cli.Context, w cluster.Workload, runs []*nodeRun, format string, style profile.Style) error {
 	merged, covered, failed := mergeRuns(c, w, runs)
 	if len(covered) == 0 {
 		return fmt.Errorf("no node recorded %s", w)
@@ -387,7 +387,7 @@ func reportProfile(c *cli.Context, w kubeplugin.Workload, runs []*nodeRun, forma
 
 // mergeRuns merges the nodes' profiles, says which nodes failed and how
 // many events it covers.
-func mergeRuns(c *cli.Context, w kubeplugin.Workload, runs []*nodeRun) (merged *profile.Profile, covered, failed []string) {
+func mergeRuns(c *cli.Context, w cluster.Workload, runs []*nodeRun) (merged *profile.Profile, covered, failed []string) {
 	merged = profile.New()
 	var checks int64
 	for _, r := range runs {
@@ -411,7 +411,7 @@ func mergeRuns(c *cli.Context, w kubeplugin.Workload, runs []*nodeRun) (merged *
 
 // printProfile writes the merged profile in format; source says where it
 // was recorded.
-func printProfile(c *cli.Context, w kubeplugin.Workload, merged *profile.Profile, source string, format string, style profile.Style, omit map[string][]string) error {
+func printProfile(c *cli.Context, w cluster.Workload, merged *profile.Profile, source string, format string, style profile.Style, omit map[string][]string) error {
 	capsrec.WarnPartial(c, "kubectl capsrec", merged)
 	if format == "yaml" {
 		fmt.Fprintf(c.App.Writer, "# %s, %s\n", w, textsafe.Visible(source))
@@ -423,7 +423,7 @@ func printProfile(c *cli.Context, w kubeplugin.Workload, merged *profile.Profile
 }
 
 // patchTarget names w for -o patch, with its init containers from its template.
-func patchTarget(w kubeplugin.Workload) profile.PatchTarget {
+func patchTarget(w cluster.Workload) profile.PatchTarget {
 	t := profile.PatchTarget{Kind: w.Kind, Name: w.Name, Namespace: w.Namespace, Init: map[string]bool{}}
 	if w.Template != nil {
 		t.InitKnown = true

@@ -19,11 +19,11 @@ import (
 	"github.com/urfave/cli/v2"
 
 	capsrec "github.com/capsrec/capsrec/cli"
-	"github.com/capsrec/capsrec/internal/nodepod"
 	"github.com/capsrec/capsrec/internal/readyfile"
 	"github.com/capsrec/capsrec/internal/termwidth"
 	"github.com/capsrec/capsrec/internal/textsafe"
-	"github.com/capsrec/capsrec/kubeplugin"
+	"github.com/capsrec/capsrec/kubectl/cluster"
+	"github.com/capsrec/capsrec/kubectl/nodepod"
 	"github.com/capsrec/capsrec/output"
 )
 
@@ -121,7 +121,7 @@ func remoteRecordArgs(c *cli.Context, forwarded []cli.Flag, ns, pod string) []st
 // stdin: it stops, prints its summary line and exits, as a local record does.
 // stdoutGone, when set, tells a reader gone before the next write fails (a
 // quiet session would notice only at its next check).
-func streamNodePod(ctx context.Context, np *kubeplugin.NodePod, stdout, stderr io.Writer, onReady func() error, stdoutGone func() bool) error {
+func streamNodePod(ctx context.Context, np *cluster.NodePod, stdout, stderr io.Writer, onReady func() error, stdoutGone func() bool) error {
 	stdinR, stdinW := io.Pipe()
 	var once sync.Once
 	stopRecorder := func() { once.Do(func() { stdinW.Close() }) }

@@ -1,4 +1,4 @@
-package kubeplugin
+package cluster
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package kubeplugin
+package cluster
 
 import (
 	"context"
@@ -20,8 +20,8 @@ import (
 	"k8s.io/streaming/pkg/httpstream"
 	"k8s.io/utils/ptr"
 
-	"github.com/capsrec/capsrec/internal/nodepod"
 	"github.com/capsrec/capsrec/internal/textsafe"
+	"github.com/capsrec/capsrec/kubectl/nodepod"
 )
 
 // Labels every node pod carries: `kubectl get pods -A -l app.kubernetes.io/name=capsrec` finds them.
