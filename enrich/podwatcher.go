@@ -27,6 +27,7 @@ type PodWatcher struct {
 	f         *filter.PodFilter
 	add       func(id uint64) error
 	watermark func(id uint64) error
+	walk      func(fn func(id uint64, path string)) // the node's cgroups: walkCgroups
 
 	mark   uint64
 	listed map[uint64]bool
@@ -42,7 +43,7 @@ const undescribedFor = 5 * time.Second
 // NewPodWatcher watches for f; add lists a cgroup in the kernel, watermark moves
 // the kernel's watermark (Session.AddCgroup, SetCgroupWatermark).
 func NewPodWatcher(e *Enricher, f *filter.PodFilter, add, watermark func(id uint64) error) *PodWatcher {
-	return &PodWatcher{e: e, f: f, add: add, watermark: watermark, listed: map[uint64]bool{}, undescribed: map[uint64]time.Time{}}
+	return &PodWatcher{e: e, f: f, add: add, watermark: watermark, walk: walkCgroups, listed: map[uint64]bool{}, undescribed: map[uint64]time.Time{}}
 }
 
 // InitialSet is the kernel's set at attach: the matching containers' cgroups.
@@ -67,7 +68,7 @@ func InitialWatermark(infos []*Info, pids []uint32) uint64 {
 			described[id] = nil
 		}
 	}
-	w := &PodWatcher{undescribed: map[uint64]time.Time{}}
+	w := &PodWatcher{walk: walkCgroups, undescribed: map[uint64]time.Time{}}
 	return w.decided(described, time.Now())
 }
 
@@ -143,7 +144,7 @@ func (w *PodWatcher) advance(described map[uint64]*Info) {
 // undescribedFor). described holds the ids the runtime did describe.
 func (w *PodWatcher) decided(described map[uint64]*Info, now time.Time) uint64 {
 	top, hold := w.mark, uint64(0)
-	walkCgroups(func(id uint64, path string) {
+	w.walk(func(id uint64, path string) {
 		if id <= w.mark {
 			return
 		}
