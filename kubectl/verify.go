@@ -506,7 +506,14 @@ func interrupted(s *pluginSession, w cluster.Workload, before, ours json.RawMess
 func unmark(s *pluginSession, w cluster.Workload) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return s.client.Unmark(ctx, w)
+	if err := s.client.Unmark(ctx, w); err != nil {
+		return err
+	}
+	if err := s.client.UnmarkRevisions(ctx, w); err != nil {
+		fmt.Fprintf(s.c.App.ErrWriter, "kubectl capsrec: warning: the mark %s stays on a revision of %s (a rollout undo to it brings it back): %s\n",
+			cluster.VerifyMark, w, textsafe.Visible(textsafe.OneLine(err.Error())))
+	}
+	return nil
 }
 
 // checkMark deals with the mark an earlier --verify left on w: a --restart

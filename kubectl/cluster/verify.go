@@ -10,8 +10,10 @@ import (
 	"slices"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/capsrec/capsrec/internal/textsafe"
@@ -129,8 +131,39 @@ func (c *Client) whileTemplate(ctx context.Context, w Workload, want string, wri
 
 // Unmark removes the mark once the workload is on a verified or its original template.
 func (c *Client) Unmark(ctx context.Context, w Workload) error {
-	_, err := c.patchRaw(ctx, w, types.MergePatchType, map[string]any{"metadata": map[string]any{"annotations": map[string]any{VerifyMark: nil}}}, "annotating")
+	_, err := c.patchRaw(ctx, w, types.MergePatchType, unmarkPatch, "annotating")
 	return err
+}
+
+var unmarkPatch = map[string]any{"metadata": map[string]any{"annotations": map[string]any{VerifyMark: nil}}}
+
+// UnmarkRevisions removes the mark from a Deployment's ReplicaSets: the
+// Deployment controller copies its annotations onto the ReplicaSet a
+// rollout makes, and kubectl rollout undo copies them back, which would mark
+// a template the user chose as a verify that did not end. It names the
+// ReplicaSets it could not unmark.
+func (c *Client) UnmarkRevisions(ctx context.Context, w Workload) error {
+	if w.Kind != "deployment" {
+		return nil
+	}
+	list := &appsv1.ReplicaSetList{}
+	if err := c.apps.Get().Namespace(w.Namespace).Resource("replicasets").
+		VersionedParams(&metav1.ListOptions{LabelSelector: w.Selector.String()}, params).Do(ctx).Into(list); err != nil {
+		return c.Explain(err, "listing the replicasets of "+w.String())
+	}
+	var errs []error
+	for _, rs := range list.Items {
+		owned := slices.ContainsFunc(rs.OwnerReferences, func(o metav1.OwnerReference) bool {
+			return o.Kind == "Deployment" && o.Name == w.Name
+		})
+		if _, marked := rs.Annotations[VerifyMark]; !owned || !marked {
+			continue
+		}
+		if _, err := c.patchRaw(ctx, Workload{Kind: "replicaset", Name: rs.Name, Namespace: w.Namespace}, types.MergePatchType, unmarkPatch, "annotating"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // ApplyPatch applies a strategic merge patch (JSON) to w, as kubectl patch

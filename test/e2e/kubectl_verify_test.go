@@ -39,6 +39,19 @@ func (c *k8sCluster) verifyWeb(t *testing.T) verifyWeb {
 	return d
 }
 
+// assertNoMarkedRevision fails if a ReplicaSet of verify-web keeps the mark
+// (the Deployment controller copies it there; kubectl rollout undo copies it back).
+func (c *k8sCluster) assertNoMarkedRevision(t *testing.T) {
+	t.Helper()
+	out, err := c.kubectl("get", "rs", "-l", "app.kubernetes.io/name=verify-web", "-o", "jsonpath={range .items[*]}{.metadata.name} {.metadata.annotations}{\"\\n\"}{end}").Output()
+	if err != nil {
+		t.Fatalf("kubectl get rs: %v", err)
+	}
+	if strings.Contains(string(out), verifyMark) {
+		t.Errorf("a ReplicaSet keeps the mark %s:\n%s", verifyMark, out)
+	}
+}
+
 // grants is what a patch of verify-web sets in a template: the server
 // container's securityContext.capabilities and the pod's sysctls (where
 // containerd 2's profile grants the bind).
@@ -126,6 +139,7 @@ func TestKubectlVerify(t *testing.T) {
 	if _, marked := patched.Metadata.Annotations[verifyMark]; marked {
 		t.Errorf("a verified workload keeps the mark %s", verifyMark)
 	}
+	c.assertNoMarkedRevision(t)
 	caps := grants(t, patched.Spec.Template)
 	if !strings.Contains(caps, `"drop":["ALL"]`) {
 		t.Fatalf("the verified patch is not on the workload: %s", caps)
@@ -173,6 +187,7 @@ func TestKubectlVerify(t *testing.T) {
 		if _, marked := after.Metadata.Annotations[verifyMark]; marked {
 			t.Errorf("a rolled back workload keeps the mark %s", verifyMark)
 		}
+		c.assertNoMarkedRevision(t)
 		if out, err := c.kubectl("rollout", "status", "deploy/verify-web", "--timeout=60s").CombinedOutput(); err != nil {
 			t.Errorf("the rolled back workload does not run: %v: %s", err, out)
 		}
