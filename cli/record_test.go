@@ -1,0 +1,101 @@
+package cli
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/capsrec/capsrec/bpf"
+)
+
+// planOf parses argv (after "capsrec record") as the app does and returns
+// record's plan: flags anywhere, a command after --.
+func planOf(t *testing.T, argv ...string) (*recordPlan, error) {
+	t.Helper()
+	cmd := *recordCommand
+	var plan *recordPlan
+	var planErr error
+	cmd.Action = func(c *cli.Context) error {
+		plan, planErr = planRecord(c)
+		return nil
+	}
+	app := &cli.App{Name: "capsrec", Commands: []*cli.Command{&cmd}, Flags: []cli.Flag{&cli.StringFlag{Name: "btf"}},
+		ExitErrHandler: func(*cli.Context, error) {}}
+	args := arrangeArgs(append([]string{"capsrec", "record"}, argv...), app.Commands, app.Flags, true)
+	if err := app.Run(args); err != nil {
+		return nil, err
+	}
+	return plan, planErr
+}
+
+// record's flags become one plan, checked before anything loads: what the
+// kernel is given (its config), and one line for each combination it refuses.
+func TestPlanRecord(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		argv  []string
+		check func(*recordPlan) bool
+	}{
+		{"defaults: probes and runtime setup hidden in the kernel, every cgroup", nil, func(p *recordPlan) bool {
+			return p.format == "compact" && p.cfg.HideClasses == 1<<bpf.ClassProbe|1<<bpf.ClassRuntime && p.cfg.Cgroups == bpf.CgroupsAll &&
+				p.cfg.TrackProcesses && p.cfg.RingBufferSize == 1<<20 && p.cfg.WakeupBytes == 1<<17
+		}},
+		{"--all hides nothing", []string{"--all"}, func(p *recordPlan) bool { return p.cfg.HideClasses == 0 }},
+		{"kernel filters: pid, verdict, capability", []string{"--pid", "42", "--denied", "--cap", "syslog,CAP_NET_RAW"}, func(p *recordPlan) bool {
+			return slices.Equal(p.cfg.Pids, []uint32{42}) && p.cfg.Verdict == bpf.VerdictDenied && p.cfg.CapMask == 1<<34|1<<13
+		}},
+		{"a pod filter keeps the listed cgroups", []string{"-n", "prod", "--pod", "web-*"}, func(p *recordPlan) bool { return p.cfg.Cgroups == bpf.CgroupsOnly }},
+		{"--host drops them", []string{"--host"}, func(p *recordPlan) bool { return p.cfg.Cgroups == bpf.CgroupsExclude }},
+		{"a command is followed from its start", []string{"--", "true", "-x"}, func(p *recordPlan) bool {
+			return p.cfg.FollowPids && strings.HasSuffix(p.commandPath, "/true") && slices.Equal(p.command, []string{"true", "-x"})
+		}},
+		{"-o json, flags after the command's name stay its own", []string{"-o", "json", "--", "true", "--pid"}, func(p *recordPlan) bool {
+			return p.format == "json" && slices.Equal(p.command, []string{"true", "--pid"})
+		}},
+		{"--summary", []string{"--summary"}, func(p *recordPlan) bool { return p.summary }},
+		{"--no-summary", []string{"--no-summary"}, func(p *recordPlan) bool { return !p.summary }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := planOf(t, tc.argv...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(p) {
+				t.Errorf("plan %+v, config %+v", p, p.cfg)
+			}
+		})
+	}
+}
+
+func TestPlanRecordRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		argv []string
+		want string
+	}{
+		{[]string{"-o", "yaml"}, `unknown output format "yaml" (want compact or json)`},
+		{[]string{"--attach", "uprobe"}, "--attach: "},
+		{[]string{"--color", "sometimes"}, "sometimes"},
+		{[]string{"extra"}, `record takes no arguments, got "extra"`},
+		{[]string{"--"}, "no command after --"},
+		{[]string{"--count", "-1"}, "--count -1: want 0 or more"},
+		{[]string{"--duration", "-1s"}, "--duration -1s: want 0 or more"},
+		{[]string{"--ring-buffer", "3"}, "--ring-buffer 3: want a power of two"},
+		{[]string{"--ring-buffer", "1000"}, "--ring-buffer 1000: want a power of two"},
+		{[]string{"--denied", "--granted"}, "--denied"},
+		{[]string{"--cap", "CAP_NOPE"}, "CAP_NOPE"},
+		{[]string{"--pod", "web", "--host"}, "--host selects processes in no container"},
+		{[]string{"--pod", "web["}, `--pod "web[": bad glob`},
+		{[]string{"-l", "app in ("}, "--selector: "},
+		{[]string{"--pid", "1", "--", "true"}, "--pid and a command exclude each other"},
+		{[]string{"-n", "prod", "--", "true"}, "a command runs on the host: pod filters"},
+		{[]string{"--", "no-such-command-here"}, "the command: "},
+		{[]string{"--no-summary", "--summary"}, "--no-summary and --summary/--full-summary: choose one"},
+	} {
+		_, err := planOf(t, tc.argv...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("record %q: %v, want one line with %q", tc.argv, err, tc.want)
+		}
+	}
+}
