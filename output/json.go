@@ -36,7 +36,7 @@ type JSON struct {
 	lastCall     checkCall
 	lastCallJSON []byte
 	// A container's block, before and after its pid, by Container (immutable).
-	ctrs map[*recorder.Container][2][]byte
+	ctrs map[*recorder.Container][3][]byte
 	// `,"node_name":"NODE","time":`
 	nodeTime []byte
 }
@@ -59,7 +59,7 @@ const maxCachedProcesses = 8192
 func NewJSON(w io.Writer, node string, hostNS [len(recorder.NSNames)]uint32) *JSON {
 	nodeTime := appendString([]byte(`}},"node_name":`), node)
 	return &JSON{out: newLines(w), hostNS: hostNS, nodeTime: append(nodeTime, `,"time":`...),
-		frags: map[*recorder.Process][]byte{}, sets: map[uint64][]byte{}, ctrs: map[*recorder.Container][2][]byte{}}
+		frags: map[*recorder.Process][]byte{}, sets: map[uint64][]byte{}, ctrs: map[*recorder.Container][3][]byte{}}
 }
 
 // Write encodes one check.
@@ -108,6 +108,7 @@ func (j *JSON) Append(b []byte, c *recorder.Check) []byte {
 		j.lastTailJSON = appendContextTail(j.lastTailJSON[:0], &tail)
 	}
 	b = append(b, j.lastTailJSON...)
+	b = j.appendBareContainer(b, c.Container)
 	b = append(b, j.nodeTime...)
 	b = j.clock.appendTimestamp(b, c.Time)
 	return append(b, '}')
@@ -141,6 +142,7 @@ func (j *JSON) appendExec(b []byte, c *recorder.Check) []byte {
 	b = strconv.AppendBool(b, c.Handoff)
 	b = append(b, `,"container_start":`...)
 	b = strconv.AppendBool(b, c.Start)
+	b = j.appendBareContainer(b, c.Container)
 	b = append(b, '}')
 	b = append(b, j.nodeTime[1:]...) // one object to close, not two
 	b = j.clock.appendTimestamp(b, c.Time)
@@ -164,6 +166,7 @@ func (j *JSON) appendListen(b []byte, c *recorder.Check) []byte {
 	b = appendStr(b, true, "comm", c.Comm)
 	b = appendUint(b, true, "euid", uint64(c.EUID))
 	b = appendUint(b, true, "cgroup_id", c.CgroupID)
+	b = j.appendBareContainer(b, c.Container)
 	b = append(b, '}')
 	b = append(b, j.nodeTime[1:]...) // one object to close, not two
 	b = j.clock.appendTimestamp(b, c.Time)
@@ -385,6 +388,26 @@ func (j *JSON) appendContainer(b []byte, ctr *recorder.Container, nsPid uint32) 
 	if ctr == nil {
 		return b
 	}
+	parts := j.container(ctr)
+	b = append(b, parts[0]...)
+	if nsPid != 0 && ctr.Pod != nil {
+		b = appendUint(b, true, "pid", uint64(nsPid))
+	}
+	return append(b, parts[1]...)
+}
+
+// appendBareContainer writes capsrec.container for a container in no pod
+// (docker run, ctr run, one the runtime did not describe): Tetragon's
+// process.docker holds 31 characters of its id, and no name or image.
+func (j *JSON) appendBareContainer(b []byte, ctr *recorder.Container) []byte {
+	if ctr == nil || ctr.Pod != nil {
+		return b
+	}
+	return append(b, j.container(ctr)[2]...)
+}
+
+// container is ctr's blocks, rendered once.
+func (j *JSON) container(ctr *recorder.Container) [3][]byte {
 	parts, ok := j.ctrs[ctr]
 	if !ok {
 		if len(j.ctrs) >= maxCachedContainers {
@@ -393,18 +416,15 @@ func (j *JSON) appendContainer(b []byte, ctr *recorder.Container, nsPid uint32) 
 		parts = renderContainer(ctr)
 		j.ctrs[ctr] = parts
 	}
-	b = append(b, parts[0]...)
-	if nsPid != 0 && ctr.Pod != nil {
-		b = appendUint(b, true, "pid", uint64(nsPid))
-	}
-	return append(b, parts[1]...)
+	return parts
 }
 
 // maxCachedContainers bounds the container blocks kept.
 const maxCachedContainers = 1024
 
-// renderContainer is a container's block, in two parts: before and after container.pid.
-func renderContainer(ctr *recorder.Container) (parts [2][]byte) {
+// renderContainer is a container's blocks: the process's, before and after
+// container.pid, and capsrec.container for one in no pod.
+func renderContainer(ctr *recorder.Container) (parts [3][]byte) {
 	var b []byte
 	if pod := ctr.Pod; pod != nil {
 		b = append(b, `,"pod":{`...)
@@ -449,6 +469,13 @@ func renderContainer(ctr *recorder.Container) (parts [2][]byte) {
 		id = id[:31]
 	}
 	parts[1] = appendStr(b, true, "docker", id)
+	if ctr.Pod == nil {
+		b = append([]byte(nil), `,"container":{`...)
+		b = appendStr(b, false, "id", ctr.Runtime+"://"+ctr.ID)
+		b = appendStr(b, true, "name", ctr.Name)
+		b = appendStr(b, true, "image", ctr.ImageName)
+		parts[2] = append(b, '}')
+	}
 	return parts
 }
 

@@ -35,6 +35,7 @@ type fields struct {
 	// capsrec.container_start, or for Tetragon's the container's pid 1.
 	exec, startKnown, start bool
 	containerPID            int64
+	containerID             string // process.pod.container.id: runtime://ID
 	// The network facts (alternatives.go): call site, bind(2)'s port or
 	// socket(2)'s protocol, the namespace's sysctl, whether it is the host's;
 	// listen: a capsrec_listen event.
@@ -91,13 +92,16 @@ func (f *fields) execField(s *scanner, key []byte) error {
 		return s.object(func(k []byte) error { return f.processField(s, k) })
 	case "capsrec":
 		return s.object(func(k []byte) error {
-			if string(k) != "container_start" {
-				return s.skip()
+			switch string(k) {
+			case "container_start":
+				var err error
+				f.startKnown = true
+				f.start, err = s.boolean()
+				return err
+			case "container":
+				return f.bareContainer(s)
 			}
-			var err error
-			f.startKnown = true
-			f.start, err = s.boolean()
-			return err
+			return s.skip()
 		})
 	}
 	return s.skip()
@@ -116,6 +120,8 @@ func (f *fields) listenField(s *scanner, key []byte) error {
 			case "ip_unprivileged_port_start":
 				f.hasPortStart = true
 				f.portStart, err = s.integer()
+			case "container":
+				err = f.bareContainer(s)
 			default:
 				err = s.skip()
 			}
@@ -123,6 +129,35 @@ func (f *fields) listenField(s *scanner, key []byte) error {
 		})
 	}
 	return s.skip()
+}
+
+// bareContainer reads capsrec.container: a container in no pod, named as
+// the live profile names it (its id when the runtime gave no name). A pod's
+// container (process.pod) comes first.
+func (f *fields) bareContainer(s *scanner) error {
+	var id, name, image string
+	err := s.object(func(k []byte) error {
+		var err error
+		switch string(k) {
+		case "id":
+			id, err = s.str()
+		case "name":
+			name, err = s.str()
+		case "image":
+			image, err = s.str()
+		default:
+			err = s.skip()
+		}
+		return err
+	})
+	if err != nil || f.pod != "" || f.container != "" {
+		return err
+	}
+	if name == "" {
+		name = bareID(id)
+	}
+	f.container, f.image = name, image
+	return nil
 }
 
 // netField reads capsrec's network facts of a check.
@@ -258,6 +293,8 @@ func (f *fields) kprobeField(s *scanner, key []byte) error {
 				f.euid, err = s.number()
 			case "syscall_name":
 				f.syscall, err = s.str()
+			case "container":
+				err = f.bareContainer(s)
 			default:
 				var ok bool
 				if ok, err = f.netField(s, k); !ok {
@@ -298,6 +335,8 @@ func (f *fields) processField(s *scanner, key []byte) error {
 					switch string(k) {
 					case "name":
 						f.container, err = s.str()
+					case "id":
+						f.containerID, err = s.str()
 					case "pid":
 						f.containerPID, err = s.integer()
 					case "image":
@@ -405,14 +444,14 @@ func (f *fields) eventTime() (time.Time, error) {
 
 // execObservation is a container's exec; a host program's is another hook's event.
 func (f *fields) execObservation() (Observation, error) {
-	if f.pod == "" && f.container == "" {
+	if f.pod == "" && f.containerName() == "" {
 		return Observation{}, errNotCheck
 	}
 	o := Observation{Exec: true, Binary: f.binary, Start: f.start}
 	if !f.startKnown { // Tetragon's: the container's first process is its pid 1
 		o.Start = f.containerPID == 1
 	}
-	o.Subject = Subject{Namespace: f.namespace, Pod: f.pod, Container: f.container, Image: f.image}
+	o.Subject = Subject{Namespace: f.namespace, Pod: f.pod, Container: f.containerName(), Image: f.image}
 	if f.workload != "" {
 		o.Subject.Workload, o.Subject.WorkloadRule = f.workload, "Tetragon's pod.workload"
 	}
@@ -424,12 +463,29 @@ func (f *fields) execObservation() (Observation, error) {
 	return o, nil
 }
 
+// containerName is the container's name, or its id when the runtime gave
+// it none (as the live profile names it).
+func (f *fields) containerName() string {
+	if f.container != "" || f.containerID == "" {
+		return f.container
+	}
+	return bareID(f.containerID)
+}
+
+// bareID is a container id without its runtime:// prefix.
+func bareID(id string) string {
+	if _, bare, ok := strings.Cut(id, "://"); ok {
+		return bare
+	}
+	return id
+}
+
 // subject is the event's container, else its host binary.
 func (f *fields) subject() Subject {
-	if f.pod == "" && f.container == "" {
+	if f.pod == "" && f.containerName() == "" {
 		return Subject{Binary: hostBinary(f.binary)}
 	}
-	sub := Subject{Namespace: f.namespace, Pod: f.pod, Container: f.container, Image: f.image}
+	sub := Subject{Namespace: f.namespace, Pod: f.pod, Container: f.containerName(), Image: f.image}
 	if f.workload != "" {
 		sub.Workload, sub.WorkloadRule = f.workload, "Tetragon's pod.workload"
 	}
