@@ -254,18 +254,27 @@ func (c *Client) WaitRollout(ctx context.Context, w Workload, since time.Time, t
 	return c.WaitRolloutPast(ctx, w, since, timeout, nil)
 }
 
+// rolloutStatus reads w's rollout status.
+func (c *Client) rolloutStatus(ctx context.Context, w Workload) (*rolloutStatus, error) {
+	raw, err := c.apps.Get().Namespace(w.Namespace).Resource(w.Kind + "s").Name(w.Name).DoRaw(ctx)
+	if err != nil {
+		return nil, c.Explain(err, w.String())
+	}
+	var s rolloutStatus
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", w, err)
+	}
+	return &s, nil
+}
+
 // WaitRolloutPast is WaitRollout when the pods named in past are on their
 // way out (a roll back): their being stuck is why, not news.
 func (c *Client) WaitRolloutPast(ctx context.Context, w Workload, since time.Time, timeout time.Duration, past []string) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		raw, err := c.apps.Get().Namespace(w.Namespace).Resource(w.Kind + "s").Name(w.Name).DoRaw(ctx)
+		s, err := c.rolloutStatus(ctx, w)
 		if err != nil {
-			return c.Explain(err, w.String())
-		}
-		var s rolloutStatus
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return fmt.Errorf("%s: %w", w, err)
+			return err
 		}
 		done, err := s.done(w.Kind)
 		if err == nil && !done {
@@ -292,13 +301,9 @@ func (c *Client) WaitRolloutPast(ctx context.Context, w Workload, since time.Tim
 func (c *Client) WaitObserved(ctx context.Context, w Workload, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		raw, err := c.apps.Get().Namespace(w.Namespace).Resource(w.Kind + "s").Name(w.Name).DoRaw(ctx)
+		s, err := c.rolloutStatus(ctx, w)
 		if err != nil {
-			return c.Explain(err, w.String())
-		}
-		var s rolloutStatus
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return fmt.Errorf("%s: %w", w, err)
+			return err
 		}
 		if s.Status.ObservedGeneration >= s.Metadata.Generation {
 			return nil
