@@ -146,10 +146,14 @@ func (c *Client) UnmarkRevisions(ctx context.Context, w Workload) error {
 	if w.Kind != "deployment" {
 		return nil
 	}
-	list := &appsv1.ReplicaSetList{}
-	if err := c.apps.Get().Namespace(w.Namespace).Resource("replicasets").
-		VersionedParams(&metav1.ListOptions{LabelSelector: w.Selector.String()}, params).Do(ctx).Into(list); err != nil {
+	raw, err := c.apps.Get().Namespace(w.Namespace).Resource("replicasets").
+		Param("labelSelector", w.Selector.String()).DoRaw(ctx)
+	if err != nil {
 		return c.Explain(err, "listing the replicasets of "+w.String())
+	}
+	list := &appsv1.ReplicaSetList{}
+	if err := json.Unmarshal(raw, list); err != nil {
+		return fmt.Errorf("the replicasets of %s: %w", w, err)
 	}
 	var errs []error
 	for _, rs := range list.Items {

@@ -139,6 +139,9 @@ func TestKubectlVerify(t *testing.T) {
 	if _, marked := patched.Metadata.Annotations[verifyMark]; marked {
 		t.Errorf("a verified workload keeps the mark %s", verifyMark)
 	}
+	if strings.Contains(errOut, "stays on a revision") {
+		t.Errorf("the mark could not leave the ReplicaSets: %s", errOut)
+	}
 	c.assertNoMarkedRevision(t)
 	caps := grants(t, patched.Spec.Template)
 	if !strings.Contains(caps, `"drop":["ALL"]`) {
