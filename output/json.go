@@ -396,11 +396,12 @@ func (j *JSON) appendContainer(b []byte, ctr *recorder.Container, nsPid uint32) 
 	return append(b, parts[1]...)
 }
 
-// appendBareContainer writes capsrec.container for a container in no pod
-// (docker run, ctr run, one the runtime did not describe): Tetragon's
-// process.docker holds 31 characters of its id, and no name or image.
+// appendBareContainer writes capsrec.container for a container the runtime
+// described in no pod (docker run, ctr run): Tetragon's process.docker holds
+// 31 characters of its id, and no name or image. One only a cgroup's name
+// calls a container (a pod's sandbox, one gone, anyone's cgroup) has none.
 func (j *JSON) appendBareContainer(b []byte, ctr *recorder.Container) []byte {
-	if ctr == nil || ctr.Pod != nil {
+	if ctr == nil || ctr.Pod != nil || ctr.Undescribed {
 		return b
 	}
 	return append(b, j.container(ctr)[2]...)
@@ -469,7 +470,7 @@ func renderContainer(ctr *recorder.Container) (parts [3][]byte) {
 		id = id[:31]
 	}
 	parts[1] = appendStr(b, true, "docker", id)
-	if ctr.Pod == nil {
+	if ctr.Pod == nil && !ctr.Undescribed {
 		b = append([]byte(nil), `,"container":{`...)
 		b = appendStr(b, false, "id", ctr.Runtime+"://"+ctr.ID)
 		b = appendStr(b, true, "name", ctr.Name)

@@ -45,7 +45,10 @@ func FromCheck(c *recorder.Check) Observation {
 			o.Audit = Audited
 		}
 	}
-	if ctr := c.Container; ctr != nil {
+	// A name alone makes no container: one the runtime did not describe (a
+	// pod's sandbox, one gone, anyone's cgroup named like one) is profiled
+	// with the host's binaries, as its JSON is read.
+	if ctr := c.Container; ctr != nil && !ctr.Undescribed {
 		o.Subject = Subject{Container: ctr.Name, Image: ctr.ImageName}
 		if ctr.Name == "" {
 			o.Subject.Container = ctr.ID
