@@ -30,7 +30,7 @@ func FuzzParseEvent(f *testing.F) {
 
 // FuzzRead: whole inputs (JSON lines, indented JSON, gzip) through Read, with
 // and without --skip-invalid: an error or a profile, never a panic or a hang.
-// .ci/run runs it for a fixed short time.
+// .ci/run runs it for a fixed number of inputs.
 func FuzzRead(f *testing.F) {
 	events := writeCapsrecJSON(&testing.T{}, "node", node1)
 	f.Add(events, false)
