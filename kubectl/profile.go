@@ -417,9 +417,14 @@ func printProfile(c *cli.Context, w cluster.Workload, merged *profile.Profile, s
 		fmt.Fprintf(c.App.Writer, "# %s, %s\n", w, textsafe.Visible(source))
 	}
 	if format == "patch" {
-		return profile.WritePatch(c.App.Writer, merged, map[string]profile.PatchTarget{w.Namespace + "/" + w.Name: patchTarget(w)}, profile.PatchOptions{Alternatives: style.Alternatives, UserNS: style.UserNS, Omit: omit})
+		return writePatch(c.App.Writer, merged, w, profile.PatchOptions{Alternatives: style.Alternatives, UserNS: style.UserNS, Omit: omit})
 	}
 	return profile.Write(c.App.Writer, merged, format, style)
+}
+
+// writePatch writes p's patch of w.
+func writePatch(out io.Writer, p *profile.Profile, w cluster.Workload, opts profile.PatchOptions) error {
+	return profile.WritePatch(out, p, map[string]profile.PatchTarget{w.Namespace + "/" + w.Name: patchTarget(w)}, opts)
 }
 
 // patchTarget names w for -o patch, with its init containers from its template.

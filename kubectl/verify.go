@@ -136,7 +136,7 @@ func omitted(omit map[string][]string) []profile.ContainerCap {
 
 func patchOf(p *profile.Profile, w cluster.Workload, opts profile.PatchOptions) []byte {
 	var b strings.Builder
-	_ = profile.WritePatch(&b, p, map[string]profile.PatchTarget{w.Namespace + "/" + w.Name: patchTarget(w)}, opts)
+	_ = writePatch(&b, p, w, opts)
 	return []byte(b.String())
 }
 
@@ -531,7 +531,7 @@ func checkMark(ctx context.Context, s *pluginSession, w cluster.Workload) (clust
 		fmt.Fprintf(s.c.App.ErrWriter, "kubectl capsrec: warning: %s runs the patch of a --verify that did not end (started %s): the next --verify or --restart puts its template from before back\n", w, textsafe.Visible(snap.Marked))
 		return w, nil
 	}
-	if _, err = restoreInterrupted(ctx, s, w, snap); err != nil {
+	if err := restoreInterrupted(ctx, s, w, snap); err != nil {
 		return w, err
 	}
 	return s.client.ResolveWorkload(ctx, w.Namespace, w.Kind+"/"+w.Name, "")
@@ -539,30 +539,23 @@ func checkMark(ctx context.Context, s *pluginSession, w cluster.Workload) (clust
 
 // restoreInterrupted puts back the template an earlier --verify left on w,
 // killed before it could: the workload runs an unverified patch until then.
-func restoreInterrupted(ctx context.Context, s *pluginSession, w cluster.Workload, snap cluster.Snapshot) (cluster.Snapshot, error) {
+func restoreInterrupted(ctx context.Context, s *pluginSession, w cluster.Workload, snap cluster.Snapshot) error {
 	if snap.MarkPatched == "" && cluster.TemplateHash(snap.Mark) == cluster.TemplateHash(snap.Template) {
-		// Killed before its patch: nothing to restore.
-		if err := s.client.Unmark(ctx, w); err != nil {
-			return snap, err
-		}
-		return s.client.Snapshot(ctx, w)
+		return unmark(s, w) // killed before its patch: nothing to restore
 	}
 	if snap.MarkPatched == "" || snap.MarkPatched != cluster.TemplateHash(snap.Template) {
 		// Killed before its patch was known to land, or changed since by
 		// someone else: which template runs is theirs to say.
-		return snap, fmt.Errorf("an earlier --verify of %s (started %s) did not end, and %s changed since its patch or its patch is not known to have landed: check its template, then remove the mark (kubectl annotate %s/%s -n %s %s-)",
+		return fmt.Errorf("an earlier --verify of %s (started %s) did not end, and %s changed since its patch or its patch is not known to have landed: check its template, then remove the mark (kubectl annotate %s/%s -n %s %s-)",
 			w, textsafe.Visible(snap.Marked), w.Name, w.Kind, w.Name, w.Namespace, cluster.VerifyMark)
 	}
 	fmt.Fprintf(s.c.App.ErrWriter, "kubectl capsrec: an earlier --verify of %s (started %s) did not end: restoring its template from before\n", w, textsafe.Visible(snap.Marked))
 	pods, _, err := s.client.PodNames(ctx, w)
 	if err != nil {
-		return snap, err
+		return err
 	}
 	if err := rollBack(ctx, s, w, snap.Mark, snap.Template, pods); err != nil {
-		return snap, err
+		return err
 	}
-	if err := s.client.Unmark(ctx, w); err != nil {
-		return snap, err
-	}
-	return s.client.Snapshot(ctx, w)
+	return unmark(s, w)
 }

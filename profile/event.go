@@ -35,7 +35,7 @@ type fields struct {
 	// capsrec.container_start, or for Tetragon's the container's pid 1.
 	exec, startKnown, start bool
 	containerPID            int64
-	containerID             string // process.pod.container.id: runtime://ID
+	containerID             string // runtime://ID, of process.pod.container or capsrec.container
 	// The network facts (alternatives.go): call site, bind(2)'s port or
 	// socket(2)'s protocol, the namespace's sysctl, whether it is the host's;
 	// listen: a capsrec_listen event.
@@ -153,10 +153,7 @@ func (f *fields) bareContainer(s *scanner) error {
 	if err != nil || f.pod != "" || f.container != "" {
 		return err
 	}
-	if name == "" {
-		name = bareID(id)
-	}
-	f.container, f.image = name, image
+	f.container, f.containerID, f.image = name, id, image
 	return nil
 }
 

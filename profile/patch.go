@@ -113,7 +113,6 @@ func (p *Profile) PatchAdds(o PatchOptions) []ContainerCap {
 }
 
 func (p *Profile) writeWorkloadPatch(w io.Writer, t PatchTarget, subjects []*SubjectProfile, o PatchOptions) {
-	recommend := o.recommend
 	v := textsafe.Visible
 	kind := t.Kind
 	if kind == "" {
@@ -144,13 +143,13 @@ func (p *Profile) writeWorkloadPatch(w io.Writer, t PatchTarget, subjects []*Sub
 		for _, line := range p.CoverageLines(sp) {
 			fmt.Fprintf(w, "# %s: %s\n", v(sp.Subject.Container), line)
 		}
-		writeDenied(w, "# "+v(sp.Subject.Container)+": ", recommend(sp))
-		writeNotes(w, "# "+v(sp.Subject.Container)+": note: ", recommend(sp))
+		writeDenied(w, "# "+v(sp.Subject.Container)+": ", o.recommend(sp))
+		writeNotes(w, "# "+v(sp.Subject.Container)+": note: ", o.recommend(sp))
 	}
 	fmt.Fprintln(w, "spec:\n  template:\n    spec:")
 	var sysctls []Sysctl // pod-level: every container's
 	for _, sp := range subjects {
-		for _, s := range recommend(sp).Sysctls {
+		for _, s := range o.recommend(sp).Sysctls {
 			sysctls = mergeSysctls(sysctls, s)
 		}
 	}
@@ -173,7 +172,7 @@ func (p *Profile) writeWorkloadPatch(w io.Writer, t PatchTarget, subjects []*Sub
 		}
 		fmt.Fprintf(w, "      %s:\n", part.key)
 		for _, sp := range part.list {
-			r := recommend(sp)
+			r := o.recommend(sp)
 			fmt.Fprintf(w, "      - name: %s\n", yamlString(sp.Subject.Container))
 			fmt.Fprintf(w, "        securityContext:\n          capabilities:\n")
 			fmt.Fprintf(w, "            drop: [%s]\n            add: [%s]\n", strings.Join(r.Drop, ", "), strings.Join(r.Add, ", "))

@@ -28,7 +28,6 @@ const VerifyMark = "capsrec.io/verify-original"
 // Snapshot is a workload's pod template as the API holds it.
 type Snapshot struct {
 	Template        json.RawMessage
-	Generation      int64
 	ResourceVersion string
 	// Mark is an earlier --verify's VerifyMark, if one was left: Marked says
 	// when that verify started.
@@ -60,7 +59,7 @@ type mark struct {
 // ErrChanged: someone else changed the workload's template during a verify.
 var ErrChanged = errors.New("changed by someone else during the verify")
 
-// Snapshot reads w's template, generation and any mark a --verify left.
+// Snapshot reads w's template, resourceVersion and any mark a --verify left.
 func (c *Client) Snapshot(ctx context.Context, w Workload) (Snapshot, error) {
 	raw, err := c.apps.Get().Namespace(w.Namespace).Resource(w.Kind + "s").Name(w.Name).DoRaw(ctx)
 	if err != nil {
@@ -68,7 +67,6 @@ func (c *Client) Snapshot(ctx context.Context, w Workload) (Snapshot, error) {
 	}
 	var obj struct {
 		Metadata struct {
-			Generation      int64             `json:"generation"`
 			ResourceVersion string            `json:"resourceVersion"`
 			Annotations     map[string]string `json:"annotations"`
 		} `json:"metadata"`
@@ -79,7 +77,7 @@ func (c *Client) Snapshot(ctx context.Context, w Workload) (Snapshot, error) {
 	if err := json.Unmarshal(raw, &obj); err != nil {
 		return Snapshot{}, fmt.Errorf("%s: %w", w, err)
 	}
-	s := Snapshot{Template: obj.Spec.Template, Generation: obj.Metadata.Generation, ResourceVersion: obj.Metadata.ResourceVersion}
+	s := Snapshot{Template: obj.Spec.Template, ResourceVersion: obj.Metadata.ResourceVersion}
 	if v, ok := obj.Metadata.Annotations[VerifyMark]; ok {
 		var m mark
 		if err := json.Unmarshal([]byte(v), &m); err != nil || len(m.Template) == 0 {

@@ -288,6 +288,7 @@ func TestKubectlVerify(t *testing.T) {
 		if _, marked := after.Metadata.Annotations[verifyMark]; marked || grants(t, after.Spec.Template) != grants(t, before.Spec.Template) {
 			t.Errorf("after the next verify: mark %v, %s, want no mark and %s", marked, grants(t, after.Spec.Template), grants(t, before.Spec.Template))
 		}
+		c.assertNoMarkedRevision(t)
 		c.assertNoNodePods(t)
 	})
 }
