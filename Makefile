@@ -13,8 +13,8 @@ help: ## list the targets
 build: ## build the capsrec binary (no clang needed: the BPF object is committed)
 	CGO_ENABLED=0 $(GO) build -o $(BIN) .
 
-generate: ## rebuild the BPF objects (capsrec's, the bench peer's) and Go bindings with clang, and the syscall table
-	$(GO) generate ./bpf ./internal/syscalls ./bench/peer
+generate: ## rebuild the BPF objects (capsrec's, the bench peer's) and Go bindings with clang, core's enums and the syscall table
+	$(GO) generate ./bpf ./core ./internal/syscalls ./bench/peer
 
 lint: ## gofmt, go vet and staticcheck (pinned in go.mod); CI runs it
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt -w these:"; echo "$$unformatted"; exit 1; fi

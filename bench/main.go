@@ -28,9 +28,9 @@ import (
 
 	"github.com/capsrec/capsrec/bench/peer"
 	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/internal/bpfstats"
 	"github.com/capsrec/capsrec/output"
-	"github.com/capsrec/capsrec/recorder"
 	"github.com/capsrec/capsrec/recorder/ring"
 )
 
@@ -578,19 +578,19 @@ func benchProfile(bin string, n int) (string, error) {
 		return "", err
 	}
 	defer os.Remove(f.Name())
-	w := output.NewJSON(f, "node-1", [bpf.NSCount]uint32{})
+	w := output.NewJSON(f, "node-1", [core.NSCount]uint32{})
 	capList := []int32{0, 1, 10, 12, 13, 21, 34, 7}
 	start := time.Unix(1_800_000_000, 0)
-	procs := make([]*recorder.Process, 90)
+	procs := make([]*core.Process, 90)
 	for i := range procs {
-		procs[i] = &recorder.Process{Tgid: uint32(1000 + i), ExecID: "ZXhlYw==", Binary: fmt.Sprintf("/usr/bin/app%d", i%10), Cwd: "/", Flags: "execve"}
+		procs[i] = &core.Process{Tgid: uint32(1000 + i), ExecID: "ZXhlYw==", Binary: fmt.Sprintf("/usr/bin/app%d", i%10), Cwd: "/", Flags: "execve"}
 	}
 	for i := range n {
-		c := &recorder.Check{Time: start.Add(time.Duration(i) * time.Microsecond), Process: procs[i%90], Tid: uint32(1000 + i%90),
-			Cap: capList[i%len(capList)], Ret: -int32(i % 3 / 2), Method: bpf.MethodFexit, AuditKnown: true, Audit: i%5 != 0, Syscall: 16}
+		c := &core.Check{Time: start.Add(time.Duration(i) * time.Microsecond), Process: procs[i%90], Tid: uint32(1000 + i%90),
+			Cap: capList[i%len(capList)], Ret: -int32(i % 3 / 2), Method: core.MethodFexit, AuditKnown: true, Audit: i%5 != 0, Syscall: 16}
 		if k := i % 90; k < 80 {
-			c.Container = &recorder.Container{ID: "0123456789abcdef0123456789abcdef", Runtime: "containerd", Name: fmt.Sprintf("c%d", k%2),
-				ImageName: "registry/app:1", Pod: &recorder.Pod{Namespace: "ns" + strconv.Itoa(k%4), Name: fmt.Sprintf("web%d-7d4b9c8f6d-x2x9z", k/2)}}
+			c.Container = &core.Container{ID: "0123456789abcdef0123456789abcdef", Runtime: "containerd", Name: fmt.Sprintf("c%d", k%2),
+				ImageName: "registry/app:1", Pod: &core.Pod{Namespace: "ns" + strconv.Itoa(k%4), Name: fmt.Sprintf("web%d-7d4b9c8f6d-x2x9z", k/2)}}
 		}
 		if err := w.Write(c); err != nil {
 			return "", err

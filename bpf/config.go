@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/capsrec/capsrec/core"
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 )
@@ -12,15 +13,11 @@ import (
 // Config is what the programs are specialised with before load.
 type Config struct {
 	SelfTgid uint32
-	// CapMask has bit n set to keep CAP n; zero means every capability.
-	CapMask uint64
-	Verdict uint8
-	Pids    []uint32
-	// FollowPids keeps the checks of the pid filter's processes and of every
-	// process they fork, from the fork on (record -- COMMAND): Session.Follow
-	// adds the first.
-	FollowPids bool
-	Comm       string
+	// KernelFilter is what the kernel drops before sending: capabilities,
+	// verdicts, pids, comm, cgroups. FollowPids keeps the checks of the pid
+	// filter's processes and of every process they fork, from the fork on
+	// (record -- COMMAND): Session.Follow adds the first.
+	core.KernelFilter
 	// WakeupBytes batches reader wake-ups: the kernel wakes the reader about once
 	// this much data waits (each CPU once it sent its share), and the reader
 	// polls for the rest. 0 wakes per record.
@@ -33,9 +30,6 @@ type Config struct {
 	KernelBTF *btf.Spec
 	// Aggregate counts checks in the kernel per AggKey and sends only each key's first.
 	Aggregate bool
-	// Cgroups turns on the cgroup filter: keep the listed cgroups (and those
-	// made after CgroupWatermark), or drop them.
-	Cgroups CgroupFilter
 	// CgroupSet lists cgroups before the programs attach.
 	CgroupSet []uint64
 	// CgroupWatermark: with CgroupsOnly, every cgroup id up to it is decided
@@ -89,16 +83,6 @@ type (
 	LearnEvent = capsrecLearnEvent
 )
 
-// CgroupFilter is the kernel's cgroup filter mode; the set is filled at run time (AddCgroup).
-type CgroupFilter uint8
-
-// capsrec.h's enum cgroup_filter_mode.
-const (
-	CgroupsAll     = CgroupFilter(capsrecCgroupFilterModeCGROUPS_ALL)
-	CgroupsOnly    = CgroupFilter(capsrecCgroupFilterModeCGROUPS_ONLY)    // only checks in the listed cgroups (pod filters)
-	CgroupsExclude = CgroupFilter(capsrecCgroupFilterModeCGROUPS_EXCLUDE) // no checks in the listed cgroups (--host: drop containers)
-)
-
 // MaxFollowed bounds the processes a FollowPids session follows at once;
 // past it forks are counted (Stats.FollowFull), not followed.
 const MaxFollowed = 65536
@@ -113,7 +97,7 @@ func configure(specs *capsrecSpecs, cfg Config, ptRegs, optsBitmask bool) error 
 		SelfTgid:       cfg.SelfTgid,
 		VerifyEvery:    cmp.Or(cfg.VerifyEvery, 1024),
 		WakeupBytes:    perCPUWakeup(cfg.WakeupBytes),
-		VerdictFilter:  cfg.Verdict,
+		VerdictFilter:  uint8(cfg.Verdict),
 		FilterPids:     Bool(len(cfg.Pids) > 0 || cfg.FollowPids),
 		FollowPids:     Bool(cfg.FollowPids),
 		FilterComm:     Bool(cfg.Comm != ""),

@@ -3,46 +3,21 @@ package bpf
 import (
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/cilium/ebpf/btf"
+
+	"github.com/capsrec/capsrec/core"
 )
 
-// Method is how capsrec hooks the kernel's capability checks.
-type Method string
+// Method is how capsrec hooks the kernel's capability checks (core.Method).
+type Method = core.Method
 
 const (
-	MethodAuto       Method = "auto"
-	MethodTracepoint Method = "tracepoint"
-	MethodFexit      Method = "fexit"
-	MethodKprobe     Method = "kprobe"
+	MethodAuto       = core.MethodAuto
+	MethodTracepoint = core.MethodTracepoint
+	MethodFexit      = core.MethodFexit
+	MethodKprobe     = core.MethodKprobe
 )
-
-// MethodOf names the method of a record's method field (capsrec.h's enum
-// attach_method); "" when it is none.
-func MethodOf(id uint8) Method {
-	switch capsrecAttachMethod(id) {
-	case capsrecAttachMethodMETHOD_TRACEPOINT:
-		return MethodTracepoint
-	case capsrecAttachMethodMETHOD_FEXIT:
-		return MethodFexit
-	case capsrecAttachMethodMETHOD_KPROBE:
-		return MethodKprobe
-	}
-	return ""
-}
-
-// Methods lists the concrete methods in the order auto tries them.
-var Methods = []Method{MethodTracepoint, MethodFexit, MethodKprobe}
-
-// ParseMethod accepts auto, tracepoint, fexit or kprobe.
-func ParseMethod(s string) (Method, error) {
-	switch m := Method(strings.ToLower(s)); m {
-	case MethodAuto, MethodTracepoint, MethodFexit, MethodKprobe:
-		return m, nil
-	}
-	return "", fmt.Errorf("unknown attach method %q (want auto, tracepoint, fexit or kprobe)", s)
-}
 
 // precheck turns the common reasons a method cannot work into one clear line before
 // the verifier or the attach would give a murkier one.

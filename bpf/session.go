@@ -6,6 +6,7 @@ import (
 	"os"
 	"syscall"
 
+	"github.com/capsrec/capsrec/core"
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
@@ -55,7 +56,7 @@ func Open(cfg Config, method Method) (*Session, error) {
 		return open(cfg, kernel, method)
 	}
 	var errs []error
-	for _, m := range Methods {
+	for _, m := range core.Methods {
 		s, err := open(cfg, kernel, m)
 		if err == nil {
 			return s, nil

@@ -1,5 +1,7 @@
 package bpf
 
+import "github.com/capsrec/capsrec/core"
+
 // Record types (EventHeader.Type), capsrec.h's enum event_type.
 const (
 	EventCap  = uint8(capsrecEventTypeEVENT_CAP)
@@ -14,9 +16,6 @@ const (
 	EventListen = uint8(capsrecEventTypeEVENT_LISTEN)
 )
 
-// NSCount is how many namespaces a context names, capsrec.h's enum ns_index.
-const NSCount = int(capsrecNsIndexNS_COUNT)
-
 // Go names for the records of capsrec.h.
 type (
 	CapEvent    = capsrecCapEvent
@@ -27,47 +26,6 @@ type (
 	EventHeader = capsrecEventHeader
 )
 
-// Verdict filters applied in the kernel (Config.Verdict), capsrec.h's enum verdict_filter.
-const (
-	VerdictAll     = uint8(capsrecVerdictFilterVERDICT_ALL)
-	VerdictGranted = uint8(capsrecVerdictFilterVERDICT_GRANTED)
-	VerdictDenied  = uint8(capsrecVerdictFilterVERDICT_DENIED)
-)
-
-// A process's runtime mark (runtime_tasks), capsrec.h's enum runtime_mark_bits.
-const (
-	MarkServer = uint8(capsrecRuntimeMarkBitsMARK_SERVER) // the runtime server: passes the mark on, its own checks are not setup
-	MarkClone  = uint8(capsrecRuntimeMarkBitsMARK_CLONE)  // a runtime's re-exec of a sealed copy of itself (runc init)
-	MarkIndex  = uint8(capsrecRuntimeMarkBitsMARK_INDEX)  // 1 + the runtime binary's index
-)
-
-// Check classes (records' Class), capsrec.h's enum check_class.
-const (
-	ClassNeed          = uint8(capsrecCheckClassCLASS_NEED)
-	ClassProbe         = uint8(capsrecCheckClassCLASS_PROBE)
-	ClassRuntime       = uint8(capsrecCheckClassCLASS_RUNTIME)
-	ClassOverrideCreds = uint8(capsrecCheckClassCLASS_OVERRIDE_CREDS)
-	ClassUserNS        = uint8(capsrecCheckClassCLASS_USERNS) // set in user space only
-	ClassCount         = int(capsrecCheckClassCLASS_COUNT)
-)
-
-// Which rule of cap_capable answered a check (CapEvent.NsAnswer), capsrec.h's enum ns_answer.
-const (
-	AnswerCaps    = uint8(capsrecNsAnswerANSWER_CAPS)
-	AnswerOwner   = uint8(capsrecNsAnswerANSWER_OWNER)
-	AnswerLevel   = uint8(capsrecNsAnswerANSWER_LEVEL)
-	AnswerUnknown = uint8(capsrecNsAnswerANSWER_UNKNOWN)
-)
-
-// Call-site kinds (SiteRange.Kind), capsrec.h's enum site_kind.
-const (
-	SiteUnknown  = uint32(capsrecSiteKindSITE_UNKNOWN)
-	SiteGlue     = uint32(capsrecSiteKindSITE_GLUE)
-	SitePlumbing = uint32(capsrecSiteKindSITE_PLUMBING)
-	SiteCapset   = uint32(capsrecSiteKindSITE_CAPSET)
-	SiteProbe    = uint32(capsrecSiteKindSITE_PROBE)
-)
-
 // Stats are the kernel-side counters, summed over CPUs.
 type Stats struct {
 	Seen, Filtered, Lost, LostProcess, MissedReturns uint64
@@ -75,7 +33,7 @@ type Stats struct {
 	// because the aggregation map was full.
 	Aggregated, AggFull uint64
 	// Hidden counts checks of each class counted in the kernel, not sent.
-	Hidden [ClassCount]uint64
+	Hidden [core.ClassCount]uint64
 	// UnwindFailed checks had no readable kernel stack: their call site is unknown.
 	UnwindFailed uint64
 	// FastWalks found the call site on the learned frames, SlowWalks through the

@@ -14,6 +14,7 @@ import (
 
 	"github.com/capsrec/capsrec/internal/cmdgate"
 	"github.com/capsrec/capsrec/internal/textsafe"
+	"github.com/capsrec/capsrec/session"
 )
 
 // commandRun is record -- COMMAND's command: started held at its gate,
@@ -42,12 +43,12 @@ func commandStdout() *os.File {
 
 // startCommand starts path with argv under rec: its pid joins the kernel's
 // follow set before it runs its first instruction.
-func startCommand(rec *recording, path string, argv []string) (*commandRun, error) {
+func startCommand(rec *session.Session, path string, argv []string) (*commandRun, error) {
 	gate, err := cmdgate.Start(path, argv, commandStdout())
 	if err != nil {
 		return nil, err
 	}
-	if err := rec.hooks.Follow(gate.Pid()); err != nil {
+	if err := rec.Follow(gate.Pid()); err != nil {
 		gate.Abort()
 		return nil, err
 	}

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -11,8 +10,9 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
-	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/internal/textsafe"
+	"github.com/capsrec/capsrec/session"
 )
 
 var doctorCommand = &cli.Command{
@@ -28,12 +28,12 @@ var doctorCommand = &cli.Command{
 		_ = unix.Uname(&uts)
 		fmt.Fprintf(w, "kernel\t%s\n", unix.ByteSliceToString(uts.Release[:]))
 
-		var cfg bpf.Config
+		var cfg session.Options
 		if err := loadBTFFlag(c, &cfg); err != nil {
 			fmt.Fprintf(w, "btf\tfails: %v\n", err)
 			return cli.Exit("", 1)
 		}
-		kernel, err := bpf.KernelSpec(cfg)
+		kernel, err := session.KernelSpec(cfg.KernelBTF)
 		switch {
 		case err != nil:
 			fmt.Fprintf(w, "btf\tmissing: %v\n", err)
@@ -43,9 +43,9 @@ var doctorCommand = &cli.Command{
 			fmt.Fprintf(w, "btf\t/sys/kernel/btf/vmlinux\n")
 		}
 		if kernel != nil {
-			fmt.Fprintf(w, "cap_capable opts\t%s\n", optsText(bpf.CapCapableOpts(kernel)))
+			fmt.Fprintf(w, "cap_capable opts\t%s\n", session.CapCapableOpts(kernel))
 		}
-		if cri, err := dialRuntime(c, false); err != nil {
+		if cri, err := session.DialRuntime(c.String("runtime-endpoint"), nil); err != nil {
 			fmt.Fprintf(w, "container runtime\tnone: %s\n", textsafe.OneLine(err.Error()))
 		} else {
 			fmt.Fprintf(w, "container runtime\t%s %s at %s\n", cri.RuntimeName, cri.RuntimeVersion, cri.Endpoint)
@@ -62,24 +62,17 @@ var doctorCommand = &cli.Command{
 		if err != nil {
 			return cli.Exit("", 1)
 		}
-		cfg.SelfTgid = uint32(os.Getpid())
 		works := 0
-		for _, m := range bpf.Methods {
-			if err := bpf.TryAttach(cfg, m); err != nil {
-				var ue *bpf.UnavailableError
-				if errors.As(err, &ue) {
-					fmt.Fprintf(w, "attach %s\tfails: %s\n", m, ue.Reason)
-					continue
-				}
-				fmt.Fprintf(w, "attach %s\tfails: %s\n", m, textsafe.OneLine(err.Error()))
+		for _, m := range core.Methods {
+			if err := session.TryAttach(cfg.KernelBTF, m, false); err != nil {
+				fmt.Fprintf(w, "attach %s\tfails: %s\n", m, err)
 				continue
 			}
 			works++
 			fmt.Fprintf(w, "attach %s\tworks\n", m)
 		}
-		cfg.TrackProcesses = true
-		if err := bpf.TryAttach(cfg, bpf.MethodAuto); err != nil {
-			fmt.Fprintf(w, "process tracking\tfails: %s\n", textsafe.OneLine(err.Error()))
+		if err := session.TryAttach(cfg.KernelBTF, core.MethodAuto, true); err != nil {
+			fmt.Fprintf(w, "process tracking\tfails: %s\n", err)
 		} else {
 			fmt.Fprintf(w, "process tracking\tworks (sched_process_exec/fork/exit)\n")
 		}
@@ -116,14 +109,4 @@ func privileges() string {
 		s += "; lacks " + strings.Join(missing, ", ")
 	}
 	return s
-}
-
-func optsText(k bpf.OptsKind) string {
-	switch k {
-	case bpf.OptsBitmask:
-		return "bitmask (CAP_OPT_NOAUDIT, CAP_OPT_INSETID)"
-	case bpf.OptsAuditInt:
-		return "audit int (before 5.1)"
-	}
-	return "unknown"
 }

@@ -9,16 +9,14 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/urfave/cli/v2"
 
-	"github.com/capsrec/capsrec/bpf"
-	"github.com/capsrec/capsrec/enrich"
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/filter"
 	"github.com/capsrec/capsrec/internal/english"
-	"github.com/capsrec/capsrec/internal/readyfile"
 	"github.com/capsrec/capsrec/internal/termwidth"
 	"github.com/capsrec/capsrec/internal/textsafe"
 	"github.com/capsrec/capsrec/output"
 	"github.com/capsrec/capsrec/profile"
-	"github.com/capsrec/capsrec/recorder"
+	"github.com/capsrec/capsrec/session"
 )
 
 var profileCommand = &cli.Command{
@@ -49,7 +47,7 @@ var profileCommand = &cli.Command{
 		runtimeBinaryFlag,
 		&cli.DurationFlag{Name: "interval", Usage: "with --live: also print the profile this often (e.g. 1m)"},
 		&cli.DurationFlag{Name: "duration", Usage: "with --live or a command: stop after this long; else Ctrl-C (or the command's end)"},
-		&cli.StringFlag{Name: "attach", Value: string(bpf.MethodAuto), Usage: "with --live or a command: auto, tracepoint, fexit or kprobe"},
+		&cli.StringFlag{Name: "attach", Value: string(core.MethodAuto), Usage: "with --live or a command: auto, tracepoint, fexit or kprobe"},
 		&cli.StringFlag{Name: "ready-file", Usage: "with --live or a command: write this file once the hooks are attached"},
 	},
 	Action: runProfile,
@@ -218,18 +216,17 @@ func profileCommandLine(c *cli.Context, files, command []string, format string, 
 			return fmt.Errorf("--%s does not apply to a command's profile", f)
 		}
 	}
-	method, err := bpf.ParseMethod(c.String("attach"))
+	method, err := core.ParseMethod(c.String("attach"))
 	if err != nil {
 		return fmt.Errorf("--attach: %w", err)
 	}
-	plan := &recordPlan{format: output.FormatCompact, method: method, duration: c.Duration("duration"), summary: true,
-		command: command, profileFormat: format, style: style}
-	if plan.duration < 0 {
-		return fmt.Errorf("--duration %s: want 0 or more", plan.duration)
+	plan := &recordPlan{format: output.FormatCompact, summary: true, command: command, profileFormat: format, style: style}
+	plan.opts = session.Options{Method: method, Duration: c.Duration("duration"), RingBufferSize: 4 << 20, WakeupBytes: 512 << 10,
+		HideClasses: 1<<core.ClassProbe | 1<<core.ClassRuntime}
+	if plan.opts.Duration < 0 {
+		return fmt.Errorf("--duration %s: want 0 or more", plan.opts.Duration)
 	}
-	plan.cfg = bpf.Config{SelfTgid: uint32(os.Getpid()), TrackProcesses: true, RingBufferSize: 4 << 20, WakeupBytes: 512 << 10,
-		HideClasses: 1<<bpf.ClassProbe | 1<<bpf.ClassRuntime}
-	if plan.checks, err = filter.New(filter.Options{}, &plan.cfg); err != nil {
+	if plan.checks, err = filter.New(filter.Options{}, &plan.opts.Filter); err != nil {
 		return err
 	}
 	if plan.pods, err = filter.NewPodFilter(nil, nil, nil, "", false); err != nil {
@@ -238,7 +235,8 @@ func profileCommandLine(c *cli.Context, files, command []string, format string, 
 	if err := followCommand(plan); err != nil {
 		return err
 	}
-	if err := loadBTFFlag(c, &plan.cfg); err != nil {
+	plan.opts.Pods = plan.pods
+	if err := loadBTFFlag(c, &plan.opts); err != nil {
 		return err
 	}
 	return runRecordPlan(c, plan)
@@ -251,7 +249,7 @@ func runLive(c *cli.Context, format string, style profile.Style, subjects profil
 	if c.NArg() > 0 {
 		return fmt.Errorf("--live records from the kernel: it takes no files, got %q", c.Args().First())
 	}
-	method, err := bpf.ParseMethod(c.String("attach"))
+	method, err := core.ParseMethod(c.String("attach"))
 	if err != nil {
 		return fmt.Errorf("--attach: %w", err)
 	}
@@ -261,75 +259,34 @@ func runLive(c *cli.Context, format string, style profile.Style, subjects profil
 	}
 	// Counted in the kernel, only a key's first check comes whole; most of the
 	// ring is for exec records (10 KiB each): 4 MiB holds 400, and costs 8 MiB of RSS.
-	cfg := bpf.Config{SelfTgid: uint32(os.Getpid()), TrackProcesses: true, Aggregate: true,
-		RingBufferSize: 4 << 20, WakeupBytes: 512 << 10}
-	if err := loadBTFFlag(c, &cfg); err != nil {
+	opts := session.Options{Method: method, Duration: duration, Aggregate: true, RingBufferSize: 4 << 20, WakeupBytes: 512 << 10}
+	if err := loadBTFFlag(c, &opts); err != nil {
 		return err
 	}
 	if err := needRoot("profile --live"); err != nil {
 		return err
 	}
-	rec, err := startRecording(c, cfg, method, duration, findRuntimeTree(c))
+	rec, err := openSession(c, opts)
 	if err != nil {
 		return err
 	}
-	defer rec.close()
-	settleForRecording()
-	if err := readyfile.Write(c.String("ready-file")); err != nil {
-		return err
-	}
-
-	cri, err := dialRuntime(c, true)
-	if err == nil {
-		defer cri.Close()
-	}
+	defer rec.Close()
 	live := profile.NewLive()
-	queue := enrich.NewQueue(enrich.NewEnricher(cri, warnOnce(c)), 2*time.Second, func(ch *recorder.Check) error {
-		live.OnCheck(ch)
-		return nil
-	})
-	writeProfile := func(final bool) error {
-		entries, err := rec.hooks.AggregateEntries()
-		if err != nil {
-			return err
-		}
-		p, unattributed := live.Snapshot(entries, rec.recorder.Wall, subjects)
-		// What the session lost so far: the profile says whether it is whole.
-		if st, err := rec.stats(); err == nil {
-			p.Session(rec.attached.UTC(), time.Now().UTC(), recordsLost(st))
-		}
-		if !final {
-			fmt.Fprintf(c.App.Writer, "--- %s\n", time.Now().UTC().Format(time.RFC3339))
-		}
-		if err := profile.Write(c.App.Writer, p, format, style); err != nil {
-			return err
-		}
-		if unattributed > 0 {
-			fmt.Fprintf(c.App.ErrWriter, "capsrec: %s whose first event was lost not in the profile\n", english.Count(unattributed, "check"))
-		}
-		return nil
-	}
 	next := time.Now().Add(interval)
-	idle := func() error {
-		if err := queue.Flush(false); err != nil {
-			return err
-		}
+	_, err = rec.Run(session.Stages{Profile: live.OnCheck, Idle: func() error {
 		if interval > 0 && time.Now().After(next) {
 			next = time.Now().Add(interval)
-			return writeProfile(false)
+			return writeLive(c, rec, live, format, style, subjects, false)
 		}
 		return nil
-	}
-	if err := rec.recorder.Run(rec.ctx, queue.Push, idle); err != nil {
+	}})
+	if err != nil {
 		return err
 	}
-	if err := queue.Flush(true); err != nil {
+	if err := writeLive(c, rec, live, format, style, subjects, true); err != nil {
 		return err
 	}
-	if err := writeProfile(true); err != nil {
-		return err
-	}
-	st, err := rec.stats()
+	st, err := rec.Stats()
 	if err != nil {
 		return err
 	}
@@ -337,10 +294,34 @@ func runLive(c *cli.Context, format string, style profile.Style, subjects profil
 	return nil
 }
 
+// writeLive writes the profile of what the session counted so far: each
+// interval's under a time line, the last one bare.
+func writeLive(c *cli.Context, rec *session.Session, live *profile.Live, format string, style profile.Style, subjects profile.Filter, final bool) error {
+	entries, err := rec.Aggregates()
+	if err != nil {
+		return err
+	}
+	p, unattributed := live.Snapshot(entries, rec.Wall, subjects)
+	// What the session lost so far: the profile says whether it is whole.
+	if st, err := rec.Stats(); err == nil {
+		p.Session(rec.Attached().UTC(), time.Now().UTC(), session.RecordsLost(st))
+	}
+	if !final {
+		fmt.Fprintf(c.App.Writer, "--- %s\n", time.Now().UTC().Format(time.RFC3339))
+	}
+	if err := profile.Write(c.App.Writer, p, format, style); err != nil {
+		return err
+	}
+	if unattributed > 0 {
+		fmt.Fprintf(c.App.ErrWriter, "capsrec: %s whose first event was lost not in the profile\n", english.Count(unattributed, "check"))
+	}
+	return nil
+}
+
 // liveSummary adds up: seen = sent whole + aggregated + filtered + lost. A
 // key's first check is sent whole (it names the subject); so is every check
 // once the aggregation map is full.
-func liveSummary(st bpf.Stats) string {
+func liveSummary(st session.Stats) string {
 	whole := int64(st.Seen) - int64(st.Aggregated+st.Filtered+st.Lost)
 	s := fmt.Sprintf("capsrec: %s seen, %d sent whole, %d aggregated, %d filtered, %d lost", english.Count(st.Seen, "check"), max(whole, 0), st.Aggregated, st.Filtered, st.Lost)
 	if st.AggFull > 0 {

@@ -1,13 +1,11 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
-	"runtime"
-	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -16,18 +14,14 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
-	"github.com/capsrec/capsrec/bpf"
-	"github.com/capsrec/capsrec/enrich"
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/filter"
 	"github.com/capsrec/capsrec/internal/boundedfile"
 	"github.com/capsrec/capsrec/internal/english"
-	"github.com/capsrec/capsrec/internal/readyfile"
-	"github.com/capsrec/capsrec/internal/runtimes"
 	"github.com/capsrec/capsrec/internal/termwidth"
-	"github.com/capsrec/capsrec/kubectl/nodepod"
 	"github.com/capsrec/capsrec/output"
 	"github.com/capsrec/capsrec/profile"
-	"github.com/capsrec/capsrec/recorder"
+	"github.com/capsrec/capsrec/session"
 )
 
 var recordCommand = &cli.Command{
@@ -43,7 +37,7 @@ var recordCommand = &cli.Command{
 		&cli.StringFlag{Name: "color", Value: "auto", Usage: "auto, always or never; auto colors a terminal unless NO_COLOR is set"},
 		WideFlag,
 		&cli.IntFlag{Name: "width", Hidden: true, Usage: "lay lines out for a terminal this wide, stdout's and stderr's (kubectl capsrec passes its own)"},
-		&cli.StringFlag{Name: "attach", Value: string(bpf.MethodAuto), Usage: "auto, tracepoint, fexit or kprobe; auto takes the first that works, in that order"},
+		&cli.StringFlag{Name: "attach", Value: string(core.MethodAuto), Usage: "auto, tracepoint, fexit or kprobe; auto takes the first that works, in that order"},
 		&cli.IntSliceFlag{Name: "pid", Usage: "only checks of this process (thread group id); repeatable"},
 		&cli.StringFlag{Name: "comm", Usage: "only checks of tasks with this comm (the kernel's 15-character name)"},
 		&cli.StringSliceFlag{Name: "binary", Usage: "only checks of this binary: a base name or glob (dmesg, ip*), or a path or path glob (/usr/bin/*); repeatable"},
@@ -90,30 +84,9 @@ type recordStats struct {
 	profiled uint64
 }
 
-// emitExec handles a program's exec: in a container the pod filters keep, it is
-// a process_exec line (JSON) and says to the summary's profile that the
-// container was seen, and whether its start was.
-func emitExec(ch *recorder.Check, plan *recordPlan, prof *profile.Profile, w output.Writer, st *recordStats, attached time.Time) error {
-	if ch.Container == nil {
-		return nil // a host program: its checks say all there is
-	}
-	if !plan.pods.Matches(ch.Container) {
-		return nil
-	}
-	ch.Start = ch.StartOf(attached)
-	if prof != nil {
-		prof.Add(profile.FromCheck(ch)) // a container seen, and maybe its start
-	}
-	if plan.format != output.FormatJSON {
-		return nil
-	}
-	st.other++
-	return w.Write(ch)
-}
-
 // observation is a check as the session's profile counts it: a command's
 // tree is one subject, named by its command line.
-func (p *recordPlan) observation(ch *recorder.Check) profile.Observation {
+func (p *recordPlan) observation(ch *core.Check) profile.Observation {
 	o := profile.FromCheck(ch)
 	if len(p.command) > 0 && !o.Subject.IsContainer() {
 		o.Subject = profile.Subject{Command: p.commandTitle}
@@ -124,18 +97,16 @@ func (p *recordPlan) observation(ch *recorder.Check) profile.Observation {
 // discard is the writer of profile -- COMMAND: its output is the profile.
 type discard struct{}
 
-func (discard) Write(*recorder.Check) error { return nil }
-func (discard) Flush() error                { return nil }
+func (discard) Write(*core.Check) error { return nil }
+func (discard) Flush() error            { return nil }
 
 // recordPlan is what record's flags ask for, checked before anything loads.
 type recordPlan struct {
-	cfg          bpf.Config
-	method       bpf.Method
+	opts         session.Options
 	format       string
 	colored, tty bool
 	width        int // stdout's columns; 0 for whole lines (a pipe, --wide)
 	count        int
-	duration     time.Duration
 	checks       *filter.Filter
 	pods         *filter.PodFilter
 	summary      bool
@@ -157,95 +128,34 @@ func runRecord(c *cli.Context) error {
 	return runRecordPlan(c, plan)
 }
 
-// runRecordPlan records what plan says: attach, join the runtime, start the
+// runRecordPlan records what plan says: open the session, start the
 // command if there is one, then record until the end.
 func runRecordPlan(c *cli.Context, plan *recordPlan) error {
 	if err := needRoot("record"); err != nil {
 		return err
 	}
-	// Where the runtime marks start; its pids also tell the pod filter which
-	// cgroups are pod sandboxes.
-	tree := findRuntimeTree(c)
-	cri, err := podsBeforeAttach(c, plan, tree)
+	plan.opts.Execs = plan.format == output.FormatJSON || plan.summary
+	rec, err := openSession(c, plan.opts)
 	if err != nil {
 		return err
 	}
-	if cri != nil {
-		defer cri.Close()
-	}
-	rec, err := startRecording(c, plan.cfg, plan.method, plan.duration, tree)
-	if err != nil {
-		return err
-	}
-	defer rec.close()
-	if plan.format == output.FormatJSON || plan.summary {
-		rec.recorder.DeliverExecs() // containers that start, or need nothing, are seen
-	}
-	if cri == nil {
-		if cri, _ = dialRuntime(c, true); cri != nil {
-			defer cri.Close()
-		}
-	}
-	enricher := enrich.NewEnricher(cri, warnOnce(c))
-	if plan.pods.KernelMode() != bpf.CgroupsAll && cri != nil {
-		// The pods that run now are in the kernel's set before the ready file; new ones join as they appear.
-		pods := enrich.NewPodWatcher(enricher, plan.pods, rec.hooks.AddCgroup, rec.hooks.SetCgroupWatermark)
-		pods.Start(plan.cfg.CgroupSet, plan.cfg.CgroupWatermark)
-		pods.Add(enricher.Refresh(rec.ctx))
-		go pods.Run(rec.ctx)
-	}
-	if err := announceReady(c, plan); err != nil {
-		return err
-	}
+	defer rec.Close()
 	if len(plan.command) == 0 {
-		return record(c, plan, rec, enricher)
+		return record(c, plan, rec)
 	}
 	cmd, err := startCommand(rec, plan.commandPath, plan.command)
 	if err != nil {
 		return err
 	}
-	rec.ctx = cmd.session(rec.ctx)
-	return errors.Join(record(c, plan, rec, enricher), cmd.finish(c))
+	rec.Until(cmd.session)
+	return errors.Join(record(c, plan, rec), cmd.finish(c))
 }
 
-// podsBeforeAttach dials the runtime when pod filters need it, before
-// anything loads (otherwise later, so that an attach error stands alone on
-// stderr), and fills the kernel's cgroup set: the pods that run now listed,
-// every cgroup decided up to the first container the runtime did not
-// describe; what is made later is kept until it is decided.
-func podsBeforeAttach(c *cli.Context, plan *recordPlan, tree runtimes.Tree) (*enrich.CRI, error) {
-	if !plan.pods.Active() || plan.pods.Host {
-		return nil, nil
-	}
-	cri, err := dialRuntime(c, false)
-	if err != nil {
-		return nil, fmt.Errorf("pod filters need the container runtime: %w", err)
-	}
-	infos, err := cri.List(context.Background())
-	if err != nil {
-		cri.Close()
-		return nil, fmt.Errorf("pod filters need the container runtime: %w", err)
-	}
-	plan.cfg.CgroupSet = enrich.InitialSet(plan.pods, infos)
-	plan.cfg.CgroupWatermark = enrich.InitialWatermark(infos, tree.PIDs)
-	return cri, nil
-}
-
-// announceReady settles the process, then says the session records: the
-// ready file, a node pod's ready line, and whether any pod matches yet.
-func announceReady(c *cli.Context, plan *recordPlan) error {
-	// Before the ready file: checks made while it runs would wait in the ring.
-	settleForRecording()
-	if err := readyfile.Write(c.String("ready-file")); err != nil {
-		return err
-	}
-	if nodepod.InPod() {
-		fmt.Fprintln(c.App.ErrWriter, nodepod.ReadyLine)
-	}
-	if plan.pods.Active() && !plan.pods.Host && len(plan.cfg.CgroupSet) == 0 {
-		fmt.Fprintln(c.App.ErrWriter, "capsrec: no running pod matches the pod filters yet: a pod that starts and matches is recorded from its start")
-	}
-	return nil
+// openSession opens a session with the global flags' runtime, node and ready file.
+func openSession(c *cli.Context, opts session.Options) (*session.Session, error) {
+	opts.Node, opts.RuntimeEndpoint, opts.ReadyFile = nodeName(c), c.String("runtime-endpoint"), c.String("ready-file")
+	opts.RuntimeBinaries, opts.Stderr = c.StringSlice("runtime-binary"), c.App.ErrWriter
+	return session.Open(opts)
 }
 
 // followCommand has the kernel follow the plan's command, if it has one:
@@ -254,7 +164,7 @@ func followCommand(p *recordPlan) error {
 	if len(p.command) == 0 {
 		return nil
 	}
-	if len(p.cfg.Pids) > 0 {
+	if len(p.opts.Filter.Pids) > 0 {
 		return errors.New("--pid and a command exclude each other: the command's processes are what is recorded")
 	}
 	if p.pods.Active() {
@@ -265,29 +175,14 @@ func followCommand(p *recordPlan) error {
 		return fmt.Errorf("the command: %w", err) // before anything is loaded
 	}
 	p.commandPath, p.commandTitle = path, commandTitle(p.command)
-	p.cfg.FollowPids = true
+	p.opts.Filter.FollowPids = true
 	return nil
-}
-
-// settleForRecording readies the process for the read loop, once the hooks are on.
-//   - Loading left garbage (the kernel's BTF, verifier logs): it goes back to the
-//     system now, not when the scavenger gets to it, so a standing recorder is small.
-//   - One goroutine reads, decodes and formats. With more than one P, the Go
-//     runtime's spare threads (idle Ps looking for work, the output goroutine's
-//     wake-ups, GC workers) run on the CPUs of the very workload being
-//     recorded: with two CPUs that slowed its checks by a fifth and lost a
-//     tenth of them at full speed. One P loses none. GOMAXPROCS set by the
-//     user wins.
-func settleForRecording() {
-	debug.FreeOSMemory()
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(1)
-	}
 }
 
 // planRecord reads and checks record's flags.
 func planRecord(c *cli.Context) (*recordPlan, error) {
-	p := &recordPlan{format: c.String("output"), count: c.Int("count"), duration: c.Duration("duration")}
+	p := &recordPlan{format: c.String("output"), count: c.Int("count")}
+	p.opts.Duration = c.Duration("duration")
 	if err := output.Formats.Check(p.format); err != nil {
 		return nil, err
 	}
@@ -303,7 +198,7 @@ func planRecord(c *cli.Context) (*recordPlan, error) {
 	if p.colored, err = output.ColorFor(c.String("color"), os.Stdout); err != nil {
 		return nil, err
 	}
-	if p.method, err = bpf.ParseMethod(c.String("attach")); err != nil {
+	if p.opts.Method, err = core.ParseMethod(c.String("attach")); err != nil {
 		return nil, fmt.Errorf("--attach: %w", err)
 	}
 	files, command, dashed := commandArgs(c)
@@ -317,22 +212,22 @@ func planRecord(c *cli.Context) (*recordPlan, error) {
 	if p.count < 0 {
 		return nil, fmt.Errorf("--count %d: want 0 or more", p.count)
 	}
-	if p.duration < 0 {
-		return nil, fmt.Errorf("--duration %s: want 0 or more", p.duration)
+	if p.opts.Duration < 0 {
+		return nil, fmt.Errorf("--duration %s: want 0 or more", p.opts.Duration)
 	}
 	ringKiB := c.Int("ring-buffer")
 	if ringKiB < 4 || ringKiB > 1<<20 || ringKiB&(ringKiB-1) != 0 {
 		return nil, fmt.Errorf("--ring-buffer %d: want a power of two between 4 and 1048576 (KiB)", ringKiB)
 	}
-	p.cfg = bpf.Config{
-		SelfTgid:       uint32(os.Getpid()),
-		TrackProcesses: true,
+	p.opts = session.Options{
+		Method:         p.opts.Method,
+		Duration:       p.opts.Duration,
 		RingBufferSize: uint32(ringKiB) << 10,
 		// Wake the reader as an eighth fills; below that it polls every 25 ms.
 		WakeupBytes: uint32(ringKiB) << 10 / 8,
 	}
 	if !c.Bool("all") {
-		p.cfg.HideClasses = 1<<bpf.ClassProbe | 1<<bpf.ClassRuntime
+		p.opts.HideClasses = 1<<core.ClassProbe | 1<<core.ClassRuntime
 	}
 	p.checks, err = filter.New(filter.Options{
 		Pids:     c.IntSlice("pid"),
@@ -342,7 +237,7 @@ func planRecord(c *cli.Context) (*recordPlan, error) {
 		Denied:   c.Bool("denied"),
 		Granted:  c.Bool("granted"),
 		Unique:   c.Bool("unique"),
-	}, &p.cfg)
+	}, &p.opts.Filter)
 	if err != nil {
 		return nil, err
 	}
@@ -350,11 +245,11 @@ func planRecord(c *cli.Context) (*recordPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.cfg.Cgroups = p.pods.KernelMode()
+	p.opts.Pods, p.opts.Filter.Cgroups = p.pods, p.pods.KernelMode()
 	if err := followCommand(p); err != nil {
 		return nil, err
 	}
-	if err := loadBTFFlag(c, &p.cfg); err != nil {
+	if err := loadBTFFlag(c, &p.opts); err != nil {
 		return nil, err
 	}
 	p.summary = isatty.IsTerminal(os.Stderr.Fd())
@@ -372,49 +267,66 @@ func planRecord(c *cli.Context) (*recordPlan, error) {
 }
 
 // record prints checks until the session ends, then the summary.
-func record(c *cli.Context, plan *recordPlan, rec *recording, enricher *enrich.Enricher) error {
+func record(c *cli.Context, plan *recordPlan, rec *session.Session) error {
 	// A reader that stalls (| less) must not hold the hooks or the signals.
-	out := output.NewAsync(c.App.Writer, 4<<20, rec.ctx.Done())
-	var w output.Writer
-	switch {
-	case plan.profileFormat != "":
-		w = discard{}
-	case plan.format == output.FormatJSON:
-		w = output.NewJSON(out, nodeName(c), recorder.HostNamespaces())
-	default:
-		compact := output.NewCompact(out, plan.colored, plan.width)
-		if plan.tty {
-			fmt.Fprintln(c.App.Writer, compact.Header())
-		}
-		w = compact
-	}
+	out := output.NewAsync(c.App.Writer, 4<<20, rec.Context().Done())
+	w := checkWriter(c, plan, out)
 	var prof *profile.Profile
 	if plan.summary {
 		prof = profile.New()
 	}
-
 	var st recordStats
-	emit := func(ch *recorder.Check) error {
-		if ch.Exec {
-			return emitExec(ch, plan, prof, w, &st, rec.attached)
+	filtered, runErr := rec.Run(plan.stages(w, prof, &st))
+	st.filtered = filtered
+	if j, ok := w.(*output.JSON); ok && runErr == nil {
+		if runErr = writeSummaryLine(j, rec); runErr == nil {
+			st.other++
 		}
-		if !plan.pods.Matches(ch.Container) {
-			st.filtered++
-			return nil
-		}
-		if !plan.checks.Matches(ch) {
-			st.filtered++
-			return nil
-		}
-		// The summary's profile counts every check, --unique or not.
+	}
+	if runErr == nil {
+		runErr = w.Flush()
+	}
+	runErr = finishOutput(rec, out, &st, runErr)
+	st.unremembered, st.evicted = plan.checks.Unremembered, rec.Evicted()
+	st.capsetUndecided = rec.CapsetUndecided()
+	return errors.Join(runErr, report(c, plan, rec, st, prof))
+}
+
+// checkWriter is what record writes checks with: none for profile --
+// COMMAND (its output is the profile), else -o's format.
+func checkWriter(c *cli.Context, plan *recordPlan, out io.Writer) output.Writer {
+	switch {
+	case plan.profileFormat != "":
+		return discard{}
+	case plan.format == output.FormatJSON:
+		return output.NewJSON(out, nodeName(c), core.HostNamespaces())
+	}
+	compact := output.NewCompact(out, plan.colored, plan.width)
+	if plan.tty {
+		fmt.Fprintln(c.App.Writer, compact.Header())
+	}
+	return compact
+}
+
+// stages are record's: its filters, the summary's profile, the writer and
+// --count; st counts what each did.
+func (p *recordPlan) stages(w output.Writer, prof *profile.Profile, st *recordStats) session.Stages {
+	stages := session.Stages{Pods: p.pods, Checks: p.checks}
+	stages.Exec = func(ch *core.Check) error {
 		if prof != nil {
-			prof.Add(plan.observation(ch))
+			prof.Add(profile.FromCheck(ch)) // a container seen, and maybe its start
 		}
-		if !plan.checks.First(ch) {
-			st.filtered++
+		if p.format != output.FormatJSON {
 			return nil
 		}
-		if plan.profileFormat != "" {
+		st.other++ // a process_exec line
+		return w.Write(ch)
+	}
+	if prof != nil {
+		stages.Profile = func(ch *core.Check) { prof.Add(p.observation(ch)) }
+	}
+	stages.Write = func(ch *core.Check) error {
+		if p.profileFormat != "" {
 			st.profiled++
 			return nil
 		}
@@ -422,18 +334,14 @@ func record(c *cli.Context, plan *recordPlan, rec *recording, enricher *enrich.E
 			return err
 		}
 		st.printed++
-		if plan.count > 0 && st.printed >= uint64(plan.count) {
-			return recorder.ErrStop
+		if p.count > 0 && st.printed >= uint64(p.count) {
+			return session.ErrStop
 		}
 		return nil
 	}
-	queue := enrich.NewQueue(enricher, 2*time.Second, emit)
 	stdoutPipe := output.IsPipe(os.Stdout)
 	var flushed time.Time
-	idle := func() error {
-		if err := queue.Flush(false); err != nil {
-			return err
-		}
+	stages.Idle = func() error {
 		// A reader that keeps pace with the kernel catches up every few
 		// records: handing on a few lines each time would cost a wake-up of
 		// the writing goroutine each. What waits is flushed within a poll.
@@ -449,38 +357,23 @@ func record(c *cli.Context, plan *recordPlan, rec *recording, enricher *enrich.E
 		}
 		return nil
 	}
-	runErr := rec.recorder.Run(rec.ctx, queue.Push, idle)
-	if runErr == nil {
-		runErr = queue.Flush(true)
-	}
-	if j, ok := w.(*output.JSON); ok && runErr == nil {
-		if runErr = writeSummaryLine(j, rec); runErr == nil {
-			st.other++
-		}
-	}
-	if runErr == nil {
-		runErr = w.Flush()
-	}
-	runErr = finishOutput(rec, out, &st, runErr)
-	st.unremembered, st.evicted = plan.checks.Unremembered, rec.recorder.Procs.Evicted
-	st.capsetUndecided = rec.recorder.CapsetUndecided
-	return errors.Join(runErr, report(c, plan, rec, st, prof))
+	return stages
 }
 
 // writeSummaryLine ends a JSON stream with what the session says of itself:
 // its window and what it lost, so that a profile of it knows its coverage.
-func writeSummaryLine(j *output.JSON, rec *recording) error {
-	k, err := rec.stats()
+func writeSummaryLine(j *output.JSON, rec *session.Session) error {
+	k, err := rec.Stats()
 	if err != nil {
 		return err
 	}
-	return j.WriteSummary(output.Summary{Start: rec.attached.UTC(), End: time.Now().UTC(), Seen: k.Seen, Lost: recordsLost(k)})
+	return j.WriteSummary(output.Summary{Start: rec.Attached().UTC(), End: time.Now().UTC(), Seen: k.Seen, Lost: session.RecordsLost(k)})
 }
 
 // finishOutput detaches (nothing more comes from the kernel), then gives the
 // reader of stdout its last lines, counting those it never takes.
-func finishOutput(rec *recording, out *output.Async, st *recordStats, runErr error) error {
-	if err := rec.detach(); err != nil {
+func finishOutput(rec *session.Session, out *output.Async, st *recordStats, runErr error) error {
+	if err := rec.Detach(); err != nil {
 		runErr = errors.Join(runErr, err)
 	}
 	// A reader may stall for ever; a file is written at the disk's pace.
@@ -511,8 +404,8 @@ func finishOutput(rec *recording, out *output.Async, st *recordStats, runErr err
 }
 
 // report prints the summary line and, with --summary, the session's profile, on stderr.
-func report(c *cli.Context, plan *recordPlan, rec *recording, st recordStats, prof *profile.Profile) error {
-	kstats, err := rec.stats()
+func report(c *cli.Context, plan *recordPlan, rec *session.Session, st recordStats, prof *profile.Profile) error {
+	kstats, err := rec.Stats()
 	if err != nil {
 		return err
 	}
@@ -526,14 +419,14 @@ func report(c *cli.Context, plan *recordPlan, rec *recording, st recordStats, pr
 		fmt.Fprintln(c.App.ErrWriter, summaryLine(kstats, st))
 	}
 	if kstats.WalkMismatch > 0 {
-		if what := rec.walkMismatch(); what != "" {
+		if what := rec.WalkMismatch(); what != "" {
 			fmt.Fprintf(c.App.ErrWriter, "capsrec: the first disagreement: %s\n", what)
 		}
 	}
 	if prof == nil {
 		return nil
 	}
-	prof.Session(rec.attached.UTC(), time.Now().UTC(), recordsLost(kstats))
+	prof.Session(rec.Attached().UTC(), time.Now().UTC(), session.RecordsLost(kstats))
 	if plan.profileFormat != "" {
 		WarnPartial(c, "capsrec", prof)
 		return profile.Write(c.App.Writer, prof, plan.profileFormat, plan.style)
@@ -561,7 +454,7 @@ func stderrColumns(c *cli.Context, plan *recordPlan) int {
 	return termwidth.Of(os.Stderr)
 }
 
-func summaryLine(k bpf.Stats, u recordStats) string {
+func summaryLine(k session.Stats, u recordStats) string {
 	filtered := k.Filtered + u.filtered
 	var hidden uint64
 	for _, n := range k.Hidden {
@@ -579,7 +472,7 @@ func summaryLine(k bpf.Stats, u recordStats) string {
 		s += fmt.Sprintf(", %d not read (stopped early)", unread)
 	}
 	if hidden > 0 {
-		s += fmt.Sprintf("; %d runtime setup and %d probe checks hidden (--all shows them)", k.Hidden[bpf.ClassRuntime], k.Hidden[bpf.ClassProbe])
+		s += fmt.Sprintf("; %d runtime setup and %d probe checks hidden (--all shows them)", k.Hidden[core.ClassRuntime], k.Hidden[core.ClassProbe])
 	}
 	if os.Getenv("CAPSREC_DEBUG_WALK") != "" {
 		s += fmt.Sprintf("; walks: %d fast, %d slow, %d verified", k.FastWalks, k.SlowWalks, k.WalkVerified)
@@ -614,7 +507,7 @@ func summaryLine(k bpf.Stats, u recordStats) string {
 // maxBTF bounds --btf: a kernel's BTF is 5-10 MiB, a vmlinux with it a few hundred.
 const maxBTF = 1 << 30
 
-func loadBTFFlag(c *cli.Context, cfg *bpf.Config) error {
+func loadBTFFlag(c *cli.Context, opts *session.Options) error {
 	path := c.String("btf")
 	if path == "" {
 		return nil
@@ -628,7 +521,7 @@ func loadBTFFlag(c *cli.Context, cfg *bpf.Config) error {
 	if err != nil {
 		return fmt.Errorf("--btf %s: %w", path, err)
 	}
-	cfg.KernelBTF = spec
+	opts.KernelBTF = spec
 	return nil
 }
 
@@ -661,3 +554,5 @@ func needRoot(cmd string) error {
 
 // RecordFlags are record's flags: kubectl capsrec record forwards them.
 func RecordFlags() []cli.Flag { return recordCommand.Flags }
+
+var runtimeBinaryFlag = &cli.StringSliceFlag{Name: "runtime-binary", Usage: "a container runtime executable the runtime server runs besides those found in its root (runc, crun, youki, runsc, conmon, containerd shims); repeatable"}

@@ -5,9 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/capsrec/capsrec/core"
 	"github.com/urfave/cli/v2"
-
-	"github.com/capsrec/capsrec/bpf"
 )
 
 // planOf parses argv (after "capsrec record") as the app does and returns
@@ -39,17 +38,17 @@ func TestPlanRecord(t *testing.T) {
 		check func(*recordPlan) bool
 	}{
 		{"defaults: probes and runtime setup hidden in the kernel, every cgroup", nil, func(p *recordPlan) bool {
-			return p.format == "compact" && p.cfg.HideClasses == 1<<bpf.ClassProbe|1<<bpf.ClassRuntime && p.cfg.Cgroups == bpf.CgroupsAll &&
-				p.cfg.TrackProcesses && p.cfg.RingBufferSize == 1<<20 && p.cfg.WakeupBytes == 1<<17
+			return p.format == "compact" && p.opts.HideClasses == 1<<core.ClassProbe|1<<core.ClassRuntime && p.opts.Filter.Cgroups == core.CgroupsAll &&
+				p.opts.RingBufferSize == 1<<20 && p.opts.WakeupBytes == 1<<17 && p.opts.Method == core.MethodAuto
 		}},
-		{"--all hides nothing", []string{"--all"}, func(p *recordPlan) bool { return p.cfg.HideClasses == 0 }},
+		{"--all hides nothing", []string{"--all"}, func(p *recordPlan) bool { return p.opts.HideClasses == 0 }},
 		{"kernel filters: pid, verdict, capability", []string{"--pid", "42", "--denied", "--cap", "syslog,CAP_NET_RAW"}, func(p *recordPlan) bool {
-			return slices.Equal(p.cfg.Pids, []uint32{42}) && p.cfg.Verdict == bpf.VerdictDenied && p.cfg.CapMask == 1<<34|1<<13
+			return slices.Equal(p.opts.Filter.Pids, []uint32{42}) && p.opts.Filter.Verdict == core.VerdictDenied && p.opts.Filter.CapMask == 1<<34|1<<13
 		}},
-		{"a pod filter keeps the listed cgroups", []string{"-n", "prod", "--pod", "web-*"}, func(p *recordPlan) bool { return p.cfg.Cgroups == bpf.CgroupsOnly }},
-		{"--host drops them", []string{"--host"}, func(p *recordPlan) bool { return p.cfg.Cgroups == bpf.CgroupsExclude }},
+		{"a pod filter keeps the listed cgroups", []string{"-n", "prod", "--pod", "web-*"}, func(p *recordPlan) bool { return p.opts.Filter.Cgroups == core.CgroupsOnly && p.opts.Pods == p.pods }},
+		{"--host drops them", []string{"--host"}, func(p *recordPlan) bool { return p.opts.Filter.Cgroups == core.CgroupsExclude }},
 		{"a command is followed from its start", []string{"--", "true", "-x"}, func(p *recordPlan) bool {
-			return p.cfg.FollowPids && strings.HasSuffix(p.commandPath, "/true") && slices.Equal(p.command, []string{"true", "-x"})
+			return p.opts.Filter.FollowPids && strings.HasSuffix(p.commandPath, "/true") && slices.Equal(p.command, []string{"true", "-x"})
 		}},
 		{"-o json, flags after the command's name stay its own", []string{"-o", "json", "--", "true", "--pid"}, func(p *recordPlan) bool {
 			return p.format == "json" && slices.Equal(p.command, []string{"true", "--pid"})
@@ -63,7 +62,7 @@ func TestPlanRecord(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !tc.check(p) {
-				t.Errorf("plan %+v, config %+v", p, p.cfg)
+				t.Errorf("plan %+v, session %+v", p, p.opts)
 			}
 		})
 	}

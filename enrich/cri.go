@@ -14,12 +14,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/capsrec/capsrec/core"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
-	"github.com/capsrec/capsrec/recorder"
 )
 
 // DefaultEndpoints are tried in order when neither --runtime-endpoint nor
@@ -175,7 +174,7 @@ func (c *CRI) Close() error { return c.conn.Close() }
 
 // Info is a container as the runtime describes it, with what capsrec needs to filter on it.
 type Info struct {
-	Container *recorder.Container
+	Container *core.Container
 	// HostPID is the container's first process on the host, to find its cgroup.
 	HostPID uint32
 	// CgroupsPath is the runtime spec's linux.cgroupsPath: the cgroup by
@@ -195,7 +194,7 @@ func (c *CRI) List(ctx context.Context) ([]*Info, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ListContainers: %w", err)
 	}
-	pods := map[string]*recorder.Pod{}
+	pods := map[string]*core.Pod{}
 	var out []*Info
 	for _, ctr := range resp.Containers {
 		info, err := c.lookup(ctx, ctr.Id, pods)
@@ -211,7 +210,7 @@ func (c *CRI) List(ctx context.Context) ([]*Info, error) {
 func (c *CRI) Lookup(ctx context.Context, id string) (*Info, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	return c.lookup(ctx, id, map[string]*recorder.Pod{})
+	return c.lookup(ctx, id, map[string]*core.Pod{})
 }
 
 // verboseInfo is the part of ContainerStatus's verbose info["info"] capsrec reads.
@@ -229,7 +228,7 @@ type verboseInfo struct {
 	} `json:"runtimeSpec"`
 }
 
-func (c *CRI) lookup(ctx context.Context, id string, pods map[string]*recorder.Pod) (*Info, error) {
+func (c *CRI) lookup(ctx context.Context, id string, pods map[string]*core.Pod) (*Info, error) {
 	st, err := c.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id, Verbose: true})
 	if err != nil {
 		return nil, err
@@ -239,7 +238,7 @@ func (c *CRI) lookup(ctx context.Context, id string, pods map[string]*recorder.P
 	if raw, ok := st.Info["info"]; ok {
 		_ = json.Unmarshal([]byte(raw), &vi)
 	}
-	ctr := &recorder.Container{
+	ctr := &core.Container{
 		ID:      s.Id,
 		Runtime: runtimePrefix(c.RuntimeName),
 		ImageID: s.ImageRef,
@@ -295,13 +294,13 @@ func userNSOf(vi verboseInfo) uint32 {
 	return 0
 }
 
-func (c *CRI) pod(ctx context.Context, sandbox string) *recorder.Pod {
+func (c *CRI) pod(ctx context.Context, sandbox string) *core.Pod {
 	ps, err := c.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: sandbox})
 	if err != nil || ps.Status == nil || ps.Status.Metadata == nil {
 		return nil
 	}
 	m := ps.Status.Metadata
-	pod := &recorder.Pod{Namespace: m.Namespace, Name: m.Name, UID: m.Uid, Labels: map[string]string{}}
+	pod := &core.Pod{Namespace: m.Namespace, Name: m.Name, UID: m.Uid, Labels: map[string]string{}}
 	// The sandbox's labels are the pod's own plus kubelet's io.kubernetes.pod.* ones.
 	for k, v := range maps.All(ps.Status.Labels) {
 		if !strings.HasPrefix(k, "io.kubernetes.pod.") {

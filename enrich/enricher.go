@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/capsrec/capsrec/recorder"
+	"github.com/capsrec/capsrec/core"
 )
 
 // Runtime is what the enricher asks of the node's container runtime: the
@@ -59,7 +59,7 @@ func NewEnricher(cri Runtime, warn func(string)) *Enricher {
 		cri = nil
 	}
 	e := &Enricher{cri: cri, warn: warn, byID: map[string]*entry{}, byCg: map[uint64]cgroupAnswer{}, missing: map[string]time.Time{},
-		hostUserNS: recorder.HostNamespaces()[recorder.NSUser]}
+		hostUserNS: core.HostNamespaces()[core.NSUser]}
 	if cri != nil {
 		e.Refresh(context.Background())
 	}
@@ -88,7 +88,7 @@ func (e *Enricher) Refresh(ctx context.Context) []*Info {
 // ref finds the container id of a check, once per cgroup: from the kernel's
 // cgroup name (which the cgroup id names), or from /proc/PID/cgroup when the
 // name alone does not say.
-func (e *Enricher) ref(c *recorder.Check) (CgroupRef, bool) {
+func (e *Enricher) ref(c *core.Check) (CgroupRef, bool) {
 	a, seen := e.byCg[c.CgroupID]
 	if seen {
 		return a.ref, a.ok
@@ -107,7 +107,7 @@ func (e *Enricher) ref(c *recorder.Check) (CgroupRef, bool) {
 // Resolve sets c.Container when the cache knows it and returns a channel that is
 // closed once the answer is final; nil when it is final already. Resolve and
 // Fill are for one goroutine (see byCg).
-func (e *Enricher) Resolve(c *recorder.Check) <-chan struct{} {
+func (e *Enricher) Resolve(c *core.Check) <-chan struct{} {
 	ref, ok := e.ref(c)
 	if !ok {
 		return nil // not in a container
@@ -156,7 +156,7 @@ func (e *Enricher) Resolve(c *recorder.Check) <-chan struct{} {
 }
 
 // Fill completes c after its lookup has answered (or timed out: then it gets the id alone).
-func (e *Enricher) Fill(c *recorder.Check) {
+func (e *Enricher) Fill(c *core.Check) {
 	ref, ok := e.ref(c)
 	if !ok {
 		return
@@ -174,7 +174,7 @@ func (e *Enricher) Fill(c *recorder.Check) {
 	e.fill(c, ref, info)
 }
 
-func (e *Enricher) fill(c *recorder.Check, ref CgroupRef, info *Info) {
+func (e *Enricher) fill(c *core.Check, ref CgroupRef, info *Info) {
 	if info != nil {
 		// Identity from the runtime, not from names: a cgroup named after a
 		// container (anyone with a delegated cgroup can make one) is not it.
@@ -189,15 +189,15 @@ func (e *Enricher) fill(c *recorder.Check, ref CgroupRef, info *Info) {
 	if runtime == "" {
 		runtime = "containerd"
 	}
-	c.Container = &recorder.Container{ID: ref.ID, Runtime: runtime, Undescribed: true}
+	c.Container = &core.Container{ID: ref.ID, Runtime: runtime, Undescribed: true}
 }
 
 // Classify marks a need that the subject's capabilities did not decide
 // (ClassUserNS): answered by the owner or the level rule of cap_capable, or
 // in a user namespace other than the subject's own (one the workload made).
 // A container's own namespace is the node's unless the runtime gave it one.
-func (e *Enricher) Classify(c *recorder.Check) {
-	if c.Exec || c.Listen || c.Class != recorder.ClassNeed {
+func (e *Enricher) Classify(c *core.Check) {
+	if c.Exec || c.Listen || c.Class != core.ClassNeed {
 		return
 	}
 	own := e.hostUserNS
@@ -205,11 +205,11 @@ func (e *Enricher) Classify(c *recorder.Check) {
 		own = c.Container.UserNS
 	}
 	switch c.NSAnswer {
-	case recorder.AnswerOwner, recorder.AnswerLevel:
-		c.Class = recorder.ClassUserNS
-	case recorder.AnswerCaps:
+	case core.AnswerOwner, core.AnswerLevel:
+		c.Class = core.ClassUserNS
+	case core.AnswerCaps:
 		if own != 0 && c.CredUserNS != 0 && c.CredUserNS != own {
-			c.Class = recorder.ClassUserNS
+			c.Class = core.ClassUserNS
 		}
 	}
 }

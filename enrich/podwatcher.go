@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/filter"
 )
 
@@ -121,7 +121,7 @@ func (w *PodWatcher) Add(infos []*Info) {
 			w.listed[id] = true
 		}
 	}
-	if w.f.KernelMode() == bpf.CgroupsOnly {
+	if w.f.KernelMode() == core.CgroupsOnly {
 		w.advance(described)
 	}
 }

@@ -3,7 +3,7 @@ package enrich
 import (
 	"time"
 
-	"github.com/capsrec/capsrec/recorder"
+	"github.com/capsrec/capsrec/core"
 )
 
 // maxQueued bounds the checks held for a slow runtime; past it the oldest
@@ -16,26 +16,26 @@ const maxQueued = 10000
 type Queue struct {
 	e       *Enricher
 	timeout time.Duration
-	emit    func(*recorder.Check) error
+	emit    func(*core.Check) error
 	items   []queued
 }
 
 type queued struct {
-	c        recorder.Check // a copy: the recorder reuses its Check
+	c        core.Check // a copy: the recorder reuses its Check
 	done     <-chan struct{}
 	deadline time.Time
 }
 
 // NewQueue emits through emit; lookups wait at most timeout.
-func NewQueue(e *Enricher, timeout time.Duration, emit func(*recorder.Check) error) *Queue {
-	return &Queue{e: e, timeout: timeout, emit: func(c *recorder.Check) error {
+func NewQueue(e *Enricher, timeout time.Duration, emit func(*core.Check) error) *Queue {
+	return &Queue{e: e, timeout: timeout, emit: func(c *core.Check) error {
 		e.Classify(c) // once its container is known
 		return emit(c)
 	}}
 }
 
 // Push resolves c and emits it, now or once the checks before it and its own lookup are done.
-func (q *Queue) Push(c *recorder.Check) error {
+func (q *Queue) Push(c *core.Check) error {
 	done := q.e.Resolve(c)
 	if done == nil && len(q.items) == 0 {
 		return q.emit(c)

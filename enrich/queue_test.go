@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/capsrec/capsrec/recorder"
+	"github.com/capsrec/capsrec/core"
 )
 
 // fakeRuntime answers as a runtime would: the containers it knows, each
@@ -49,14 +49,14 @@ func (f *fakeRuntime) lookupCount() int {
 func containerID(c byte) string { return strings.Repeat(string(c), 64) }
 
 func info(id, pod string, cgroup uint64) *Info {
-	return &Info{CgroupV2: cgroup, Container: &recorder.Container{ID: id, Runtime: "containerd", Name: "app",
-		Pod: &recorder.Pod{Namespace: "default", Name: pod}}}
+	return &Info{CgroupV2: cgroup, Container: &core.Container{ID: id, Runtime: "containerd", Name: "app",
+		Pod: &core.Pod{Namespace: "default", Name: pod}}}
 }
 
 // check is one check of the container id's cgroup, as the kernel names it;
 // an empty id is a host process's check.
-func check(seq uint64, id string, cgroup uint64) *recorder.Check {
-	c := &recorder.Check{Ktime: seq, CgroupID: cgroup, Process: &recorder.Process{Tgid: 1}, Class: recorder.ClassNeed}
+func check(seq uint64, id string, cgroup uint64) *core.Check {
+	c := &core.Check{Ktime: seq, CgroupID: cgroup, Process: &core.Process{Tgid: 1}, Class: core.ClassNeed}
 	c.CgroupName = "user.slice"
 	if id != "" {
 		c.CgroupName = "cri-containerd-" + id + ".scope"
@@ -70,13 +70,13 @@ func started(in *Info) *Info {
 	return &Info{CgroupV2: in.CgroupV2, Container: &c}
 }
 
-func handover(c *recorder.Check) *recorder.Check {
+func handover(c *core.Check) *core.Check {
 	c.Exec, c.Handoff = true, true
 	return c
 }
 
 // what is how a test reads an emitted check: its pod, or what stands in.
-func what(c *recorder.Check) string {
+func what(c *core.Check) string {
 	switch {
 	case c.Container == nil:
 		return "host"
@@ -96,41 +96,41 @@ func TestQueueOrderAndIdentity(t *testing.T) {
 		known   []*Info // what Lookup finds later
 		blocked string  // a lookup that never answers (the queue times out)
 		noRT    bool    // no runtime at all
-		checks  []*recorder.Check
+		checks  []*core.Check
 		want    []string
 		lookups int
 	}{
 		{name: "listed at the start: no lookup",
 			listed: []*Info{info(a, "web", 10)},
-			checks: []*recorder.Check{check(1, a, 10), check(2, "", 1), check(3, a, 10)},
+			checks: []*core.Check{check(1, a, 10), check(2, "", 1), check(3, a, 10)},
 			want:   []string{"pod web", "host", "pod web"}},
 		{name: "a new container: later checks wait for its lookup, in order",
 			known:   []*Info{info(b, "db", 20)},
-			checks:  []*recorder.Check{check(1, b, 20), check(2, "", 1), check(3, b, 20)},
+			checks:  []*core.Check{check(1, b, 20), check(2, "", 1), check(3, b, 20)},
 			want:    []string{"pod db", "host", "pod db"},
 			lookups: 1},
 		{name: "a cgroup named after a container it is not: not that pod's",
 			listed: []*Info{info(a, "web", 10)},
-			checks: []*recorder.Check{check(1, a, 99), check(2, a, 10)},
+			checks: []*core.Check{check(1, a, 99), check(2, a, 10)},
 			want:   []string{"host", "pod web"}},
 		{name: "a container the runtime does not know: asked once, then its id",
-			checks:  []*recorder.Check{check(1, forged, 30), check(2, forged, 30)},
+			checks:  []*core.Check{check(1, forged, 30), check(2, forged, 30)},
 			want:    []string{"undescribed ffff", "undescribed ffff"},
 			lookups: 1},
 		{name: "a lookup that does not answer: out after the timeout with its id",
 			blocked: b,
-			checks:  []*recorder.Check{check(1, b, 20), check(2, "", 1)},
+			checks:  []*core.Check{check(1, b, 20), check(2, "", 1)},
 			want:    []string{"undescribed bbbb", "host"},
 			lookups: 1},
 		{name: "a runtime's hand-over into a container listed before it started: asked again",
 			listed:  []*Info{info(a, "web", 10)},
 			known:   []*Info{started(info(a, "web", 10))},
-			checks:  []*recorder.Check{check(1, a, 10), handover(check(2, a, 10)), check(3, a, 10)},
+			checks:  []*core.Check{check(1, a, 10), handover(check(2, a, 10)), check(3, a, 10)},
 			want:    []string{"pod web", "pod web, started", "pod web, started"},
 			lookups: 1},
 		{name: "no runtime: ids alone, nothing waits",
 			noRT:   true,
-			checks: []*recorder.Check{check(1, a, 10), check(2, "", 1)},
+			checks: []*core.Check{check(1, a, 10), check(2, "", 1)},
 			want:   []string{"undescribed aaaa", "host"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -150,7 +150,7 @@ func TestQueueOrderAndIdentity(t *testing.T) {
 			e := NewEnricher(runtime, func(w string) { t.Errorf("warning: %s", w) })
 			var got []string
 			var seqs []uint64
-			q := NewQueue(e, 200*time.Millisecond, func(c *recorder.Check) error {
+			q := NewQueue(e, 200*time.Millisecond, func(c *core.Check) error {
 				got = append(got, what(c))
 				seqs = append(seqs, c.Ktime)
 				return nil

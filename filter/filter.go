@@ -9,9 +9,8 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/internal/caps"
-	"github.com/capsrec/capsrec/recorder"
 )
 
 // Options are capsrec record's filter flags.
@@ -39,20 +38,20 @@ type uniqueKey struct {
 	binary, container string
 	cap               int32
 	granted           bool
-	class             recorder.Class // with --all a probe must not hide the same binary's need
+	class             core.Class // with --all a probe must not hide the same binary's need
 }
 
 // New validates opts and splits them into the kernel's half (written into cfg)
 // and the user-space Filter.
-func New(opts Options, cfg *bpf.Config) (*Filter, error) {
+func New(opts Options, cfg *core.KernelFilter) (*Filter, error) {
 	if opts.Denied && opts.Granted {
 		return nil, errors.New("--denied and --granted exclude each other: give at most one")
 	}
 	switch {
 	case opts.Denied:
-		cfg.Verdict = bpf.VerdictDenied
+		cfg.Verdict = core.VerdictDenied
 	case opts.Granted:
-		cfg.Verdict = bpf.VerdictGranted
+		cfg.Verdict = core.VerdictGranted
 	}
 	for _, p := range opts.Pids {
 		if p <= 0 || p > 1<<22 {
@@ -88,7 +87,7 @@ func New(opts Options, cfg *bpf.Config) (*Filter, error) {
 }
 
 // Matches applies the filters that select checks (--binary).
-func (f *Filter) Matches(c *recorder.Check) bool {
+func (f *Filter) Matches(c *core.Check) bool {
 	if len(f.binaries) == 0 {
 		return true
 	}
@@ -102,7 +101,7 @@ const MaxUnique = 1 << 14
 
 // First tells, with --unique, whether c is the first of its binary, capability
 // and verdict (and container); without --unique every check is.
-func (f *Filter) First(c *recorder.Check) bool {
+func (f *Filter) First(c *core.Check) bool {
 	if f.unique {
 		k := uniqueKey{binary: c.Process.Binary, cap: c.Cap, granted: c.Granted(), class: c.Class}
 		if k.binary == "" {

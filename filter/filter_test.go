@@ -5,12 +5,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/capsrec/capsrec/bpf"
-	"github.com/capsrec/capsrec/recorder"
+	"github.com/capsrec/capsrec/core"
 )
 
-func check(binary string, capValue int32, ret int32) *recorder.Check {
-	return &recorder.Check{Process: &recorder.Process{Binary: binary}, Cap: capValue, Ret: ret}
+func check(binary string, capValue int32, ret int32) *core.Check {
+	return &core.Check{Process: &core.Process{Binary: binary}, Cap: capValue, Ret: ret}
 }
 
 func TestBinaryPatterns(t *testing.T) {
@@ -32,7 +31,7 @@ func TestBinaryPatterns(t *testing.T) {
 		{"a.b", "/x/aXb", false},
 	}
 	for _, c := range cases {
-		var cfg bpf.Config
+		var cfg core.KernelFilter
 		f, err := New(Options{Binaries: []string{c.pattern}}, &cfg)
 		if err != nil {
 			t.Fatalf("%q: %v", c.pattern, err)
@@ -44,11 +43,11 @@ func TestBinaryPatterns(t *testing.T) {
 }
 
 func TestKernelHalf(t *testing.T) {
-	var cfg bpf.Config
+	var cfg core.KernelFilter
 	if _, err := New(Options{Caps: []string{"syslog,CAP_CHOWN", "1"}, Denied: true, Pids: []int{7}, Comm: "dmesg"}, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.CapMask != 1<<34|1<<0|1<<1 || cfg.Verdict != bpf.VerdictDenied || len(cfg.Pids) != 1 || cfg.Comm != "dmesg" {
+	if cfg.CapMask != 1<<34|1<<0|1<<1 || cfg.Verdict != core.VerdictDenied || len(cfg.Pids) != 1 || cfg.Comm != "dmesg" {
 		t.Errorf("cfg = %+v", cfg)
 	}
 }
@@ -62,7 +61,7 @@ func TestBadOptions(t *testing.T) {
 		"bad glob":      {Binaries: []string{"[abc"}},
 		"empty binary":  {Binaries: []string{""}},
 	} {
-		var cfg bpf.Config
+		var cfg core.KernelFilter
 		if _, err := New(o, &cfg); err == nil {
 			t.Errorf("%s: no error", name)
 		}
@@ -70,7 +69,7 @@ func TestBadOptions(t *testing.T) {
 }
 
 func TestUnique(t *testing.T) {
-	var cfg bpf.Config
+	var cfg core.KernelFilter
 	f, _ := New(Options{Unique: true}, &cfg)
 	keep := []bool{f.First(check("/bin/a", 34, -1)), f.First(check("/bin/a", 34, -1)), f.First(check("/bin/a", 34, 0)), f.First(check("/bin/b", 34, -1))}
 	want := []bool{true, false, true, true}
@@ -83,10 +82,10 @@ func TestUnique(t *testing.T) {
 
 // With --all a probe of a binary must not hide the same binary's need.
 func TestUniqueKeepsClasses(t *testing.T) {
-	var cfg bpf.Config
+	var cfg core.KernelFilter
 	f, _ := New(Options{Unique: true}, &cfg)
 	probe, need := check("/bin/a", 21, 0), check("/bin/a", 21, 0)
-	probe.Class, need.Class = recorder.ClassProbe, recorder.ClassNeed
+	probe.Class, need.Class = core.ClassProbe, core.ClassNeed
 	if !f.First(probe) || !f.First(need) || f.First(need) {
 		t.Errorf("--unique: a probe and a need of one binary are two keys, each printed once")
 	}
@@ -94,7 +93,7 @@ func TestUniqueKeepsClasses(t *testing.T) {
 
 // --unique remembers at most MaxUnique keys; past them checks print, counted.
 func TestUniqueBounded(t *testing.T) {
-	var cfg bpf.Config
+	var cfg core.KernelFilter
 	f, _ := New(Options{Unique: true}, &cfg)
 	for i := range MaxUnique + 5 {
 		if !f.First(check(fmt.Sprintf("/tmp/%d", i), 34, -1)) {

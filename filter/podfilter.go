@@ -4,10 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/capsrec/capsrec/core"
 	"k8s.io/apimachinery/pkg/labels"
-
-	"github.com/capsrec/capsrec/bpf"
-	"github.com/capsrec/capsrec/recorder"
 )
 
 // PodFilter is record's --pod, --namespace, --container, --selector and --host.
@@ -44,18 +42,18 @@ func (f *PodFilter) selectsPods() bool {
 func (f *PodFilter) Active() bool { return f.Host || f.selectsPods() }
 
 // KernelMode is how the kernel's cgroup filter serves this filter.
-func (f *PodFilter) KernelMode() bpf.CgroupFilter {
+func (f *PodFilter) KernelMode() core.CgroupFilter {
 	switch {
 	case f.Host:
-		return bpf.CgroupsExclude
+		return core.CgroupsExclude
 	case f.selectsPods():
-		return bpf.CgroupsOnly
+		return core.CgroupsOnly
 	}
-	return bpf.CgroupsAll
+	return core.CgroupsAll
 }
 
 // Matches tells whether a check in ctr (nil: the host) passes.
-func (f *PodFilter) Matches(ctr *recorder.Container) bool {
+func (f *PodFilter) Matches(ctr *core.Container) bool {
 	if f.Host {
 		return ctr == nil || ctr.Undescribed // a name alone makes no container
 	}
@@ -72,7 +70,7 @@ func (f *PodFilter) Matches(ctr *recorder.Container) bool {
 
 // Kernel reports whether the kernel must keep a container's cgroup in its set:
 // the pods selected, or for --host every container.
-func (f *PodFilter) Kernel(ctr *recorder.Container) bool {
+func (f *PodFilter) Kernel(ctr *core.Container) bool {
 	if f.Host {
 		return true
 	}

@@ -4,29 +4,29 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/capsrec/capsrec/recorder"
+	"github.com/capsrec/capsrec/core"
 )
 
 func TestPodFilterMatches(t *testing.T) {
-	web := &recorder.Container{ID: "w", Name: "nginx", Pod: &recorder.Pod{Namespace: "prod", Name: "web-1", Labels: map[string]string{"app": "web"}}}
-	db := &recorder.Container{ID: "d", Name: "postgres", Pod: &recorder.Pod{Namespace: "prod", Name: "db-0", Labels: map[string]string{"app": "db"}}}
-	bare := &recorder.Container{ID: "b", Name: "build"}                    // a container in no pod
-	named := &recorder.Container{ID: "n", Undescribed: true}               // only a cgroup's name says so
-	forged := &recorder.Container{ID: "f", Undescribed: true, Name: "web"} // names are not identity
+	web := &core.Container{ID: "w", Name: "nginx", Pod: &core.Pod{Namespace: "prod", Name: "web-1", Labels: map[string]string{"app": "web"}}}
+	db := &core.Container{ID: "d", Name: "postgres", Pod: &core.Pod{Namespace: "prod", Name: "db-0", Labels: map[string]string{"app": "db"}}}
+	bare := &core.Container{ID: "b", Name: "build"}                    // a container in no pod
+	named := &core.Container{ID: "n", Undescribed: true}               // only a cgroup's name says so
+	forged := &core.Container{ID: "f", Undescribed: true, Name: "web"} // names are not identity
 	for _, tc := range []struct {
 		name           string
 		pods, ns, ctrs []string
 		selector       string
 		host           bool
-		match          []*recorder.Container
-		refuse         []*recorder.Container
+		match          []*core.Container
+		refuse         []*core.Container
 		hostMatches    bool
 	}{
-		{name: "no flag: everything", match: []*recorder.Container{web, db, bare, named}, hostMatches: true},
-		{name: "--pod glob", pods: []string{"web-*"}, match: []*recorder.Container{web}, refuse: []*recorder.Container{db, bare, named, forged}},
-		{name: "--namespace and --container", ns: []string{"prod"}, ctrs: []string{"postgres"}, match: []*recorder.Container{db}, refuse: []*recorder.Container{web, bare}},
-		{name: "--selector", selector: "app=web", match: []*recorder.Container{web}, refuse: []*recorder.Container{db, bare, named}},
-		{name: "--host: no container, and those only a name calls one", host: true, match: []*recorder.Container{named, forged}, refuse: []*recorder.Container{web, db, bare}, hostMatches: true},
+		{name: "no flag: everything", match: []*core.Container{web, db, bare, named}, hostMatches: true},
+		{name: "--pod glob", pods: []string{"web-*"}, match: []*core.Container{web}, refuse: []*core.Container{db, bare, named, forged}},
+		{name: "--namespace and --container", ns: []string{"prod"}, ctrs: []string{"postgres"}, match: []*core.Container{db}, refuse: []*core.Container{web, bare}},
+		{name: "--selector", selector: "app=web", match: []*core.Container{web}, refuse: []*core.Container{db, bare, named}},
+		{name: "--host: no container, and those only a name calls one", host: true, match: []*core.Container{named, forged}, refuse: []*core.Container{web, db, bare}, hostMatches: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, err := NewPodFilter(tc.pods, tc.ns, tc.ctrs, tc.selector, tc.host)

@@ -20,6 +20,7 @@ import (
 
 	capsrec "github.com/capsrec/capsrec/cli"
 	"github.com/capsrec/capsrec/internal/english"
+	"github.com/capsrec/capsrec/internal/interrupt"
 	"github.com/capsrec/capsrec/internal/textsafe"
 	"github.com/capsrec/capsrec/kubectl/cluster"
 	"github.com/capsrec/capsrec/profile"
@@ -96,7 +97,7 @@ func kubectlProfile(c *cli.Context) error {
 	if err := checkVerifyFlags(c); err != nil {
 		return err
 	}
-	ctx, stop := capsrec.Interruptible()
+	ctx, stop := interrupt.Context()
 	defer stop()
 	signal.Ignore(syscall.SIGPIPE)
 	budget := c.Duration("duration")

@@ -19,6 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	capsrec "github.com/capsrec/capsrec/cli"
+	"github.com/capsrec/capsrec/internal/interrupt"
 	"github.com/capsrec/capsrec/internal/readyfile"
 	"github.com/capsrec/capsrec/internal/termwidth"
 	"github.com/capsrec/capsrec/internal/textsafe"
@@ -57,7 +58,7 @@ func kubectlRecord(c *cli.Context, forwarded []cli.Flag) error {
 		return errors.New("record takes one pod name: kubectl capsrec record POD [-c CONTAINER]")
 	}
 	podName := strings.TrimPrefix(c.Args().First(), "pod/")
-	ctx, stop := capsrec.Interruptible()
+	ctx, stop := interrupt.Context()
 	defer stop()
 	signal.Ignore(syscall.SIGPIPE)
 	if err := readyfile.Prepare(c.String("ready-file")); err != nil {

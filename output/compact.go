@@ -11,11 +11,11 @@ import (
 
 	"github.com/fatih/color"
 
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/internal/caps"
 	"github.com/capsrec/capsrec/internal/syscalls"
 	"github.com/capsrec/capsrec/internal/termwidth"
 	"github.com/capsrec/capsrec/internal/textsafe"
-	"github.com/capsrec/capsrec/recorder"
 )
 
 // Compact writes one line per check: time, source, binary[pid], uid,
@@ -116,7 +116,7 @@ func (o *Compact) Header() string {
 }
 
 // Write formats one check.
-func (o *Compact) Write(c *recorder.Check) error {
+func (o *Compact) Write(c *core.Check) error {
 	return o.out.write(o, c)
 }
 
@@ -125,9 +125,9 @@ func (o *Compact) Flush() error { return o.out.Flush() }
 
 // Source names where a check came from: host, namespace/pod/container, or a
 // container id; names from the runtime are escaped (textsafe).
-func Source(c *recorder.Check) string { return textsafe.Visible(source(c)) }
+func Source(c *core.Check) string { return textsafe.Visible(source(c)) }
 
-func source(c *recorder.Check) string {
+func source(c *core.Check) string {
 	ctr := c.Container
 	switch {
 	case ctr == nil:
@@ -146,7 +146,7 @@ func source(c *recorder.Check) string {
 
 // ProcessName is the binary's base name, or the kernel's comm when the binary
 // is unknown, escaped: whoever runs a process names it.
-func ProcessName(c *recorder.Check) string {
+func ProcessName(c *core.Check) string {
 	if c.Process.Binary != "" {
 		return textsafe.Visible(path.Base(c.Process.Binary))
 	}
@@ -175,7 +175,7 @@ func (l layout) column(b []byte, s string, w int) []byte {
 }
 
 // Append formats c without a newline.
-func (o *Compact) Append(b []byte, c *recorder.Check) []byte {
+func (o *Compact) Append(b []byte, c *core.Check) []byte {
 	l := o.layout
 	lineStart := len(b)
 	b = c.Time.Local().AppendFormat(b, l.timeLayout)
@@ -214,7 +214,7 @@ func (o *Compact) Append(b []byte, c *recorder.Check) []byte {
 	} else if name := syscalls.Name(c.Syscall); name != "" {
 		b, room = appendTail(b, name, room, nil)
 	}
-	if c.Class != recorder.ClassNeed {
+	if c.Class != core.ClassNeed {
 		b, room = appendTail(b, "("+c.Class.String()+")", room, o.dim)
 	}
 	if c.InSetID {

@@ -7,10 +7,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/internal/caps"
 	"github.com/capsrec/capsrec/internal/syscalls"
-	"github.com/capsrec/capsrec/recorder"
 )
 
 // PolicyName is what capsrec puts in Tetragon's policy_name.
@@ -19,12 +18,12 @@ const PolicyName = "capsrec"
 // JSON writes one Tetragon process_kprobe event per line.
 type JSON struct {
 	out    *lines
-	hostNS [len(recorder.NSNames)]uint32
+	hostNS [len(core.NSNames)]uint32
 	// The parts of a process object that never change, by Process (immutable).
-	frags map[*recorder.Process][]byte
+	frags map[*core.Process][]byte
 	sets  map[uint64][]byte
 	// The last namespace block and the last second written: consecutive checks mostly share them.
-	lastNS     [len(recorder.NSNames)]uint32
+	lastNS     [len(core.NSNames)]uint32
 	lastNSJSON []byte
 	clock      secondCache
 	// What consecutive checks of one thread share, rendered once: the capability
@@ -36,7 +35,7 @@ type JSON struct {
 	lastCall     checkCall
 	lastCallJSON []byte
 	// A container's block, before and after its pid, by Container (immutable).
-	ctrs map[*recorder.Container][3][]byte
+	ctrs map[*core.Container][3][]byte
 	// `,"node_name":"NODE","time":`
 	nodeTime []byte
 }
@@ -56,14 +55,14 @@ type contextTail struct {
 const maxCachedProcesses = 8192
 
 // NewJSON writes to w; hostNS are the host's namespace inums, for is_host.
-func NewJSON(w io.Writer, node string, hostNS [len(recorder.NSNames)]uint32) *JSON {
+func NewJSON(w io.Writer, node string, hostNS [len(core.NSNames)]uint32) *JSON {
 	nodeTime := appendString([]byte(`}},"node_name":`), node)
 	return &JSON{out: newLines(w), hostNS: hostNS, nodeTime: append(nodeTime, `,"time":`...),
-		frags: map[*recorder.Process][]byte{}, sets: map[uint64][]byte{}, ctrs: map[*recorder.Container][3][]byte{}}
+		frags: map[*core.Process][]byte{}, sets: map[uint64][]byte{}, ctrs: map[*core.Container][3][]byte{}}
 }
 
 // Write encodes one check.
-func (j *JSON) Write(c *recorder.Check) error {
+func (j *JSON) Write(c *core.Check) error {
 	return j.out.write(j, c)
 }
 
@@ -71,7 +70,7 @@ func (j *JSON) Write(c *recorder.Check) error {
 func (j *JSON) Flush() error { return j.out.Flush() }
 
 // Append encodes c without a newline.
-func (j *JSON) Append(b []byte, c *recorder.Check) []byte {
+func (j *JSON) Append(b []byte, c *core.Check) []byte {
 	if c.Exec {
 		return j.appendExec(b, c)
 	}
@@ -115,7 +114,7 @@ func (j *JSON) Append(b []byte, c *recorder.Check) []byte {
 }
 
 // appendParent writes the parent object, when the parent is known.
-func (j *JSON) appendParent(b []byte, c *recorder.Check) []byte {
+func (j *JSON) appendParent(b []byte, c *core.Check) []byte {
 	p := c.Parent
 	if p == nil {
 		return b
@@ -130,7 +129,7 @@ func (j *JSON) appendParent(b []byte, c *recorder.Check) []byte {
 
 // appendExec writes Tetragon's process_exec event: a program's exec in a
 // container; capsrec.container_start when it was the container's start.
-func (j *JSON) appendExec(b []byte, c *recorder.Check) []byte {
+func (j *JSON) appendExec(b []byte, c *core.Check) []byte {
 	b = append(b, `{"process_exec":{"process":{`...)
 	b = append(b, j.fragment(c.Process)...)
 	b = appendUint(b, true, "uid", uint64(c.UID))
@@ -151,7 +150,7 @@ func (j *JSON) appendExec(b []byte, c *recorder.Check) []byte {
 
 // appendListen writes capsrec_listen: a socket listening on a port below
 // 1024 that needed no CAP_NET_BIND_SERVICE check, and the sysctl that let it.
-func (j *JSON) appendListen(b []byte, c *recorder.Check) []byte {
+func (j *JSON) appendListen(b []byte, c *core.Check) []byte {
 	b = append(b, `{"capsrec_listen":{"process":{`...)
 	b = append(b, j.fragment(c.Process)...)
 	b = appendUint(b, true, "uid", uint64(c.UID))
@@ -175,9 +174,9 @@ func (j *JSON) appendListen(b []byte, c *recorder.Check) []byte {
 
 // netSysctls are a check's network namespace sysctls where they matter: its
 // capability has a capability-free alternative they decide.
-func netSysctls(c *recorder.Check) recorder.NetSysctls {
+func netSysctls(c *core.Check) core.NetSysctls {
 	if c.Cap != capNetBindService && c.Cap != capNetRaw {
-		return recorder.NetSysctls{PortStart: -1}
+		return core.NetSysctls{PortStart: -1}
 	}
 	return c.NetSysctls
 }
@@ -212,19 +211,19 @@ func (j *JSON) WriteSummary(s Summary) error {
 // checkCall is what a check says of the call itself: cap_capable's arguments
 // and verdict, and where it came from.
 type checkCall struct {
-	targetNS                   recorder.UserNS
+	targetNS                   core.UserNS
 	cap, ret                   int32
-	method                     bpf.Method
+	method                     core.Method
 	syscall                    int32
 	overrideCreds              bool
-	class                      recorder.Class
+	class                      core.Class
 	callSite, callSiteVia      string
 	siteProbe                  bool
 	auditKnown, audit, insetid bool
 	nsAnswer                   uint8
 	credUserNS                 uint32
 	netArg                     uint16
-	netSysctls                 recorder.NetSysctls
+	netSysctls                 core.NetSysctls
 }
 
 func (j *JSON) appendCall(b []byte, c *checkCall) []byte {
@@ -233,7 +232,7 @@ func (j *JSON) appendCall(b []byte, c *checkCall) []byte {
 	b = appendUint(b, true, "uid", uint64(c.targetNS.UID))
 	b = appendUint(b, true, "gid", uint64(c.targetNS.GID))
 	b = append(b, `,"ns":`...)
-	b = j.appendNS(b, c.targetNS.Inum, recorder.NSUser)
+	b = j.appendNS(b, c.targetNS.Inum, core.NSUser)
 	b = append(b, `}},{"capability_arg":{`...)
 	b = appendInt(b, false, "value", int64(c.cap))
 	b = appendStr(b, true, "name", caps.Name(int(c.cap)))
@@ -247,8 +246,8 @@ func (j *JSON) appendCall(b []byte, c *checkCall) []byte {
 	}
 	b = appendBool(b, true, "override_creds", c.overrideCreds)
 	b = appendStr(b, true, "class", c.class.String())
-	if c.class == recorder.ClassUserNS { // which rule, and the namespace of the credentials checked
-		b = appendStr(b, true, "user_ns_rule", recorder.AnswerNames[min(int(c.nsAnswer), len(recorder.AnswerNames)-1)])
+	if c.class == core.ClassUserNS { // which rule, and the namespace of the credentials checked
+		b = appendStr(b, true, "user_ns_rule", core.AnswerNames[min(int(c.nsAnswer), len(core.AnswerNames)-1)])
 		b = appendUint(b, true, "cred_user_ns", uint64(c.credUserNS))
 	}
 	if c.callSite != "" {
@@ -291,7 +290,7 @@ func appendContextTail(b []byte, t *contextTail) []byte {
 }
 
 // executable is p's real executable when its binary names another.
-func executable(p *recorder.Process) string {
+func executable(p *core.Process) string {
 	if p == nil || p.RealBinary == p.Binary {
 		return ""
 	}
@@ -299,7 +298,7 @@ func executable(p *recorder.Process) string {
 }
 
 // appendSets writes the process's cap object, left out when every set is empty.
-func (j *JSON) appendSets(b []byte, c *recorder.Check) []byte {
+func (j *JSON) appendSets(b []byte, c *core.Check) []byte {
 	if c.CapPermitted|c.CapEffective|c.CapInheritable == 0 {
 		return b
 	}
@@ -310,7 +309,7 @@ func (j *JSON) appendSets(b []byte, c *recorder.Check) []byte {
 	return append(b, '}')
 }
 
-func (j *JSON) fragment(p *recorder.Process) []byte {
+func (j *JSON) fragment(p *core.Process) []byte {
 	if f, ok := j.frags[p]; ok {
 		return f
 	}
@@ -351,9 +350,9 @@ func (j *JSON) appendNS(b []byte, inum uint32, idx int) []byte {
 	return append(b, '}')
 }
 
-func (j *JSON) appendNamespaces(b []byte, ns *[len(recorder.NSNames)]uint32) []byte {
+func (j *JSON) appendNamespaces(b []byte, ns *[len(core.NSNames)]uint32) []byte {
 	b = append(b, `,"ns":{`...)
-	for i, name := range recorder.NSNames {
+	for i, name := range core.NSNames {
 		b = appendKey(b, i > 0, name)
 		b = j.appendNS(b, ns[i], i)
 	}
@@ -384,7 +383,7 @@ func (j *JSON) appendSet(b []byte, comma bool, key string, set uint64) []byte {
 
 // appendContainer writes Tetragon's pod and docker fields; nsPid 0 leaves out
 // container.pid. All but the pid is rendered once per container.
-func (j *JSON) appendContainer(b []byte, ctr *recorder.Container, nsPid uint32) []byte {
+func (j *JSON) appendContainer(b []byte, ctr *core.Container, nsPid uint32) []byte {
 	if ctr == nil {
 		return b
 	}
@@ -400,7 +399,7 @@ func (j *JSON) appendContainer(b []byte, ctr *recorder.Container, nsPid uint32) 
 // described in no pod (docker run, ctr run): Tetragon's process.docker holds
 // 31 characters of its id, and no name or image. One only a cgroup's name
 // calls a container (a pod's sandbox, one gone, anyone's cgroup) has none.
-func (j *JSON) appendBareContainer(b []byte, ctr *recorder.Container) []byte {
+func (j *JSON) appendBareContainer(b []byte, ctr *core.Container) []byte {
 	if ctr == nil || ctr.Pod != nil || ctr.Undescribed {
 		return b
 	}
@@ -408,7 +407,7 @@ func (j *JSON) appendBareContainer(b []byte, ctr *recorder.Container) []byte {
 }
 
 // container is ctr's blocks, rendered once.
-func (j *JSON) container(ctr *recorder.Container) [3][]byte {
+func (j *JSON) container(ctr *core.Container) [3][]byte {
 	parts, ok := j.ctrs[ctr]
 	if !ok {
 		if len(j.ctrs) >= maxCachedContainers {
@@ -425,7 +424,7 @@ const maxCachedContainers = 1024
 
 // renderContainer is a container's blocks: the process's, before and after
 // container.pid, and capsrec.container for one in no pod.
-func renderContainer(ctr *recorder.Container) (parts [3][]byte) {
+func renderContainer(ctr *core.Container) (parts [3][]byte) {
 	var b []byte
 	if pod := ctr.Pod; pod != nil {
 		b = append(b, `,"pod":{`...)

@@ -8,14 +8,13 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/capsrec/capsrec/core"
 	"github.com/mattn/go-isatty"
-
-	"github.com/capsrec/capsrec/recorder"
 )
 
 // Writer takes checks one by one; Flush pushes out what it buffered.
 type Writer interface {
-	Write(c *recorder.Check) error
+	Write(c *core.Check) error
 	Flush() error
 }
 
@@ -120,12 +119,12 @@ func newLines(w io.Writer) *lines {
 
 // lineEncoder appends one check's line, without its newline.
 type lineEncoder interface {
-	Append(b []byte, c *recorder.Check) []byte
+	Append(b []byte, c *core.Check) []byte
 }
 
 // write appends c's line, as enc encodes it, to the chunk: handed on first
 // when nearly full.
-func (l *lines) write(enc lineEncoder, c *recorder.Check) error {
+func (l *lines) write(enc lineEncoder, c *core.Check) error {
 	if cap(l.buf)-len(l.buf) < lineRoom {
 		if err := l.Flush(); err != nil {
 			return err

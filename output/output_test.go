@@ -12,10 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/internal/termwidth"
 	"github.com/capsrec/capsrec/internal/testutil"
-	"github.com/capsrec/capsrec/recorder"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -25,37 +24,37 @@ func golden(t *testing.T, name string, got []byte) {
 	testutil.Golden(t, filepath.Join("testdata", name), got, *update)
 }
 
-var hostNS = [bpf.NSCount]uint32{4026531838, 4026531839, 4026531832, 4026531836, 4026531836, 4026531833, 4026531834, 4026531834, 4026531835, 4026531837}
+var hostNS = [core.NSCount]uint32{4026531838, 4026531839, 4026531832, 4026531836, 4026531836, 4026531833, 4026531834, 4026531834, 4026531835, 4026531837}
 
 // sampleChecks are the seed's dmesg denial on the host and in a pod, and a granted
 // noaudit check under override_creds.
-func sampleChecks() []*recorder.Check {
-	parent := &recorder.Process{Tgid: 73850, ExecID: "cGFyZW50", Binary: "/bin/bash", Cwd: "/", Flags: "execve rootcwd clone",
+func sampleChecks() []*core.Check {
+	parent := &core.Process{Tgid: 73850, ExecID: "cGFyZW50", Binary: "/bin/bash", Cwd: "/", Flags: "execve rootcwd clone",
 		StartTime: time.Date(2023, 7, 6, 10, 13, 33, 178160018, time.UTC), AUID: 4294967295, UID: 0}
-	dmesg := &recorder.Process{Tgid: 73860, Ptgid: 73850, ExecID: "ZG1lc2c=", ParentExecID: "cGFyZW50", Binary: "/bin/dmesg", Arguments: `-r "quoted"`,
+	dmesg := &core.Process{Tgid: 73860, Ptgid: 73850, ExecID: "ZG1lc2c=", ParentExecID: "cGFyZW50", Binary: "/bin/dmesg", Arguments: `-r "quoted"`,
 		Cwd: "/", Flags: "execve rootcwd clone", StartTime: time.Date(2023, 7, 6, 10, 13, 33, 834390020, time.UTC), AUID: 4294967295}
-	denied := &recorder.Check{
+	denied := &core.Check{
 		Time: time.Date(2023, 7, 6, 10, 13, 33, 834882128, time.UTC), Process: dmesg, Parent: parent,
 		Tid: 73860, NsPid: 171, UID: 65534, GID: 65534, EUID: 65534, AUID: 4294967295, Comm: "dmesg",
-		Cap: 34, Ret: -1, Method: bpf.MethodTracepoint, Syscall: 103, CallSite: "do_syslog",
-		TargetNS: recorder.UserNS{Inum: 4026531837}, NS: hostNS, CgroupID: 1,
+		Cap: 34, Ret: -1, Method: core.MethodTracepoint, Syscall: 103, CallSite: "do_syslog",
+		TargetNS: core.UserNS{Inum: 4026531837}, NS: hostNS, CgroupID: 1,
 	}
 	inPod := *denied
-	inPod.Container = &recorder.Container{ID: "cfb961400ff25811d22d139a10f6a62efef53c2ecc11af47bc911a7f9a2ac1f7", Runtime: "containerd",
+	inPod.Container = &core.Container{ID: "cfb961400ff25811d22d139a10f6a62efef53c2ecc11af47bc911a7f9a2ac1f7", Runtime: "containerd",
 		Name: "spaceship", ImageName: "docker.io/tgraf/netperf:latest", ImageID: "docker.io/tgraf/netperf@sha256:8e86",
 		StartTime: time.Date(2023, 7, 6, 8, 7, 30, 0, time.UTC),
-		Pod:       &recorder.Pod{Namespace: "default", Name: "xwing", Labels: map[string]string{"org": "alliance", "class": "xwing"}}}
-	inPod.NS[recorder.NSPid] = 4026534732
+		Pod:       &core.Pod{Namespace: "default", Name: "xwing", Labels: map[string]string{"org": "alliance", "class": "xwing"}}}
+	inPod.NS[core.NSPid] = 4026534732
 	granted := *denied
 	granted.Ret, granted.Cap, granted.Syscall = 0, 0, 92
-	granted.Method, granted.AuditKnown, granted.Audit, granted.OverrideCreds = bpf.MethodFexit, true, false, true
-	granted.Class, granted.CallSite = recorder.ClassProbe, "ovl_copy_up_one"
+	granted.Method, granted.AuditKnown, granted.Audit, granted.OverrideCreds = core.MethodFexit, true, false, true
+	granted.Class, granted.CallSite = core.ClassProbe, "ovl_copy_up_one"
 	runtime := *denied
-	runtime.Ret, runtime.Cap, runtime.Syscall, runtime.Class, runtime.CallSite = 0, 8, 157, recorder.ClassRuntime, "cap_prctl_drop"
-	runtime.Process = &recorder.Process{Tgid: 73870, Ptgid: 73850, ExecID: "cnVuYw==", Binary: "/usr/sbin/runc", Runtime: "runc", Arguments: "init",
+	runtime.Ret, runtime.Cap, runtime.Syscall, runtime.Class, runtime.CallSite = 0, 8, 157, core.ClassRuntime, "cap_prctl_drop"
+	runtime.Process = &core.Process{Tgid: 73870, Ptgid: 73850, ExecID: "cnVuYw==", Binary: "/usr/sbin/runc", Runtime: "runc", Arguments: "init",
 		Cwd: "/", Flags: "execve rootcwd", StartTime: time.Date(2023, 7, 6, 10, 13, 33, 834390020, time.UTC), AUID: 4294967295}
 	granted.CapEffective, granted.CapPermitted = 1<<0|1<<21, 1<<0|1<<21
-	return []*recorder.Check{denied, &inPod, &granted, &runtime}
+	return []*core.Check{denied, &inPod, &granted, &runtime}
 }
 
 func TestCompactGolden(t *testing.T) {
@@ -217,30 +216,30 @@ func TestAsyncTakesChunksWhole(t *testing.T) {
 // The JSON writer renders once what consecutive checks share; a check that
 // differs from the last in any one field must come out as it would alone.
 func TestJSONReusesOnlyWhatIsTheSame(t *testing.T) {
-	var variants []*recorder.Check
+	var variants []*core.Check
 	for _, base := range sampleChecks() {
 		variants = append(variants, base)
-		for _, change := range []func(c *recorder.Check){
-			func(c *recorder.Check) { c.Cap = 21 },
-			func(c *recorder.Check) { c.Ret = -13 },
-			func(c *recorder.Check) { c.TargetNS.Inum++ },
-			func(c *recorder.Check) { c.TargetNS.Level = 2 },
-			func(c *recorder.Check) { c.Syscall = 165 },
-			func(c *recorder.Check) { c.OverrideCreds = !c.OverrideCreds },
-			func(c *recorder.Check) { c.Class = recorder.ClassProbe },
-			func(c *recorder.Check) { c.CallSite = "other\"site" },
-			func(c *recorder.Check) { c.CallSite = "" },
-			func(c *recorder.Check) { c.SiteProbe = !c.SiteProbe },
-			func(c *recorder.Check) { c.AuditKnown, c.Audit, c.InSetID = true, true, true },
-			func(c *recorder.Check) { c.Comm = "other\x1b" },
-			func(c *recorder.Check) { c.EUID++ },
-			func(c *recorder.Check) { c.GID++ },
-			func(c *recorder.Check) { c.CgroupID++ },
-			func(c *recorder.Check) { c.CgroupName = "x.scope" },
-			func(c *recorder.Check) { c.CapPermitted, c.CapEffective = 1<<21, 0 },
-			func(c *recorder.Check) { c.CapInheritable = 1 },
-			func(c *recorder.Check) { c.NS[2]++ },
-			func(c *recorder.Check) { c.NsPid++ },
+		for _, change := range []func(c *core.Check){
+			func(c *core.Check) { c.Cap = 21 },
+			func(c *core.Check) { c.Ret = -13 },
+			func(c *core.Check) { c.TargetNS.Inum++ },
+			func(c *core.Check) { c.TargetNS.Level = 2 },
+			func(c *core.Check) { c.Syscall = 165 },
+			func(c *core.Check) { c.OverrideCreds = !c.OverrideCreds },
+			func(c *core.Check) { c.Class = core.ClassProbe },
+			func(c *core.Check) { c.CallSite = "other\"site" },
+			func(c *core.Check) { c.CallSite = "" },
+			func(c *core.Check) { c.SiteProbe = !c.SiteProbe },
+			func(c *core.Check) { c.AuditKnown, c.Audit, c.InSetID = true, true, true },
+			func(c *core.Check) { c.Comm = "other\x1b" },
+			func(c *core.Check) { c.EUID++ },
+			func(c *core.Check) { c.GID++ },
+			func(c *core.Check) { c.CgroupID++ },
+			func(c *core.Check) { c.CgroupName = "x.scope" },
+			func(c *core.Check) { c.CapPermitted, c.CapEffective = 1<<21, 0 },
+			func(c *core.Check) { c.CapInheritable = 1 },
+			func(c *core.Check) { c.NS[2]++ },
+			func(c *core.Check) { c.NsPid++ },
 		} {
 			v := *base
 			change(&v)
@@ -276,9 +275,9 @@ func TestJSONReusesOnlyWhatIsTheSame(t *testing.T) {
 func TestCompactFitsTheTerminal(t *testing.T) {
 	checks := sampleChecks()
 	long := *checks[1]
-	long.Container = &recorder.Container{Name: "redis", Pod: &recorder.Pod{Namespace: "default", Name: "redis-6886f88696-6jnf6"}}
-	long.Process = &recorder.Process{Tgid: 4194303, Binary: "/usr/bin/containerd-shim-runc-v2-" + strings.Repeat("日本", 20)}
-	long.Class, long.InSetID, long.Syscall = recorder.ClassUserNS, true, 227 // clock_settime
+	long.Container = &core.Container{Name: "redis", Pod: &core.Pod{Namespace: "default", Name: "redis-6886f88696-6jnf6"}}
+	long.Process = &core.Process{Tgid: 4194303, Binary: "/usr/bin/containerd-shim-runc-v2-" + strings.Repeat("日本", 20)}
+	long.Class, long.InSetID, long.Syscall = core.ClassUserNS, true, 227 // clock_settime
 	checks = append(checks, &long)
 	ansi := regexp.MustCompile("\x1b\\[[0-9;]*m")
 	for _, width := range []int{40, 80, 120, 160, 200} {

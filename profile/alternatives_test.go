@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/output"
-	"github.com/capsrec/capsrec/recorder"
 )
 
 // netCheck is a check (or a Listen item) of pod's container "server" for the
@@ -26,7 +25,7 @@ type netCheck struct {
 	noCtr   bool // a host process
 }
 
-var hostNS = [bpf.NSCount]uint32{recorder.NSNet: 1}
+var hostNS = [core.NSCount]uint32{core.NSNet: 1}
 
 // profileOfNet writes the checks with capsrec's JSON writer and profiles
 // what the reader reads back: the facts must survive the round trip.
@@ -41,18 +40,18 @@ func netJSON(t *testing.T, checks ...netCheck) []byte {
 	var buf bytes.Buffer
 	w := output.NewJSON(&buf, "node1", hostNS)
 	for i, n := range checks {
-		c := &recorder.Check{
+		c := &core.Check{
 			Time:    t0.Add(time.Duration(i) * time.Second),
-			Process: &recorder.Process{Tgid: uint32(100 + i), ExecID: "eA==", Binary: "/bin/server"},
-			Cap:     n.cap, Ret: n.ret, Method: bpf.MethodTracepoint, Syscall: -1, CallSite: n.site,
-			NetArg: n.netArg, NetSysctls: recorder.NetSysctls{PortStart: n.start, PingGroup: [2]uint32{1, 0}}, Listen: n.listen,
+			Process: &core.Process{Tgid: uint32(100 + i), ExecID: "eA==", Binary: "/bin/server"},
+			Cap:     n.cap, Ret: n.ret, Method: core.MethodTracepoint, Syscall: -1, CallSite: n.site,
+			NetArg: n.netArg, NetSysctls: core.NetSysctls{PortStart: n.start, PingGroup: [2]uint32{1, 0}}, Listen: n.listen,
 		}
-		c.NS[recorder.NSNet] = 2
+		c.NS[core.NSNet] = 2
 		if n.hostNet {
-			c.NS[recorder.NSNet] = 1
+			c.NS[core.NSNet] = 1
 		}
 		if !n.noCtr {
-			c.Container = &recorder.Container{ID: "abc", Runtime: "containerd", Name: "server", Pod: &recorder.Pod{Namespace: "prod", Name: n.pod}}
+			c.Container = &core.Container{ID: "abc", Runtime: "containerd", Name: "server", Pod: &core.Pod{Namespace: "prod", Name: n.pod}}
 		}
 		if err := w.Write(c); err != nil {
 			t.Fatal(err)

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/internal/caps"
-	"github.com/capsrec/capsrec/recorder"
 )
 
 // errNotCheck marks an event of another hook in a Tetragon stream.
@@ -406,7 +406,7 @@ func (f *fields) observation() (Observation, error) {
 		}
 	}
 	if f.class != "" {
-		c, ok := recorder.ParseClass(f.class)
+		c, ok := core.ParseClass(f.class)
 		if !ok {
 			return Observation{}, errors.New("unknown capsrec.class " + f.class)
 		}

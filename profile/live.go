@@ -3,17 +3,16 @@ package profile
 import (
 	"time"
 
-	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/filter"
 	"github.com/capsrec/capsrec/internal/syscalls"
-	"github.com/capsrec/capsrec/recorder"
 )
 
 // fromRecorderClass maps recorder's classes, which start at need, onto these.
-func fromRecorderClass(c recorder.Class) Class { return Class(c) + 1 }
+func fromRecorderClass(c core.Class) Class { return Class(c) + 1 }
 
 // FromCheck turns a live check into an Observation.
-func FromCheck(c *recorder.Check) Observation {
+func FromCheck(c *core.Check) Observation {
 	o := Observation{
 		Time:          c.Time,
 		Binary:        c.Process.Binary,
@@ -29,8 +28,8 @@ func FromCheck(c *recorder.Check) Observation {
 		Listen:        c.Listen,
 		CallSite:      c.CallSite,
 		CallSiteVia:   c.CallSiteVia,
-		NS: HostNS{Known: c.NS[recorder.NSUser] != 0, Net: c.InHostNS(recorder.NSNet), PID: c.InHostNS(recorder.NSPid),
-			IPC: c.InHostNS(recorder.NSIpc), User: c.InHostNS(recorder.NSUser)},
+		NS: HostNS{Known: c.NS[core.NSUser] != 0, Net: c.InHostNS(core.NSNet), PID: c.InHostNS(core.NSPid),
+			IPC: c.InHostNS(core.NSIpc), User: c.InHostNS(core.NSUser)},
 	}
 	if c.Listen || c.Cap == capNetBindService || c.Cap == capNetRaw {
 		o.Net = NetObservation{Port: c.BindPort(), Protocol: c.SocketProtocol(), PortStart: c.NetSysctls.PortStart,
@@ -77,37 +76,20 @@ func keep(f Filter, o Observation) bool {
 // the first check of each key arrives whole and names the subject; the map
 // holds the counts.
 type Live struct {
-	templates map[bpf.AggKey]Observation
+	templates map[core.AggKey]Observation
 	// whole counts the checks that arrived whole per key: a key missing from
 	// the map (it was full) is counted from these.
-	whole map[bpf.AggKey]uint64
+	whole map[core.AggKey]uint64
 }
 
 // NewLive makes an empty live aggregator.
 func NewLive() *Live {
-	return &Live{templates: map[bpf.AggKey]Observation{}, whole: map[bpf.AggKey]uint64{}}
-}
-
-// KeyOf computes the kernel's aggregation key of a check.
-func KeyOf(c *recorder.Check) bpf.AggKey {
-	class := c.Class
-	if class == recorder.ClassUserNS { // decided in user space: the kernel counted it a need
-		class = recorder.ClassNeed
-	}
-	k := bpf.AggKey{CgroupId: c.CgroupID, ExeIno: c.ExeIno, ExeDev: c.ExeDev, Cap: c.Cap, OverrideCreds: bpf.Bool(c.OverrideCreds),
-		Granted: bpf.Bool(c.Granted()), Class: uint8(class), CredUserNs: c.CredUserNS, NsAnswer: c.NSAnswer}
-	if c.AuditKnown {
-		k.Audit = 2
-		if c.Audit {
-			k.Audit = 1
-		}
-	}
-	return k
+	return &Live{templates: map[core.AggKey]Observation{}, whole: map[core.AggKey]uint64{}}
 }
 
 // OnCheck takes a check the kernel sent whole.
-func (l *Live) OnCheck(c *recorder.Check) {
-	k := KeyOf(c)
+func (l *Live) OnCheck(c *core.Check) {
+	k := c.AggKey()
 	if _, ok := l.templates[k]; !ok {
 		l.templates[k] = FromCheck(c)
 	}
@@ -116,9 +98,9 @@ func (l *Live) OnCheck(c *recorder.Check) {
 
 // Snapshot is the profile of everything counted so far; unattributed counts
 // checks whose first event the ring buffer lost.
-func (l *Live) Snapshot(entries []bpf.AggEntry, wall func(uint64) time.Time, f Filter) (p *Profile, unattributed uint64) {
+func (l *Live) Snapshot(entries []core.Aggregate, wall func(uint64) time.Time, f Filter) (p *Profile, unattributed uint64) {
 	p = New()
-	inMap := map[bpf.AggKey]bool{}
+	inMap := map[core.AggKey]bool{}
 	for _, e := range entries {
 		inMap[e.Key] = true
 		o, ok := l.templates[e.Key]

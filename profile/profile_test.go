@@ -14,10 +14,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/internal/testutil"
 	"github.com/capsrec/capsrec/output"
-	"github.com/capsrec/capsrec/recorder"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -30,7 +29,7 @@ func golden(t *testing.T, name string, got []byte) {
 type fixture struct {
 	pod, container, binary string
 	cap, ret               int32
-	method                 bpf.Method
+	method                 core.Method
 	audit, override        bool
 	syscall                int32
 }
@@ -40,27 +39,27 @@ var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 // writeCapsrecJSON writes checks the way capsrec record -o json does, with the real writer.
 func writeCapsrecJSON(t *testing.T, node string, fx []fixture) []byte {
 	var buf bytes.Buffer
-	w := output.NewJSON(&buf, node, [bpf.NSCount]uint32{})
+	w := output.NewJSON(&buf, node, [core.NSCount]uint32{})
 	for i, f := range fx {
-		c := &recorder.Check{
+		c := &core.Check{
 			Time:    t0.Add(time.Duration(i) * time.Second),
-			Process: &recorder.Process{Tgid: uint32(100 + i), ExecID: "eA==", Binary: f.binary},
+			Process: &core.Process{Tgid: uint32(100 + i), ExecID: "eA==", Binary: f.binary},
 			Cap:     f.cap, Ret: f.ret, Method: f.method, Syscall: f.syscall, OverrideCreds: f.override,
 		}
-		if f.method != bpf.MethodTracepoint {
+		if f.method != core.MethodTracepoint {
 			c.AuditKnown, c.Audit = true, f.audit
 		}
 		switch {
 		case f.binary == "/usr/sbin/runc":
-			c.Class = recorder.ClassRuntime
+			c.Class = core.ClassRuntime
 		case f.override:
-			c.Class = recorder.ClassOverrideCreds
-		case f.method != bpf.MethodTracepoint && !f.audit:
-			c.Class = recorder.ClassProbe
+			c.Class = core.ClassOverrideCreds
+		case f.method != core.MethodTracepoint && !f.audit:
+			c.Class = core.ClassProbe
 		}
 		if f.pod != "" {
-			c.Container = &recorder.Container{ID: "abc", Runtime: "containerd", Name: f.container, ImageName: "registry/web:1",
-				Pod: &recorder.Pod{Namespace: "prod", Name: f.pod}}
+			c.Container = &core.Container{ID: "abc", Runtime: "containerd", Name: f.container, ImageName: "registry/web:1",
+				Pod: &core.Pod{Namespace: "prod", Name: f.pod}}
 		}
 		if err := w.Write(c); err != nil {
 			t.Fatal(err)
@@ -72,7 +71,7 @@ func writeCapsrecJSON(t *testing.T, node string, fx []fixture) []byte {
 
 const (
 	chown, dacOverride, setpcap, netBind, sysAdmin, syslog = 0, 1, 8, 10, 21, 34
-	fexit, tracepoint                                      = bpf.MethodFexit, bpf.MethodTracepoint
+	fexit, tracepoint                                      = core.MethodFexit, core.MethodTracepoint
 )
 
 // node1 and node2 hold pods of one Deployment (web) on two nodes, and host binaries.
@@ -456,7 +455,7 @@ func TestHostBinariesBounded(t *testing.T) {
 
 // A UTF-8 byte order mark before JSON lines is skipped.
 func TestByteOrderMark(t *testing.T) {
-	data := writeCapsrecJSON(t, "n", []fixture{{binary: "/bin/chown", cap: 0, method: bpf.MethodTracepoint}})
+	data := writeCapsrecJSON(t, "n", []fixture{{binary: "/bin/chown", cap: 0, method: core.MethodTracepoint}})
 	p := New()
 	if err := Read("bom.json", bytes.NewReader(append([]byte{0xef, 0xbb, 0xbf}, data...)), ReadOptions{}, p); err != nil {
 		t.Fatal(err)

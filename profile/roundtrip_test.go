@@ -7,21 +7,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/output"
-	"github.com/capsrec/capsrec/recorder"
 )
 
 // roundTrip profiles one check twice: as the live pipeline does (FromCheck)
 // and as capsrec profile does from what record -o json wrote of it. The two
 // must agree: the writer and the reader of the Tetragon format are two homes
 // of one format.
-func roundTrip(t *testing.T, c *recorder.Check) (live, read []byte) {
+func roundTrip(t *testing.T, c *core.Check) (live, read []byte) {
 	t.Helper()
 	direct := New()
 	direct.Add(FromCheck(c))
 	var events bytes.Buffer
-	w := output.NewJSON(&events, "node", [bpf.NSCount]uint32{})
+	w := output.NewJSON(&events, "node", [core.NSCount]uint32{})
 	if err := w.Write(c); err != nil {
 		t.Fatal(err)
 	}
@@ -52,23 +51,23 @@ func FuzzRoundTrip(f *testing.F) {
 	f.Add("/usr/bin/\x1b[31mred\u202e", "c\"\\", "p\n", "n\x00", "i\t", uint8(21), true, uint8(4), int16(-1), uint32(65534), true, uint16(3), true)
 	f.Add("/bin/sh", "docker-run-name", "", "", "alpine", uint8(21), true, uint8(0), int16(165), uint32(0), false, uint16(0), false)
 	f.Fuzz(func(t *testing.T, binary, container, pod, namespace, image string, capability uint8, granted bool, class uint8, syscall int16, euid uint32, override bool, netArg uint16, inPod bool) {
-		c := &recorder.Check{
+		c := &core.Check{
 			Time:    time.Date(2026, 12, 4, 12, 0, 0, 123456789, time.UTC),
-			Process: &recorder.Process{Tgid: 100, ExecID: "eA==", Binary: binary},
-			Cap:     int32(capability % 41), Method: bpf.MethodTracepoint, Syscall: int32(syscall),
-			OverrideCreds: override, Class: recorder.Class(class % uint8(bpf.ClassCount)), EUID: euid, NetArg: netArg,
-			NetSysctls: recorder.NetSysctls{PortStart: -1},
+			Process: &core.Process{Tgid: 100, ExecID: "eA==", Binary: binary},
+			Cap:     int32(capability % 41), Method: core.MethodTracepoint, Syscall: int32(syscall),
+			OverrideCreds: override, Class: core.Class(class % uint8(core.ClassCount)), EUID: euid, NetArg: netArg,
+			NetSysctls: core.NetSysctls{PortStart: -1},
 		}
 		if !granted {
 			c.Ret = -1
 		}
 		switch {
 		case inPod:
-			c.Container = &recorder.Container{ID: "abc", Runtime: "containerd", Name: container, ImageName: image,
-				Pod: &recorder.Pod{Namespace: namespace, Name: pod}}
+			c.Container = &core.Container{ID: "abc", Runtime: "containerd", Name: container, ImageName: image,
+				Pod: &core.Pod{Namespace: namespace, Name: pod}}
 		case container != "" || image != "":
 			// docker run, ctr run, or one the runtime did not describe (no name)
-			c.Container = &recorder.Container{ID: "abc", Runtime: "containerd", Name: container, ImageName: image, Undescribed: container == ""}
+			c.Container = &core.Container{ID: "abc", Runtime: "containerd", Name: container, ImageName: image, Undescribed: container == ""}
 		}
 		live, read := roundTrip(t, c)
 		// As JSON values: a name that is not UTF-8 is U+FFFD in both, escaped or not.

@@ -6,9 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/output"
-	"github.com/capsrec/capsrec/recorder"
 )
 
 // nsCheck is a granted need of container "app" for readiness: own* puts it
@@ -19,7 +18,7 @@ type nsCheck struct {
 	ownUser, ownNet bool
 	hostPID         bool
 	ret             int32
-	class           recorder.Class
+	class           core.Class
 }
 
 func readinessOf(t *testing.T, checks ...nsCheck) (*Readiness, Recommendation) {
@@ -31,21 +30,21 @@ func readinessOf(t *testing.T, checks ...nsCheck) (*Readiness, Recommendation) {
 // profileOfNS writes the checks with capsrec's JSON writer and reads them back.
 func profileOfNS(t *testing.T, checks ...nsCheck) *Profile {
 	t.Helper()
-	var host [bpf.NSCount]uint32
+	var host [core.NSCount]uint32
 	for i := range host {
 		host[i] = 1
 	}
 	var buf bytes.Buffer
 	w := output.NewJSON(&buf, "node1", host)
 	for i, n := range checks {
-		c := &recorder.Check{
+		c := &core.Check{
 			Time:    t0.Add(time.Duration(i) * time.Second),
-			Process: &recorder.Process{Tgid: uint32(100 + i), ExecID: "eA==", Binary: "/bin/app"},
-			Cap:     n.cap, Ret: n.ret, Method: bpf.MethodTracepoint, Syscall: -1, CallSite: n.site, CallSiteVia: n.via, Class: n.class,
-			Container: &recorder.Container{ID: "abc", Runtime: "containerd", Name: "app", Pod: &recorder.Pod{Namespace: "prod", Name: pod}},
+			Process: &core.Process{Tgid: uint32(100 + i), ExecID: "eA==", Binary: "/bin/app"},
+			Cap:     n.cap, Ret: n.ret, Method: core.MethodTracepoint, Syscall: -1, CallSite: n.site, CallSiteVia: n.via, Class: n.class,
+			Container: &core.Container{ID: "abc", Runtime: "containerd", Name: "app", Pod: &core.Pod{Namespace: "prod", Name: pod}},
 		}
 		c.NS = host
-		for i, own := range map[int]bool{recorder.NSUser: n.ownUser, recorder.NSNet: n.ownNet, recorder.NSPid: !n.hostPID, recorder.NSIpc: true} {
+		for i, own := range map[int]bool{core.NSUser: n.ownUser, core.NSNet: n.ownNet, core.NSPid: !n.hostPID, core.NSIpc: true} {
 			if own {
 				c.NS[i] = 2
 			}
@@ -77,7 +76,7 @@ func TestUserNSReadiness(t *testing.T) {
 		{"hostNetwork", []nsCheck{{cap: chown, site: "setattr_prepare", via: "capable_wrt_inode_uidgid"}}, false, true, false, "hostNetwork"},
 		{"hostPID", []nsCheck{{cap: chown, site: "setattr_prepare", via: "capable_wrt_inode_uidgid", ownNet: true, hostPID: true}}, false, true, false, "hostPID"},
 		{"in its own user namespace already", []nsCheck{{cap: chown, site: "setattr_prepare", via: "capable_wrt_inode_uidgid", ownNet: true, ownUser: true},
-			{cap: 27, site: "vfs_mknod", via: "capable", ownNet: true, ownUser: true, ret: -1, class: recorder.ClassUserNS}}, true, true, true,
+			{cap: 27, site: "vfs_mknod", via: "capable", ownNet: true, ownUser: true, ret: -1, class: core.ClassUserNS}}, true, true, true,
 			"CAP_MKNOD was refused once against a user namespace it does not own"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/internal/procfs"
 	"github.com/capsrec/capsrec/internal/testutil"
 	"github.com/capsrec/capsrec/recorder"
@@ -78,7 +79,7 @@ func TestMarksHoldOnlyForTheirProcess(t *testing.T) {
 	marked, stale := start(), start()
 	cfg := bpf.Config{
 		SelfTgid:       uint32(os.Getpid()),
-		CapMask:        1 << unix.CAP_CHOWN,
+		KernelFilter:   core.KernelFilter{CapMask: 1 << unix.CAP_CHOWN},
 		TrackProcesses: true,
 		BeforeChecks: func(s *bpf.Session) error {
 			if err := s.MarkRuntime(uint32(marked.cmd.Process.Pid), marked.start, 1); err != nil {
@@ -87,7 +88,7 @@ func TestMarksHoldOnlyForTheirProcess(t *testing.T) {
 			return s.MarkRuntime(uint32(stale.cmd.Process.Pid), stale.start+1, 1)
 		},
 	}
-	sess, err := bpf.Open(cfg, bpf.MethodAuto)
+	sess, err := bpf.Open(cfg, core.MethodAuto)
 	if err != nil {
 		t.Fatalf("%+v", err)
 	}
@@ -102,10 +103,10 @@ func TestMarksHoldOnlyForTheirProcess(t *testing.T) {
 			t.Fatalf("the child's chown: %v", err)
 		}
 	}
-	classes := map[int]recorder.Class{}
+	classes := map[int]core.Class{}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err = rec.Run(ctx, func(c *recorder.Check) error {
+	err = rec.Run(ctx, func(c *core.Check) error {
 		if !c.Exec && c.Cap == unix.CAP_CHOWN {
 			classes[int(c.Process.Tgid)] = c.Class
 		}
@@ -117,10 +118,10 @@ func TestMarksHoldOnlyForTheirProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, ok := classes[marked.cmd.Process.Pid]; !ok || got != recorder.ClassRuntime {
+	if got, ok := classes[marked.cmd.Process.Pid]; !ok || got != core.ClassRuntime {
 		t.Errorf("the process marked with its own start: class %v (seen %v), want runtime", got, ok)
 	}
-	if got, ok := classes[stale.cmd.Process.Pid]; !ok || got != recorder.ClassNeed {
+	if got, ok := classes[stale.cmd.Process.Pid]; !ok || got != core.ClassNeed {
 		t.Errorf("the process under another's mark: class %v (seen %v), want need", got, ok)
 	}
 }

@@ -13,35 +13,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/internal/procfs"
 	"github.com/capsrec/capsrec/internal/runtimes"
 )
-
-// Process is what capsrec knows of a process (a thread group), kept from its
-// exec, fork or a /proc read. A Process is never changed once made: an exec
-// makes a new one, so writers may cache what they derive from it by pointer.
-type Process struct {
-	Tgid, Ptgid  uint32
-	ExecID       string // base64 of "node:ktime:pid", as Tetragon makes it
-	ParentExecID string
-	Ktime        uint64 // boot-time ns of the exec (or fork, or start) ExecID is built from
-	StartBoot    uint64 // task start_boottime of the leader, to notice pid reuse
-	StartTime    time.Time
-	UID, AUID    uint32
-	Binary       string
-	Arguments    string
-	Cwd          string
-	Flags        string
-	// Runtime names the container runtime the process runs as ("runc"), "" for others.
-	Runtime string
-	// RealBinary is the executable's own path, whatever name it was run by (a
-	// symlink, /dev/fd/N); "" when unknown. It ends in " (deleted)" for an
-	// unlinked file (a memfd).
-	RealBinary string
-
-	exited   bool
-	exitedAt time.Time
-}
 
 // Clock turns kernel CLOCK_BOOTTIME nanoseconds into wall-clock time.
 type Clock struct{ bootEpoch int64 }
@@ -66,8 +41,10 @@ type ProcCache struct {
 	clock  Clock
 	grace  time.Duration
 	max    int
-	procs  map[uint32]*Process
-	exited []*Process // in exit order (or order of last child's exit)
+	procs  map[uint32]*core.Process
+	exited []*core.Process // in exit order (or order of last child's exit)
+	// exitedAt is when each process in exited exited (or its last child did).
+	exitedAt map[*core.Process]time.Time
 	// kids counts, by tgid, the forked children seen that have not exited;
 	// forkedBy is each such child's parent.
 	kids     map[uint32]int
@@ -82,8 +59,8 @@ type ProcCache struct {
 
 // NewProcCache makes an empty cache; node names exec IDs as Tetragon's node_name does.
 func NewProcCache(node string, clock Clock, grace time.Duration, max int) *ProcCache {
-	return &ProcCache{node: node, clock: clock, grace: grace, max: max, procs: map[uint32]*Process{},
-		kids: map[uint32]int{}, forkedBy: map[uint32]uint32{}, now: time.Now}
+	return &ProcCache{node: node, clock: clock, grace: grace, max: max, procs: map[uint32]*core.Process{},
+		exitedAt: map[*core.Process]time.Time{}, kids: map[uint32]int{}, forkedBy: map[uint32]uint32{}, now: time.Now}
 }
 
 // Len is the number of processes held, exited ones in their grace period included.
@@ -93,7 +70,7 @@ func (pc *ProcCache) execID(ktime uint64, tgid uint32) string {
 	return base64.StdEncoding.EncodeToString([]byte(pc.node + ":" + strconv.FormatUint(ktime, 10) + ":" + strconv.FormatUint(uint64(tgid), 10)))
 }
 
-func (pc *ProcCache) put(p *Process) {
+func (pc *ProcCache) put(p *core.Process) {
 	if _, ok := pc.procs[p.Tgid]; !ok && len(pc.procs) >= pc.max {
 		pc.makeRoom()
 	}
@@ -128,13 +105,14 @@ func (pc *ProcCache) Sweep() { pc.sweep(pc.now(), false) }
 
 func (pc *ProcCache) sweep(now time.Time, all bool) {
 	i := 0
-	var parents []*Process
+	var parents []*core.Process
 	for ; i < len(pc.exited); i++ {
 		p := pc.exited[i]
-		if !all && now.Sub(p.exitedAt) < pc.grace {
+		if !all && now.Sub(pc.exitedAt[p]) < pc.grace {
 			break
 		}
 		if pc.procs[p.Tgid] != p {
+			delete(pc.exitedAt, p)
 			continue
 		}
 		if !all && pc.kids[p.Tgid] > 0 {
@@ -142,10 +120,11 @@ func (pc *ProcCache) sweep(now time.Time, all bool) {
 			continue
 		}
 		pc.forget(p.Tgid)
+		delete(pc.exitedAt, p)
 	}
 	pc.exited = append(pc.exited[:0], pc.exited[i:]...)
 	for _, p := range parents {
-		p.exitedAt = now
+		pc.exitedAt[p] = now
 		pc.exited = append(pc.exited, p)
 	}
 }
@@ -189,7 +168,7 @@ func cString(b []int8) string {
 var fdExec = regexp.MustCompile(`^/(dev|proc/(self|[0-9]+))/fd/[0-9]+$|^/proc/(self|[0-9]+)/exe$`)
 
 // OnExec records a process's new program.
-func (pc *ProcCache) OnExec(ev *bpf.ExecEvent) *Process {
+func (pc *ProcCache) OnExec(ev *bpf.ExecEvent) *core.Process {
 	tgid := ev.Hdr.Tgid
 	prev := pc.procs[tgid]
 	n := int(ev.CwdOff)
@@ -228,7 +207,7 @@ func (pc *ProcCache) OnExec(ev *bpf.ExecEvent) *Process {
 	for i := range raw {
 		raw[i] = byte(ev.Args[i])
 	}
-	p := &Process{
+	p := &core.Process{
 		Tgid:       tgid,
 		Ptgid:      ev.Ptgid,
 		Ktime:      ev.Hdr.Ktime,
@@ -263,8 +242,8 @@ func argumentsFromArgv(raw []byte) string {
 }
 
 // OnFork records a new process that runs its parent's program until it execs.
-func (pc *ProcCache) OnFork(ev *bpf.ForkEvent) *Process {
-	p := &Process{
+func (pc *ProcCache) OnFork(ev *bpf.ForkEvent) *core.Process {
+	p := &core.Process{
 		Tgid:      ev.Hdr.Tgid,
 		Ptgid:     ev.Ptgid,
 		Ktime:     ev.Hdr.Ktime,
@@ -305,18 +284,17 @@ func (pc *ProcCache) childExited(tgid uint32) {
 // OnExit starts a process's grace period; its parent need no longer wait for it.
 func (pc *ProcCache) OnExit(tgid uint32) {
 	p := pc.procs[tgid]
-	if p == nil || p.exited {
+	if _, exited := pc.exitedAt[p]; p == nil || exited {
 		return
 	}
-	p.exited = true
-	p.exitedAt = pc.now()
+	pc.exitedAt[p] = pc.now()
 	pc.exited = append(pc.exited, p)
 	pc.childExited(tgid)
 }
 
 // Lookup finds tgid's process; startBoot, when not 0, must match so that a
 // reused pid does not borrow a dead process's identity. On a miss it reads /proc.
-func (pc *ProcCache) Lookup(tgid uint32, startBoot uint64) *Process {
+func (pc *ProcCache) Lookup(tgid uint32, startBoot uint64) *core.Process {
 	p := pc.procs[tgid]
 	if p != nil && sameStart(p.StartBoot, startBoot) {
 		return p
@@ -335,7 +313,7 @@ func sameStart(a, b uint64) bool {
 }
 
 // Get returns the cached process without reading /proc.
-func (pc *ProcCache) Get(tgid uint32) *Process { return pc.procs[tgid] }
+func (pc *ProcCache) Get(tgid uint32) *core.Process { return pc.procs[tgid] }
 
 // userHZ is the unit of /proc/PID/stat's starttime on Linux.
 const userHZ = 100
@@ -347,7 +325,7 @@ func (pc *ProcCache) ScanProc() error {
 	if err != nil {
 		return err
 	}
-	var found []*Process
+	var found []*core.Process
 	for _, e := range entries {
 		pid, err := strconv.ParseUint(e.Name(), 10, 32)
 		if err != nil {
@@ -366,14 +344,14 @@ func (pc *ProcCache) ScanProc() error {
 	return nil
 }
 
-func (pc *ProcCache) readProc(pid uint32) *Process {
+func (pc *ProcCache) readProc(pid uint32) *core.Process {
 	dir := "/proc/" + strconv.FormatUint(uint64(pid), 10)
 	stat, ok := procfs.ReadStat(dir)
 	if !ok {
 		return nil
 	}
 	start := stat.StartTicks * (1e9 / userHZ)
-	p := &Process{
+	p := &core.Process{
 		Tgid:      pid,
 		Ptgid:     stat.PPid,
 		Ktime:     start,
@@ -409,25 +387,4 @@ func procLoginUID(dir string) uint32 {
 		return ^uint32(0)
 	}
 	return uint32(v)
-}
-
-// HostNamespaces reads the namespace inums of PID 1, the host's, for is_host.
-// Where PID 1's are hidden (no CAP_SYS_PTRACE) capsrec's own stand in: it runs on the host.
-func HostNamespaces() [bpf.NSCount]uint32 {
-	var ns [bpf.NSCount]uint32
-	for i, name := range NSNames {
-		link, err := os.Readlink("/proc/1/ns/" + name)
-		if err != nil {
-			link, err = os.Readlink("/proc/self/ns/" + name)
-		}
-		if err != nil {
-			continue
-		}
-		// "uts:[4026531838]"
-		if open := strings.IndexByte(link, '['); open >= 0 {
-			v, _ := strconv.ParseUint(strings.TrimSuffix(link[open+1:], "]"), 10, 32)
-			ns[i] = uint32(v)
-		}
-	}
-	return ns
 }

@@ -84,8 +84,8 @@ func TestCacheIsBounded(t *testing.T) {
 			pc.OnExit(1000 + i)
 		}
 	}
-	if pc.Len() > 8 {
-		t.Errorf("cache holds %d, bound is 8", pc.Len())
+	if pc.Len() > 8 || len(pc.exitedAt) > 8 {
+		t.Errorf("cache holds %d (%d exit times), bound is 8", pc.Len(), len(pc.exitedAt))
 	}
 }
 
@@ -135,8 +135,8 @@ func TestExitedParentKeptForItsChildren(t *testing.T) {
 	pc.Sweep()
 	now = now.Add(time.Minute)
 	pc.Sweep()
-	if pc.Len() != 0 || len(pc.kids) != 0 || len(pc.forkedBy) != 0 {
-		t.Errorf("left: %d processes, %v kids, %v forked", pc.Len(), pc.kids, pc.forkedBy)
+	if pc.Len() != 0 || len(pc.kids) != 0 || len(pc.forkedBy) != 0 || len(pc.exitedAt) != 0 {
+		t.Errorf("left: %d processes, %v kids, %v forked, %d exit times", pc.Len(), pc.kids, pc.forkedBy, len(pc.exitedAt))
 	}
 
 	// 10,000 short-lived processes, swept as the recorder does: bounded by
@@ -152,7 +152,7 @@ func TestExitedParentKeptForItsChildren(t *testing.T) {
 			pc.Sweep()
 		}
 	}
-	if pc.Len() > 600 || pc.Evicted != 0 {
-		t.Errorf("after churn: %d processes held, %d evicted", pc.Len(), pc.Evicted)
+	if pc.Len() > 600 || len(pc.exitedAt) > 600 || pc.Evicted != 0 {
+		t.Errorf("after churn: %d processes held (%d exit times), %d evicted", pc.Len(), len(pc.exitedAt), pc.Evicted)
 	}
 }

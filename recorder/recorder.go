@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/internal/callsite"
 	"github.com/capsrec/capsrec/internal/procfs"
 	"github.com/capsrec/capsrec/recorder/ring"
@@ -31,6 +32,9 @@ type Options struct {
 	// HideClasses are the classes the kernel hides (bpf.Config.HideClasses):
 	// the checks user space decides last are hidden alike.
 	HideClasses uint8
+	// Detach removes the hooks when Run's context ends, before the last
+	// drain: the session's own (it owns the hooks); nil detaches sess.
+	Detach func() error
 }
 
 // Recorder turns ring-buffer records into Checks.
@@ -42,7 +46,7 @@ type Recorder struct {
 	Procs *ProcCache
 	// scratch is the one Check every record is decoded into: at hundreds of
 	// thousands of checks a second, a fresh one each would feed the GC.
-	scratch Check
+	scratch core.Check
 	// sites caches call-site names: a few hundred call sites make nearly all checks.
 	sites map[uint64]string
 	// contexts are the threads' contexts by tid (see context.go).
@@ -122,7 +126,7 @@ var ErrStop = errors.New("stop recording")
 // idle runs whenever the ring buffer has been drained (a good time to flush).
 // When ctx ends Run detaches the hooks and drains what the kernel already
 // recorded, so that no check made before the stop is left unread.
-func (r *Recorder) Run(ctx context.Context, handle func(*Check) error, idle func() error) error {
+func (r *Recorder) Run(ctx context.Context, handle func(*core.Check) error, idle func() error) error {
 	defer r.rd.Close()
 	var handleErr error
 	deliver := func(raw []byte) error {
@@ -142,7 +146,11 @@ func (r *Recorder) Run(ctx context.Context, handle func(*Check) error, idle func
 			swept = now
 		}
 		if !draining && ctx.Err() != nil {
-			if err := r.sess.Detach(); err != nil {
+			detach := r.opts.Detach
+			if detach == nil {
+				detach = r.sess.Detach
+			}
+			if err := detach(); err != nil {
 				return fmt.Errorf("detaching: %w", err)
 			}
 			draining = true
@@ -200,24 +208,24 @@ func stopOK(err error) error {
 // a need when the thread's inheritable set is now beyond its old inheritable
 // and permitted sets (only capset raises it), else a probe, hidden like the
 // kernel hides probes. A thread gone meanwhile leaves a need, counted.
-func (r *Recorder) decidePendingCapsets(handle func(*Check) error) error {
+func (r *Recorder) decidePendingCapsets(handle func(*core.Check) error) error {
 	pending, err := r.sess.PendingCapsets()
 	if err != nil {
 		return err
 	}
 	for i := range pending {
 		ev := &pending[i].Event
-		class := bpf.ClassNeed
+		class := core.ClassNeed
 		if inh, ok := procfs.CapInh(ev.Hdr.Tgid, ev.Tid); !ok {
 			r.CapsetUndecided++
 		} else if inh&^pending[i].OldSets == 0 {
-			class = bpf.ClassProbe
+			class = core.ClassProbe
 		}
 		if r.opts.HideClasses&(1<<class) != 0 {
 			r.HiddenCapsets++
 			continue
 		}
-		ev.Class, ev.SiteProbe = class, bpf.Bool(class == bpf.ClassProbe)
+		ev.Class, ev.SiteProbe = uint8(class), bpf.Bool(class == core.ClassProbe)
 		if c := r.check(ev); c != nil {
 			if err := handle(c); err != nil {
 				return err
@@ -230,7 +238,7 @@ func (r *Recorder) decidePendingCapsets(handle func(*Check) error) error {
 // Wall converts a kernel boot-time stamp.
 func (r *Recorder) Wall(ktime uint64) time.Time { return r.clock.Wall(ktime) }
 
-func (r *Recorder) decode(raw []byte) *Check {
+func (r *Recorder) decode(raw []byte) *core.Check {
 	if len(raw) < int(unsafe.Sizeof(bpf.EventHeader{})) {
 		return nil
 	}
@@ -302,9 +310,9 @@ const (
 )
 
 // exec is the Exec item of a program's exec.
-func (r *Recorder) exec(ev *bpf.ExecEvent, p *Process) *Check {
+func (r *Recorder) exec(ev *bpf.ExecEvent, p *core.Process) *core.Check {
 	c := &r.scratch
-	*c = Check{
+	*c = core.Check{
 		Exec:       true,
 		Handoff:    ev.Handoff != 0,
 		Time:       p.StartTime,
@@ -326,14 +334,14 @@ func (r *Recorder) exec(ev *bpf.ExecEvent, p *Process) *Check {
 }
 
 // check joins a check to the context it was made under; nil when that is not known.
-func (r *Recorder) check(ev *bpf.CapEvent) *Check {
+func (r *Recorder) check(ev *bpf.CapEvent) *core.Check {
 	tc := r.context(ev.Tid, ev.CtxSeq)
 	if tc == nil {
 		return nil
 	}
 	cx := &tc.ev
 	c := &r.scratch
-	*c = Check{
+	*c = core.Check{
 		Time:           r.clock.Wall(ev.Hdr.Ktime),
 		Ktime:          ev.Hdr.Ktime,
 		Tid:            ev.Tid,
@@ -345,10 +353,10 @@ func (r *Recorder) check(ev *bpf.CapEvent) *Check {
 		Comm:           tc.comm,
 		Cap:            ev.Cap,
 		Ret:            ev.Ret,
-		Method:         bpf.MethodOf(ev.Method),
+		Method:         core.MethodOf(ev.Method),
 		OverrideCreds:  ev.OverrideCreds != 0,
 		Syscall:        ev.SyscallNr,
-		TargetNS:       UserNS{Level: ev.TargetNsLevel, UID: ev.TargetNsUid, GID: ev.TargetNsGid, Inum: ev.TargetNsInum},
+		TargetNS:       core.UserNS{Level: ev.TargetNsLevel, UID: ev.TargetNsUid, GID: ev.TargetNsGid, Inum: ev.TargetNsInum},
 		NS:             cx.Ns,
 		CredUserNS:     cx.CredUserNs,
 		NSAnswer:       ev.NsAnswer,
@@ -359,10 +367,10 @@ func (r *Recorder) check(ev *bpf.CapEvent) *Check {
 		CgroupName:     tc.cgroupName,
 		ExeIno:         cx.ExeIno,
 		ExeDev:         cx.ExeDev,
-		Class:          Class(ev.Class),
+		Class:          core.Class(ev.Class),
 		SiteProbe:      ev.SiteProbe != 0,
 		NetArg:         ev.NetArg,
-		NetSysctls:     NetSysctls{PortStart: cx.IpProtSock, PingGroup: cx.PingGid},
+		NetSysctls:     core.NetSysctls{PortStart: cx.IpProtSock, PingGroup: cx.PingGid},
 	}
 	c.CallSite = r.callSite(ev.CallSite)
 	c.CallSiteVia = r.callSite(ev.CallSiteVia)
@@ -381,7 +389,7 @@ func (r *Recorder) check(ev *bpf.CapEvent) *Check {
 	c.Process = r.Procs.Lookup(tgid, cx.StartBoottime)
 	if c.Process == nil {
 		// Gone before capsrec could see it: say what the kernel said.
-		c.Process = &Process{Tgid: tgid, Ptgid: cx.Ptgid, Ktime: cx.StartBoottime, StartBoot: cx.StartBoottime,
+		c.Process = &core.Process{Tgid: tgid, Ptgid: cx.Ptgid, Ktime: cx.StartBoottime, StartBoot: cx.StartBoottime,
 			StartTime: r.clock.Wall(cx.StartBoottime), UID: cx.Uid, AUID: cx.Auid}
 		c.Process.ExecID = r.Procs.execID(cx.StartBoottime, tgid)
 	}

@@ -16,18 +16,18 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/core"
 )
 
 // Kind is what a function is to the stack walk (capsrec.h's enum site_kind).
 type Kind uint32
 
 const (
-	Unknown  = Kind(bpf.SiteUnknown)  // the caller asking: a need
-	Glue     = Kind(bpf.SiteGlue)     // tracing machinery between the hook and cap_capable
-	Plumbing = Kind(bpf.SitePlumbing) // capable(), security_capable(), the noaudit wrappers, ...: the walk looks further
-	Capset   = Kind(bpf.SiteCapset)   // cap_capset: a need when the call raises the inheritable set, else a probe
-	Probe    = Kind(bpf.SiteProbe)    // a caller whose answer gates nothing: a probe, and the call site
+	Unknown  = Kind(core.SiteUnknown)  // the caller asking: a need
+	Glue     = Kind(core.SiteGlue)     // tracing machinery between the hook and cap_capable
+	Plumbing = Kind(core.SitePlumbing) // capable(), security_capable(), the noaudit wrappers, ...: the walk looks further
+	Capset   = Kind(core.SiteCapset)   // cap_capset: a need when the call raises the inheritable set, else a probe
+	Probe    = Kind(core.SiteProbe)    // a caller whose answer gates nothing: a probe, and the call site
 )
 
 // Kinds maps function names to their kind, for every kernel of the matrix (5.10

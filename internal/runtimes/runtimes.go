@@ -8,7 +8,6 @@ package runtimes
 
 import (
 	"fmt"
-	"github.com/capsrec/capsrec/bpf"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/internal/procfs"
 )
 
@@ -34,9 +34,9 @@ var Dirs = []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin"
 
 // The kernel's marks (capsrec.h's enum runtime_mark_bits).
 const (
-	MarkServer = bpf.MarkServer // the runtime server: passes the mark on, its own checks are not setup
-	MarkClone  = bpf.MarkClone  // a runtime's re-exec of a sealed copy of itself (runc init)
-	MarkIndex  = bpf.MarkIndex  // 1 + the runtime binary's index
+	MarkServer = core.MarkServer // the runtime server: passes the mark on, its own checks are not setup
+	MarkClone  = core.MarkClone  // a runtime's re-exec of a sealed copy of itself (runc init)
+	MarkIndex  = core.MarkIndex  // 1 + the runtime binary's index
 )
 
 // MaxBinaries is how many runtime binaries a mark can name.

@@ -10,11 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/internal/termwidth"
 	"github.com/capsrec/capsrec/internal/testutil"
 	"github.com/capsrec/capsrec/output"
-	"github.com/capsrec/capsrec/recorder"
 )
 
 // terminalEvents are checks whose profile table has every verdict, long
@@ -22,29 +21,29 @@ import (
 func terminalEvents(t *testing.T) string {
 	t.Helper()
 	var buf bytes.Buffer
-	w := output.NewJSON(&buf, "node-with-a-long-name", [bpf.NSCount]uint32{})
-	ctr := &recorder.Container{ID: "0123456789abcdef", Runtime: "containerd", Name: "application-server",
+	w := output.NewJSON(&buf, "node-with-a-long-name", [core.NSCount]uint32{})
+	ctr := &core.Container{ID: "0123456789abcdef", Runtime: "containerd", Name: "application-server",
 		ImageName: "registry.example.com/team/application-server:2026.12.02-build.1234",
-		Pod:       &recorder.Pod{Namespace: "production-payments", Name: "application-server-7d4b9c8f6d-q8w2k"}}
+		Pod:       &core.Pod{Namespace: "production-payments", Name: "application-server-7d4b9c8f6d-q8w2k"}}
 	t0 := time.Date(2026, 12, 2, 9, 30, 0, 0, time.UTC)
-	add := func(i int, binary string, cp int32, ret int32, class recorder.Class, syscall int32) {
-		c := &recorder.Check{Time: t0.Add(time.Duration(i) * time.Second), Cap: cp, Ret: ret, Class: class, Syscall: syscall,
-			Method: bpf.MethodTracepoint, Container: ctr,
-			Process: &recorder.Process{Tgid: uint32(100 + i), ExecID: "eA==", Binary: binary}}
+	add := func(i int, binary string, cp int32, ret int32, class core.Class, syscall int32) {
+		c := &core.Check{Time: t0.Add(time.Duration(i) * time.Second), Cap: cp, Ret: ret, Class: class, Syscall: syscall,
+			Method: core.MethodTracepoint, Container: ctr,
+			Process: &core.Process{Tgid: uint32(100 + i), ExecID: "eA==", Binary: binary}}
 		if err := w.Write(c); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i, b := range []string{"/usr/local/bin/application-server", "/usr/bin/chown", "/bin/busybox", "/usr/sbin/helper-with-a-long-name"} {
-		add(i, b, 0, 0, recorder.ClassNeed, []int32{92, 260, 94, 93}[i]) // CAP_CHOWN by four binaries, four syscalls
+		add(i, b, 0, 0, core.ClassNeed, []int32{92, 260, 94, 93}[i]) // CAP_CHOWN by four binaries, four syscalls
 	}
-	add(5, "/usr/bin/dmesg", 34, -1, recorder.ClassNeed, 103)                           // denied
-	add(6, "/usr/local/bin/application-server", 21, 0, recorder.ClassProbe, 9)          // probe
-	add(7, "/usr/sbin/runc", 8, 0, recorder.ClassRuntime, 157)                          // runtime
-	add(8, "/usr/local/bin/application-server", 1, 0, recorder.ClassOverrideCreds, 257) // override
-	add(9, "/usr/local/bin/application-server", 40, -1, recorder.ClassProbe, 9)         // refused
-	add(10, "/usr/local/bin/application-server", 10, 0, recorder.ClassNeed, 49)         // NET_BIND_SERVICE
-	add(11, "/usr/local/bin/application-server", 12, -1, recorder.ClassNeed, 54)        // NET_ADMIN denied
+	add(5, "/usr/bin/dmesg", 34, -1, core.ClassNeed, 103)                           // denied
+	add(6, "/usr/local/bin/application-server", 21, 0, core.ClassProbe, 9)          // probe
+	add(7, "/usr/sbin/runc", 8, 0, core.ClassRuntime, 157)                          // runtime
+	add(8, "/usr/local/bin/application-server", 1, 0, core.ClassOverrideCreds, 257) // override
+	add(9, "/usr/local/bin/application-server", 40, -1, core.ClassProbe, 9)         // refused
+	add(10, "/usr/local/bin/application-server", 10, 0, core.ClassNeed, 49)         // NET_BIND_SERVICE
+	add(11, "/usr/local/bin/application-server", 12, -1, core.ClassNeed, 54)        // NET_ADMIN denied
 	_ = w.Flush()
 	path := filepath.Join(t.TempDir(), "events.json")
 	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {

@@ -20,9 +20,10 @@ import (
 
 	"github.com/cilium/ebpf/rlimit"
 
-	"github.com/capsrec/capsrec/bpf"
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/internal/capops"
 	"github.com/capsrec/capsrec/internal/testutil"
+	"github.com/capsrec/capsrec/session"
 )
 
 // The test binary doubles as a process that makes capability checks on cue:
@@ -216,8 +217,8 @@ func methodsUnderTest(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	var works []string
-	for _, m := range bpf.Methods {
-		if bpf.TryAttach(bpf.Config{SelfTgid: uint32(os.Getpid())}, m) == nil {
+	for _, m := range core.Methods {
+		if session.TryAttach(nil, m, false) == nil {
 			works = append(works, string(m))
 		}
 	}

@@ -1,61 +1,35 @@
-// Package recorder reads capability checks from the kernel, decodes them and
-// joins each to the process that made it through a process cache.
-package recorder
+package core
 
 import (
 	"sync"
 	"time"
-
-	"github.com/capsrec/capsrec/bpf"
-)
-
-// Namespace indexes of Check.NS, in the order of capsrec.h's enum ns_index.
-const (
-	NSUts = iota
-	NSIpc
-	NSMnt
-	NSPid
-	NSPidForChildren
-	NSNet
-	NSTime
-	NSTimeForChildren
-	NSCgroup
-	NSUser
 )
 
 // NSNames are Tetragon's names for the namespaces, indexed like Check.NS.
-var NSNames = [bpf.NSCount]string{"uts", "ipc", "mnt", "pid", "pid_for_children", "net", "time", "time_for_children", "cgroup", "user"}
+var NSNames = [NSCount]string{"uts", "ipc", "mnt", "pid", "pid_for_children", "net", "time", "time_for_children", "cgroup", "user"}
 
 // UserNS is the user namespace a capability was checked against.
 type UserNS struct {
 	Level, UID, GID, Inum uint32
 }
 
-// Class says whose check it is (capsrec.h's enum check_class).
+// Class says whose check it is (capsrec.h's enum check_class): ClassNeed,
+// the workload's own code asked; ClassProbe, the kernel probing (noaudit, or
+// only testing the answer); ClassRuntime, the container runtime setting a
+// container or exec up; ClassOverrideCreds, under borrowed credentials
+// (overlayfs copy-up); ClassUserNS, answered in a user namespace other than
+// the subject's own (one the workload made, or by the owner or level rule):
+// the container's capabilities did not decide it. ClassUserNS is set in user
+// space (enrich), never by the kernel.
 type Class uint8
 
-const (
-	ClassNeed          Class = Class(bpf.ClassNeed)          // the workload's own code asked
-	ClassProbe         Class = Class(bpf.ClassProbe)         // the kernel probing (noaudit, or only testing the answer)
-	ClassRuntime       Class = Class(bpf.ClassRuntime)       // the container runtime setting a container or exec up
-	ClassOverrideCreds Class = Class(bpf.ClassOverrideCreds) // under borrowed credentials (overlayfs copy-up)
-	// ClassUserNS: answered in a user namespace other than the subject's own
-	// (one the workload made, or by the owner or level rule): the container's
-	// capabilities did not decide it. Set in user space (enrich), never by the kernel.
-	ClassUserNS Class = Class(bpf.ClassUserNS)
-)
-
 // ClassNames are the JSON's capsrec.class values, indexed by Class.
-var ClassNames = [bpf.ClassCount]string{"need", "probe", "runtime", "override_creds", "userns"}
+var ClassNames = [ClassCount]string{"need", "probe", "runtime", "override_creds", "userns"}
 
-// Rules of cap_capable that answer a check (Check.NSAnswer), and their JSON names.
-const (
-	AnswerCaps  = bpf.AnswerCaps  // the credentials' own user namespace: their effective set
-	AnswerOwner = bpf.AnswerOwner // a namespace the caller's euid owns: granted
-	AnswerLevel = bpf.AnswerLevel // the target is not below the caller's namespace: refused
-)
-
-// AnswerNames are capsrec.user_ns_rule's values, indexed by Check.NSAnswer.
+// AnswerNames are capsrec.user_ns_rule's values, indexed by Check.NSAnswer
+// (AnswerCaps: the credentials' own namespace, their effective set, decided;
+// AnswerOwner: one the caller's euid owns, granted; AnswerLevel: the target is
+// not below the caller's namespace, refused).
 var AnswerNames = [...]string{"capabilities", "owner", "level", "unknown"}
 
 func (c Class) String() string {
@@ -98,7 +72,7 @@ type Check struct {
 	// AuditKnown is false on the tracepoint, which does not pass opts.
 	Audit, AuditKnown bool
 	InSetID           bool
-	Method            bpf.Method
+	Method            Method
 	OverrideCreds     bool
 	Syscall           int32 // -1 when unknown or not in a syscall
 
@@ -113,7 +87,7 @@ type Check struct {
 	CallSiteVia string
 
 	TargetNS UserNS
-	NS       [bpf.NSCount]uint32
+	NS       [NSCount]uint32
 	// CredUserNS is the checked credentials' user namespace (NS[NSUser] is the
 	// real credentials'); NSAnswer which rule of cap_capable answered.
 	CredUserNS uint32

@@ -1,15 +1,14 @@
-package cli
+package session
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
-
-	"github.com/urfave/cli/v2"
 
 	"github.com/capsrec/capsrec/bpf"
 	"github.com/capsrec/capsrec/enrich"
@@ -18,15 +17,13 @@ import (
 	"github.com/capsrec/capsrec/internal/textsafe"
 )
 
-var runtimeBinaryFlag = &cli.StringSliceFlag{Name: "runtime-binary", Usage: "a container runtime executable the runtime server runs besides those found in its root (runc, crun, youki, runsc, conmon, containerd shims); repeatable"}
-
 // classifyChecks gives the programs the call-site table from /proc/kallsyms and
 // the container runtime binaries. Without symbols every check counts as a need:
 // nothing is hidden that cannot be classified.
 // It returns the runtime binaries' paths (by the kernel's mark less one) and
 // what gives the kernel's symbols once they are read (nil without call sites).
-func classifyChecks(c *cli.Context, cfg *bpf.Config, tree runtimes.Tree) (runtimePaths []string, symbols func() *callsite.Table, err error) {
-	bins, err := runtimes.Find(c.StringSlice("runtime-binary"), tree.Servers...)
+func classifyChecks(opts *Options, cfg *bpf.Config, tree runtimes.Tree) (runtimePaths []string, symbols func() *callsite.Table, err error) {
+	bins, err := runtimes.Find(opts.RuntimeBinaries, tree.Servers...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -35,7 +32,7 @@ func classifyChecks(c *cli.Context, cfg *bpf.Config, tree runtimes.Tree) (runtim
 		cfg.RuntimeExes[bpf.ExeKey{Ino: b.Ino, Dev: b.Dev}] = uint8(i + 1)
 		cfg.RuntimeSizes[uint32(i+1)] = uint64(b.Size)
 	}
-	cfg.BeforeChecks = func(s *bpf.Session) error { return markRuntimeTree(c, s, bins, tree) }
+	cfg.BeforeChecks = func(s *bpf.Session) error { return markRuntimeTree(opts.Stderr, s, bins, tree) }
 	runtimePaths = runtimes.Paths(bins)
 
 	if os.Getenv("CAPSREC_BENCH_NO_CALL_SITES") != "" {
@@ -59,7 +56,7 @@ func classifyChecks(c *cli.Context, cfg *bpf.Config, tree runtimes.Tree) (runtim
 			ranges, err = syms.Ranges()
 		}
 		if err != nil {
-			fmt.Fprintf(c.App.ErrWriter, "capsrec: warning: no call sites (%v): probes count as needs\n", err)
+			fmt.Fprintf(opts.Stderr, "capsrec: warning: no call sites (%v): probes count as needs\n", err)
 			done <- l
 			return
 		}
@@ -84,7 +81,7 @@ func classifyChecks(c *cli.Context, cfg *bpf.Config, tree runtimes.Tree) (runtim
 // exec, fork and exit programs are attached: twice, so that what was forked
 // between the first read of /proc and its marks is found by the second; what
 // happens after a mark is written, the kernel marks itself.
-func markRuntimeTree(c *cli.Context, s *bpf.Session, bins []runtimes.Binary, tree runtimes.Tree) error {
+func markRuntimeTree(stderr io.Writer, s *bpf.Session, bins []runtimes.Binary, tree runtimes.Tree) error {
 	for pass := range 2 {
 		marks := runtimes.Marks(bins, tree)
 		for tgid, m := range marks {
@@ -93,27 +90,27 @@ func markRuntimeTree(c *cli.Context, s *bpf.Session, bins []runtimes.Binary, tre
 			}
 		}
 		if os.Getenv("CAPSREC_DEBUG_RUNTIME") != "" {
-			fmt.Fprintf(c.App.ErrWriter, "capsrec: pass %d: runtime servers %+v, binaries %+v, %d marked %v\n", pass, tree.Servers, bins, len(marks), marks)
+			fmt.Fprintf(stderr, "capsrec: pass %d: runtime servers %+v, binaries %+v, %d marked %v\n", pass, tree.Servers, bins, len(marks), marks)
 		}
 	}
 	return nil
 }
 
-// runtimeEndpoints are --runtime-endpoint, or else the defaults.
-func runtimeEndpoints(c *cli.Context) (endpoints []string, configured bool) {
-	if ep := c.String("runtime-endpoint"); ep != "" {
-		return []string{ep}, true
+// runtimeEndpoints are the configured endpoint, or else the defaults.
+func runtimeEndpoints(endpoint string) (endpoints []string, configured bool) {
+	if endpoint != "" {
+		return []string{endpoint}, true
 	}
 	return enrich.DefaultEndpoints, false
 }
 
-// findRuntimeTree is where the runtime marks start: the runtime servers on
-// the configured or default sockets that answer a CRI call, the host pids of
-// their containers and pod sandboxes, and where they keep their bundles. It
-// asks each socket once. A socket whose listener does not answer CRI gives
-// nothing: whatever listens there is not trusted.
-func findRuntimeTree(c *cli.Context) (tree runtimes.Tree) {
-	endpoints, _ := runtimeEndpoints(c)
+// FindRuntimeTree is where the runtime marks start: the runtime servers on
+// the configured (endpoint) or default sockets that answer a CRI call, the
+// host pids of their containers and pod sandboxes, and where they keep their
+// bundles. It asks each socket once. A socket whose listener does not answer
+// CRI gives nothing: whatever listens there is not trusted.
+func FindRuntimeTree(endpoint string) (tree runtimes.Tree) {
+	endpoints, _ := runtimeEndpoints(endpoint)
 	for _, ep := range endpoints {
 		cri, err := enrich.DialCRI([]string{ep}, 2*time.Second)
 		if err != nil {
@@ -132,22 +129,22 @@ func findRuntimeTree(c *cli.Context) (tree runtimes.Tree) {
 	return tree
 }
 
-// dialRuntime connects to --runtime-endpoint, or to the first default that
-// answers. With warn it says so once when none does, unless nothing was
-// configured and no default socket exists: a machine without containers.
-func dialRuntime(c *cli.Context, warn bool) (*enrich.CRI, error) {
-	endpoints, configured := runtimeEndpoints(c)
+// DialRuntime connects to endpoint, or when it is "" to the first default
+// that answers. Given a stderr it says so once when none does, unless nothing
+// was configured and no default socket exists: a machine without containers.
+func DialRuntime(endpoint string, stderr io.Writer) (*enrich.CRI, error) {
+	endpoints, configured := runtimeEndpoints(endpoint)
 	cri, err := enrich.DialCRI(endpoints, 2*time.Second)
-	if err != nil && warn && (configured || enrich.AnySocket(endpoints)) {
-		fmt.Fprintf(c.App.ErrWriter, "capsrec: warning: %s; checks go on without pod fields\n", textsafe.OneLine(err.Error()))
+	if err != nil && stderr != nil && (configured || enrich.AnySocket(endpoints)) {
+		fmt.Fprintf(stderr, "capsrec: warning: %s; checks go on without pod fields\n", textsafe.OneLine(err.Error()))
 	}
 	return cri, err
 }
 
 // warnOnce prints the first runtime warning of a session; one is enough to say pod fields may lack.
-func warnOnce(c *cli.Context) func(string) {
+func warnOnce(stderr io.Writer) func(string) {
 	var once sync.Once
 	return func(msg string) {
-		once.Do(func() { fmt.Fprintf(c.App.ErrWriter, "capsrec: warning: %s; checks go on without pod fields\n", msg) })
+		once.Do(func() { fmt.Fprintf(stderr, "capsrec: warning: %s; checks go on without pod fields\n", msg) })
 	}
 }
