@@ -115,27 +115,10 @@ func FlagsFirst(args []string, commands []*cli.Command) []string {
 func Run(args []string) error {
 	commands := []*cli.Command{recordCommand, profileCommand, capsCommand, doctorCommand, versionCommand}
 	app := &cli.App{
-		Name:    "capsrec",
-		Usage:   "record Linux capability checks of processes, containers and pods, and profile them",
-		Version: Version,
-		Flags: []cli.Flag{
-			&cli.StringFlag{
-				Name:    "node-name",
-				Usage:   "node name in JSON events and exec IDs (Tetragon's node_name)",
-				EnvVars: []string{"NODE_NAME"},
-			},
-			&cli.StringFlag{
-				Name:    "runtime-endpoint",
-				Aliases: []string{"r"},
-				Usage:   "the container runtime's CRI socket (default: containerd's, then CRI-O's)",
-				EnvVars: []string{"CONTAINER_RUNTIME_ENDPOINT"},
-			},
-			&cli.StringFlag{
-				Name:    "btf",
-				Usage:   "kernel BTF file for kernels without /sys/kernel/btf/vmlinux (as BTFHub provides)",
-				EnvVars: []string{"CAPSREC_BTF"},
-			},
-		},
+		Name:                 "capsrec",
+		Usage:                "record Linux capability checks of processes, containers and pods, and profile them",
+		Version:              Version,
+		Flags:                globalFlags(),
 		Commands:             commands,
 		HideHelpCommand:      true,
 		EnableBashCompletion: true,
@@ -149,6 +132,28 @@ func Run(args []string) error {
 		return err
 	}
 	return app.Run(arrangeArgs(args, commands, app.Flags, true))
+}
+
+// globalFlags are capsrec's flags before or after any command.
+func globalFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{
+			Name:    "node-name",
+			Usage:   "node name in JSON events and exec IDs (Tetragon's node_name)",
+			EnvVars: []string{"NODE_NAME"},
+		},
+		&cli.StringFlag{
+			Name:    "runtime-endpoint",
+			Aliases: []string{"r"},
+			Usage:   "the container runtime's CRI socket (default: containerd's, then CRI-O's)",
+			EnvVars: []string{"CONTAINER_RUNTIME_ENDPOINT"},
+		},
+		&cli.StringFlag{
+			Name:    "btf",
+			Usage:   "kernel BTF file for kernels without /sys/kernel/btf/vmlinux (as BTFHub provides)",
+			EnvVars: []string{"CAPSREC_BTF"},
+		},
+	}
 }
 
 // UsageError is a flag or argument error: one line, never the whole usage.

@@ -13,7 +13,7 @@ import (
 func runCommand(t *testing.T, cmd *cli.Command, argv ...string) (string, string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	app := &cli.App{Name: "capsrec", Commands: []*cli.Command{cmd}, Flags: []cli.Flag{&cli.StringFlag{Name: "btf"}},
+	app := &cli.App{Name: "capsrec", Commands: []*cli.Command{cmd}, Flags: globalFlags(),
 		Writer: &out, ErrWriter: &errOut, ExitErrHandler: func(*cli.Context, error) {}}
 	err := app.Run(arrangeArgs(append([]string{"capsrec", cmd.Name}, argv...), app.Commands, app.Flags, true))
 	return out.String(), errOut.String(), err

@@ -20,7 +20,7 @@ func planOf(t *testing.T, argv ...string) (*recordPlan, error) {
 		plan, planErr = planRecord(c)
 		return nil
 	}
-	app := &cli.App{Name: "capsrec", Commands: []*cli.Command{&cmd}, Flags: []cli.Flag{&cli.StringFlag{Name: "btf"}},
+	app := &cli.App{Name: "capsrec", Commands: []*cli.Command{&cmd}, Flags: globalFlags(),
 		ExitErrHandler: func(*cli.Context, error) {}}
 	args := arrangeArgs(append([]string{"capsrec", "record"}, argv...), app.Commands, app.Flags, true)
 	if err := app.Run(args); err != nil {

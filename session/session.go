@@ -89,6 +89,12 @@ type Session struct {
 
 // Open attaches and readies a session: on an error nothing it started is left.
 func Open(opts Options) (_ *Session, err error) {
+	if opts.Pods == nil {
+		opts.Pods = &filter.PodFilter{} // every cgroup
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = io.Discard
+	}
 	s := &Session{opts: opts}
 	defer func() {
 		if err != nil {
