@@ -192,7 +192,7 @@ func recordFromStart(ctx context.Context, s *pluginSession, w cluster.Workload, 
 	defer func() {
 		stopRecording()
 		wait()
-		removeSpools(runs)
+		closeSpools(runs)
 	}()
 	if err := allReady(ctx, runs); err != nil {
 		return nil, err
@@ -257,6 +257,14 @@ func startNodes(ctx context.Context, s *pluginSession, w cluster.Workload, nodes
 	for _, r := range runs {
 		if spool {
 			if r.spool, r.err = os.CreateTemp("", "capsrec-spool-*.json"); r.err != nil {
+				r.ended.Store(true)
+				continue
+			}
+			// Unlinked at once, read and written through its descriptor: a
+			// plugin killed mid-run (SIGKILL) leaves no file behind.
+			if r.err = os.Remove(r.spool.Name()); r.err != nil {
+				r.spool.Close()
+				r.spool = nil
 				r.ended.Store(true)
 				continue
 			}

@@ -286,7 +286,7 @@ func verify(ctx context.Context, s *pluginSession, w cluster.Workload, patchYAML
 	defer func() {
 		stopRecording()
 		wait()
-		removeSpools(runs)
+		closeSpools(runs)
 	}()
 	if err := allReady(ctx, runs); err != nil {
 		return nil, nil, err
@@ -407,10 +407,10 @@ func judge(ctx context.Context, s *pluginSession, runs []*nodeRun, health cluste
 	return tolerated, nil
 }
 
-func removeSpools(runs []*nodeRun) {
+// closeSpools frees the recorders' spools (unlinked when made: closing frees them).
+func closeSpools(runs []*nodeRun) {
 	for _, r := range runs {
 		if r.spool != nil {
-			os.Remove(r.spool.Name())
 			r.spool.Close()
 		}
 	}

@@ -276,6 +276,7 @@ func TestKubectlVerify(t *testing.T) {
 		_ = cmd.Process.Kill() // SIGKILL: nothing of the plugin runs on
 		_ = cmd.Wait()
 		c.assertNoNodePods(t)
+		assertNoSpools(t)
 		if left := c.verifyWeb(t); grants(t, left.Spec.Template) == grants(t, before.Spec.Template) {
 			t.Fatalf("the killed verify's patch is not on the workload: nothing tests the restore")
 		}
@@ -291,6 +292,18 @@ func TestKubectlVerify(t *testing.T) {
 		c.assertNoMarkedRevision(t)
 		c.assertNoNodePods(t)
 	})
+}
+
+// assertNoSpools: a killed plugin leaves none of its recorders' spool files.
+func assertNoSpools(t *testing.T) {
+	t.Helper()
+	left, _ := filepath.Glob(filepath.Join(os.TempDir(), "capsrec-spool-*"))
+	for _, f := range left {
+		os.Remove(f)
+	}
+	if len(left) > 0 {
+		t.Errorf("spool files left behind: %v", left)
+	}
 }
 
 // templateCaps is each container's capabilities in a workload's template, by name.
@@ -378,6 +391,7 @@ func TestKubectlMinimize(t *testing.T) {
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
 	c.assertNoNodePods(t)
+	assertNoSpools(t)
 	if got := c.templateCaps(t, "ds/tolerant-ds"); got["prepare"] == before["prepare"] && got["server"] == before["server"] {
 		t.Fatalf("the killed verify's patch is not on the DaemonSet (%v): nothing tests the restore", got)
 	}
