@@ -410,7 +410,7 @@ func (f *fields) observation() (Observation, error) {
 		if !ok {
 			return Observation{}, errors.New("unknown capsrec.class " + f.class)
 		}
-		o.Class = fromRecorderClass(c)
+		o.Class, o.ClassKnown = c, true
 	}
 	switch {
 	case f.hasEUID:

@@ -8,9 +8,6 @@ import (
 	"github.com/capsrec/capsrec/internal/syscalls"
 )
 
-// fromRecorderClass maps recorder's classes, which start at need, onto these.
-func fromRecorderClass(c core.Class) Class { return Class(c) + 1 }
-
 // FromCheck turns a live check into an Observation.
 func FromCheck(c *core.Check) Observation {
 	o := Observation{
@@ -20,7 +17,8 @@ func FromCheck(c *core.Check) Observation {
 		Granted:       c.Granted(),
 		OverrideCreds: c.OverrideCreds,
 		Syscall:       syscalls.Name(c.Syscall),
-		Class:         fromRecorderClass(c.Class),
+		Class:         c.Class,
+		ClassKnown:    true,
 		EUID:          c.EUID,
 		EUIDKnown:     true,
 		Exec:          c.Exec,

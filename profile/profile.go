@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/internal/caps"
 )
 
@@ -20,18 +21,6 @@ const (
 	AuditUnknown Audit = iota // no opts: the tracepoint, or Tetragon without them
 	Audited
 	NotAudited // CAP_OPT_NOAUDIT: the kernel probing, not the workload asking
-)
-
-// Class is whose check it was, from capsrec's call-site classification.
-type Class uint8
-
-const (
-	ClassUnknown       Class = iota // events without capsrec.class (Tetragon's): the audit rules apply
-	ClassNeed                       // the workload's own code asked
-	ClassProbe                      // the kernel probing
-	ClassRuntime                    // the container runtime setting up
-	ClassOverrideCreds              // under borrowed credentials
-	ClassUserNS                     // answered in a user namespace other than the subject's own
 )
 
 // Subject is what a profile is about: a container, or a binary on the host.
@@ -66,13 +55,16 @@ func (s Subject) key() Subject {
 
 // Observation is one capability check, from a live session or a JSON line.
 type Observation struct {
-	Time          time.Time
-	Subject       Subject
-	Binary        string
-	Cap           int
-	Granted       bool
-	Audit         Audit
-	Class         Class
+	Time    time.Time
+	Subject Subject
+	Binary  string
+	Cap     int
+	Granted bool
+	Audit   Audit
+	// Class is whose check it is, as capsrec decided it; ClassKnown is false
+	// for events that do not say (Tetragon's): then the audit rules apply.
+	Class         core.Class
+	ClassKnown    bool
 	OverrideCreds bool
 	Syscall       string
 	// EUID is the effective uid the check was made with; EUIDKnown false when the event lacks it.
@@ -446,11 +438,11 @@ func (p *Profile) add(o Observation, n uint64, last time.Time) {
 	}
 	cs.Binaries = addListed(cs.Binaries, o.Binary)
 	cs.Syscalls = addListed(cs.Syscalls, o.Syscall)
-	class := o.class()
-	if class == ClassNeed && o.Granted && o.EUIDKnown && o.EUID != 0 { // a refusal adds nothing to note
+	class, known := o.class()
+	if known && class == core.ClassNeed && o.Granted && o.EUIDKnown && o.EUID != 0 { // a refusal adds nothing to note
 		sp.NonRootNeeds = true
 	}
-	if (o.Cap == capNetBindService || o.Cap == capNetRaw) && (class == ClassNeed || class == ClassUnknown) {
+	if (o.Cap == capNetBindService || o.Cap == capNetRaw) && class == core.ClassNeed {
 		sp.Net.seeNet(o, n)
 	}
 	if sp.Subject.IsContainer() {
@@ -459,45 +451,45 @@ func (p *Profile) add(o Observation, n uint64, last time.Time) {
 	if !o.Granted {
 		cs.Denied += n
 		switch class {
-		case ClassNeed, ClassUnknown:
+		case core.ClassNeed:
 			cs.DeniedNeed += n
-		case ClassUserNS:
+		case core.ClassUserNS:
 			cs.DeniedUserNS += n
 		}
 		return
 	}
 	cs.Granted += n
-	switch class {
-	case ClassNeed:
+	switch {
+	case class == core.ClassNeed && known:
 		cs.GrantedNeed += n
-	case ClassUnknown:
+	case class == core.ClassNeed:
 		cs.GrantedNoSite += n
-	case ClassProbe:
+	case class == core.ClassProbe:
 		cs.Probe += n
-	case ClassRuntime:
+	case class == core.ClassRuntime:
 		cs.Runtime += n
-	case ClassOverrideCreds:
+	case class == core.ClassOverrideCreds:
 		cs.OverrideCreds += n
-	case ClassUserNS:
+	case class == core.ClassUserNS:
 		cs.UserNS += n
 	}
 }
 
 // class is the observation's class; events without one (Tetragon's) keep the
 // audit rules: noaudit is a probe, override_creds borrowed, audited a need, and
-// the rest unknown (counted as a need, flagged).
-func (o Observation) class() Class {
+// the rest a need not known to be one (known false: counted, and flagged).
+func (o Observation) class() (c core.Class, known bool) {
 	switch {
-	case o.Class != ClassUnknown:
-		return o.Class
+	case o.ClassKnown:
+		return o.Class, true
 	case o.OverrideCreds:
-		return ClassOverrideCreds
+		return core.ClassOverrideCreds, true
 	case o.Audit == NotAudited:
-		return ClassProbe
+		return core.ClassProbe, true
 	case o.Audit == Audited:
-		return ClassNeed
+		return core.ClassNeed, true
 	}
-	return ClassUnknown
+	return core.ClassNeed, false
 }
 
 // Merge adds q's counts into p (profiles of several nodes or workers).

@@ -407,15 +407,15 @@ func TestNotesNoCallSiteAndNonRoot(t *testing.T) {
 	}
 	p = New()
 	p.Add(Observation{Subject: Subject{Namespace: "prod", Pod: "web-0", Container: "app"}, Binary: "/app", Cap: chown, Granted: true,
-		Class: ClassNeed, EUID: 1000, EUIDKnown: true})
+		Class: core.ClassNeed, ClassKnown: true, EUID: 1000, EUIDKnown: true})
 	r = p.Subjects()[0].Recommend()
 	if !r.NonRoot || r.NoCallSite {
 		t.Errorf("recommendation %+v: want the non-root note", r)
 	}
 	// A non-root refusal beside a root need says nothing of the need.
 	q := New()
-	q.Add(Observation{Subject: Subject{Pod: "web-0", Container: "app"}, Binary: "/app", Cap: chown, Granted: true, Class: ClassNeed, EUID: 0, EUIDKnown: true})
-	q.Add(Observation{Subject: Subject{Pod: "web-0", Container: "app"}, Binary: "/dmesg", Cap: 34, Granted: false, Class: ClassNeed, EUID: 65534, EUIDKnown: true})
+	q.Add(Observation{Subject: Subject{Pod: "web-0", Container: "app"}, Binary: "/app", Cap: chown, Granted: true, Class: core.ClassNeed, ClassKnown: true, EUID: 0, EUIDKnown: true})
+	q.Add(Observation{Subject: Subject{Pod: "web-0", Container: "app"}, Binary: "/dmesg", Cap: 34, Granted: false, Class: core.ClassNeed, ClassKnown: true, EUID: 65534, EUIDKnown: true})
 	if r := q.Subjects()[0].Recommend(); r.NonRoot {
 		t.Errorf("the non-root note fires for a root need beside a non-root refusal: %+v", r)
 	}
@@ -433,7 +433,7 @@ func TestNotesNoCallSiteAndNonRoot(t *testing.T) {
 func TestHostBinariesBounded(t *testing.T) {
 	p, q := New(), New()
 	for i := range MaxHostBinaries + 10 {
-		o := Observation{Cap: 0, Granted: true, Class: ClassNeed, Subject: Subject{Binary: "/tmp/b" + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + time.Duration(i).String()}}
+		o := Observation{Cap: 0, Granted: true, Class: core.ClassNeed, ClassKnown: true, Subject: Subject{Binary: "/tmp/b" + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + time.Duration(i).String()}}
 		p.Add(o)
 		q.Add(o)
 	}
@@ -471,7 +471,7 @@ func TestMergeKeepsCoverage(t *testing.T) {
 	subject := Subject{Namespace: "prod", Pod: "web-7d4b9c8f6d-q8w2k", Container: "app"}
 	p, q := New(), New()
 	p.Add(Observation{Exec: true, Start: true, Subject: subject, Time: t0})
-	q.Add(Observation{Cap: 0, Granted: true, Class: ClassNeed, Subject: subject, Time: t0.Add(time.Second)})
+	q.Add(Observation{Cap: 0, Granted: true, Class: core.ClassNeed, ClassKnown: true, Subject: subject, Time: t0.Add(time.Second)})
 	p.Merge(q)
 	subjects := p.Subjects()
 	if len(subjects) != 1 {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/internal/callsite"
 	"github.com/capsrec/capsrec/internal/caps"
 	"github.com/capsrec/capsrec/internal/textsafe"
@@ -37,7 +38,7 @@ type UserNSFacts struct {
 	HostUser                       bool
 }
 
-func (u *UserNSFacts) see(o Observation, class Class) {
+func (u *UserNSFacts) see(o Observation, class core.Class) {
 	if o.NS.Known {
 		u.Known = true
 		u.HostNet = u.HostNet || o.NS.Net
@@ -46,7 +47,7 @@ func (u *UserNSFacts) see(o Observation, class Class) {
 		u.HostUser = u.HostUser || o.NS.User
 		u.Own = u.Own || !o.NS.User
 	}
-	if !o.Granted || (class != ClassNeed && class != ClassUnknown) {
+	if !o.Granted || class != core.ClassNeed {
 		return
 	}
 	k := usernsNeed{o.Cap, o.CallSite, o.CallSiteVia, o.Binary}
