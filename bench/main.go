@@ -30,8 +30,8 @@ import (
 	"github.com/capsrec/capsrec/bpf"
 	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/internal/bpfstats"
-	"github.com/capsrec/capsrec/output"
 	"github.com/capsrec/capsrec/recorder/ring"
+	"github.com/capsrec/capsrec/tetragon"
 )
 
 func main() {
@@ -578,7 +578,7 @@ func benchProfile(bin string, n int) (string, error) {
 		return "", err
 	}
 	defer os.Remove(f.Name())
-	w := output.NewJSON(f, "node-1", [core.NSCount]uint32{})
+	w := tetragon.NewWriter(f, "node-1", [core.NSCount]uint32{})
 	capList := []int32{0, 1, 10, 12, 13, 21, 34, 7}
 	start := time.Unix(1_800_000_000, 0)
 	procs := make([]*core.Process, 90)

@@ -22,6 +22,7 @@ import (
 	"github.com/capsrec/capsrec/output"
 	"github.com/capsrec/capsrec/profile"
 	"github.com/capsrec/capsrec/session"
+	"github.com/capsrec/capsrec/tetragon"
 )
 
 var recordCommand = &cli.Command{
@@ -278,7 +279,7 @@ func record(c *cli.Context, plan *recordPlan, rec *session.Session) error {
 	var st recordStats
 	filtered, runErr := rec.Run(plan.stages(w, prof, &st))
 	st.filtered = filtered
-	if j, ok := w.(*output.JSON); ok && runErr == nil {
+	if j, ok := w.(*tetragon.Writer); ok && runErr == nil {
 		if runErr = writeSummaryLine(j, rec); runErr == nil {
 			st.other++
 		}
@@ -299,7 +300,7 @@ func checkWriter(c *cli.Context, plan *recordPlan, out io.Writer) output.Writer 
 	case plan.profileFormat != "":
 		return discard{}
 	case plan.format == output.FormatJSON:
-		return output.NewJSON(out, nodeName(c), core.HostNamespaces())
+		return tetragon.NewWriter(out, nodeName(c), core.HostNamespaces())
 	}
 	compact := output.NewCompact(out, plan.colored, plan.width)
 	if plan.tty {
@@ -362,12 +363,12 @@ func (p *recordPlan) stages(w output.Writer, prof *profile.Profile, st *recordSt
 
 // writeSummaryLine ends a JSON stream with what the session says of itself:
 // its window and what it lost, so that a profile of it knows its coverage.
-func writeSummaryLine(j *output.JSON, rec *session.Session) error {
+func writeSummaryLine(j *tetragon.Writer, rec *session.Session) error {
 	k, err := rec.Stats()
 	if err != nil {
 		return err
 	}
-	return j.WriteSummary(output.Summary{Start: rec.Attached().UTC(), End: time.Now().UTC(), Seen: k.Seen, Lost: session.RecordsLost(k)})
+	return j.WriteSummary(tetragon.Summary{Start: rec.Attached().UTC(), End: time.Now().UTC(), Seen: k.Seen, Lost: session.RecordsLost(k)})
 }
 
 // finishOutput detaches (nothing more comes from the kernel), then gives the

@@ -3,21 +3,13 @@ package output
 import (
 	"io"
 	"testing"
-)
 
-// BenchmarkJSON is the user-space cost of one JSON event with a warm process cache.
-func BenchmarkJSON(b *testing.B) {
-	w := NewJSON(io.Discard, "node", hostNS)
-	c := sampleChecks()[0]
-	b.ReportAllocs()
-	for b.Loop() {
-		_ = w.Write(c)
-	}
-}
+	"github.com/capsrec/capsrec/internal/testutil"
+)
 
 func BenchmarkCompact(b *testing.B) {
 	w := NewCompact(io.Discard, false, 0)
-	c := sampleChecks()[0]
+	c := testutil.SampleChecks()[0]
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = w.Write(c)

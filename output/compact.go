@@ -21,7 +21,7 @@ import (
 // Compact writes one line per check: time, source, binary[pid], uid,
 // capability, verdict (green granted, red denied), syscall, and notes.
 type Compact struct {
-	out                  *lines
+	out                  *Lines
 	granted, denied, dim *color.Color
 	grantedS, deniedS    string
 	listenS              string
@@ -80,7 +80,7 @@ func newLayout(width int) layout {
 // columns (0: no limit).
 func NewCompact(w io.Writer, colored bool, width int) *Compact {
 	c := &Compact{
-		out:     newLines(w),
+		out:     NewLines(w),
 		granted: color.New(color.FgGreen),
 		denied:  color.New(color.FgRed, color.Bold),
 		dim:     color.New(color.Faint),
@@ -117,7 +117,7 @@ func (o *Compact) Header() string {
 
 // Write formats one check.
 func (o *Compact) Write(c *core.Check) error {
-	return o.out.write(o, c)
+	return o.out.Encode(o, c)
 }
 
 // Flush writes out what is buffered.

@@ -1,4 +1,5 @@
-// Package output writes checks for people (compact lines) and for programs (Tetragon JSON).
+// Package output writes checks: compact lines for people, the line chunks
+// every writer (tetragon's JSON too) gathers, and the asynchronous stdout.
 package output
 
 import (
@@ -100,31 +101,33 @@ const (
 	lineRoom  = 16 << 10
 )
 
-// lines gathers whole lines and hands them on a chunk at a time, so that the
+// Lines gathers whole lines and hands them on a chunk at a time, so that the
 // writer below only ever gets whole lines, and a session cut short never
-// leaves half a line on stdout. Encoders append straight into the chunk; an
-// Async below takes the chunk itself, not a copy, with its line count.
-type lines struct {
+// leaves half a line on stdout. Encoders (compact, tetragon's JSON) append
+// straight into the chunk; an Async below takes the chunk itself, not a
+// copy, with its line count.
+type Lines struct {
 	w     io.Writer
 	async *Async
 	buf   []byte
 	n     int // lines in buf
 }
 
-func newLines(w io.Writer) *lines {
-	l := &lines{w: w, buf: make([]byte, 0, chunkSize)}
+// NewLines gathers lines for w.
+func NewLines(w io.Writer) *Lines {
+	l := &Lines{w: w, buf: make([]byte, 0, chunkSize)}
 	l.async, _ = w.(*Async)
 	return l
 }
 
-// lineEncoder appends one check's line, without its newline.
-type lineEncoder interface {
+// LineEncoder appends one check's line, without its newline.
+type LineEncoder interface {
 	Append(b []byte, c *core.Check) []byte
 }
 
-// write appends c's line, as enc encodes it, to the chunk: handed on first
+// Encode appends c's line, as enc encodes it, to the chunk: handed on first
 // when nearly full.
-func (l *lines) write(enc lineEncoder, c *core.Check) error {
+func (l *Lines) Encode(enc LineEncoder, c *core.Check) error {
 	if cap(l.buf)-len(l.buf) < lineRoom {
 		if err := l.Flush(); err != nil {
 			return err
@@ -135,8 +138,8 @@ func (l *lines) write(enc lineEncoder, c *core.Check) error {
 	return nil
 }
 
-// writeLine appends a whole line, given without its newline.
-func (l *lines) writeLine(line []byte) error {
+// WriteLine appends a whole line, given without its newline.
+func (l *Lines) WriteLine(line []byte) error {
 	if cap(l.buf)-len(l.buf) < len(line)+1 {
 		if err := l.Flush(); err != nil {
 			return err
@@ -148,7 +151,7 @@ func (l *lines) writeLine(line []byte) error {
 }
 
 // Flush hands on what is gathered.
-func (l *lines) Flush() error {
+func (l *Lines) Flush() error {
 	if len(l.buf) == 0 {
 		return nil
 	}

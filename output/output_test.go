@@ -2,10 +2,8 @@ package output
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"flag"
-	"io"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -24,45 +22,12 @@ func golden(t *testing.T, name string, got []byte) {
 	testutil.Golden(t, filepath.Join("testdata", name), got, *update)
 }
 
-var hostNS = [core.NSCount]uint32{4026531838, 4026531839, 4026531832, 4026531836, 4026531836, 4026531833, 4026531834, 4026531834, 4026531835, 4026531837}
-
-// sampleChecks are the seed's dmesg denial on the host and in a pod, and a granted
-// noaudit check under override_creds.
-func sampleChecks() []*core.Check {
-	parent := &core.Process{Tgid: 73850, ExecID: "cGFyZW50", Binary: "/bin/bash", Cwd: "/", Flags: "execve rootcwd clone",
-		StartTime: time.Date(2023, 7, 6, 10, 13, 33, 178160018, time.UTC), AUID: 4294967295, UID: 0}
-	dmesg := &core.Process{Tgid: 73860, Ptgid: 73850, ExecID: "ZG1lc2c=", ParentExecID: "cGFyZW50", Binary: "/bin/dmesg", Arguments: `-r "quoted"`,
-		Cwd: "/", Flags: "execve rootcwd clone", StartTime: time.Date(2023, 7, 6, 10, 13, 33, 834390020, time.UTC), AUID: 4294967295}
-	denied := &core.Check{
-		Time: time.Date(2023, 7, 6, 10, 13, 33, 834882128, time.UTC), Process: dmesg, Parent: parent,
-		Tid: 73860, NsPid: 171, UID: 65534, GID: 65534, EUID: 65534, AUID: 4294967295, Comm: "dmesg",
-		Cap: 34, Ret: -1, Method: core.MethodTracepoint, Syscall: 103, CallSite: "do_syslog",
-		TargetNS: core.UserNS{Inum: 4026531837}, NS: hostNS, CgroupID: 1,
-	}
-	inPod := *denied
-	inPod.Container = &core.Container{ID: "cfb961400ff25811d22d139a10f6a62efef53c2ecc11af47bc911a7f9a2ac1f7", Runtime: "containerd",
-		Name: "spaceship", ImageName: "docker.io/tgraf/netperf:latest", ImageID: "docker.io/tgraf/netperf@sha256:8e86",
-		StartTime: time.Date(2023, 7, 6, 8, 7, 30, 0, time.UTC),
-		Pod:       &core.Pod{Namespace: "default", Name: "xwing", Labels: map[string]string{"org": "alliance", "class": "xwing"}}}
-	inPod.NS[core.NSPid] = 4026534732
-	granted := *denied
-	granted.Ret, granted.Cap, granted.Syscall = 0, 0, 92
-	granted.Method, granted.AuditKnown, granted.Audit, granted.OverrideCreds = core.MethodFexit, true, false, true
-	granted.Class, granted.CallSite = core.ClassProbe, "ovl_copy_up_one"
-	runtime := *denied
-	runtime.Ret, runtime.Cap, runtime.Syscall, runtime.Class, runtime.CallSite = 0, 8, 157, core.ClassRuntime, "cap_prctl_drop"
-	runtime.Process = &core.Process{Tgid: 73870, Ptgid: 73850, ExecID: "cnVuYw==", Binary: "/usr/sbin/runc", Runtime: "runc", Arguments: "init",
-		Cwd: "/", Flags: "execve rootcwd", StartTime: time.Date(2023, 7, 6, 10, 13, 33, 834390020, time.UTC), AUID: 4294967295}
-	granted.CapEffective, granted.CapPermitted = 1<<0|1<<21, 1<<0|1<<21
-	return []*core.Check{denied, &inPod, &granted, &runtime}
-}
-
 func TestCompactGolden(t *testing.T) {
 	for _, colored := range []bool{false, true} {
 		var buf bytes.Buffer
 		w := NewCompact(&buf, colored, 0)
 		w.layout.timeLayout = "15:04:05.000000Z07:00" // the machine's zone must not matter
-		for _, c := range sampleChecks() {
+		for _, c := range testutil.SampleChecks() {
 			c.Time = c.Time.In(time.UTC)
 			if err := w.Write(c); err != nil {
 				t.Fatal(err)
@@ -76,50 +41,6 @@ func TestCompactGolden(t *testing.T) {
 			name = "compact-color.golden"
 		}
 		golden(t, name, buf.Bytes())
-	}
-}
-
-func TestJSONGolden(t *testing.T) {
-	var buf bytes.Buffer
-	w := NewJSON(&buf, "kind-control-plane", hostNS)
-	for _, c := range sampleChecks() {
-		if err := w.Write(c); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
-		if !json.Valid(line) {
-			t.Fatalf("invalid JSON: %s", line)
-		}
-	}
-	golden(t, "events.golden.json", buf.Bytes())
-}
-
-func TestAppendStringMatchesEncodingJSON(t *testing.T) {
-	for _, s := range []string{"", "plain", `q"uo\te`, "tab\tnl\nctl\x01", "<&>", "é ü 日本", "bad\xffutf8", "\u2028"} {
-		got := appendString(nil, s)
-		var back string
-		if err := json.Unmarshal(got, &back); err != nil {
-			t.Fatalf("%q -> %s: %v", s, got, err)
-		}
-		want := s
-		if s == "bad\xffutf8" {
-			want = "bad\ufffdutf8"
-		}
-		if back != want {
-			t.Errorf("%q round-trips to %q", s, back)
-		}
-	}
-}
-
-func TestTimestampsLikeProtojson(t *testing.T) {
-	for ns, want := range map[int]string{0: `"2023-07-06T08:07:30Z"`, 5e8: `"2023-07-06T08:07:30.500Z"`, 123456000: `"2023-07-06T08:07:30.123456Z"`, 834882128: `"2023-07-06T08:07:30.834882128Z"`} {
-		if got := string(appendTimestamp(nil, time.Date(2023, 7, 6, 8, 7, 30, ns, time.UTC))); got != want {
-			t.Errorf("%d ns: %s, want %s", ns, got, want)
-		}
 	}
 }
 
@@ -144,136 +65,10 @@ func TestUseColor(t *testing.T) {
 	}
 }
 
-// wholeLines fails on a write that does not end a line.
-type wholeLines struct {
-	t      *testing.T
-	writes int
-}
-
-func (w *wholeLines) Write(p []byte) (int, error) {
-	w.writes++
-	if len(p) == 0 || p[len(p)-1] != '\n' {
-		w.t.Fatalf("write %d of %d bytes does not end a line", w.writes, len(p))
-	}
-	return len(p), nil
-}
-
-// The writers below JSON and compact get whole lines only, so that output cut
-// short (a stalled reader at the stop) never ends in half a line.
-func TestWritersPassWholeLines(t *testing.T) {
-	for _, w := range []Writer{NewJSON(&wholeLines{t: t}, "node", hostNS), NewCompact(&wholeLines{t: t}, false, 0)} {
-		for i := range 5000 {
-			if err := w.Write(sampleChecks()[i%4]); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := w.Flush(); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// Through Async the writers hand over their chunks themselves: every line
-// arrives, whole and in order, and Close counts them.
-func TestAsyncTakesChunksWhole(t *testing.T) {
-	for _, name := range []string{"json", "compact"} {
-		t.Run(name, func(t *testing.T) {
-			var got bytes.Buffer
-			a := NewAsync(&got, 256<<10, make(chan struct{}))
-			var w, want Writer
-			var wantBuf bytes.Buffer
-			if name == "json" {
-				w, want = NewJSON(a, "node", hostNS), NewJSON(&wantBuf, "node", hostNS)
-			} else {
-				w, want = NewCompact(a, false, 0), NewCompact(&wantBuf, false, 0)
-			}
-			const n = 20000 // many chunks, and more than the queue holds at once
-			for i := range n {
-				if err := w.Write(sampleChecks()[i%4]); err != nil {
-					t.Fatal(err)
-				}
-				if err := want.Write(sampleChecks()[i%4]); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := errors.Join(w.Flush(), want.Flush()); err != nil {
-				t.Fatal(err)
-			}
-			written, err := a.Close(time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if written != n {
-				t.Errorf("Close counted %d lines, want %d", written, n)
-			}
-			if !bytes.Equal(got.Bytes(), wantBuf.Bytes()) {
-				t.Errorf("through Async: %d bytes, not the %d written directly", got.Len(), wantBuf.Len())
-			}
-		})
-	}
-}
-
-// The JSON writer renders once what consecutive checks share; a check that
-// differs from the last in any one field must come out as it would alone.
-func TestJSONReusesOnlyWhatIsTheSame(t *testing.T) {
-	var variants []*core.Check
-	for _, base := range sampleChecks() {
-		variants = append(variants, base)
-		for _, change := range []func(c *core.Check){
-			func(c *core.Check) { c.Cap = 21 },
-			func(c *core.Check) { c.Ret = -13 },
-			func(c *core.Check) { c.TargetNS.Inum++ },
-			func(c *core.Check) { c.TargetNS.Level = 2 },
-			func(c *core.Check) { c.Syscall = 165 },
-			func(c *core.Check) { c.OverrideCreds = !c.OverrideCreds },
-			func(c *core.Check) { c.Class = core.ClassProbe },
-			func(c *core.Check) { c.CallSite = "other\"site" },
-			func(c *core.Check) { c.CallSite = "" },
-			func(c *core.Check) { c.SiteProbe = !c.SiteProbe },
-			func(c *core.Check) { c.AuditKnown, c.Audit, c.InSetID = true, true, true },
-			func(c *core.Check) { c.Comm = "other\x1b" },
-			func(c *core.Check) { c.EUID++ },
-			func(c *core.Check) { c.GID++ },
-			func(c *core.Check) { c.CgroupID++ },
-			func(c *core.Check) { c.CgroupName = "x.scope" },
-			func(c *core.Check) { c.CapPermitted, c.CapEffective = 1<<21, 0 },
-			func(c *core.Check) { c.CapInheritable = 1 },
-			func(c *core.Check) { c.NS[2]++ },
-			func(c *core.Check) { c.NsPid++ },
-		} {
-			v := *base
-			change(&v)
-			variants = append(variants, &v)
-		}
-	}
-	var shared bytes.Buffer
-	w := NewJSON(&shared, "node", hostNS)
-	var want []byte
-	if len(variants)%5 == 0 {
-		t.Fatal("the stride must be prime to the number of variants")
-	}
-	for i := range 2 * len(variants) {
-		c := variants[(i/2*5)%len(variants)] // each twice in a row, then another (5 is prime to 84)
-		if err := w.Write(c); err != nil {
-			t.Fatal(err)
-		}
-		want = append(NewJSON(io.Discard, "node", hostNS).Append(want, c), '\n')
-	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	got := bytes.Split(shared.Bytes(), []byte{'\n'})
-	for i, line := range bytes.Split(want, []byte{'\n'}) {
-		if i >= len(got) || !bytes.Equal(got[i], line) {
-			t.Fatalf("line %d:\n got %s\nwant %s", i, got[min(i, len(got)-1)], line)
-		}
-	}
-}
-
 // On a terminal every line fits its width, the header is never broken, and
 // the verdict column lines up with the header's, with and without color.
 func TestCompactFitsTheTerminal(t *testing.T) {
-	checks := sampleChecks()
+	checks := testutil.SampleChecks()
 	long := *checks[1]
 	long.Container = &core.Container{Name: "redis", Pod: &core.Pod{Namespace: "default", Name: "redis-6886f88696-6jnf6"}}
 	long.Process = &core.Process{Tgid: 4194303, Binary: "/usr/bin/containerd-shim-runc-v2-" + strings.Repeat("日本", 20)}

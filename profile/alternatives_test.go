@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/capsrec/capsrec/core"
-	"github.com/capsrec/capsrec/output"
+	"github.com/capsrec/capsrec/tetragon"
 )
 
 // netCheck is a check (or a Listen item) of pod's container "server" for the
@@ -38,7 +38,7 @@ func profileOfNet(t *testing.T, checks ...netCheck) *Profile {
 func netJSON(t *testing.T, checks ...netCheck) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w := output.NewJSON(&buf, "node1", hostNS)
+	w := tetragon.NewWriter(&buf, "node1", hostNS)
 	for i, n := range checks {
 		c := &core.Check{
 			Time:    t0.Add(time.Duration(i) * time.Second),

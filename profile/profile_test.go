@@ -16,7 +16,7 @@ import (
 
 	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/internal/testutil"
-	"github.com/capsrec/capsrec/output"
+	"github.com/capsrec/capsrec/tetragon"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -39,7 +39,7 @@ var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 // writeCapsrecJSON writes checks the way capsrec record -o json does, with the real writer.
 func writeCapsrecJSON(t *testing.T, node string, fx []fixture) []byte {
 	var buf bytes.Buffer
-	w := output.NewJSON(&buf, node, [core.NSCount]uint32{})
+	w := tetragon.NewWriter(&buf, node, [core.NSCount]uint32{})
 	for i, f := range fx {
 		c := &core.Check{
 			Time:    t0.Add(time.Duration(i) * time.Second),

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/capsrec/capsrec/internal/boundedfile"
+	"github.com/capsrec/capsrec/tetragon"
 )
 
 // ReadOptions tune reading JSON lines.
@@ -229,28 +230,17 @@ func readPretty(name string, r io.Reader, opts ReadOptions, p *Profile) error {
 	if len(data) > MaxPretty {
 		return fmt.Errorf("%s: indented JSON larger than %d MiB; give JSON lines (one event a line), as capsrec record -o json writes", name, MaxPretty>>20)
 	}
-	s := &scanner{b: data}
-	add := func() error {
-		start := s.pos
-		if err := s.skip(); err != nil {
-			return fmt.Errorf("%s:%d: %v", name, 1+bytes.Count(data[:start], []byte{'\n'}), err)
-		}
-		if err := p.take(data[start:s.pos], opts); err != nil {
-			return fmt.Errorf("%s:%d: %v", name, 1+bytes.Count(data[:start], []byte{'\n'}), err)
+	lineAt := func(start int) int { return 1 + bytes.Count(data[:start], []byte{'\n'}) }
+	err = tetragon.Values(data, func(event []byte, start int) error {
+		if err := p.take(event, opts); err != nil {
+			return fmt.Errorf("%s:%d: %v", name, lineAt(start), err)
 		}
 		return nil
+	})
+	if ve := (*tetragon.ValueError)(nil); errors.As(err, &ve) {
+		return fmt.Errorf("%s:%d: %v", name, lineAt(ve.Start), ve.Err)
 	}
-	if s.peek() == '[' {
-		if err := s.array(add); err != nil {
-			return err
-		}
-	}
-	for s.peek() != 0 {
-		if err := add(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return err
 }
 
 // take parses one event into p; an error is one the caller must report (not

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/capsrec/capsrec/core"
-	"github.com/capsrec/capsrec/output"
+	"github.com/capsrec/capsrec/tetragon"
 )
 
 // roundTrip profiles one check twice: as the live pipeline does (FromCheck)
@@ -20,7 +20,7 @@ func roundTrip(t *testing.T, c *core.Check) (live, read []byte) {
 	direct := New()
 	direct.Add(FromCheck(c))
 	var events bytes.Buffer
-	w := output.NewJSON(&events, "node", [core.NSCount]uint32{})
+	w := tetragon.NewWriter(&events, "node", [core.NSCount]uint32{})
 	if err := w.Write(c); err != nil {
 		t.Fatal(err)
 	}

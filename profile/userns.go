@@ -10,13 +10,11 @@ import (
 	"github.com/capsrec/capsrec/internal/callsite"
 	"github.com/capsrec/capsrec/internal/caps"
 	"github.com/capsrec/capsrec/internal/textsafe"
+	"github.com/capsrec/capsrec/tetragon"
 )
 
 // HostNS says which of an observation's namespaces are the host's.
-type HostNS struct {
-	Known               bool // the event said (capsrec's process.ns)
-	Net, PID, IPC, User bool
-}
+type HostNS = tetragon.HostNS
 
 // usernsNeed is one need as user-namespace readiness weighs it.
 type usernsNeed struct {

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/capsrec/capsrec/core"
-	"github.com/capsrec/capsrec/output"
+	"github.com/capsrec/capsrec/tetragon"
 )
 
 // nsCheck is a granted need of container "app" for readiness: own* puts it
@@ -35,7 +35,7 @@ func profileOfNS(t *testing.T, checks ...nsCheck) *Profile {
 		host[i] = 1
 	}
 	var buf bytes.Buffer
-	w := output.NewJSON(&buf, "node1", host)
+	w := tetragon.NewWriter(&buf, "node1", host)
 	for i, n := range checks {
 		c := &core.Check{
 			Time:    t0.Add(time.Duration(i) * time.Second),

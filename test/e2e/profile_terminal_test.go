@@ -13,7 +13,7 @@ import (
 	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/internal/termwidth"
 	"github.com/capsrec/capsrec/internal/testutil"
-	"github.com/capsrec/capsrec/output"
+	"github.com/capsrec/capsrec/tetragon"
 )
 
 // terminalEvents are checks whose profile table has every verdict, long
@@ -21,7 +21,7 @@ import (
 func terminalEvents(t *testing.T) string {
 	t.Helper()
 	var buf bytes.Buffer
-	w := output.NewJSON(&buf, "node-with-a-long-name", [core.NSCount]uint32{})
+	w := tetragon.NewWriter(&buf, "node-with-a-long-name", [core.NSCount]uint32{})
 	ctr := &core.Container{ID: "0123456789abcdef", Runtime: "containerd", Name: "application-server",
 		ImageName: "registry.example.com/team/application-server:2026.12.02-build.1234",
 		Pod:       &core.Pod{Namespace: "production-payments", Name: "application-server-7d4b9c8f6d-q8w2k"}}

@@ -1,4 +1,4 @@
-package output
+package tetragon
 
 import (
 	"io"
@@ -10,14 +10,15 @@ import (
 	"github.com/capsrec/capsrec/core"
 	"github.com/capsrec/capsrec/internal/caps"
 	"github.com/capsrec/capsrec/internal/syscalls"
+	"github.com/capsrec/capsrec/output"
 )
 
 // PolicyName is what capsrec puts in Tetragon's policy_name.
 const PolicyName = "capsrec"
 
-// JSON writes one Tetragon process_kprobe event per line.
-type JSON struct {
-	out    *lines
+// Writer writes one Tetragon process_kprobe event per line.
+type Writer struct {
+	out    *output.Lines
 	hostNS [len(core.NSNames)]uint32
 	// The parts of a process object that never change, by Process (immutable).
 	frags map[*core.Process][]byte
@@ -54,23 +55,23 @@ type contextTail struct {
 // maxCachedProcesses bounds the fragment cache; past it the cache starts over.
 const maxCachedProcesses = 8192
 
-// NewJSON writes to w; hostNS are the host's namespace inums, for is_host.
-func NewJSON(w io.Writer, node string, hostNS [len(core.NSNames)]uint32) *JSON {
+// NewWriter writes to w; hostNS are the host's namespace inums, for is_host.
+func NewWriter(w io.Writer, node string, hostNS [len(core.NSNames)]uint32) *Writer {
 	nodeTime := appendString([]byte(`}},"node_name":`), node)
-	return &JSON{out: newLines(w), hostNS: hostNS, nodeTime: append(nodeTime, `,"time":`...),
+	return &Writer{out: output.NewLines(w), hostNS: hostNS, nodeTime: append(nodeTime, `,"time":`...),
 		frags: map[*core.Process][]byte{}, sets: map[uint64][]byte{}, ctrs: map[*core.Container][3][]byte{}}
 }
 
 // Write encodes one check.
-func (j *JSON) Write(c *core.Check) error {
-	return j.out.write(j, c)
+func (j *Writer) Write(c *core.Check) error {
+	return j.out.Encode(j, c)
 }
 
 // Flush writes out what is buffered.
-func (j *JSON) Flush() error { return j.out.Flush() }
+func (j *Writer) Flush() error { return j.out.Flush() }
 
 // Append encodes c without a newline.
-func (j *JSON) Append(b []byte, c *core.Check) []byte {
+func (j *Writer) Append(b []byte, c *core.Check) []byte {
 	if c.Exec {
 		return j.appendExec(b, c)
 	}
@@ -114,7 +115,7 @@ func (j *JSON) Append(b []byte, c *core.Check) []byte {
 }
 
 // appendParent writes the parent object, when the parent is known.
-func (j *JSON) appendParent(b []byte, c *core.Check) []byte {
+func (j *Writer) appendParent(b []byte, c *core.Check) []byte {
 	p := c.Parent
 	if p == nil {
 		return b
@@ -129,7 +130,7 @@ func (j *JSON) appendParent(b []byte, c *core.Check) []byte {
 
 // appendExec writes Tetragon's process_exec event: a program's exec in a
 // container; capsrec.container_start when it was the container's start.
-func (j *JSON) appendExec(b []byte, c *core.Check) []byte {
+func (j *Writer) appendExec(b []byte, c *core.Check) []byte {
 	b = append(b, `{"process_exec":{"process":{`...)
 	b = append(b, j.fragment(c.Process)...)
 	b = appendUint(b, true, "uid", uint64(c.UID))
@@ -150,7 +151,7 @@ func (j *JSON) appendExec(b []byte, c *core.Check) []byte {
 
 // appendListen writes capsrec_listen: a socket listening on a port below
 // 1024 that needed no CAP_NET_BIND_SERVICE check, and the sysctl that let it.
-func (j *JSON) appendListen(b []byte, c *core.Check) []byte {
+func (j *Writer) appendListen(b []byte, c *core.Check) []byte {
 	b = append(b, `{"capsrec_listen":{"process":{`...)
 	b = append(b, j.fragment(c.Process)...)
 	b = appendUint(b, true, "uid", uint64(c.UID))
@@ -197,7 +198,7 @@ type Summary struct {
 }
 
 // WriteSummary writes the summary line.
-func (j *JSON) WriteSummary(s Summary) error {
+func (j *Writer) WriteSummary(s Summary) error {
 	b := []byte(`{"capsrec_summary":{"start_time":`)
 	b = appendTimestamp(b, s.Start)
 	b = appendKey(b, true, "end_time")
@@ -205,7 +206,7 @@ func (j *JSON) WriteSummary(s Summary) error {
 	b = appendUint(b, true, "seen", s.Seen)
 	b = appendUint(b, true, "lost", s.Lost)
 	b = append(b, j.nodeTime[1:len(j.nodeTime)-len(`,"time":`)]...)
-	return j.out.writeLine(append(b, '}'))
+	return j.out.WriteLine(append(b, '}'))
 }
 
 // checkCall is what a check says of the call itself: cap_capable's arguments
@@ -226,7 +227,7 @@ type checkCall struct {
 	netSysctls                 core.NetSysctls
 }
 
-func (j *JSON) appendCall(b []byte, c *checkCall) []byte {
+func (j *Writer) appendCall(b []byte, c *checkCall) []byte {
 	b = append(b, `,"function_name":"cap_capable","args":[{"user_ns_arg":{`...)
 	b = appendUint(b, false, "level", uint64(c.targetNS.Level))
 	b = appendUint(b, true, "uid", uint64(c.targetNS.UID))
@@ -298,7 +299,7 @@ func executable(p *core.Process) string {
 }
 
 // appendSets writes the process's cap object, left out when every set is empty.
-func (j *JSON) appendSets(b []byte, c *core.Check) []byte {
+func (j *Writer) appendSets(b []byte, c *core.Check) []byte {
 	if c.CapPermitted|c.CapEffective|c.CapInheritable == 0 {
 		return b
 	}
@@ -309,7 +310,7 @@ func (j *JSON) appendSets(b []byte, c *core.Check) []byte {
 	return append(b, '}')
 }
 
-func (j *JSON) fragment(p *core.Process) []byte {
+func (j *Writer) fragment(p *core.Process) []byte {
 	if f, ok := j.frags[p]; ok {
 		return f
 	}
@@ -341,7 +342,7 @@ func (j *JSON) fragment(p *core.Process) []byte {
 	return b
 }
 
-func (j *JSON) appendNS(b []byte, inum uint32, idx int) []byte {
+func (j *Writer) appendNS(b []byte, inum uint32, idx int) []byte {
 	b = append(b, `{"inum":`...)
 	b = strconv.AppendUint(b, uint64(inum), 10)
 	if inum != 0 && inum == j.hostNS[idx] {
@@ -350,7 +351,7 @@ func (j *JSON) appendNS(b []byte, inum uint32, idx int) []byte {
 	return append(b, '}')
 }
 
-func (j *JSON) appendNamespaces(b []byte, ns *[len(core.NSNames)]uint32) []byte {
+func (j *Writer) appendNamespaces(b []byte, ns *[len(core.NSNames)]uint32) []byte {
 	b = append(b, `,"ns":{`...)
 	for i, name := range core.NSNames {
 		b = appendKey(b, i > 0, name)
@@ -360,7 +361,7 @@ func (j *JSON) appendNamespaces(b []byte, ns *[len(core.NSNames)]uint32) []byte 
 }
 
 // appendSet writes a capability set as Tetragon does: names, omitted when empty.
-func (j *JSON) appendSet(b []byte, comma bool, key string, set uint64) []byte {
+func (j *Writer) appendSet(b []byte, comma bool, key string, set uint64) []byte {
 	if set == 0 {
 		return b
 	}
@@ -383,7 +384,7 @@ func (j *JSON) appendSet(b []byte, comma bool, key string, set uint64) []byte {
 
 // appendContainer writes Tetragon's pod and docker fields; nsPid 0 leaves out
 // container.pid. All but the pid is rendered once per container.
-func (j *JSON) appendContainer(b []byte, ctr *core.Container, nsPid uint32) []byte {
+func (j *Writer) appendContainer(b []byte, ctr *core.Container, nsPid uint32) []byte {
 	if ctr == nil {
 		return b
 	}
@@ -399,7 +400,7 @@ func (j *JSON) appendContainer(b []byte, ctr *core.Container, nsPid uint32) []by
 // described in no pod (docker run, ctr run): Tetragon's process.docker holds
 // 31 characters of its id, and no name or image. One only a cgroup's name
 // calls a container (a pod's sandbox, one gone, anyone's cgroup) has none.
-func (j *JSON) appendBareContainer(b []byte, ctr *core.Container) []byte {
+func (j *Writer) appendBareContainer(b []byte, ctr *core.Container) []byte {
 	if ctr == nil || ctr.Pod != nil || ctr.Undescribed {
 		return b
 	}
@@ -407,7 +408,7 @@ func (j *JSON) appendBareContainer(b []byte, ctr *core.Container) []byte {
 }
 
 // container is ctr's blocks, rendered once.
-func (j *JSON) container(ctr *core.Container) [3][]byte {
+func (j *Writer) container(ctr *core.Container) [3][]byte {
 	parts, ok := j.ctrs[ctr]
 	if !ok {
 		if len(j.ctrs) >= maxCachedContainers {

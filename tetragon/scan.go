@@ -1,4 +1,4 @@
-package profile
+package tetragon
 
 import (
 	"bytes"
@@ -317,4 +317,38 @@ func (s *scanner) array(elem func() error) error {
 			return s.fail("expected , or ]")
 		}
 	}
+}
+
+// ValueError is a value of a stream Values could not read, and where it starts.
+type ValueError struct {
+	Start int
+	Err   error
+}
+
+func (e *ValueError) Error() string { return e.Err.Error() }
+
+// Values calls each with every JSON value of data, a stream of them or one
+// array of them, and the offset it starts at: indented JSON (jq's, or
+// Tetragon's documentation's). A value that is not JSON is a *ValueError;
+// each's errors come back as they are.
+func Values(data []byte, each func(value []byte, start int) error) error {
+	s := &scanner{b: data}
+	add := func() error {
+		start := s.pos
+		if err := s.skip(); err != nil {
+			return &ValueError{Start: start, Err: err}
+		}
+		return each(data[start:s.pos], start)
+	}
+	if s.peek() == '[' {
+		if err := s.array(add); err != nil {
+			return err
+		}
+	}
+	for s.peek() != 0 {
+		if err := add(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
