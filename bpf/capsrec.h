@@ -30,15 +30,18 @@ enum event_type {
 #define CAP_NET_RAW 13
 #define PRIVILEGED_PORTS 1024 /* the kernel's default ip_unprivileged_port_start */
 
+/* In the order --attach auto tries them; user space names each in lower case
+ * (tools/enumgen). */
 enum attach_method {
 	METHOD_TRACEPOINT = 1,
 	METHOD_FEXIT = 2,
 	METHOD_KPROBE = 3,
 };
 
-/* Who a check belongs to (capsrec.class): the workload's own need, a kernel probe
- * (a caller whose answer gates nothing: callsite.Kinds), the container runtime
- * setting a container up, or a check under borrowed credentials. */
+/* Who a check belongs to (capsrec.class: the member's name in lower case): the
+ * workload's own need, a kernel probe (a caller whose answer gates nothing:
+ * callsite.Kinds), the container runtime setting a container up, or a check
+ * under borrowed credentials. */
 enum check_class {
 	CLASS_NEED = 0,
 	CLASS_PROBE = 1,

@@ -47,7 +47,7 @@ var profileCommand = &cli.Command{
 		runtimeBinaryFlag,
 		&cli.DurationFlag{Name: "interval", Usage: "with --live: also print the profile this often (e.g. 1m)"},
 		&cli.DurationFlag{Name: "duration", Usage: "with --live or a command: stop after this long; else Ctrl-C (or the command's end)"},
-		&cli.StringFlag{Name: "attach", Value: string(core.MethodAuto), Usage: "with --live or a command: auto, tracepoint, fexit or kprobe"},
+		&cli.StringFlag{Name: "attach", Value: string(core.MethodAuto), Usage: "with --live or a command: " + core.MethodChoices()},
 		&cli.StringFlag{Name: "ready-file", Usage: "with --live or a command: write this file once the hooks are attached"},
 	},
 	Action: runProfile,

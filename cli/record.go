@@ -38,7 +38,7 @@ var recordCommand = &cli.Command{
 		&cli.StringFlag{Name: "color", Value: "auto", Usage: "auto, always or never; auto colors a terminal unless NO_COLOR is set"},
 		WideFlag,
 		&cli.IntFlag{Name: "width", Hidden: true, Usage: "lay lines out for a terminal this wide, stdout's and stderr's (kubectl capsrec passes its own)"},
-		&cli.StringFlag{Name: "attach", Value: string(core.MethodAuto), Usage: "auto, tracepoint, fexit or kprobe; auto takes the first that works, in that order"},
+		&cli.StringFlag{Name: "attach", Value: string(core.MethodAuto), Usage: core.MethodChoices() + "; auto takes the first that works, in that order"},
 		&cli.IntSliceFlag{Name: "pid", Usage: "only checks of this process (thread group id); repeatable"},
 		&cli.StringFlag{Name: "comm", Usage: "only checks of tasks with this comm (the kernel's 15-character name)"},
 		&cli.StringSliceFlag{Name: "binary", Usage: "only checks of this binary: a base name or glob (dmesg, ip*), or a path or path glob (/usr/bin/*); repeatable"},

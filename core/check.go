@@ -23,8 +23,9 @@ type UserNS struct {
 // space (enrich), never by the kernel.
 type Class uint8
 
-// ClassNames are the JSON's capsrec.class values, indexed by Class.
-var ClassNames = [ClassCount]string{"need", "probe", "runtime", "override_creds", "userns"}
+// The JSON's capsrec.class values are ClassNames, indexed by Class: each
+// is its name in capsrec.h's enum check_class, in lower case.
+var _ [ClassCount]struct{} = [len(ClassNames)]struct{}{} // every class has its name
 
 // AnswerNames are capsrec.user_ns_rule's values, indexed by Check.NSAnswer
 // (AnswerCaps: the credentials' own namespace, their effective set, decided;

@@ -9,6 +9,9 @@ const (
 	MethodIDKprobe     = 3
 )
 
+// methodIDNames are enum attach_method's names, indexed by value.
+var methodIDNames = [...]string{MethodIDTracepoint: "tracepoint", MethodIDFexit: "fexit", MethodIDKprobe: "kprobe"}
+
 // capsrec.h's enum check_class.
 const (
 	ClassNeed          Class = 0
@@ -18,6 +21,9 @@ const (
 	ClassUserNS        Class = 4
 	ClassCount         Class = 5
 )
+
+// ClassNames are enum check_class's names, indexed by value.
+var ClassNames = [...]string{ClassNeed: "need", ClassProbe: "probe", ClassRuntime: "runtime", ClassOverrideCreds: "override_creds", ClassUserNS: "userns"}
 
 // capsrec.h's enum site_kind.
 const (

@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -16,27 +17,40 @@ const (
 )
 
 // MethodOf names the method of a record's method field (capsrec.h's enum
-// attach_method); "" when it is none.
+// attach_method, each named in lower case); "" when it is none.
 func MethodOf(id uint8) Method {
-	switch id {
-	case MethodIDTracepoint:
-		return MethodTracepoint
-	case MethodIDFexit:
-		return MethodFexit
-	case MethodIDKprobe:
-		return MethodKprobe
+	if int(id) < len(methodIDNames) {
+		return Method(methodIDNames[id])
 	}
 	return ""
 }
 
-// Methods lists the concrete methods in the order auto tries them.
-var Methods = []Method{MethodTracepoint, MethodFexit, MethodKprobe}
+// Methods lists the concrete methods in the order auto tries them: enum
+// attach_method's.
+var Methods = func() []Method {
+	var l []Method
+	for _, n := range methodIDNames {
+		if n != "" {
+			l = append(l, Method(n))
+		}
+	}
+	return l
+}()
 
-// ParseMethod accepts auto, tracepoint, fexit or kprobe.
+// MethodChoices is what --attach takes: "auto, tracepoint, fexit or kprobe".
+func MethodChoices() string {
+	names := []string{string(MethodAuto)}
+	for _, m := range Methods {
+		names = append(names, string(m))
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// ParseMethod accepts auto or one of Methods.
 func ParseMethod(s string) (Method, error) {
-	switch m := Method(strings.ToLower(s)); m {
-	case MethodAuto, MethodTracepoint, MethodFexit, MethodKprobe:
+	m := Method(strings.ToLower(s))
+	if m == MethodAuto || slices.Contains(Methods, m) {
 		return m, nil
 	}
-	return "", fmt.Errorf("unknown attach method %q (want auto, tracepoint, fexit or kprobe)", s)
+	return "", fmt.Errorf("unknown attach method %q (want %s)", s, MethodChoices())
 }

@@ -19,16 +19,18 @@ import (
 )
 
 // shared lists the enums to write: the C name, the Go type ("" for untyped
-// constants), the C prefix each member drops and the Go prefix it takes.
-var shared = []struct{ c, goType, cPrefix, goPrefix string }{
-	{"attach_method", "", "METHOD_", "MethodID"},
-	{"check_class", "Class", "CLASS_", "Class"},
-	{"site_kind", "", "SITE_", "Site"},
-	{"runtime_mark_bits", "", "MARK_", "Mark"},
-	{"verdict_filter", "Verdict", "VERDICT_", "Verdict"},
-	{"cgroup_filter_mode", "CgroupFilter", "CGROUPS_", "Cgroups"},
-	{"ns_answer", "", "ANSWER_", "Answer"},
-	{"ns_index", "", "NS_", "NS"},
+// constants), the C prefix each member drops and the Go prefix it takes, and
+// the table of the members' lower-case names, indexed by value, to write
+// ("" none; a _COUNT member has none).
+var shared = []struct{ c, goType, cPrefix, goPrefix, names string }{
+	{"attach_method", "", "METHOD_", "MethodID", "methodIDNames"},
+	{"check_class", "Class", "CLASS_", "Class", "ClassNames"},
+	{"site_kind", "", "SITE_", "Site", ""},
+	{"runtime_mark_bits", "", "MARK_", "Mark", ""},
+	{"verdict_filter", "Verdict", "VERDICT_", "Verdict", ""},
+	{"cgroup_filter_mode", "CgroupFilter", "CGROUPS_", "Cgroups", ""},
+	{"ns_answer", "", "ANSWER_", "Answer", ""},
+	{"ns_index", "", "NS_", "NS", ""},
 }
 
 // words spelled otherwise than capitalised.
@@ -90,6 +92,16 @@ func run(header, out string) error {
 			b.WriteByte('\n')
 		}
 		b.WriteString(")\n")
+		if e.names != "" {
+			fmt.Fprintf(&b, "\n// %s are enum %s's names, indexed by value.\nvar %s = [...]string{", e.names, e.c, e.names)
+			for _, m := range members {
+				name := strings.TrimPrefix(m.name, e.cPrefix)
+				if name != "COUNT" {
+					fmt.Fprintf(&b, "%s%s: %q, ", e.goPrefix, camel(name), strings.ToLower(name))
+				}
+			}
+			b.WriteString("}\n")
+		}
 	}
 	code, err := format.Source(b.Bytes())
 	if err != nil {
