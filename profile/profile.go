@@ -160,6 +160,29 @@ func (v Verdict) Short() string {
 	return "refused"
 }
 
+// Explained is what a verdict means, for the table's legend.
+func (v Verdict) Explained() string {
+	switch v {
+	case Needed:
+		return "granted to the workload's own code: in the add list"
+	case NeededNoCallSite:
+		return "granted in an event without a call site (Tetragon input), not known to be noaudit: in the add list"
+	case DeniedTried:
+		return "the workload tried and was refused: add it only if that operation is wanted"
+	case ProbeOnly:
+		return "granted in kernel probes only: not needed"
+	case RuntimeOnly:
+		return "granted to the container runtime's setup only: not needed"
+	case OverrideOnly:
+		return "granted under override_creds (someone else's credentials) only: not needed"
+	case UserNSOnly:
+		return "granted only in a user namespace the workload made or owns (unshare -U, the namespace owner's rule): no capability of the container decides it, not needed"
+	case DeniedUserNS:
+		return "refused only from inside a user namespace of the workload's own: no capability added to the container would grant it"
+	}
+	return "denied in probes, runtime setup or override_creds only: not a need"
+}
+
 // Verdicts are every verdict, in the order the table's legend explains them.
 var Verdicts = []Verdict{Needed, NeededNoCallSite, DeniedTried, ProbeOnly, RuntimeOnly, OverrideOnly, UserNSOnly, DeniedUserNS, DeniedProbe}
 
