@@ -1,10 +1,13 @@
 package bpf
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
 
 	"github.com/capsrec/capsrec/core"
 )
@@ -115,4 +118,55 @@ func kernelSpec(cfg Config) (*btf.Spec, error) {
 		return nil, fmt.Errorf("kernel BTF not found (%w): capsrec needs /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF) or a BTF file given with --btf", err)
 	}
 	return spec, nil
+}
+
+// capProgram are the programs on cap_capable of each method; only those of
+// the method at hand are loaded.
+var capProgram = map[Method][]string{
+	MethodTracepoint: {capsrecProgTpCapCapable},
+	MethodFexit:      {capsrecProgFexitCapCapable, capsrecProgFexitCapCapableLegacy},
+	MethodKprobe:     {capsrecProgKprobeCapCapable, capsrecProgKretprobeCapCapable},
+}
+
+// attachError says why a link of method did not attach.
+func attachError(method Method, err error, what string) error {
+	if method == MethodKprobe && errors.Is(err, os.ErrNotExist) {
+		return unavailable(method, "this kernel has no kprobes (CONFIG_KPROBES is off: no kprobe PMU, no tracefs kprobe_events)")
+	}
+	// arm64 kernels before 6.4 (no ftrace direct calls) load fexit programs but cannot attach them.
+	if method == MethodFexit && (errors.Is(err, errENOTSUPP) || errors.Is(err, ebpf.ErrNotSupported)) {
+		return unavailable(method, "this kernel cannot attach fexit programs to its functions (%s: no BPF trampoline for them here); use --attach kprobe", what)
+	}
+	return unavailable(method, "attaching %s: %v", what, err)
+}
+
+// attachChecks attaches method's programs on cap_capable, last: every
+// other program is on by then. tracing attaches a BTF program by name; add
+// keeps a link, or says why it did not attach.
+func (s *Session) attachChecks(method Method, tracing func(string) error, add func(link.Link, error, string) error) error {
+	switch method {
+	case MethodTracepoint:
+		return tracing(capsrecProgTpCapCapable)
+	case MethodFexit:
+		for _, p := range capProgram[MethodFexit] {
+			if s.coll.Programs[p] != nil {
+				return tracing(p)
+			}
+		}
+	case MethodKprobe:
+		// The kretprobe first: the kernel runs the handlers of one address newest
+		// first, so the kprobe program runs before the kretprobe replaces the
+		// return address, which arm64 keeps in the link register (the caller).
+		l, err := link.Kretprobe("cap_capable", s.coll.Programs[capsrecProgKretprobeCapCapable], &link.KprobeOptions{RetprobeMaxActive: 4096})
+		if errors.Is(err, link.ErrNotSupported) || errors.Is(err, os.ErrNotExist) {
+			// maxactive needs the tracefs kprobe interface; the PMU one uses the kernel default.
+			l, err = link.Kretprobe("cap_capable", s.coll.Programs[capsrecProgKretprobeCapCapable], nil)
+		}
+		if err := add(l, err, "kretprobe cap_capable"); err != nil {
+			return err
+		}
+		l, err = link.Kprobe("cap_capable", s.coll.Programs[capsrecProgKprobeCapCapable], nil)
+		return add(l, err, "kprobe cap_capable")
+	}
+	return fmt.Errorf("unknown attach method %q", method)
 }

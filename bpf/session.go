@@ -3,7 +3,6 @@ package bpf
 import (
 	"errors"
 	"fmt"
-	"os"
 	"syscall"
 
 	"github.com/capsrec/capsrec/core"
@@ -26,14 +25,6 @@ type Session struct {
 	OptsKind OptsKind
 	// ListenHookErr says why low ports bound without a check are not seen (nil: they are).
 	ListenHookErr error
-}
-
-// capProgram are the programs on cap_capable of each method; only those of
-// the method at hand are loaded.
-var capProgram = map[Method][]string{
-	MethodTracepoint: {capsrecProgTpCapCapable},
-	MethodFexit:      {capsrecProgFexitCapCapable, capsrecProgFexitCapCapableLegacy},
-	MethodKprobe:     {capsrecProgKprobeCapCapable, capsrecProgKretprobeCapCapable},
 }
 
 // processTracepoints are the exec/fork/exit tracepoints, and their programs:
@@ -178,15 +169,8 @@ func (s *Session) assign() error {
 func (s *Session) attach(method Method, cfg Config) error {
 	trackProcesses, externalBTF := cfg.TrackProcesses, cfg.KernelBTF != nil
 	add := func(l link.Link, err error, what string) error {
-		if method == MethodKprobe && errors.Is(err, os.ErrNotExist) {
-			return unavailable(method, "this kernel has no kprobes (CONFIG_KPROBES is off: no kprobe PMU, no tracefs kprobe_events)")
-		}
-		// arm64 kernels before 6.4 (no ftrace direct calls) load fexit programs but cannot attach them.
-		if method == MethodFexit && (errors.Is(err, errENOTSUPP) || errors.Is(err, ebpf.ErrNotSupported)) {
-			return unavailable(method, "this kernel cannot attach fexit programs to its functions (%s: no BPF trampoline for them here); use --attach kprobe", what)
-		}
 		if err != nil {
-			return unavailable(method, "attaching %s: %v", what, err)
+			return attachError(method, err, what)
 		}
 		s.links = append(s.links, l)
 		return nil
@@ -222,31 +206,7 @@ func (s *Session) attach(method Method, cfg Config) error {
 			return err
 		}
 	}
-	switch method {
-	case MethodTracepoint:
-		return tracing(capsrecProgTpCapCapable)
-	case MethodFexit:
-		for _, p := range capProgram[MethodFexit] {
-			if s.coll.Programs[p] != nil {
-				return tracing(p)
-			}
-		}
-	case MethodKprobe:
-		// The kretprobe first: the kernel runs the handlers of one address newest
-		// first, so the kprobe program runs before the kretprobe replaces the
-		// return address, which arm64 keeps in the link register (the caller).
-		l, err := link.Kretprobe("cap_capable", s.coll.Programs[capsrecProgKretprobeCapCapable], &link.KprobeOptions{RetprobeMaxActive: 4096})
-		if errors.Is(err, link.ErrNotSupported) || errors.Is(err, os.ErrNotExist) {
-			// maxactive needs the tracefs kprobe interface; the PMU one uses the kernel default.
-			l, err = link.Kretprobe("cap_capable", s.coll.Programs[capsrecProgKretprobeCapCapable], nil)
-		}
-		if err := add(l, err, "kretprobe cap_capable"); err != nil {
-			return err
-		}
-		l, err = link.Kprobe("cap_capable", s.coll.Programs[capsrecProgKprobeCapCapable], nil)
-		return add(l, err, "kprobe cap_capable")
-	}
-	return fmt.Errorf("unknown attach method %q", method)
+	return s.attachChecks(method, tracing, add)
 }
 
 // Events is the ring buffer the programs write to.
