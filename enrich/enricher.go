@@ -137,10 +137,15 @@ func (e *Enricher) Resolve(c *core.Check) <-chan struct{} {
 	go func() {
 		info, err := e.cri.Lookup(context.Background(), ref.ID)
 		// The runtime records a container's start just after it starts it: at a
-		// hand-over, give it a moment (within the queue's wait).
+		// hand-over, give it a moment (within the queue's wait). A container
+		// removed meanwhile keeps the answer it had: it was that pod's.
 		for tries := 0; starting && err == nil && info.Container.StartTime.IsZero() && tries < 15; tries++ {
 			time.Sleep(100 * time.Millisecond)
-			info, err = e.cri.Lookup(context.Background(), ref.ID)
+			next, nerr := e.cri.Lookup(context.Background(), ref.ID)
+			if nerr != nil {
+				break
+			}
+			info = next
 		}
 		e.mu.Lock()
 		if err != nil {

@@ -20,6 +20,8 @@ type fakeRuntime struct {
 	listed  []*Info
 	block   map[string]chan struct{}
 	lookups []string
+	// goneAfter removes a container after this many lookups of it.
+	goneAfter map[string]int
 }
 
 func (f *fakeRuntime) List(context.Context) ([]*Info, error) { return f.listed, nil }
@@ -34,10 +36,22 @@ func (f *fakeRuntime) Lookup(_ context.Context, id string) (*Info, error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if n, ok := f.goneAfter[id]; ok && countOf(f.lookups, id) > n {
+		return nil, errors.New("NotFound")
+	}
 	if in, ok := f.known[id]; ok {
 		return in, nil
 	}
 	return nil, errors.New("NotFound")
+}
+
+func countOf(l []string, s string) (n int) {
+	for _, x := range l {
+		if x == s {
+			n++
+		}
+	}
+	return n
 }
 
 func (f *fakeRuntime) lookupCount() int {
@@ -96,6 +110,7 @@ func TestQueueOrderAndIdentity(t *testing.T) {
 		known   []*Info // what Lookup finds later
 		blocked string  // a lookup that never answers (the queue times out)
 		noRT    bool    // no runtime at all
+		gone    string  // removed after its first lookup
 		checks  []*core.Check
 		want    []string
 		lookups int
@@ -128,13 +143,22 @@ func TestQueueOrderAndIdentity(t *testing.T) {
 			checks:  []*core.Check{check(1, a, 10), handover(check(2, a, 10)), check(3, a, 10)},
 			want:    []string{"pod web", "pod web, started", "pod web, started"},
 			lookups: 1},
+		{name: "removed while its start is awaited: the first answer stands",
+			known:   []*Info{info(b, "db", 20)},
+			gone:    b,
+			checks:  []*core.Check{handover(check(1, b, 20)), check(2, b, 20)},
+			want:    []string{"pod db", "pod db"},
+			lookups: 2},
 		{name: "no runtime: ids alone, nothing waits",
 			noRT:   true,
 			checks: []*core.Check{check(1, a, 10), check(2, "", 1)},
 			want:   []string{"undescribed aaaa", "host"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rt := &fakeRuntime{known: map[string]*Info{}, listed: tc.listed, block: map[string]chan struct{}{}}
+			rt := &fakeRuntime{known: map[string]*Info{}, listed: tc.listed, block: map[string]chan struct{}{}, goneAfter: map[string]int{}}
+			if tc.gone != "" {
+				rt.goneAfter[tc.gone] = 1
+			}
 			for _, in := range append(slices.Clone(tc.listed), tc.known...) {
 				rt.known[in.Container.ID] = in
 			}
