@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/capsrec/capsrec/core"
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+
+	"github.com/capsrec/capsrec/core"
 )
 
 // Config is what the programs are specialised with before load.

@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"syscall"
 
-	"github.com/capsrec/capsrec/core"
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/capsrec/capsrec/core"
 )
 
 // Session is a loaded and attached set of programs. Close detaches and frees all of it.

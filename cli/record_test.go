@@ -5,8 +5,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/capsrec/capsrec/core"
 	"github.com/urfave/cli/v2"
+
+	"github.com/capsrec/capsrec/core"
 )
 
 // planOf parses argv (after "capsrec record") as the app does and returns

@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/capsrec/capsrec/core"
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/capsrec/capsrec/core"
 )
 
 // PodFilter is record's --pod, --namespace, --container, --selector and --host.

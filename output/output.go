@@ -9,8 +9,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/capsrec/capsrec/core"
 	"github.com/mattn/go-isatty"
+
+	"github.com/capsrec/capsrec/core"
 )
 
 // Writer takes checks one by one; Flush pushes out what it buffered.
