@@ -220,13 +220,9 @@ func planRecord(c *cli.Context) (*recordPlan, error) {
 	if ringKiB < 4 || ringKiB > 1<<20 || ringKiB&(ringKiB-1) != 0 {
 		return nil, fmt.Errorf("--ring-buffer %d: want a power of two between 4 and 1048576 (KiB)", ringKiB)
 	}
-	p.opts = session.Options{
-		Method:         p.opts.Method,
-		Duration:       p.opts.Duration,
-		RingBufferSize: uint32(ringKiB) << 10,
-		// Wake the reader as an eighth fills; below that it polls every 25 ms.
-		WakeupBytes: uint32(ringKiB) << 10 / 8,
-	}
+	p.opts.RingBufferSize = uint32(ringKiB) << 10
+	// Wake the reader as an eighth fills; below that it polls every 25 ms.
+	p.opts.WakeupBytes = p.opts.RingBufferSize / 8
 	if !c.Bool("all") {
 		p.opts.HideClasses = 1<<core.ClassProbe | 1<<core.ClassRuntime
 	}
