@@ -194,6 +194,8 @@ struct site_range {
 	__u32 pad;
 };
 
+/* A context's namespaces, in order; lower-cased, each member names the
+ * namespace as Tetragon's process.ns does (tools/enumgen). */
 enum ns_index {
 	NS_UTS,
 	NS_IPC,

@@ -5,8 +5,9 @@ import (
 	"time"
 )
 
-// NSNames are Tetragon's names for the namespaces, indexed like Check.NS.
-var NSNames = [NSCount]string{"uts", "ipc", "mnt", "pid", "pid_for_children", "net", "time", "time_for_children", "cgroup", "user"}
+// Tetragon's names for the namespaces, indexed like Check.NS, are NSNames:
+// each is its name in capsrec.h's enum ns_index, in lower case.
+var _ [NSCount]struct{} = [len(NSNames)]struct{}{} // every namespace has its name
 
 // UserNS is the user namespace a capability was checked against.
 type UserNS struct {

@@ -77,3 +77,6 @@ const (
 	NSUser            = 9
 	NSCount           = 10
 )
+
+// NSNames are enum ns_index's names, indexed by value.
+var NSNames = [...]string{NSUts: "uts", NSIpc: "ipc", NSMnt: "mnt", NSPid: "pid", NSPidForChildren: "pid_for_children", NSNet: "net", NSTime: "time", NSTimeForChildren: "time_for_children", NSCgroup: "cgroup", NSUser: "user"}

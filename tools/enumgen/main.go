@@ -30,7 +30,7 @@ var shared = []struct{ c, goType, cPrefix, goPrefix, names string }{
 	{"verdict_filter", "Verdict", "VERDICT_", "Verdict", ""},
 	{"cgroup_filter_mode", "CgroupFilter", "CGROUPS_", "Cgroups", ""},
 	{"ns_answer", "", "ANSWER_", "Answer", ""},
-	{"ns_index", "", "NS_", "NS", ""},
+	{"ns_index", "", "NS_", "NS", "NSNames"},
 }
 
 // words spelled otherwise than capitalised.
