@@ -108,18 +108,13 @@ func Open(opts Options) (_ *Session, err error) {
 	if err != nil {
 		return nil, err
 	}
+	s.closeLast(cri)
 	if err := s.attach(tree); err != nil {
-		if cri != nil {
-			cri.Close()
-		}
 		return nil, err
 	}
 	if cri == nil {
 		cri, _ = DialRuntime(opts.RuntimeEndpoint, opts.Stderr)
-	}
-	if cri != nil {
-		// Closed last, once the context the pod watcher runs in has ended.
-		s.cleanup = append([]func(){func() { cri.Close() }}, s.cleanup...)
+		s.closeLast(cri)
 	}
 	s.enricher = enrich.NewEnricher(cri, warnOnce(opts.Stderr))
 	if opts.Pods.KernelMode() != core.CgroupsAll && cri != nil {
@@ -130,6 +125,14 @@ func Open(opts Options) (_ *Session, err error) {
 		go pods.Run(s.ctx)
 	}
 	return s, s.announceReady()
+}
+
+// closeLast closes the runtime's client once everything else is closed, the
+// context the pod watcher runs in first.
+func (s *Session) closeLast(cri *enrich.CRI) {
+	if cri != nil {
+		s.cleanup = append([]func(){func() { cri.Close() }}, s.cleanup...)
+	}
 }
 
 // podsBeforeAttach dials the runtime when pod filters need it, before
@@ -253,8 +256,9 @@ func settleForRecording() {
 // Context ends when the session does.
 func (s *Session) Context() context.Context { return s.ctx }
 
-// Until ends the session when ctx does too (a command's exit).
-func (s *Session) Until(ctx func(context.Context) context.Context) { s.ctx = ctx(s.ctx) }
+// Until ends the session when the context derived from its own ends too (a
+// command's exit).
+func (s *Session) Until(derive func(context.Context) context.Context) { s.ctx = derive(s.ctx) }
 
 // Follow has the kernel record pid's tree (Filter.FollowPids).
 func (s *Session) Follow(pid uint32) error { return s.hooks.Follow(pid) }
