@@ -33,7 +33,7 @@ type Event struct {
 	Exec, StartKnown, Start bool
 	ContainerPID            int64
 	ContainerID             string // runtime://ID, of process.pod.container or capsrec.container
-	// The network facts (alternatives.go): call site, bind(2)'s port or
+	// The network facts (profile/alternatives.go): call site, bind(2)'s port or
 	// socket(2)'s protocol, the namespace's sysctl, whether it is the host's;
 	// Listen: a capsrec_listen event.
 	CallSite, CallSiteVia string
